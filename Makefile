@@ -1,0 +1,22 @@
+# make demo   set up .venv if needed, then run the embedded demo reconstruction (configs/demo.yaml)
+# make test   set up .venv if needed, then run the test suite
+VENV ?= .venv
+STAMP := $(VENV)/.bootstrap-stamp
+
+.PHONY: demo test setup docs-ref
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	VENV=$(VENV) scripts/bootstrap.sh
+	touch $@
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ptyrad-core run configs/demo.yaml
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+docs-ref: $(STAMP)
+	$(VENV)/bin/ptyrad-core docs hooks > docs/hooks.md
+	$(VENV)/bin/ptyrad-core docs config > docs/config.md

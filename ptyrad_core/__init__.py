@@ -1,0 +1,18 @@
+"""ptyrad_core: plugin-based multislice electron ptychography by automatic differentiation."""
+
+from pluggy import HookimplMarker
+
+__version__ = "0.1.0"
+
+#: Decorator for plugin hook implementations: ``@ptyrad_core.hookimpl``.
+hookimpl = HookimplMarker("ptyrad_core")
+
+
+def run(config_or_path, overrides: list[str] | None = None, quiet: bool = True):
+    """Run a reconstruction from a YAML path, a config dict or a :class:`~ptyrad_core.config.Config`.
+
+    :return: the finished :class:`~ptyrad_core.engine.Reconstruction` (model, history, result path).
+    """
+    from .engine import run as _run
+
+    return _run(config_or_path, overrides, quiet)

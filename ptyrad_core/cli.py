@@ -1,0 +1,185 @@
+"""The ``ptyrad-core`` command line.
+
+    ptyrad-core run CONFIG [--set dotted.key=value ...] [--quiet | --verbose]
+    ptyrad-core validate CONFIG [--set ...]
+    ptyrad-core plugins [--json] [--schema]
+    ptyrad-core docs hooks|config
+
+Errors that ptyrad_core raises on purpose (bad config, bad data, a failing plugin) are printed
+as one message without a traceback, with exit status 2; ``--verbose`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .errors import PtyradError
+
+console = Console(stderr=True)
+
+
+def _plugin_manager_for(args):
+    from .config import load_config
+    from .plugin_manager import get_plugin_manager
+
+    if getattr(args, "config", None):
+        config = load_config(args.config, args.set)
+        return get_plugin_manager(config.plugins.modules, config.plugins.disable, base_dir=config._base_dir), config
+    return get_plugin_manager(), None
+
+
+def cmd_run(args) -> int:
+    from .config import load_config
+    from .engine import Reconstruction
+
+    config = load_config(args.config, args.set)
+    run = Reconstruction(config, quiet=args.quiet)
+    run.run()
+    h = run.history
+    table = Table(title=f"ptyrad-core: {run.iteration} iterations", show_header=True)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("final loss", f"{h['loss'][-1]:.6g}")
+    for name, values in h["loss_terms"].items():
+        table.add_row(f"  {name}", f"{values[-1]:.6g}")
+    times = sorted(h["time_s"][1:] or h["time_s"])
+    table.add_row("median time / iteration", f"{times[len(times) // 2]:.4f} s")
+    table.add_row("result", str(run.result_path))
+    if not args.quiet:
+        Console().print(table)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    import numpy as np
+
+    from .config import component_specs, validate_components
+    from .initialize import build_model, load_measurements, select_device
+
+    pm, config = _plugin_manager_for(args)
+    components = validate_components(config, pm)
+    meas = load_measurements(config, pm)
+    model = build_model(config, meas, components, select_device("cpu"), np.random.default_rng(config.recon.seed))
+    ob = model.object_amplitude.shape
+    print(f"{args.config}: valid")
+    print(f"  data      {meas.source}: {meas.n} patterns of {meas.pattern_shape[0]} x {meas.pattern_shape[1]}")
+    print(f"  sampling  dx = {model.dx:.5g} A, lambda = {model.wavelength:.5g} A, "
+          f"detector edge {model.wavelength / (2 * model.dx) * 1e3:.2f} mrad, aperture {config.experiment.conv_angle_mrad} mrad")
+    print(f"  object    {ob[0]} mode(s) x {ob[1]} slice(s) x {ob[2]} x {ob[3]} px; every probe window fits")
+    print(f"  probe     {model.probe.shape[0]} mode(s) of {model.window[0]} x {model.window[1]} px")
+    print(f"  plugins   {', '.join(f'{f}:{s.name}' for f, _, s in component_specs(config))}")
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    pm, _ = _plugin_manager_for(args)
+    rows = []
+    for family, registry in pm.registries.items():
+        for entry in registry.entries():
+            info = pm.info.get(entry.plugin)
+            rows.append({
+                "family": family, "name": entry.name, "plugin": entry.plugin,
+                "source": info.source if info else "?", "distribution": info.distribution if info else None,
+                "version": info.version if info else None,
+                "options": entry.cls.Options.model_json_schema() if args.schema else None,
+            })
+    observers = [
+        {"plugin": i.name, "source": i.source, "distribution": i.distribution, "version": i.version, "hooks": i.hooks}
+        for i in pm.info.values() if any(h.startswith("ptyrad_on_") or h == "ptyrad_configure" for h in i.hooks)
+    ]
+    errors = [str(e) for e in pm.load_errors]
+    if args.json or args.schema:
+        print(json.dumps({"components": rows, "observers": observers, "load_errors": errors}, indent=2))
+        return 0
+    table = Table(title="ptyrad-core plugins")
+    for col in ("family", "name", "plugin", "source", "version"):
+        table.add_column(col)
+    for r in rows:
+        dist = f"{r['distribution']} {r['version']}" if r["distribution"] else (r["version"] or "-")
+        table.add_row(r["family"], r["name"], r["plugin"], r["source"], dist)
+    for o in observers:
+        dist = f"{o['distribution']} {o['version']}" if o["distribution"] else "-"
+        table.add_row("lifecycle", ", ".join(h.removeprefix("ptyrad_") for h in o["hooks"]), o["plugin"], o["source"], dist)
+    Console().print(table)
+    for e in errors:
+        console.print(f"[yellow]warning:[/] {escape(e)}", highlight=False)
+    return 0
+
+
+def cmd_docs(args) -> int:
+    from .docgen import config_reference, hooks_reference
+
+    print(hooks_reference() if args.what == "hooks" else config_reference(), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ptyrad-core", description="Multislice electron ptychography by automatic differentiation.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p):
+        p.add_argument("config", help="YAML config file")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value by its dotted path, e.g. recon.iterations=5 (repeatable)")
+        p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
+
+    p = sub.add_parser("run", help="run a reconstruction")
+    with_config(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display or summary")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a config and its data without reconstructing")
+    with_config(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plugins", help="list plugins and their components")
+    p.add_argument("config", nargs="?", help="also load the plugins this config names")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--schema", action="store_true", help="include each component's options JSON schema")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("docs", help="print a generated reference page (markdown)")
+    p.add_argument("what", choices=["hooks", "config"])
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_docs)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    if args.verbose:
+        logging.getLogger("ptyrad_core").setLevel(logging.DEBUG)
+    try:
+        return args.func(args)
+    except PtyradError as exc:
+        if args.verbose:
+            raise
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,450 @@
+"""The run configuration: pydantic models, YAML loading, overrides and readable errors.
+
+Validation has two phases. The core schema below checks every section and, for plugin
+components, only ``{name, options: dict, ...}``; then each selected component validates its own
+``options`` with its own ``Options`` model (:func:`validate_components`). Errors name the YAML
+file and line, the dotted key path (``loss[0].options.dp_pow``), what was expected, and for
+unknown keys the closest valid spelling.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError, PluginError
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PluginsSection(Strict):
+    modules: list[str] = Field(
+        default_factory=list,
+        description="Extra plugin modules: dotted module names or paths to .py files (relative to the config file).",
+    )
+    disable: list[str] = Field(
+        default_factory=list, description="Plugin names to block (as listed by `ptyrad-core plugins`)."
+    )
+
+
+class ComponentSpec(Strict):
+    name: str = Field(description="Registered component name (see `ptyrad-core plugins`).")
+    options: dict[str, Any] = Field(default_factory=dict, description="The component's own options.")
+
+
+class LossSpec(ComponentSpec):
+    weight: float = Field(1.0, description="Weight of this term in the total loss.")
+
+
+class ConstraintSpec(ComponentSpec):
+    start_iter: int | None = Field(1, ge=1, description="First iteration it runs at; null = never.")
+    step: int = Field(1, ge=1, description="Runs every `step` iterations from start_iter.")
+    end_iter: int | None = Field(None, ge=1, description="Iteration from which it stops (exclusive); null = never stops.")
+
+    def runs_at(self, iteration: int) -> bool:
+        if self.start_iter is None or iteration < self.start_iter:
+            return False
+        if self.end_iter is not None and iteration >= self.end_iter:
+            return False
+        return (iteration - self.start_iter) % self.step == 0
+
+
+class DataSection(Strict):
+    path: Path = Field(description="Measurement file (relative paths are taken from the config file's folder).")
+    loader: str = Field("auto", description="Loader name, or 'auto' to choose by file type.")
+    options: dict[str, Any] = Field(default_factory=dict, description="The loader's own options (e.g. key).")
+    negative_values: Literal["error", "clip"] = Field(
+        "error", description="Negative intensities: 'error' rejects the data, 'clip' sets them to 0."
+    )
+
+
+class ExperimentSection(Strict):
+    energy_kV: float = Field(gt=0, description="Acceleration voltage in kV.")
+    conv_angle_mrad: float = Field(gt=0, description="Probe convergence semi-angle in mrad.")
+    dx_A: float | None = Field(None, gt=0, description="Real-space pixel size in Angstrom (= 1 / (N dk)).")
+    dk_invA: float | None = Field(None, gt=0, description="Detector pixel size in 1/Angstrom; give this or dx_A.")
+    aberrations: dict[str, float] = Field(
+        default_factory=dict,
+        description="Aberrations in Angstrom / degrees, Krivanek (C10, C12, phi12, C12a ...), Haider (C1, A1, ...) "
+        "or aliases (defocus = -C10, Cs = C30).",
+    )
+
+    @model_validator(mode="after")
+    def _one_sampling(self):
+        if (self.dx_A is None) == (self.dk_invA is None):
+            raise ValueError("give exactly one of dx_A and dk_invA")
+        return self
+
+    def pixel_size(self, npix: int) -> float:
+        """dx in Angstrom for ``npix`` detector pixels."""
+        return self.dx_A if self.dx_A is not None else 1.0 / (npix * self.dk_invA)
+
+
+class Affine(Strict):
+    scale: float = Field(1.0, gt=0, description="Isotropic scale of the scan.")
+    asymmetry: float = Field(0.0, description="Relative y/x scale difference: y * (1 + a/2), x * (1 - a/2).")
+    rotation_deg: float = Field(0.0, description="Scan rotation in degrees.")
+    shear_deg: float = Field(0.0, description="Scan shear in degrees.")
+
+
+class ScanSection(Strict):
+    source: Literal["raster", "file"] = Field("raster", description="'raster' from step and counts, or 'file'.")
+    n_slow: int = Field(gt=0, description="Scan positions along the slow (y) axis.")
+    n_fast: int = Field(gt=0, description="Scan positions along the fast (x) axis.")
+    step_A: float | None = Field(None, gt=0, description="Raster step in Angstrom (source: raster).")
+    affine: Affine = Field(default_factory=Affine, description="Affine distortion of the raster (about its centre).")
+    path: Path | None = Field(None, description="Position file (source: file): .h5/.hdf5 (with key), .npy or .txt.")
+    key: str | None = Field(None, description="Dataset key inside an HDF5 position file.")
+    units: Literal["px", "A"] = Field("px", description="Units of the positions in the file.")
+
+    @model_validator(mode="after")
+    def _source_fields(self):
+        if self.source == "raster" and self.step_A is None:
+            raise ValueError("source 'raster' needs step_A")
+        if self.source == "file" and self.path is None:
+            raise ValueError("source 'file' needs path")
+        return self
+
+
+class ProbeInit(Strict):
+    modes: int = Field(1, ge=1, description="Number of incoherent probe modes.")
+    mode_power: float = Field(0.02, gt=0, lt=1, description="Initial power fraction of each extra mode.")
+
+
+class ObjectInit(Strict):
+    modes: int = Field(1, ge=1, description="Number of incoherent object modes.")
+    slices: int = Field(1, ge=1, description="Number of slices Nz.")
+    slice_thickness_A: float = Field(gt=0, description="Initial slice thickness in Angstrom.")
+    shape: tuple[int, int] | None = Field(None, description="Object size (NY, NX) in pixels; null fits the scan.")
+    phase_noise: float = Field(0.0, ge=0, description="Std of random initial phase (radians); needed for omode > 1.")
+    occupancy: list[float] | None = Field(None, description="Object-mode occupancies (normalised); null = equal.")
+
+
+class TiltInit(Strict):
+    mode: Literal["global", "per_position"] = Field("global", description="One tilt for all positions, or one each.")
+    init_mrad: tuple[float, float] = Field((0.0, 0.0), description="Initial tilt (t_y, t_x) in mrad.")
+
+
+class ModelSection(Strict):
+    probe: ProbeInit = Field(default_factory=ProbeInit, description="Probe modes.")
+    object: ObjectInit = Field(description="Object modes, slices and size.")
+    tilts: TiltInit = Field(default_factory=TiltInit, description="Beam tilts.")
+
+
+class UpdateSpec(Strict):
+    lr: float = Field(0.0, ge=0, description="Learning rate; 0 freezes the parameter.")
+    start_iter: int | None = Field(1, ge=1, description="First iteration it is updated at.")
+    end_iter: int | None = Field(None, ge=1, description="Iteration from which it is frozen (exclusive).")
+
+
+class UpdateSection(Strict):
+    object_amplitude: UpdateSpec = Field(default_factory=lambda: UpdateSpec(lr=5e-4))
+    object_phase: UpdateSpec = Field(default_factory=lambda: UpdateSpec(lr=5e-4))
+    probe: UpdateSpec = Field(default_factory=lambda: UpdateSpec(lr=1e-4))
+    positions: UpdateSpec = Field(default_factory=UpdateSpec)
+    tilts: UpdateSpec = Field(default_factory=UpdateSpec)
+    slice_thickness: UpdateSpec = Field(default_factory=UpdateSpec)
+
+
+class OptimizerSection(Strict):
+    name: str = Field("Adam", description="Any torch.optim optimizer class name.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the optimizer.")
+
+
+class ReconSection(Strict):
+    iterations: int = Field(gt=0, description="Number of iterations (passes over all positions).")
+    batch_size: int = Field(32, gt=0, description="Positions per mini-batch.")
+    grouping: Literal["random", "sparse", "compact"] = Field(
+        "random", description="random: new random batches every iteration; sparse: spread-out positions; "
+        "compact: spatially clustered positions."
+    )
+    grad_accumulation: int = Field(1, ge=1, description="Mini-batches whose gradients add up before one step.")
+    seed: int = Field(0, description="Random seed (batches, initial noise).")
+    device: str = Field("auto", description="'auto' (CUDA if present), 'cpu', 'cuda', 'cuda:1', ...")
+    precision: Literal["float32", "float64"] = Field("float32", description="Real precision of the model.")
+
+
+class OutputSection(Strict):
+    dir: Path = Field(Path("output"), description="Output folder (relative to the working directory).")
+    save_every: int = Field(0, ge=0, description="Write the result file every N iterations; 0 = only at the end.")
+    log_file: bool = Field(True, description="Write run.log in the output folder.")
+
+
+class Config(Strict):
+    """A complete reconstruction config."""
+
+    plugins: PluginsSection = Field(default_factory=PluginsSection, description="Extra plugin modules and blocked plugins.")
+    data: DataSection = Field(description="The measurements and the loader that reads them.")
+    experiment: ExperimentSection = Field(description="Beam energy, probe-forming optics and detector sampling.")
+    scan: ScanSection = Field(description="Scan positions: a raster or a file.")
+    model: ModelSection = Field(description="Sizes and initial values of probe, object and tilts.")
+    update: UpdateSection = Field(default_factory=UpdateSection, description="Learning rate and iteration window per parameter.")
+    optimizer: OptimizerSection = Field(default_factory=OptimizerSection, description="The torch.optim optimizer.")
+    loss: list[LossSpec] = Field(min_length=1, description="Loss terms; total = sum of weight * term.")
+    constraints: list[ConstraintSpec] = Field(default_factory=list, description="Constraints, applied in list order.")
+    forward: list[ComponentSpec] = Field(default_factory=list, description="Forward-model extensions, chained in order.")
+    detector: ComponentSpec | None = Field(None, description="Detector model; null compares patterns as predicted.")
+    recon: ReconSection = Field(description="Iterations, batches, seed and device.")
+    output: OutputSection = Field(default_factory=OutputSection, description="Where results and logs go.")
+
+    # set by build_config: where relative paths resolve from, the YAML source and its line map
+    _base_dir: Path = PrivateAttr(default=Path("."))
+    _source: str = PrivateAttr(default="<config>")
+    _lines: dict = PrivateAttr(default_factory=dict)
+
+    @field_validator("loss")
+    @classmethod
+    def _finite_weights(cls, v):
+        for i, spec in enumerate(v):
+            if not math.isfinite(spec.weight):
+                raise ValueError(f"loss[{i}].weight must be finite")
+        return v
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the config, relative paths taken from the config file's folder."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else (self._base_dir / path).resolve()
+
+
+# --------------------------------------------------------------------------------------------
+# loading and errors
+# --------------------------------------------------------------------------------------------
+
+
+def _yaml_lines(text: str) -> dict[tuple, int]:
+    """Map key paths (tuples of str / int) to 1-based line numbers in a YAML document."""
+    lines: dict[tuple, int] = {}
+
+    def walk(node, path):
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                lines[path + (key.value,)] = key.start_mark.line + 1
+                walk(value, path + (key.value,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, path + (i,))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def dotted(loc) -> str:
+    """``('loss', 0, 'options', 'dp_pow')`` -> ``loss[0].options.dp_pow``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _model_at(model: type[BaseModel], loc) -> type[BaseModel] | None:
+    """The pydantic model class that holds the key at ``loc`` (for suggestions)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return None
+        current = _unwrap(current.model_fields[part].annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation):
+    args = getattr(annotation, "__args__", None)
+    if args:
+        for a in args:
+            inner = _unwrap(a)
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                return inner
+    return annotation
+
+
+def format_validation_error(
+    exc: ValidationError, model: type[BaseModel], source: str, lines: dict[tuple, int], prefix: tuple = ()
+) -> str:
+    """One line per problem: ``file:line: key.path: message (did you mean ...?)``."""
+    out = []
+    for err in exc.errors():
+        loc = prefix + tuple(err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            holder = _model_at(model, tuple(err["loc"]))
+            valid = list(holder.model_fields) if holder else []
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+            msg = f"unknown key {loc[-1]!r}"
+            msg += f"; did you mean {close[0]!r}?" if close else ""
+            if valid:
+                msg += f" Valid keys here: {', '.join(valid)}"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in err and err["type"] not in ("value_error",):
+            msg += f" (got {err['input']!r})"
+        line = _line_for(lines, loc)
+        where = f"{source}:{line}" if line else source
+        out.append(f"{where}: {dotted(loc)}: {msg}")
+    return "\n".join(out)
+
+
+def _line_for(lines: dict[tuple, int], loc: tuple) -> int | None:
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def parse_override(text: str) -> tuple[list, Any]:
+    """``'recon.iterations=5'`` -> (['recon', 'iterations'], 5); list indices as ``loss.0.weight``."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected dotted.key=value")
+    key, value = text.split("=", 1)
+    parts: list = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    if not all(p != "" for p in parts):
+        raise ConfigError(f"--set {text!r}: empty key part")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML: {exc}") from exc
+    return parts, parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        node: Any = raw
+        for i, part in enumerate(parts[:-1]):
+            nxt = parts[i + 1]
+            if isinstance(node, list):
+                if not isinstance(part, int) or part >= len(node):
+                    raise ConfigError(f"--set {text!r}: {dotted(parts[: i + 1])} is not an existing list item")
+                node = node[part]
+            else:
+                if not isinstance(node.get(part), (dict, list)):
+                    node[part] = [] if isinstance(nxt, int) else {}
+                node = node[part]
+        last = parts[-1]
+        if isinstance(node, list):
+            if not isinstance(last, int) or last > len(node):
+                raise ConfigError(f"--set {text!r}: {dotted(parts)} is not an existing list item")
+            if last == len(node):
+                node.append(value)
+            else:
+                node[last] = value
+        else:
+            node[last] = value
+    return raw
+
+
+def read_yaml(path: Path) -> tuple[dict, str]:
+    """Parse a YAML file into a dict; errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    return raw, text
+
+
+def build_config(raw: dict, source: str = "<config>", text: str = "", base_dir: Path = Path(".")) -> Config:
+    """Validate a raw dict against the core schema (plugin options are checked later)."""
+    lines = _yaml_lines(text) if text else {}
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, Config, source, lines)) from None
+    config._base_dir = Path(base_dir)
+    config._source = source
+    config._lines = lines
+    return config
+
+
+def load_config(path: Path | str, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate a YAML config (core schema only)."""
+    path = Path(path)
+    raw, text = read_yaml(path)
+    raw = apply_overrides(raw, overrides or [])
+    return build_config(raw, str(path), text, path.resolve().parent)
+
+
+# --------------------------------------------------------------------------------------------
+# plugin options (second phase)
+# --------------------------------------------------------------------------------------------
+
+
+def component_specs(config: Config) -> list[tuple[str, tuple, ComponentSpec]]:
+    """Every plugin component the config selects: (family, YAML path, spec)."""
+    out: list[tuple[str, tuple, ComponentSpec]] = []
+    out += [("loss", ("loss", i), s) for i, s in enumerate(config.loss)]
+    out += [("constraint", ("constraints", i), s) for i, s in enumerate(config.constraints)]
+    out += [("forward", ("forward", i), s) for i, s in enumerate(config.forward)]
+    if config.detector is not None:
+        out.append(("detector", ("detector",), config.detector))
+    return out
+
+
+def validate_options(cls: type, options: dict, loc: tuple, config: Config) -> BaseModel:
+    """Validate one component's options with its own ``Options`` model; errors carry ``loc``."""
+    try:
+        return cls.Options.model_validate(options)
+    except ValidationError as exc:
+        lines = config._lines
+        msg = format_validation_error(exc, cls.Options, config._source, lines, prefix=loc + ("options",))
+        raise ConfigError(f"{msg}\n  (options of {cls.__module__}.{cls.__name__})") from None
+
+
+def validate_components(config: Config, pm) -> dict[tuple, tuple[type, BaseModel]]:
+    """Resolve every selected component by name and validate its options.
+
+    :return: ``{YAML path: (component class, validated options)}``
+    """
+    resolved: dict[tuple, tuple[type, BaseModel]] = {}
+    problems = []
+    lines = config._lines
+    for family, loc, spec in component_specs(config):
+        try:
+            entry = pm.registry(family).get(spec.name, where=dotted(loc + ("name",)))
+            resolved[loc] = (entry.cls, validate_options(entry.cls, spec.options, loc, config))
+        except PluginError as exc:
+            line = _line_for(lines, loc + ("name",))
+            problems.append(f"{config._source}:{line}: {exc}" if line else f"{config._source}: {exc}")
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return resolved
+
+
+def resolved_dict(config: Config, components: dict[tuple, tuple[type, BaseModel]]) -> dict:
+    """The config with defaults filled in, component options included (for the result file)."""
+    data = config.model_dump(mode="json")
+    for loc, (_, options) in components.items():
+        node = data
+        for part in loc:
+            node = node[part]
+        node["options"] = options.model_dump(mode="json")
+    return data

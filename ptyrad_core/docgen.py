@@ -1,0 +1,82 @@
+"""Reference pages generated from the code: the hook reference and the config reference.
+
+``docs/hooks.md`` and ``docs/config.md`` are the output of ``ptyrad-core docs hooks`` and
+``ptyrad-core docs config``; a test fails when they drift from the code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+
+from pydantic import BaseModel
+
+from . import hookspecs
+from .config import Config
+
+
+def hooks_reference() -> str:
+    lines = [
+        "# Hook reference",
+        "",
+        "Generated from `ptyrad_core/hookspecs.py` by `ptyrad-core docs hooks`; do not edit by hand.",
+        "",
+        inspect.getdoc(hookspecs) or "",
+        "",
+    ]
+    for name, func in vars(hookspecs).items():
+        if not (name.startswith("ptyrad_") and callable(func)):
+            continue
+        opts = getattr(func, "ptyrad_core_spec", {}) or {}
+        flags = [k for k in ("firstresult", "historic") if opts.get(k)]
+        sig = str(inspect.signature(func))
+        lines += [f"## `{name}{sig}`", ""]
+        if flags:
+            lines += [f"*{', '.join(flags)}*", ""]
+        lines += [inspect.getdoc(func) or "", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _type_name(annotation) -> str:
+    text = getattr(annotation, "__name__", None) if not typing.get_args(annotation) else None
+    return text or str(annotation).replace("typing.", "").replace("pathlib.", "")
+
+
+def _model_section(model: type[BaseModel], path: str, lines: list[str], seen: set) -> None:
+    if model in seen and path:
+        return
+    seen.add(model)
+    lines += [f"## `{path or '(top level)'}`", ""]
+    doc = inspect.getdoc(model)
+    if doc and model.__doc__:
+        lines += [doc, ""]
+    lines += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+    nested = []
+    for name, field in model.model_fields.items():
+        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        if len(default) > 40:
+            default = "see below"
+        desc = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `{name}` | `{_type_name(field.annotation)}` | `{default}` | {desc} |")
+        for arg in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                nested.append((f"{path}.{name}" if path else name, arg))
+            for inner in typing.get_args(arg):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    nested.append((f"{path}.{name}[]" if path else f"{name}[]", inner))
+    lines.append("")
+    for sub_path, sub in nested:
+        _model_section(sub, sub_path, lines, seen)
+
+
+def config_reference() -> str:
+    lines = [
+        "# Config reference",
+        "",
+        "Generated from the pydantic models in `ptyrad_core/config.py` by `ptyrad-core docs config`;",
+        "do not edit by hand. Each plugin component validates its own `options`: list them with",
+        "`ptyrad-core plugins --schema`.",
+        "",
+    ]
+    _model_section(Config, "", lines, set())
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,245 @@
+"""The optimizer loop.
+
+One iteration is one pass over all scan positions in mini-batches: forward, weighted loss
+terms, backward, and an optimizer step every ``grad_accumulation`` batches. After the last
+batch the scheduled constraints run in config order, the lifecycle hook
+``ptyrad_on_iter_end`` fires, and every ``output.save_every`` iterations the result file is
+written. The hot path touches no pluggy machinery: components were resolved once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import initialize, scan
+from .config import Config, load_config, resolved_dict, validate_components
+from .errors import NonFiniteLossError, PluginError, PtyradError
+from .plugin_manager import get_plugin_manager
+from .results import write_result
+
+log = logging.getLogger("ptyrad_core")
+
+RESULT_NAME = "result.h5"
+
+
+def make_optimizer(model, spec) -> torch.optim.Optimizer | None:
+    """A ``torch.optim`` optimizer by name, one parameter group per parameter with lr > 0."""
+    cls = getattr(torch.optim, spec.name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        names = sorted(n for n, c in vars(torch.optim).items() if isinstance(c, type) and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer)
+        raise PtyradError(f"optimizer.name: {spec.name!r} is not a torch.optim optimizer; choose one of {', '.join(names)}")
+    groups = [
+        {"params": [model.parameter(name)], "lr": sched.lr, "name": name}
+        for name, sched in model.schedules.items()
+        if sched.lr > 0
+    ]
+    if not groups:
+        return None
+    try:
+        return cls(groups, **spec.options)
+    except TypeError as exc:
+        raise PtyradError(f"optimizer.options: {spec.name} rejected them: {exc}") from None
+
+
+def blame(exc: BaseException, named: dict[int, str]) -> str | None:
+    """The name of the component (by object identity) whose method raised ``exc``."""
+    tb, found = exc.__traceback__, None
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if owner is not None and id(owner) in named:
+            found = named[id(owner)]
+        tb = tb.tb_next
+    return found
+
+
+class Reconstruction:
+    """A configured reconstruction: plugins, data, model, optimizer and history.
+
+    :param config: a validated :class:`~ptyrad_core.config.Config`.
+    :param pm: a plugin manager; by default one is built from ``config.plugins``.
+    :param quiet: suppress the console progress display.
+    """
+
+    def __init__(self, config: Config, pm=None, quiet: bool = False):
+        self.config = config
+        self.quiet = quiet
+        self.pm = pm or get_plugin_manager(config.plugins.modules, config.plugins.disable, base_dir=config._base_dir)
+        self.components = validate_components(config, self.pm)
+        self.resolved_config = resolved_dict(config, self.components)
+        self.pm.hook.ptyrad_configure.call_historic(kwargs=dict(config=config))
+        self.device = initialize.select_device(config.recon.device)
+        torch.manual_seed(config.recon.seed)
+        self.rng = np.random.default_rng(config.recon.seed)
+        self.measurements = initialize.load_measurements(config, self.pm)
+        self.model = initialize.build_model(config, self.measurements, self.components, self.device, self.rng)
+        self.data = self.measurements.to(self.device)
+        self.loss_terms = []
+        names: dict[str, int] = {}
+        for i, spec in enumerate(config.loss):
+            cls, options = self.components[("loss", i)]
+            names[spec.name] = names.get(spec.name, 0) + 1
+            label = spec.name if names[spec.name] == 1 else f"{spec.name}_{names[spec.name]}"
+            self.loss_terms.append((label, float(spec.weight), _setup(cls(options), self.model)))
+        self.constraints = []
+        for i, spec in enumerate(config.constraints):
+            cls, options = self.components[("constraints", i)]
+            self.constraints.append((spec, _setup(cls(options), self.model)))
+        self._named = {id(obj): f"loss[{i}] {label!r}" for i, (label, _, obj) in enumerate(self.loss_terms)}
+        self._named.update({id(c): f"constraints[{i}] {s.name!r}" for i, (s, c) in enumerate(self.constraints)})
+        self._named.update({id(e): f"forward[{i}] {config.forward[i].name!r}" for i, e in enumerate(self.model.extensions)})
+        if self.model.detector is not None:
+            self._named[id(self.model.detector)] = f"detector {config.detector.name!r}"
+        self.optimizer = make_optimizer(self.model, config.optimizer)
+        self.output_dir = Path(config.output.dir)
+        self.result_path = self.output_dir / RESULT_NAME
+        self.iteration = 0
+        self.history: dict = {"iteration": [], "loss": [], "time_s": [], "slice_thickness_A": []}
+        self.history["loss_terms"] = {label: [] for label, _, _ in self.loss_terms}
+        self._indices = np.arange(self.model.n_positions)
+        self._fixed_batches = None
+
+    @classmethod
+    def from_file(cls, path, overrides: list[str] | None = None, **kwargs) -> "Reconstruction":
+        return cls(load_config(path, overrides), **kwargs)
+
+    # -- pieces of an iteration ------------------------------------------------------------
+
+    def batches(self) -> list[np.ndarray]:
+        rc = self.config.recon
+        if rc.grouping == "random":
+            return scan.make_batches(None, self._indices, rc.batch_size, "random", self.rng)
+        if self._fixed_batches is None:
+            pos = self.model.refined_positions().detach().cpu().numpy()
+            self._fixed_batches = scan.make_batches(pos, self._indices, rc.batch_size, rc.grouping, self.rng)
+        order = self.rng.permutation(len(self._fixed_batches))
+        return [self._fixed_batches[i] for i in order]
+
+    def plugin_table(self) -> list[dict]:
+        return [
+            {"name": i.name, "source": i.source, "distribution": i.distribution, "version": i.version}
+            for i in self.pm.info.values()
+        ]
+
+    def _loss(self, indices: torch.Tensor, iteration: int) -> torch.Tensor:
+        """Weighted loss terms ``(n_terms,)`` for one batch."""
+        pred, batch = self.model(indices, iteration)
+        meas = self.data.batch(indices)
+        if pred.shape != meas.shape:
+            raise PtyradError(
+                f"predicted patterns have shape {tuple(pred.shape[1:])} but the measurements "
+                f"{tuple(meas.shape[1:])}: the forward extensions / detector model must produce the measured shape"
+            )
+        return torch.stack([w * term(pred, meas, batch) for _, w, term in self.loss_terms])
+
+    def run_iteration(self, iteration: int) -> dict:
+        """Run one iteration; return its metrics."""
+        ga = self.config.recon.grad_accumulation
+        t0 = _clock(self.device)
+        active = self.model.set_iteration(iteration)
+        batches = self.batches()
+        sums = torch.zeros(len(self.loss_terms), dtype=torch.float64, device=self.device)
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+        for b, idx in enumerate(batches):
+            indices = torch.as_tensor(idx, device=self.device)
+            with torch.set_grad_enabled(bool(active)):
+                values = self._loss(indices, iteration)
+                total = values.sum()
+            if not bool(torch.isfinite(total)):
+                terms = {label: float(v) for (label, _, _), v in zip(self.loss_terms, values.detach().cpu())}
+                raise NonFiniteLossError(
+                    f"iteration {iteration}, batch {b}: the loss is not finite ({terms}); the model was not "
+                    "updated with it. Lower the learning rates or check the data."
+                )
+            if active:
+                (total / ga).backward()
+                if (b + 1) % ga == 0 or b + 1 == len(batches):
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+            sums += values.detach().to(torch.float64)
+        with torch.no_grad():
+            for spec, constraint in self.constraints:
+                if spec.runs_at(iteration):
+                    constraint.apply(self.model, iteration)
+        means = (sums / len(batches)).tolist()
+        elapsed = _clock(self.device) - t0
+        terms = {label: v for (label, _, _), v in zip(self.loss_terms, means)}
+        return {"loss": float(sum(means)), "loss_terms": terms, "time_s": elapsed}
+
+    def _record(self, iteration: int, metrics: dict) -> None:
+        h = self.history
+        h["iteration"].append(iteration)
+        h["loss"].append(metrics["loss"])
+        h["time_s"].append(metrics["time_s"])
+        h["slice_thickness_A"].append(float(self.model.slice_thickness.detach()))
+        for label, value in metrics["loss_terms"].items():
+            h["loss_terms"][label].append(value)
+
+    def save(self) -> Path:
+        path = write_result(self.result_path, self)
+        self.pm.call_lifecycle("ptyrad_on_save", run=self, path=path, iteration=self.iteration)
+        return path
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, iterations: int | None = None) -> "Reconstruction":
+        """Run ``iterations`` more iterations (default: up to ``recon.iterations``) and save."""
+        last = self.config.recon.iterations if iterations is None else self.iteration + iterations
+        save_every = self.config.output.save_every
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.pm.call_lifecycle("ptyrad_on_run_start", run=self)
+        try:
+            for iteration in range(self.iteration + 1, last + 1):
+                try:
+                    metrics = self.run_iteration(iteration)
+                except (PtyradError, KeyboardInterrupt):
+                    raise
+                except Exception as exc:
+                    culprit = blame(exc, self._named)
+                    if culprit is None:
+                        raise
+                    raise PluginError(f"{culprit} raised at iteration {iteration}: {type(exc).__name__}: {exc}") from exc
+                self.iteration = iteration
+                self._record(iteration, metrics)
+                self.pm.call_lifecycle("ptyrad_on_iter_end", run=self, iteration=iteration, metrics=metrics)
+                if save_every and iteration % save_every == 0 and iteration != last:
+                    self.save()
+            self.save()
+        except BaseException as exc:
+            self.pm.call_lifecycle("ptyrad_on_exception", run=self, exc=exc)
+            raise
+        self.pm.call_lifecycle("ptyrad_on_run_end", run=self)
+        return self
+
+
+def _setup(component, model):
+    setup = getattr(component, "setup", None)
+    if callable(setup):
+        setup(model)
+    if isinstance(component, torch.nn.Module):
+        component.to(next(model.parameters()).device)
+    return component
+
+
+def _clock(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def run(config_or_path, overrides: list[str] | None = None, quiet: bool = True) -> Reconstruction:
+    """Run a reconstruction from a config object, a dict or a YAML path; return it when done."""
+    from .config import build_config
+
+    if isinstance(config_or_path, Config):
+        config = config_or_path
+    elif isinstance(config_or_path, dict):
+        config = build_config(config_or_path)
+    else:
+        config = load_config(config_or_path, overrides)
+    return Reconstruction(config, quiet=quiet).run()

@@ -1,0 +1,42 @@
+"""Exceptions that reach the user.
+
+Every error raised for bad input is a :class:`PtyradError` whose message names the file, the
+config key (as a dotted YAML path) or the array, and says what was expected. The CLI prints the
+message without a traceback; library users can catch the class.
+"""
+
+from __future__ import annotations
+
+
+class PtyradError(Exception):
+    """Base class of every error ptyrad_core raises on purpose."""
+
+
+class ConfigError(PtyradError):
+    """The config (a YAML file or a dict) is malformed, has unknown keys or bad values."""
+
+
+class DataError(PtyradError):
+    """A data file is missing, unreadable, or holds arrays of the wrong shape or values."""
+
+
+class PluginError(PtyradError):
+    """A plugin failed to load, is unknown, or raised while it ran."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin module could not be imported or registered.
+
+    Discovery records it instead of failing; it becomes fatal only when the config selects
+    something only that plugin could have provided.
+    """
+
+    def __init__(self, name: str, source: str, exc: BaseException):
+        self.name = name
+        self.source = source
+        self.exc = exc
+        super().__init__(f"plugin {name!r} ({source}) failed to load: {type(exc).__name__}: {exc}")
+
+
+class NonFiniteLossError(PtyradError):
+    """The loss became NaN or infinite; the model was not updated with it."""

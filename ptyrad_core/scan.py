@@ -1,0 +1,155 @@
+"""Scan positions and mini-batch grouping.
+
+Positions are ``(N, 2)`` float64 arrays of (y, x) window top-left corners in object pixels,
+in scan order (row-major, fast axis x).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import DataError
+
+
+def affine_matrix(scale=1.0, asymmetry=0.0, rotation_deg=0.0, shear_deg=0.0) -> np.ndarray:
+    """2 x 2 matrix applied to (y, x) row vectors (``pos @ A``), as PtychoShelves and PtyRAD compose it."""
+    r, s = math.radians(rotation_deg), math.radians(shear_deg)
+    a1 = np.diag([scale, scale])
+    a2 = np.diag([1 + asymmetry / 2, 1 - asymmetry / 2])
+    a3 = np.array([[math.cos(r), math.sin(r)], [-math.sin(r), math.cos(r)]])
+    a4 = np.array([[1.0, 0.0], [math.tan(s), 1.0]])
+    return a1 @ a2 @ a3 @ a4
+
+
+def raster_positions(n_slow: int, n_fast: int, step_px: float, affine: np.ndarray | None = None) -> np.ndarray:
+    """Raster scan ``(n_slow * n_fast, 2)`` centred at 0, optionally distorted by ``affine``."""
+    yy, xx = np.meshgrid(np.arange(n_slow), np.arange(n_fast), indexing="ij")
+    pos = step_px * np.stack([yy.ravel(), xx.ravel()], axis=1).astype(np.float64)
+    pos -= pos.mean(axis=0)
+    return pos @ affine if affine is not None else pos
+
+
+def place_in_object(pos: np.ndarray, window: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """Shift centred positions into an object canvas 1.2 times the scanned extent (PtyRAD's rule).
+
+    :return: (positions in object pixels, object shape (NY, NX))
+    """
+    win = np.asarray(window)
+    extent = (1.2 * np.ceil(pos.max(0) - pos.min(0) + win)).astype(int)
+    shift = extent // 2 - win // 2
+    return pos - (pos.max(0) + pos.min(0)) / 2 + shift, (int(extent[0]), int(extent[1]))
+
+
+def fitting_object_shape(pos: np.ndarray, window: tuple[int, int]) -> tuple[int, int]:
+    """The smallest object that holds every window (with one pixel to spare for sub-pixel shifts)."""
+    top = np.floor(pos).max(axis=0).astype(int) + np.asarray(window) + 1
+    return int(top[0]), int(top[1])
+
+
+def check_positions(pos: np.ndarray, window: tuple[int, int], shape: tuple[int, int], source: str) -> None:
+    """Every window must lie inside the object."""
+    if pos.ndim != 2 or pos.shape[1] != 2:
+        raise DataError(f"{source}: positions must have shape (N, 2), got {pos.shape}")
+    if not np.isfinite(pos).all():
+        raise DataError(f"{source}: positions hold NaN or infinite values")
+    low = np.floor(pos).min(axis=0)
+    high = np.floor(pos).max(axis=0) + np.asarray(window)
+    if (low < 0).any() or high[0] > shape[0] or high[1] > shape[1]:
+        raise DataError(
+            f"{source}: probe windows ({window[0]} x {window[1]} px) reach object pixels "
+            f"y {low[0]:.0f}..{high[0]:.0f}, x {low[1]:.0f}..{high[1]:.0f}, outside the object "
+            f"(0..{shape[0]}, 0..{shape[1]}); enlarge model.object.shape or shift the positions"
+        )
+
+
+def read_positions(path: Path, key: str | None) -> np.ndarray:
+    """Positions ``(N, 2)`` from an HDF5 dataset, a .npy file or a text file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"scan.path: position file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".h5", ".hdf5", ".hdf", ".nxs"):
+            with h5py.File(path, "r") as f:
+                if key is None or key not in f:
+                    names = []
+                    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+                    raise DataError(f"{path}: scan.key {key!r} is not a dataset in the file; datasets: {', '.join(names)}")
+                pos = np.asarray(f[key][()], dtype=np.float64)
+        elif suffix == ".npy":
+            pos = np.load(path).astype(np.float64)
+        else:
+            pos = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read positions: {type(exc).__name__}: {exc}") from exc
+    if pos.ndim != 2 or pos.shape[1] != 2:
+        raise DataError(f"{path}: positions must have shape (N, 2) (y, x), got {pos.shape}")
+    return pos
+
+
+# --------------------------------------------------------------------------------------------
+# grouping
+# --------------------------------------------------------------------------------------------
+
+
+def _hilbert_keys(pos: np.ndarray, order: int = 16) -> np.ndarray:
+    """Hilbert-curve index of each position (vectorised)."""
+    span = np.ptp(pos, axis=0)
+    norm = (pos - pos.min(0)) / np.where(span > 0, span, 1)
+    n = 1 << order
+    x = (norm[:, 1] * (n - 1)).astype(np.int64)
+    y = (norm[:, 0] * (n - 1)).astype(np.int64)
+    d = np.zeros(len(pos), dtype=np.int64)
+    s = n >> 1
+    while s > 0:
+        rx = (x & s) > 0
+        ry = (y & s) > 0
+        d += s * s * ((3 * rx) ^ ry)
+        flip = ~ry & rx
+        x = np.where(flip, n - 1 - x, x)
+        y = np.where(flip, n - 1 - y, y)
+        swap = ~ry
+        x, y = np.where(swap, y, x), np.where(swap, x, y)
+        s >>= 1
+    return d
+
+
+def _kmeans_groups(pos: np.ndarray, n_groups: int, rng: np.random.Generator, iters: int = 20) -> list[np.ndarray]:
+    """Spatially compact groups: Lloyd's k-means seeded along the Hilbert curve."""
+    order = np.argsort(_hilbert_keys(pos), kind="stable")
+    centres = np.array([pos[chunk].mean(0) for chunk in np.array_split(order, n_groups)])
+    labels = np.zeros(len(pos), dtype=np.int64)
+    for _ in range(iters):
+        d2 = ((pos[:, None, :] - centres[None]) ** 2).sum(-1)
+        labels = d2.argmin(1)
+        for g in range(n_groups):
+            members = pos[labels == g]
+            centres[g] = members.mean(0) if len(members) else pos[rng.integers(len(pos))]
+    return [np.flatnonzero(labels == g) for g in range(n_groups) if (labels == g).any()]
+
+
+def make_batches(
+    pos: np.ndarray, indices: np.ndarray, batch_size: int, mode: str, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Split ``indices`` into mini-batches of about ``batch_size`` positions.
+
+    ``random``: a fresh random partition; ``sparse``: each batch takes every G-th position
+    along a Hilbert curve, so its positions are spread over the field of view; ``compact``:
+    k-means clusters of neighbouring positions.
+    """
+    n_groups = max(1, len(indices) // batch_size)
+    if mode == "random":
+        return np.array_split(rng.permutation(indices), n_groups)
+    sub = pos[indices]
+    if mode == "sparse":
+        order = np.argsort(_hilbert_keys(sub), kind="stable")
+        return [indices[order[g::n_groups]] for g in range(n_groups)]
+    if mode == "compact":
+        return [indices[g] for g in _kmeans_groups(sub, n_groups, rng)]
+    raise ValueError(f"unknown grouping {mode!r}: expected random, sparse or compact")

@@ -1,0 +1,66 @@
+"""Shared fixtures: the shipped datasets and small configs built on them."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+
+collect_ignore = ["example_plugin"]
+
+
+def dataset(name: str) -> dict:
+    """Everything in one of the shipped abTEM files, as numpy arrays and attributes."""
+    with h5py.File(DATA / name, "r") as f:
+        out = {k: f[k][()] for k in ("measurements", "measurements_noiseless", "positions_nominal_px", "positions_true_px")}
+        out["phase_slices"] = f["ground_truth/phase_slices"][()]
+        out["phase_projected"] = f["ground_truth/phase_projected"][()]
+        out["probe"] = f["ground_truth/probe"][()]
+        out["attrs"] = dict(f.attrs)
+    return out
+
+
+BASE_CONFIG = {
+    "data": {"path": str(DATA / "tiny.h5"), "loader": "hdf5", "options": {"key": "measurements"}},
+    "experiment": {"energy_kV": 300, "conv_angle_mrad": 21.4, "dx_A": 0.19525, "aberrations": {"defocus": 100}},
+    "scan": {"source": "file", "path": str(DATA / "tiny.h5"), "key": "positions_nominal_px", "n_slow": 8, "n_fast": 8},
+    "model": {"object": {"slices": 2, "slice_thickness_A": 3.905}},
+    "loss": [{"name": "gaussian"}],
+    "recon": {"iterations": 2, "batch_size": 16},
+}
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """A factory for a small valid config dict on tiny.h5 writing into tmp_path."""
+
+    def make(**sections):
+        cfg = copy.deepcopy(BASE_CONFIG)
+        cfg["output"] = {"dir": str(tmp_path / "out")}
+        for key, value in sections.items():
+            cfg[key] = value
+        return cfg
+
+    return make
+
+
+@pytest.fixture
+def write_yaml(tmp_path):
+    def write(cfg: dict, name: str = "config.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+    return write
+
+
+def rel_error(a, b) -> float:
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))

@@ -1,0 +1,1 @@
+"""A throwaway plugin package for ptyrad_core's discovery tests."""

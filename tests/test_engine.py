@@ -1,0 +1,174 @@
+"""The optimizer loop: schedules, batching, accumulation, hooks, saving, non-finite losses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from ptyrad_core import hookimpl
+from ptyrad_core.config import ConstraintSpec, build_config
+from ptyrad_core.engine import Reconstruction
+from ptyrad_core.errors import NonFiniteLossError
+from ptyrad_core.model import ParamSchedule
+from ptyrad_core.results import read_result
+from ptyrad_core.scan import affine_matrix, make_batches, place_in_object, raster_positions
+
+
+def test_param_schedule_and_constraint_schedule():
+    s = ParamSchedule(lr=1e-3, start_iter=3, end_iter=6)
+    assert [s.active(i) for i in range(1, 8)] == [False, False, True, True, True, False, False]
+    assert not ParamSchedule(lr=0.0).active(5)
+    c = ConstraintSpec(name="x", start_iter=2, step=3, end_iter=9)
+    assert [i for i in range(1, 15) if c.runs_at(i)] == [2, 5, 8]
+    assert not any(ConstraintSpec(name="x", start_iter=None).runs_at(i) for i in range(1, 5))
+
+
+@pytest.mark.parametrize("mode", ["random", "sparse", "compact"])
+def test_batches_partition_the_positions(mode):
+    pos = raster_positions(12, 10, 2.0)
+    batches = make_batches(pos, np.arange(120), 16, mode, np.random.default_rng(0))
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(120))
+    assert len(batches) == 7
+    spread = [np.ptp(pos[b], axis=0).mean() for b in batches]
+    if mode == "sparse":
+        assert min(spread) > 0.6 * np.ptp(pos, axis=0).mean()
+    if mode == "compact":
+        assert max(spread) < 0.6 * np.ptp(pos, axis=0).mean()
+
+
+def test_raster_affine_and_placement():
+    pos = raster_positions(3, 4, 2.0, affine_matrix(rotation_deg=90))
+    # rotation by 90 degrees maps the fast (x) axis onto y
+    step_fast = pos[1] - pos[0]
+    assert np.allclose(np.abs(step_fast), [2.0, 0.0], atol=1e-12)
+    placed, shape = place_in_object(raster_positions(3, 4, 2.0), (16, 16))
+    assert shape == (int(1.2 * (4 + 16)), int(1.2 * (6 + 16)))
+    centre = (placed.min(0) + placed.max(0)) / 2 + 8
+    assert np.allclose(centre, np.asarray(shape) // 2, atol=0.5)
+
+
+def test_start_iter_and_frozen_parameters(tiny_config):
+    cfg = tiny_config(update={"probe": {"lr": 1e-3, "start_iter": 3}, "object_amplitude": {"lr": 0}})
+    cfg["recon"]["iterations"] = 3
+    run = Reconstruction(build_config(cfg), quiet=True)
+    probe0 = run.model.probe.detach().clone()
+    amp0 = run.model.object_amplitude.detach().clone()
+    run.run(2)
+    assert torch.equal(run.model.probe.detach(), probe0)
+    run.run(1)
+    assert not torch.equal(run.model.probe.detach(), probe0)
+    assert torch.equal(run.model.object_amplitude.detach(), amp0)
+
+
+@pytest.mark.parametrize("accumulate, steps", [(1, 4), (2, 2), (3, 2)])
+def test_gradient_accumulation_steps(tiny_config, accumulate, steps):
+    cfg = tiny_config()
+    cfg["recon"].update(iterations=1, batch_size=16, grad_accumulation=accumulate)
+    run = Reconstruction(build_config(cfg), quiet=True)
+    calls = []
+    original = run.optimizer.step
+    run.optimizer.step = lambda *a, **k: (calls.append(1), original(*a, **k))[1]
+    run.run()
+    assert len(calls) == steps
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    @hookimpl
+    def ptyrad_configure(self, config):
+        self.events.append(("configure", config.recon.iterations))
+
+    @hookimpl
+    def ptyrad_on_run_start(self, run):
+        self.events.append(("start", run.iteration))
+
+    @hookimpl
+    def ptyrad_on_iter_end(self, run, iteration, metrics):
+        assert set(metrics) == {"loss", "loss_terms", "time_s"}
+        assert math.isclose(metrics["loss"], sum(metrics["loss_terms"].values()))
+        self.events.append(("iter", iteration))
+
+    @hookimpl
+    def ptyrad_on_save(self, run, path, iteration):
+        assert path.exists()
+        self.events.append(("save", iteration))
+
+    @hookimpl
+    def ptyrad_on_run_end(self, run):
+        self.events.append(("end", run.iteration))
+
+
+def test_lifecycle_hooks_and_periodic_saves(tiny_config, register_inline):
+    rec = Recorder()
+    cfg = tiny_config(output=None)
+    cfg["output"] = {"dir": tiny_config()["output"]["dir"], "save_every": 2}
+    cfg["recon"]["iterations"] = 5
+    run = Reconstruction(build_config(cfg), pm=register_inline(rec), quiet=True)
+    run.run()
+    assert rec.events == [("configure", 5), ("start", 0), ("iter", 1), ("iter", 2), ("save", 2), ("iter", 3),
+                          ("iter", 4), ("save", 4), ("iter", 5), ("save", 5), ("end", 5)]
+    assert not list(run.output_dir.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_result_file_contents(tiny_config):
+    cfg = tiny_config(model={"probe": {"modes": 2}, "object": {"slices": 2, "slice_thickness_A": 3.905}})
+    run = Reconstruction(build_config(cfg), quiet=True).run()
+    r = read_result(run.result_path)
+    assert r["object/phase"].shape == (1, 2, 80, 80) and r["probe/modes"].shape == (2, 64, 64)
+    assert np.isclose(r["probe/powers"].sum(), 1) and r["probe/powers"][0] > r["probe/powers"][1]
+    assert np.allclose(r["positions/nominal_px"], run.model.crop.numpy() + run.model.frac.numpy())
+    assert list(r["history/iteration"]) == [1, 2] and len(r["history/loss_terms/gaussian"]) == 2
+    assert r["attrs"]["config"]["loss"][0]["options"] == {"dp_pow": 0.5, "eps": 1e-10}
+    assert r["attrs"]["versions"]["torch"] == torch.__version__
+    assert {p["name"] for p in r["attrs"]["plugins"]} >= {"loss_gaussian", "loader_hdf5"}
+
+
+class _NoOpts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NaNAtIteration2(torch.nn.Module):
+    Options = _NoOpts
+
+    def __init__(self, options):
+        super().__init__()
+
+    def forward(self, pred, meas, batch):
+        value = pred.mean() * 0
+        return value + float("nan") if batch.iteration == 2 else value
+
+
+class NaNPlugin:
+    @hookimpl
+    def ptyrad_register_loss_terms(self, registry):
+        registry.add("nan_at_2", NaNAtIteration2)
+
+
+def test_non_finite_loss_stops_before_updating(tiny_config, register_inline):
+    cfg = tiny_config(loss=[{"name": "gaussian"}, {"name": "nan_at_2"}])
+    cfg["recon"]["iterations"] = 3
+    run = Reconstruction(build_config(cfg), pm=register_inline(NaNPlugin()), quiet=True)
+    run.run(1)
+    phase = run.model.object_phase.detach().clone()
+    with pytest.raises(NonFiniteLossError, match="iteration 2, batch 0: the loss is not finite"):
+        run.run()
+    assert torch.equal(run.model.object_phase.detach(), phase)
+    assert run.iteration == 1
+
+
+def test_every_result_dataset_is_documented(tiny_config):
+    from conftest import ROOT
+
+    run = Reconstruction(build_config(tiny_config()), quiet=True).run()
+    doc = (ROOT / "docs" / "results.md").read_text()
+    for key in read_result(run.result_path):
+        if key == "attrs":
+            continue
+        documented = f"`/{key}`" in doc or (key.startswith("history/loss_terms/") and "`/history/loss_terms/<name>`" in doc)
+        assert documented, key
