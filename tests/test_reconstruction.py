@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -19,8 +18,9 @@ def test_sto_small_reconstruction_reaches_stated_phase_error(tmp_path):
     """sto_small.h5 with the probe made from its stated parameters (not the stored probe), 4 slices.
 
     Measured on the development machine (2 cores, torch 2.13 CPU): projected-phase error
-    0.171 after 40 iterations (1.0 at the start; 1.03 with the defocus sign flipped), 0.5 s
-    per iteration. The bound leaves room for run-to-run differences of BLAS and thread count.
+    0.171 after 40 iterations (1.0 at the start; 1.03 with the defocus sign flipped), about
+    0.5 s per iteration, so the test takes about 25 s there (speed itself is measured in
+    benchmarks/, not here). The bound leaves room for differences of BLAS and thread count.
     """
     overrides = [
         "model.object.slices=4",
@@ -31,7 +31,6 @@ def test_sto_small_reconstruction_reaches_stated_phase_error(tmp_path):
         "recon.iterations=40",
         f"output.dir={tmp_path}",
     ]
-    t0 = time.perf_counter()
     run = Reconstruction(load_config(ROOT / "configs" / "demo.yaml", overrides), quiet=True)
     region = scanned_region(run.model.refined_positions().detach().numpy(), run.model.window)
     truth = dataset("sto_small.h5")["phase_projected"]
@@ -44,7 +43,6 @@ def test_sto_small_reconstruction_reaches_stated_phase_error(tmp_path):
     end = error()
     assert start > 0.99
     assert end < 0.22, end
-    assert time.perf_counter() - t0 < 60
     assert run.history["loss"][-1] < 0.9 * run.history["loss"][0]
 
 
