@@ -40,10 +40,15 @@ def make_optimizer(model, spec) -> torch.optim.Optimizer | None:
     ]
     if not groups:
         return None
+    if cls is torch.optim.LBFGS:
+        # L-BFGS takes one parameter group: it gets the smallest learning rate (as in PtyRAD)
+        lr = min(g["lr"] for g in groups)
+        log.warning("optimizer LBFGS has one learning rate for all parameters: using the smallest, %g", lr)
+        groups = [{"params": [p for g in groups for p in g["params"]], "lr": lr}]
     try:
         return cls(groups, **spec.options)
-    except TypeError as exc:
-        raise PtyradError(f"optimizer.options: {spec.name} rejected them: {exc}") from None
+    except Exception as exc:
+        raise PtyradError(f"optimizer: torch.optim.{spec.name} rejected the options {spec.options}: {exc}") from None
 
 
 def blame(exc: BaseException, named: dict[int, str]) -> str | None:
@@ -159,8 +164,7 @@ class Reconstruction:
             if active:
                 (total / ga).backward()
                 if (b + 1) % ga == 0 or b + 1 == len(batches):
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
+                    self._step(indices, iteration)
             sums += values.detach().to(torch.float64)
         with torch.no_grad():
             for spec, constraint in self.constraints:
@@ -170,6 +174,21 @@ class Reconstruction:
         elapsed = _clock(self.device) - t0
         terms = {label: v for (label, _, _), v in zip(self.loss_terms, means)}
         return {"loss": float(sum(means)), "loss_terms": terms, "time_s": elapsed}
+
+    def _step(self, indices: torch.Tensor, iteration: int) -> None:
+        """One optimizer step; closure-based optimizers (L-BFGS) re-evaluate the last batch."""
+        if isinstance(self.optimizer, torch.optim.LBFGS):
+
+            def closure():
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self._loss(indices, iteration).sum()
+                loss.backward()
+                return loss
+
+            self.optimizer.step(closure)
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
     def _record(self, iteration: int, metrics: dict) -> None:
         h = self.history

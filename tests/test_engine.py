@@ -172,3 +172,24 @@ def test_every_result_dataset_is_documented(tiny_config):
             continue
         documented = f"`/{key}`" in doc or (key.startswith("history/loss_terms/") and "`/history/loss_terms/<name>`" in doc)
         assert documented, key
+
+
+@pytest.mark.parametrize("name, options", [("SGD", {"momentum": 0.9}), ("LBFGS", {"max_iter": 2}), ("AdamW", {})])
+def test_any_torch_optimizer_by_name(tiny_config, name, options):
+    cfg = tiny_config(optimizer={"name": name, "options": options})
+    cfg["recon"]["iterations"] = 2
+    run = Reconstruction(build_config(cfg), quiet=True)
+    phase = run.model.object_phase.detach().clone()
+    run.run()
+    assert isinstance(run.optimizer, getattr(torch.optim, name))
+    assert not torch.equal(run.model.object_phase.detach(), phase)
+    assert all(np.isfinite(run.history["loss"]))
+
+
+def test_unknown_optimizer_and_bad_options_are_named(tiny_config):
+    from ptyrad_core.errors import PtyradError
+
+    with pytest.raises(PtyradError, match="optimizer.name: 'Adamm' is not a torch.optim optimizer; choose one of .*Adam"):
+        Reconstruction(build_config(tiny_config(optimizer={"name": "Adamm"})), quiet=True)
+    with pytest.raises(PtyradError, match=r"torch.optim.Adam rejected the options \{'betas': 3\}"):
+        Reconstruction(build_config(tiny_config(optimizer={"name": "Adam", "options": {"betas": 3}})), quiet=True)
