@@ -20,3 +20,4 @@ test: $(STAMP)
 docs-ref: $(STAMP)
 	$(VENV)/bin/ptyrad-core docs hooks > docs/hooks.md
 	$(VENV)/bin/ptyrad-core docs config > docs/config.md
+	$(VENV)/bin/ptyrad-core docs plugins > docs/plugins.md

@@ -3,7 +3,7 @@
     ptyrad-core run CONFIG [--set dotted.key=value ...] [--quiet | --verbose]
     ptyrad-core validate CONFIG [--set ...]
     ptyrad-core plugins [--json] [--schema]
-    ptyrad-core docs hooks|config
+    ptyrad-core docs hooks|config|plugins
 
 Errors that ptyrad_core raises on purpose (bad config, bad data, a failing plugin) are printed
 as one message without a traceback, with exit status 2; ``--verbose`` shows the traceback.
@@ -114,9 +114,10 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_docs(args) -> int:
-    from .docgen import config_reference, hooks_reference
+    from .docgen import config_reference, hooks_reference, plugins_reference
 
-    print(hooks_reference() if args.what == "hooks" else config_reference(), end="")
+    pages = {"hooks": hooks_reference, "config": config_reference, "plugins": plugins_reference}
+    print(pages[args.what](), end="")
     return 0
 
 
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("docs", help="print a generated reference page (markdown)")
-    p.add_argument("what", choices=["hooks", "config"])
+    p.add_argument("what", choices=["hooks", "config", "plugins"])
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_docs)
     return parser

@@ -70,7 +70,9 @@ class DataSection(Strict):
 class ExperimentSection(Strict):
     energy_kV: float = Field(gt=0, description="Acceleration voltage in kV.")
     conv_angle_mrad: float = Field(gt=0, description="Probe convergence semi-angle in mrad.")
-    dx_A: float | None = Field(None, gt=0, description="Real-space pixel size in Angstrom (= 1 / (N dk)).")
+    dx_A: float | None = Field(
+        None, gt=0, description="Real-space pixel size in Angstrom that the measured patterns imply (= 1 / (N dk), N their size)."
+    )
     dk_invA: float | None = Field(None, gt=0, description="Detector pixel size in 1/Angstrom; give this or dx_A.")
     aberrations: dict[str, float] = Field(
         default_factory=dict,
@@ -84,9 +86,9 @@ class ExperimentSection(Strict):
             raise ValueError("give exactly one of dx_A and dk_invA")
         return self
 
-    def pixel_size(self, npix: int) -> float:
-        """dx in Angstrom for ``npix`` detector pixels."""
-        return self.dx_A if self.dx_A is not None else 1.0 / (npix * self.dk_invA)
+    def detector_pixel(self, npix: int) -> float:
+        """dk in 1/Angstrom of the measured patterns, which are ``npix`` pixels wide."""
+        return self.dk_invA if self.dk_invA is not None else 1.0 / (npix * self.dx_A)
 
 
 class Affine(Strict):
@@ -192,7 +194,11 @@ class Config(Strict):
     loss: list[LossSpec] = Field(min_length=1, description="Loss terms; total = sum of weight * term.")
     constraints: list[ConstraintSpec] = Field(default_factory=list, description="Constraints, applied in list order.")
     forward: list[ComponentSpec] = Field(default_factory=list, description="Forward-model extensions, chained in order.")
-    detector: ComponentSpec | None = Field(None, description="Detector model; null compares patterns as predicted.")
+    detector: list[ComponentSpec] = Field(
+        default_factory=list,
+        description="Detector model: a chain of stages applied in order to the predicted patterns (a single "
+        "{name, options} mapping is one stage); empty compares patterns as predicted.",
+    )
     recon: ReconSection = Field(description="Iterations, batches, seed and device.")
     output: OutputSection = Field(default_factory=OutputSection, description="Where results and logs go.")
 
@@ -200,6 +206,13 @@ class Config(Strict):
     _base_dir: Path = PrivateAttr(default=Path("."))
     _source: str = PrivateAttr(default="<config>")
     _lines: dict = PrivateAttr(default_factory=dict)
+
+    @field_validator("detector", mode="before")
+    @classmethod
+    def _detector_list(cls, v):
+        if v is None:
+            return []
+        return [v] if isinstance(v, dict) else v
 
     @field_validator("loss")
     @classmethod
@@ -402,8 +415,7 @@ def component_specs(config: Config) -> list[tuple[str, tuple, ComponentSpec]]:
     out += [("loss", ("loss", i), s) for i, s in enumerate(config.loss)]
     out += [("constraint", ("constraints", i), s) for i, s in enumerate(config.constraints)]
     out += [("forward", ("forward", i), s) for i, s in enumerate(config.forward)]
-    if config.detector is not None:
-        out.append(("detector", ("detector",), config.detector))
+    out += [("detector", ("detector", i), s) for i, s in enumerate(config.detector)]
     return out
 
 

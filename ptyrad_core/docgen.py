@@ -1,7 +1,7 @@
-"""Reference pages generated from the code: the hook reference and the config reference.
+"""Reference pages generated from the code: hooks, config and built-in plugins.
 
-``docs/hooks.md`` and ``docs/config.md`` are the output of ``ptyrad-core docs hooks`` and
-``ptyrad-core docs config``; a test fails when they drift from the code.
+``docs/hooks.md``, ``docs/config.md`` and ``docs/plugins.md`` are the output of
+``ptyrad-core docs hooks|config|plugins``; a test fails when they drift from the code.
 """
 
 from __future__ import annotations
@@ -40,6 +40,47 @@ def hooks_reference() -> str:
 def _type_name(annotation) -> str:
     text = getattr(annotation, "__name__", None) if not typing.get_args(annotation) else None
     return text or str(annotation).replace("typing.", "").replace("pathlib.", "")
+
+
+def _options_table(model: type[BaseModel]) -> list[str]:
+    fields = model.model_fields
+    if not fields:
+        return ["No options.", ""]
+    lines = ["| option | type | default | description |", "| --- | --- | --- | --- |"]
+    for name, field in fields.items():
+        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        desc = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `{name}` | `{_type_name(field.annotation)}` | `{default}` | {desc} |")
+    return lines + [""]
+
+
+def plugins_reference(pm=None) -> str:
+    """Every component that ptyrad-core itself ships, with its formula and options."""
+    from .plugin_manager import FAMILIES, get_plugin_manager
+
+    pm = pm or get_plugin_manager(autoload=False)
+    titles = {"loss": "Loss terms", "constraint": "Constraints", "forward": "Forward-model extensions",
+              "detector": "Detector models", "loader": "Data loaders"}
+    lines = [
+        "# Built-in plugins",
+        "",
+        "Generated from the plugins' docstrings and option models by `ptyrad-core docs plugins`; do not",
+        "edit by hand. Each is its own module in `plugins/ptyrad_core_plugins/`, registered through the",
+        "`ptyrad_core.plugins` entry-point group. Select them by name in a config (see",
+        "[authoring.md](authoring.md) for writing your own).",
+        "",
+    ]
+    for family in FAMILIES:
+        entries = [e for e in pm.registry(family).entries() if pm.info[e.plugin].source == "built-in"]
+        lines += [f"## {titles[family]}", ""]
+        if not entries:
+            lines += ["None yet.", ""]
+        for entry in entries:
+            module = inspect.getmodule(entry.cls)
+            lines += [f"### `{entry.name}`", "", f"Plugin `{entry.plugin}` (`{module.__name__}`).", ""]
+            lines += [inspect.getdoc(module) or inspect.getdoc(entry.cls) or "", ""]
+            lines += _options_table(entry.cls.Options)
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def _model_section(model: type[BaseModel], path: str, lines: list[str], seen: set) -> None:

@@ -97,8 +97,8 @@ class Reconstruction:
         self._named = {id(obj): f"loss[{i}] {label!r}" for i, (label, _, obj) in enumerate(self.loss_terms)}
         self._named.update({id(c): f"constraints[{i}] {s.name!r}" for i, (s, c) in enumerate(self.constraints)})
         self._named.update({id(e): f"forward[{i}] {config.forward[i].name!r}" for i, e in enumerate(self.model.extensions)})
-        if self.model.detector is not None:
-            self._named[id(self.model.detector)] = f"detector {config.detector.name!r}"
+        self._named.update({id(d): f"detector[{i}] {config.detector[i].name!r}" for i, d in enumerate(self.model.detectors)})
+        self._measurement_stages = [d for d in self.model.detectors if d.transforms_measurements()]
         self.optimizer = make_optimizer(self.model, config.optimizer)
         self.output_dir = Path(config.output.dir)
         self.result_path = self.output_dir / RESULT_NAME
@@ -134,6 +134,8 @@ class Reconstruction:
         """Weighted loss terms ``(n_terms,)`` for one batch."""
         pred, batch = self.model(indices, iteration)
         meas = self.data.batch(indices)
+        for stage in self._measurement_stages:
+            meas = stage.measurements(meas, batch)
         if pred.shape != meas.shape:
             raise PtyradError(
                 f"predicted patterns have shape {tuple(pred.shape[1:])} but the measurements "

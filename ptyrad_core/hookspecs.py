@@ -104,11 +104,12 @@ def ptyrad_register_forward_extensions(registry):
 def ptyrad_register_detectors(registry):
     """Register detector models.
 
-    Called once when the plugin manager is built. A detector model is an ``torch.nn.Module``
-    with a nested ``Options`` model and ``forward(patterns, batch) -> Tensor`` mapping the
-    far-field intensities ``(B, Ky, Kx)`` to what the detector records, with the shape of the
-    measurements. At most one detector runs: the one the config's ``detector`` names; with
-    none named, predicted patterns are compared as they are.
+    Called once when the plugin manager is built. A detector stage is a
+    :class:`~ptyrad_core.detector.DetectorModel` subclass with a nested ``Options`` model; its
+    ``forward(patterns, batch)`` maps far-field intensities to what the detector records, and it
+    may also transform the measured patterns of each batch and set the grid the forward model
+    simulates on. The config's ``detector`` list chains stages in list order; with none named,
+    predicted patterns are compared as they are.
 
     :param registry: the detector :class:`~ptyrad_core.registry.Registry`.
     :return: ignored. All implementations are called (registration order).

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import detector as detector_grid
 from . import optics, scan
 from .config import Config, validate_options
 from .data import Measurements
@@ -75,18 +76,28 @@ def load_measurements(config: Config, pm) -> Measurements:
     return meas
 
 
-def sampling(config: Config, npix: int) -> tuple[float, float]:
-    """(dx in Angstrom, wavelength in Angstrom), checking that the probe aperture fits the detector."""
+def sampling(config: Config, meas: Measurements, stages) -> tuple[tuple[int, int], float, float]:
+    """The simulation window, dx and wavelength (Angstrom) implied by the data and the detector chain.
+
+    The detector pixel ``dk`` comes from ``experiment.dk_invA``, or from ``experiment.dx_A`` and
+    the measured pattern size; the detector stages then set the simulation grid
+    (:mod:`ptyrad_core.detector`). The probe aperture must fit inside that grid.
+    """
     exp = config.experiment
-    dx = exp.pixel_size(npix)
+    measured = meas.pattern_shape
+    dk = exp.detector_pixel(measured[0])
+    window, dk_sim = detector_grid.simulation_grid(stages, *detector_grid.compare_grid(stages, measured, dk))
+    if window[0] != window[1]:
+        raise ConfigError(f"detector: the simulation window must be square, the detector chain gives {window[0]} x {window[1]}")
+    dx = 1.0 / (window[0] * dk_sim)
     wavelength = optics.electron_wavelength(exp.energy_kV)
-    alpha_max = wavelength / (2 * dx) * 1e3  # mrad at the detector edge
+    alpha_max = wavelength / (2 * dx) * 1e3  # mrad at the edge of the simulated patterns
     if exp.conv_angle_mrad >= alpha_max:
         raise ConfigError(
             f"experiment: the convergence angle {exp.conv_angle_mrad} mrad does not fit the detector, whose "
-            f"edge is at {alpha_max:.2f} mrad ({npix} px, dx = {dx:.5g} A, lambda = {wavelength:.5g} A)"
+            f"edge is at {alpha_max:.2f} mrad ({window[0]} px, dx = {dx:.5g} A, lambda = {wavelength:.5g} A)"
         )
-    return dx, wavelength
+    return window, dx, wavelength
 
 
 def initial_positions(config: Config, window: tuple[int, int], dx: float) -> tuple[np.ndarray, tuple[int, int]]:
@@ -137,8 +148,10 @@ def initial_object(config: Config, shape: tuple[int, int], rng: np.random.Genera
 
 def build_model(config: Config, meas: Measurements, components: dict, device: torch.device, rng) -> PtychoModel:
     """The :class:`PtychoModel` described by ``config`` for these measurements."""
-    window = meas.pattern_shape
-    dx, wavelength = sampling(config, window[0])
+    stages = [cls(options) for (cls, options) in (components[("detector", i)] for i in range(len(config.detector)))]
+    for stage in stages:
+        stage.prepare(meas)
+    window, dx, wavelength = sampling(config, meas, stages)
     pos, shape = initial_positions(config, window, dx)
     probe = initial_probe(config, window, dx, meas.mean_total_intensity())
     amplitude, phase = initial_object(config, shape, rng)
@@ -146,10 +159,6 @@ def build_model(config: Config, meas: Measurements, components: dict, device: to
     tilts = np.tile(np.asarray(tilt.init_mrad, dtype=np.float64), (len(pos) if tilt.mode == "per_position" else 1, 1))
     schedules = {name: ParamSchedule(**getattr(config.update, name).model_dump()) for name in PARAMETER_NAMES}
     extensions = [cls(options) for (cls, options) in (components[("forward", i)] for i in range(len(config.forward)))]
-    detector = None
-    if config.detector is not None:
-        cls, options = components[("detector",)]
-        detector = cls(options)
     dtype = torch.float64 if config.recon.precision == "float64" else torch.float32
     model = PtychoModel(
         object_amplitude=amplitude,
@@ -163,7 +172,8 @@ def build_model(config: Config, meas: Measurements, components: dict, device: to
         occupancy=config.model.object.occupancy,
         schedules=schedules,
         extensions=extensions,
-        detector=detector,
+        detectors=stages,
+        scan_shape=(config.scan.n_slow, config.scan.n_fast),
         dtype=dtype,
     )
     return model.to(device)

@@ -89,7 +89,8 @@ class PtychoModel(nn.Module):
     :param occupancy: ``(omode,)`` object-mode weights, default equal.
     :param schedules: ``{parameter name: ParamSchedule}``; missing names are frozen.
     :param extensions: forward-model extensions, applied in order.
-    :param detector: detector model or ``None``.
+    :param detectors: detector stages (:class:`~ptyrad_core.detector.DetectorModel`), applied in order.
+    :param scan_shape: ``(n_slow, n_fast)`` of the raster the positions come from, if any.
     :param dtype: real dtype (float32 or float64); complex tensors use the matching complex dtype.
     """
 
@@ -107,7 +108,8 @@ class PtychoModel(nn.Module):
         occupancy=None,
         schedules: dict[str, ParamSchedule] | None = None,
         extensions: list[fwd.ForwardExtension] | None = None,
-        detector: nn.Module | None = None,
+        detectors: list[nn.Module] | None = None,
+        scan_shape: tuple[int, int] | None = None,
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__()
@@ -136,12 +138,11 @@ class PtychoModel(nn.Module):
         self.schedules = {name: ParamSchedule() for name in PARAMETER_NAMES}
         self.schedules.update(schedules or {})
         self.extensions = nn.ModuleList(extensions or [])
-        self.detector = detector
+        self.detectors = nn.ModuleList(detectors or [])
+        self.scan_shape = tuple(scan_shape) if scan_shape is not None else None
         self._chains = {hook: [e for e in self.extensions if e.overrides(hook)] for hook in fwd.ForwardExtension.HOOKS}
-        for ext in self.extensions:
-            ext.setup(self)
-        if detector is not None and hasattr(detector, "setup"):
-            detector.setup(self)
+        for component in [*self.extensions, *self.detectors]:
+            component.setup(self)
 
     # -- views -----------------------------------------------------------------------------
 
@@ -211,6 +212,6 @@ class PtychoModel(nn.Module):
         patterns = fwd.multislice(probe, ramps, patches, propagators, self.occupancy)
         for ext in self._chains["patterns"]:
             patterns = ext.patterns(patterns, batch, self)
-        if self.detector is not None:
-            patterns = self.detector(patterns, batch)
+        for stage in self.detectors:
+            patterns = stage(patterns, batch)
         return patterns, batch

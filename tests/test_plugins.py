@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ptyrad_core import hookimpl
 from ptyrad_core.config import build_config
-from ptyrad_core.docgen import config_reference, hooks_reference
+from ptyrad_core.docgen import config_reference, hooks_reference, plugins_reference
 from ptyrad_core.engine import Reconstruction
 from ptyrad_core.errors import ConfigError, PluginError
 from ptyrad_core.plugin_manager import get_plugin_manager
@@ -46,6 +46,7 @@ def test_kernel_imports_no_builtin_plugin():
 def test_hook_docs_are_generated_from_the_specs():
     assert (ROOT / "docs" / "hooks.md").read_text() == hooks_reference(), "run: ptyrad-core docs hooks > docs/hooks.md"
     assert (ROOT / "docs" / "config.md").read_text() == config_reference(), "run: ptyrad-core docs config > docs/config.md"
+    assert (ROOT / "docs" / "plugins.md").read_text() == plugins_reference(), "run: make docs-ref"
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,18 @@ The normalisation makes the value independent of dose and batch size (dimensionl
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ptyrad_core import hookimpl
+
+from ._common import Options, dp_pow_field
 
 
 class GaussianLoss(torch.nn.Module):
     """Normalised RMS error of ``pattern ** dp_pow``."""
 
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        dp_pow: float = Field(0.5, gt=0, le=2, description="Power applied to the patterns; 0.5 compares amplitudes.")
+    class Options(Options):
+        dp_pow: float = dp_pow_field(0.5)
         eps: float = Field(1e-10, ge=0, description="Added to the predicted intensity before the power (counts).")
 
     def __init__(self, options: Options):

@@ -1,0 +1,31 @@
+"""Pieces shared by several built-in plugins (not a plugin itself: no entry point)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ObjType = Literal["amplitude", "phase", "both"]
+
+
+class Options(BaseModel):
+    """Base of the built-in option models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def obj_type_field(default: ObjType = "both"):
+    return Field(default, description="Which part of the object it acts on: 'amplitude', 'phase' or 'both'.")
+
+
+def transform_object(model, obj_type: ObjType, fn) -> None:
+    """Replace the object amplitude and/or phase ``x`` by ``fn(x, part)`` in place."""
+    if obj_type in ("amplitude", "both"):
+        model.object_amplitude.copy_(fn(model.object_amplitude, "amplitude"))
+    if obj_type in ("phase", "both"):
+        model.object_phase.copy_(fn(model.object_phase, "phase"))
+
+
+def dp_pow_field(default: float):
+    return Field(default, gt=0, le=2, description="Power applied to the patterns before comparing them.")

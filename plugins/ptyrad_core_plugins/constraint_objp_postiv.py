@@ -1,0 +1,41 @@
+"""Object phase positivity: PtyRAD's ``objp_postiv``.
+
+    phi' = relax phi + (1 - relax) max(phi, 0)          (mode 'clip_neg')
+    phi' = relax phi + (1 - relax) (phi - min phi)      (mode 'subtract_min')
+
+an electron's phase shift through a potential is positive; clipping the negative values gives
+an object with a zero baseline that is easy to compare and quantify. ``relax`` keeps part of the
+unconstrained phase (1 = no constraint).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ptyrad_core import hookimpl
+
+from ._common import Options
+
+
+class ObjpPostiv:
+    """Make the object phase non-negative, optionally relaxed."""
+
+    class Options(Options):
+        relax: float = Field(0.0, ge=0, le=1, description="Fraction of the unconstrained phase kept.")
+        mode: Literal["clip_neg", "subtract_min"] = Field("clip_neg", description="Clip negative values or subtract the minimum.")
+
+    def __init__(self, options: Options):
+        self.options = options
+
+    def apply(self, model, iteration):
+        o = self.options
+        p = model.object_phase
+        positive = p.clamp(min=0) if o.mode == "clip_neg" else p - p.min()
+        model.object_phase.copy_(o.relax * p + (1 - o.relax) * positive)
+
+
+@hookimpl
+def ptyrad_register_constraints(registry):
+    registry.add("objp_postiv", ObjpPostiv)
