@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ObjType = Literal["amplitude", "phase", "both"]
 
@@ -29,3 +29,20 @@ def transform_object(model, obj_type: ObjType, fn) -> None:
 
 def dp_pow_field(default: float):
     return Field(default, gt=0, le=2, description="Power applied to the patterns before comparing them.")
+
+
+class GaussianBlurOptions(Options):
+    """A Gaussian blur: ``std`` in pixels and an odd number of taps (default as PtyRAD's detector blur)."""
+
+    std: float = Field(gt=0, description="Standard deviation of the Gaussian in pixels.")
+    kernel_size: int | None = Field(None, ge=1, description="Odd number of kernel taps; null = max(5, 2 round(3 std) + 1).")
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd(cls, v):
+        if v is not None and v % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (a centred kernel), got {v}")
+        return v
+
+    def taps(self) -> int:
+        return self.kernel_size or max(5, 2 * round(3 * self.std) + 1)
