@@ -61,12 +61,13 @@ def cmd_validate(args) -> int:
     import numpy as np
 
     from .config import component_specs, validate_components
-    from .initialize import build_model, load_measurements, select_device
+    from .initialize import build_model, prepare_data, select_device
 
     pm, config = _plugin_manager_for(args)
     components = validate_components(config, pm)
-    meas = load_measurements(config, pm)
-    model = build_model(config, meas, components, select_device("cpu"), np.random.default_rng(config.recon.seed))
+    data = prepare_data(config, pm, components)
+    meas = data.measurements
+    model = build_model(config, data, components, select_device("cpu"), np.random.default_rng(config.recon.seed), pm)
     ob = model.object_amplitude.shape
     print(f"{args.config}: valid")
     print(f"  data      {meas.source}: {meas.n} patterns of {meas.pattern_shape[0]} x {meas.pattern_shape[1]}")

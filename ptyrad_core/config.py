@@ -63,32 +63,71 @@ class DataSection(Strict):
     loader: str = Field("auto", description="Loader name, or 'auto' to choose by file type.")
     options: dict[str, Any] = Field(default_factory=dict, description="The loader's own options (e.g. key).")
     negative_values: Literal["error", "clip"] = Field(
-        "error", description="Negative intensities: 'error' rejects the data, 'clip' sets them to 0."
+        "error", description="Negative intensities left after preprocessing: 'error' rejects the data, 'clip' sets them to 0."
     )
+    preprocess: list[ComponentSpec] = Field(
+        default_factory=list, description="Preprocessing steps applied in order to the loaded patterns (see docs/plugins.md)."
+    )
+    memory_budget_MB: float = Field(
+        4096, gt=0, description="Measurements larger than this (as float32) stay on disk and are read per batch."
+    )
+
+
+CALIBRATIONS = {
+    "dx_A": "real-space pixel size in Angstrom (= 1 / (N dk), N the pattern size)",
+    "dk_invA": "detector pixel size in 1/Angstrom",
+    "kmax_invA": "spatial frequency at the detector edge in 1/Angstrom (= N dk / 2)",
+    "da_mrad": "detector pixel size in mrad",
+    "angle_max_mrad": "scattering angle at the detector edge in mrad",
+    "n_alpha": "detector edge in units of the convergence angle",
+    "rbf_px": "radius of the bright-field disk in detector pixels",
+    "fit_rbf": "true: fit the bright-field disk radius to the mean pattern (half-maximum area)",
+}
 
 
 class ExperimentSection(Strict):
     energy_kV: float = Field(gt=0, description="Acceleration voltage in kV.")
     conv_angle_mrad: float = Field(gt=0, description="Probe convergence semi-angle in mrad.")
-    dx_A: float | None = Field(
-        None, gt=0, description="Real-space pixel size in Angstrom that the measured patterns imply (= 1 / (N dk), N their size)."
-    )
-    dk_invA: float | None = Field(None, gt=0, description="Detector pixel size in 1/Angstrom; give this or dx_A.")
     aberrations: dict[str, float] = Field(
         default_factory=dict,
         description="Aberrations in Angstrom / degrees, Krivanek (C10, C12, phi12, C12a ...), Haider (C1, A1, ...) "
         "or aliases (defocus = -C10, Cs = C30).",
     )
+    dx_A: float | None = Field(None, gt=0, description="Calibration (give exactly one): " + CALIBRATIONS["dx_A"] + ".")
+    dk_invA: float | None = Field(None, gt=0, description="Calibration: " + CALIBRATIONS["dk_invA"] + ".")
+    kmax_invA: float | None = Field(None, gt=0, description="Calibration: " + CALIBRATIONS["kmax_invA"] + ".")
+    da_mrad: float | None = Field(None, gt=0, description="Calibration: " + CALIBRATIONS["da_mrad"] + ".")
+    angle_max_mrad: float | None = Field(None, gt=0, description="Calibration: " + CALIBRATIONS["angle_max_mrad"] + ".")
+    n_alpha: float | None = Field(None, gt=0, description="Calibration: " + CALIBRATIONS["n_alpha"] + ".")
+    rbf_px: float | None = Field(None, gt=0, description="Calibration: " + CALIBRATIONS["rbf_px"] + ".")
+    fit_rbf: bool = Field(False, description="Calibration: " + CALIBRATIONS["fit_rbf"] + ".")
 
     @model_validator(mode="after")
-    def _one_sampling(self):
-        if (self.dx_A is None) == (self.dk_invA is None):
-            raise ValueError("give exactly one of dx_A and dk_invA")
+    def _one_calibration(self):
+        given = [k for k in CALIBRATIONS if (getattr(self, k) is not None and k != "fit_rbf") or (k == "fit_rbf" and self.fit_rbf)]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one calibration of the detector ({', '.join(CALIBRATIONS)}), got "
+                f"{', '.join(given) if given else 'none'}"
+            )
         return self
 
-    def detector_pixel(self, npix: int) -> float:
-        """dk in 1/Angstrom of the measured patterns, which are ``npix`` pixels wide."""
-        return self.dk_invA if self.dk_invA is not None else 1.0 / (npix * self.dx_A)
+    def detector_pixel(self, npix: int, wavelength: float, rbf_px: float | None = None) -> float:
+        """dk in 1/Angstrom of patterns ``npix`` pixels wide (``rbf_px``: the fitted disk radius)."""
+        if self.dk_invA is not None:
+            return self.dk_invA
+        if self.dx_A is not None:
+            return 1.0 / (npix * self.dx_A)
+        if self.kmax_invA is not None:
+            return 2.0 * self.kmax_invA / npix
+        if self.da_mrad is not None:
+            return self.da_mrad * 1e-3 / wavelength
+        if self.angle_max_mrad is not None:
+            return 2.0 * self.angle_max_mrad * 1e-3 / wavelength / npix
+        if self.n_alpha is not None:
+            return 2.0 * self.n_alpha * self.conv_angle_mrad * 1e-3 / wavelength / npix
+        radius = self.rbf_px if self.rbf_px is not None else rbf_px
+        return self.conv_angle_mrad * 1e-3 / radius / wavelength
 
 
 class Affine(Strict):
@@ -98,42 +137,93 @@ class Affine(Strict):
     shear_deg: float = Field(0.0, description="Scan shear in degrees.")
 
 
-class ScanSection(Strict):
-    source: Literal["raster", "file"] = Field("raster", description="'raster' from step and counts, or 'file'.")
-    n_slow: int = Field(gt=0, description="Scan positions along the slow (y) axis.")
-    n_fast: int = Field(gt=0, description="Scan positions along the fast (x) axis.")
+class FlipT(Strict):
+    flipud: bool = Field(False, description="Flip along the first axis.")
+    fliplr: bool = Field(False, description="Flip along the second axis.")
+    transpose: bool = Field(False, description="Swap the two axes (after the flips).")
+
+
+class FileSource(Strict):
+    """Where an array comes from when it is read from a file."""
+
+    path: Path | None = Field(None, description="File (relative paths: from the config file's folder).")
+    key: str | None = Field(None, description="Dataset key inside an HDF5 / .mat / .npz file.")
+    reader: str = Field("auto", description="Result reader for source 'result' (see docs/plugins.md), or 'auto'.")
+    reader_options: dict[str, Any] = Field(default_factory=dict, description="The result reader's own options.")
+
+
+class ScanSection(FileSource):
+    source: Literal["raster", "file", "result"] = Field(
+        "raster", description="'raster' from step and counts, 'file' (an (N, 2) array), or 'result' (a previous reconstruction)."
+    )
+    n_slow: int = Field(gt=0, description="Scan positions along the slow (y) axis, as acquired.")
+    n_fast: int = Field(gt=0, description="Scan positions along the fast (x) axis, as acquired.")
     step_A: float | None = Field(None, gt=0, description="Raster step in Angstrom (source: raster).")
+    flipT: FlipT = Field(default_factory=FlipT, description="Flips / transpose of the scan grid (PtyRAD's pos_scan_flipT).")
     affine: Affine = Field(default_factory=Affine, description="Affine distortion of the raster (about its centre).")
-    path: Path | None = Field(None, description="Position file (source: file): .h5/.hdf5 (with key), .npy or .txt.")
-    key: str | None = Field(None, description="Dataset key inside an HDF5 position file.")
-    units: Literal["px", "A"] = Field("px", description="Units of the positions in the file.")
+    jitter_px: float = Field(0.0, ge=0, description="Std of Gaussian random displacements added to the positions, object pixels.")
+    units: Literal["px", "A"] = Field("px", description="Units of the positions in a file.")
 
     @model_validator(mode="after")
     def _source_fields(self):
         if self.source == "raster" and self.step_A is None:
             raise ValueError("source 'raster' needs step_A")
-        if self.source == "file" and self.path is None:
-            raise ValueError("source 'file' needs path")
+        if self.source in ("file", "result") and self.path is None:
+            raise ValueError(f"source '{self.source}' needs path")
         return self
 
 
-class ProbeInit(Strict):
-    modes: int = Field(1, ge=1, description="Number of incoherent probe modes.")
-    mode_power: float = Field(0.02, gt=0, lt=1, description="Initial power fraction of each extra mode.")
+class ProbeInit(FileSource):
+    source: Literal["simulate", "result", "file"] = Field(
+        "simulate", description="'simulate' from the experiment section, 'result' (a previous reconstruction), "
+        "or 'file' (a complex (pmode, Ny, Nx) or (Ny, Nx) array)."
+    )
+    modes: int = Field(1, ge=1, description="Number of incoherent probe modes (extra modes are added or dropped).")
+    mode_power: float | list[float] = Field(
+        0.02, description="Initial power fraction of each added mode, or one value per added mode (the last repeats)."
+    )
+    permute: list[int] | None = Field(None, description="Axis order that turns a file's probe array into (pmode, Ny, Nx).")
+    z_shift_A: float = Field(0.0, description="Propagate the initial probe by this distance (Angstrom, + = downstream).")
+    normalization: Literal["mean_total_ints", "max_total_ints", "target_intensity"] = Field(
+        "mean_total_ints", description="Scale sum |probe|^2 to the mean or max total intensity of the patterns, or to `intensity`."
+    )
+    intensity: float | None = Field(None, gt=0, description="Target sum |probe|^2 for normalization 'target_intensity'.")
 
 
-class ObjectInit(Strict):
+class ZPad(Strict):
+    layers: tuple[int, int] = Field((0, 0), description="Slices added before the first and after the last.")
+    kind: tuple[Literal["vacuum", "edge"], Literal["vacuum", "edge"]] = Field(
+        ("vacuum", "vacuum"), description="Added slices are vacuum (transmission 1) or copies of the edge slice."
+    )
+
+
+class ZResample(Strict):
+    mode: Literal["scale_slices", "scale_thickness", "target_slices", "target_thickness"] = Field(
+        description="Resample the initial object along z: scale the number of slices or the thickness, or set either."
+    )
+    value: float = Field(gt=0, description="The scale factor, number of slices or thickness (Angstrom).")
+
+
+class ObjectInit(FileSource):
+    source: Literal["flat", "result", "file"] = Field(
+        "flat", description="'flat' (amplitude 1, phase 0 plus noise), 'result' (a previous reconstruction), "
+        "or 'file' (a complex (omode, Nz, NY, NX) array)."
+    )
     modes: int = Field(1, ge=1, description="Number of incoherent object modes.")
-    slices: int = Field(1, ge=1, description="Number of slices Nz.")
+    slices: int = Field(1, ge=1, description="Number of slices Nz (a loaded object must match after z operations).")
     slice_thickness_A: float = Field(gt=0, description="Initial slice thickness in Angstrom.")
     shape: tuple[int, int] | None = Field(None, description="Object size (NY, NX) in pixels; null fits the scan.")
     phase_noise: float = Field(0.0, ge=0, description="Std of random initial phase (radians); needed for omode > 1.")
     occupancy: list[float] | None = Field(None, description="Object-mode occupancies (normalised); null = equal.")
+    z_crop: tuple[int, int] | None = Field(None, description="Keep slices [start, stop) of a loaded object.")
+    z_pad: ZPad | None = Field(None, description="Add slices to a loaded object.")
+    z_resample: ZResample | None = Field(None, description="Resample a loaded object along z (phase sum and thickness kept).")
 
 
-class TiltInit(Strict):
+class TiltInit(FileSource):
+    source: Literal["value", "file", "result"] = Field("value", description="'value' (init_mrad), 'file' or 'result'.")
     mode: Literal["global", "per_position"] = Field("global", description="One tilt for all positions, or one each.")
-    init_mrad: tuple[float, float] = Field((0.0, 0.0), description="Initial tilt (t_y, t_x) in mrad.")
+    init_mrad: tuple[float, float] = Field((0.0, 0.0), description="Initial tilt (t_y, t_x) in mrad (source: value).")
 
 
 class ModelSection(Strict):
@@ -157,9 +247,24 @@ class UpdateSection(Strict):
     slice_thickness: UpdateSpec = Field(default_factory=UpdateSpec)
 
 
+class SchedulerSpec(Strict):
+    name: str = Field(description="Any torch.optim.lr_scheduler class name (StepLR, ExponentialLR, CosineAnnealingLR, ...).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the scheduler.")
+    step_unit: Literal["iter", "batch"] = Field("iter", description="Step the scheduler after every iteration or every optimizer step.")
+
+
 class OptimizerSection(Strict):
     name: str = Field("Adam", description="Any torch.optim optimizer class name.")
     options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the optimizer.")
+    scheduler: SchedulerSpec | None = Field(None, description="Learning-rate scheduler; null = constant learning rates.")
+
+
+class IndicesSpec(Strict):
+    mode: Literal["full", "sub", "center"] = Field(
+        "full", description="'full': every position; 'sub': an evenly spaced sub-grid over the whole field; "
+        "'center': the central block."
+    )
+    subscan: tuple[int, int] | None = Field(None, description="(n_slow, n_fast) of the sub-grid or block; null = half of each.")
 
 
 class ReconSection(Strict):
@@ -170,6 +275,7 @@ class ReconSection(Strict):
         "compact: spatially clustered positions."
     )
     grad_accumulation: int = Field(1, ge=1, description="Mini-batches whose gradients add up before one step.")
+    indices: IndicesSpec = Field(default_factory=lambda: IndicesSpec(), description="Which scan positions take part.")
     seed: int = Field(0, description="Random seed (batches, initial noise).")
     device: str = Field("auto", description="'auto' (CUDA if present), 'cpu', 'cuda', 'cuda:1', ...")
     precision: Literal["float32", "float64"] = Field("float32", description="Real precision of the model.")
@@ -416,16 +522,17 @@ def component_specs(config: Config) -> list[tuple[str, tuple, ComponentSpec]]:
     out += [("constraint", ("constraints", i), s) for i, s in enumerate(config.constraints)]
     out += [("forward", ("forward", i), s) for i, s in enumerate(config.forward)]
     out += [("detector", ("detector", i), s) for i, s in enumerate(config.detector)]
+    out += [("preprocess", ("data", "preprocess", i), s) for i, s in enumerate(config.data.preprocess)]
     return out
 
 
-def validate_options(cls: type, options: dict, loc: tuple, config: Config) -> BaseModel:
-    """Validate one component's options with its own ``Options`` model; errors carry ``loc``."""
+def validate_options(cls: type, options: dict, loc: tuple, config: Config, field: str = "options") -> BaseModel:
+    """Validate one component's options with its own ``Options`` model; errors carry ``loc.field``."""
     try:
         return cls.Options.model_validate(options)
     except ValidationError as exc:
         lines = config._lines
-        msg = format_validation_error(exc, cls.Options, config._source, lines, prefix=loc + ("options",))
+        msg = format_validation_error(exc, cls.Options, config._source, lines, prefix=loc + (field,))
         raise ConfigError(f"{msg}\n  (options of {cls.__module__}.{cls.__name__})") from None
 
 

@@ -1,12 +1,21 @@
-"""Measurements: the diffraction patterns a loader produces, and the loader base class.
+"""Measurements: the diffraction patterns a loader produces, in memory or streamed from disk.
 
 Patterns are ``(N, Ky, Kx)`` float32 intensities with zero frequency at pixel ``(Ky // 2,
 Kx // 2)`` (the layout on disk), in scan order (row-major, fast axis x). They are data, not
-parameters: the loop reads them per batch with :meth:`Measurements.batch`.
+parameters.
+
+A loader hands over the file's array as it is (a NumPy array, a memory map, an ``h5py`` or
+``zarr`` dataset: anything with ``shape`` and NumPy-style indexing). If it fits the memory
+budget the kernel reads it whole; otherwise it stays on disk and every batch reads only its own
+patterns. Preprocessing steps are written once against this class and work in both cases:
+per-pattern transforms go through :meth:`Measurements.map` (applied at once in memory, on
+every read when streamed), scan selections through :meth:`Measurements.select`, and global
+statistics come from :meth:`mean_pattern`, :meth:`minimum`, ... (streamed in chunks).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,70 +25,224 @@ from pydantic import BaseModel
 
 from .errors import DataError
 
+CHUNK_BYTES = 64 << 20  # streamed statistics read about this much at a time
+
 
 class Measurements:
     """Diffraction patterns of one scan.
 
-    :param patterns: ``(N, Ky, Kx)`` or ``(Ny, Nx, Ky, Kx)`` array of intensities.
+    :param patterns: the loader's array: ``(N, Ky, Kx)``, ``(Ny, Nx, Ky, Kx)``, or any layout
+        that ``permute`` / ``reshape`` preprocessing turns into one of those. Kept lazy until
+        :meth:`load` reads it into memory.
     :param source: where they came from (file and key), used in error messages.
     :param metadata: anything the loader knows (energy, pixel sizes, ...), informational.
-
-    Values are checked by :meth:`check_values`, which the kernel calls after loading.
     """
 
     def __init__(self, patterns, source: str, metadata: dict[str, Any] | None = None):
-        arr = np.asarray(patterns)
+        if not hasattr(patterns, "shape") or not hasattr(patterns, "__getitem__"):
+            patterns = np.asarray(patterns)
         self.source = source
         self.metadata = dict(metadata or {})
-        if arr.ndim == 4:
-            self.scan_shape: tuple[int, int] | None = arr.shape[:2]
-            arr = arr.reshape(-1, *arr.shape[2:])
-        elif arr.ndim == 3:
-            self.scan_shape = None
-        else:
-            raise DataError(
-                f"{source}: measurements must be 3-D (N, ky, kx) or 4-D (Ny, Nx, ky, kx), got shape {arr.shape}"
-            )
-        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-            raise DataError(f"{source}: measurements must be real numbers, got dtype {arr.dtype}")
-        self.patterns = np.ascontiguousarray(arr, dtype=np.float32)
+        self._raw = patterns
+        self._array: np.ndarray | None = patterns if isinstance(patterns, np.ndarray) and not isinstance(patterns, np.memmap) else None
+        self._index: np.ndarray | None = None
+        self._transforms: list[Callable[[np.ndarray], np.ndarray]] = []
+        self._shape = tuple(int(s) for s in patterns.shape)
+        self.scan_shape: tuple[int, int] | None = None
+        #: indices of the raw scan positions kept by ``select`` (None: all, in order)
+        self.selection: np.ndarray | None = None
+        dtype = np.dtype(patterns.dtype)
+        if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+            raise DataError(f"{source}: measurements must be real numbers, got dtype {dtype}")
 
-    def check_values(self, negative: str = "error") -> None:
-        """Reject NaN / infinite values; reject (``"error"``) or zero (``"clip"``) negative ones."""
-        arr, source = self.patterns, self.source
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            first = np.unravel_index(np.argmax(bad), arr.shape)
-            raise DataError(
-                f"{source}: measurements hold {int(bad.sum())} NaN or infinite values "
-                f"(first at pattern {first[0]}, pixel {first[1:]}); expected finite intensities"
-            )
-        if (arr < 0).any():
-            if negative == "clip":
-                np.clip(arr, 0, None, out=arr)
-            else:
-                raise DataError(
-                    f"{source}: measurements hold {int((arr < 0).sum())} negative values (min {arr.min():.4g}); "
-                    "expected non-negative intensities (data.negative_values: clip sets them to 0)"
-                )
+    # -- shape -----------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Current shape: the raw layout until :meth:`as_patterns`, then ``(N, Ky, Kx)``."""
+        return self._shape
+
+    @property
+    def in_memory(self) -> bool:
+        return self._array is not None
 
     @property
     def n(self) -> int:
-        return self.patterns.shape[0]
+        return self._shape[0]
 
     @property
     def pattern_shape(self) -> tuple[int, int]:
-        return tuple(self.patterns.shape[1:])
+        return tuple(self._shape[-2:])
+
+    @property
+    def nbytes_float32(self) -> int:
+        return int(np.prod(self._shape)) * 4
+
+    # -- memory ----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read everything into memory as float32 (transforms and selections applied)."""
+        if self._array is None:
+            self._array = self.read(np.arange(self.n)) if self._is_patterns() else np.asarray(self._raw[()], dtype=np.float32)
+            self._index, self._transforms = None, []
+        self._array = np.ascontiguousarray(self._array, dtype=np.float32)
+
+    @property
+    def array(self) -> np.ndarray:
+        """The whole array in memory (raises for streamed data)."""
+        if self._array is None:
+            raise DataError(f"{self.source}: the measurements are streamed from disk, not in memory")
+        return self._array
+
+    def require_memory(self, step: str) -> np.ndarray:
+        if self._array is None:
+            raise DataError(
+                f"{self.source}: preprocessing step {step!r} needs the measurements in memory, but they exceed "
+                f"data.memory_budget_MB ({self.nbytes_float32 / 2**20:.0f} MB as float32); raise the budget or "
+                "preprocess the file"
+            )
+        return self._array
+
+    def set_array(self, array: np.ndarray) -> None:
+        """Replace the in-memory array (layout steps: permute, reshape)."""
+        self.require_memory("set_array")
+        self._array = np.asarray(array)
+        self._shape = tuple(self._array.shape)
+
+    # -- patterns --------------------------------------------------------------------------
+
+    def _is_patterns(self) -> bool:
+        return len(self._shape) == 3
+
+    def as_patterns(self) -> None:
+        """Turn a 4-D ``(Ny, Nx, Ky, Kx)`` layout into ``(N, Ky, Kx)``, recording the scan shape."""
+        if len(self._shape) == 3:
+            return
+        if len(self._shape) != 4:
+            raise DataError(
+                f"{self.source}: measurements must be 3-D (N, ky, kx) or 4-D (Ny, Nx, ky, kx), got shape {self._shape}"
+                " (data.preprocess permute / reshape can rearrange them)"
+            )
+        self.scan_shape = self._shape[:2]
+        self._shape = (self._shape[0] * self._shape[1], *self._shape[2:])
+        if self._array is not None:
+            self._array = self._array.reshape(self._shape)
+
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Apply a per-pattern transform ``(n, Ky, Kx) -> (n, Ky', Kx')`` to every pattern."""
+        self.as_patterns()
+        if self._array is not None:
+            self._array = np.asarray(fn(self._array.astype(np.float32, copy=False)), dtype=np.float32)
+            self._shape = tuple(self._array.shape)
+        else:
+            self._transforms.append(fn)
+            probe = self.read(np.arange(1))
+            self._shape = (self._shape[0], *probe.shape[1:])
+
+    def select(self, indices: np.ndarray, scan_shape: tuple[int, int] | None = None) -> None:
+        """Keep only the patterns at ``indices`` (in that order)."""
+        self.as_patterns()
+        indices = np.asarray(indices, dtype=np.int64)
+        if self._array is not None:
+            self._array = self._array[indices]
+        else:
+            self._index = indices if self._index is None else self._index[indices]
+        self._shape = (len(indices), *self._shape[1:])
+        self.scan_shape = scan_shape
+        self.selection = indices if self.selection is None else self.selection[indices]
+
+    def read(self, indices) -> np.ndarray:
+        """Patterns ``(len(indices), Ky, Kx)`` float32, transforms applied."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if self._array is not None:
+            return np.ascontiguousarray(self._array.reshape(-1, *self._shape[1:])[indices], dtype=np.float32)
+        rows = indices if self._index is None else self._index[indices]
+        raw = self._read_raw(rows)
+        for fn in self._transforms:
+            raw = fn(raw)
+        return np.ascontiguousarray(raw, dtype=np.float32)
+
+    def _read_raw(self, rows: np.ndarray) -> np.ndarray:
+        raw = self._raw
+        if raw.ndim == 4:
+            nx = raw.shape[1]
+            return np.stack([np.asarray(raw[r // nx, r % nx], dtype=np.float32) for r in rows])
+        order = np.argsort(rows)
+        unique, inverse = np.unique(rows[order], return_inverse=True)
+        try:
+            block = np.asarray(raw[unique], dtype=np.float32)  # h5py needs increasing indices
+        except (TypeError, ValueError):
+            block = np.stack([np.asarray(raw[int(r)], dtype=np.float32) for r in unique])
+        out = np.empty((len(rows), *block.shape[1:]), dtype=np.float32)
+        out[order] = block[inverse]
+        return out
+
+    def chunks(self):
+        """Yield consecutive blocks of patterns (for streamed statistics)."""
+        self.as_patterns()
+        per = max(1, CHUNK_BYTES // max(1, int(np.prod(self._shape[1:])) * 4))
+        for start in range(0, self.n, per):
+            yield self.read(np.arange(start, min(self.n, start + per)))
+
+    # -- statistics ------------------------------------------------------------------------
+
+    def mean_pattern(self) -> np.ndarray:
+        """The position-averaged pattern (PACBED), float64 ``(Ky, Kx)``."""
+        total = np.zeros(self.pattern_shape, dtype=np.float64)
+        for block in self.chunks():
+            total += block.sum(axis=0, dtype=np.float64)
+        return total / self.n
+
+    def total_intensities(self) -> np.ndarray:
+        """Sum of every pattern, float64 ``(N,)``."""
+        return np.concatenate([b.sum(axis=(1, 2), dtype=np.float64) for b in self.chunks()])
 
     def mean_total_intensity(self) -> float:
-        return float(self.patterns.sum(axis=(1, 2), dtype=np.float64).mean())
+        return float(self.total_intensities().mean())
 
-    def to(self, device) -> "DeviceMeasurements":
-        return DeviceMeasurements(torch.from_numpy(self.patterns).to(device))
+    def minimum(self) -> float:
+        return float(min(b.min() for b in self.chunks()))
+
+    def check_values(self, negative: str = "error") -> None:
+        """Reject NaN / infinite values; reject (``"error"``) or zero (``"clip"``) negative ones."""
+        n_bad, n_neg, first, low, start = 0, 0, None, 0.0, 0
+        for block in self.chunks():
+            bad = ~np.isfinite(block)
+            if bad.any() and first is None:
+                first = np.unravel_index(np.argmax(bad), block.shape)
+                first = (first[0] + start, first[1:])
+            n_bad += int(bad.sum())
+            neg = block < 0
+            n_neg += int(neg.sum())
+            if neg.any():
+                low = min(low, float(block[neg].min()))
+            start += len(block)
+        if n_bad:
+            raise DataError(
+                f"{self.source}: measurements hold {n_bad} NaN or infinite values "
+                f"(first at pattern {first[0]}, pixel {first[1]}); expected finite intensities"
+            )
+        if n_neg:
+            if negative != "clip":
+                raise DataError(
+                    f"{self.source}: measurements hold {n_neg} negative values (min {low:.4g}); expected "
+                    "non-negative intensities (data.negative_values: clip sets them to 0, or add a "
+                    "'negative' preprocessing step)"
+                )
+            self.map(lambda b: np.clip(b, 0, None))
+
+    # -- to the device ---------------------------------------------------------------------
+
+    def to(self, device) -> "DeviceMeasurements | StreamedMeasurements":
+        if self._array is not None:
+            return DeviceMeasurements(torch.from_numpy(np.ascontiguousarray(self._array, dtype=np.float32)).to(device))
+        return StreamedMeasurements(self, device)
 
 
 class DeviceMeasurements:
     """Patterns held on the compute device; :meth:`batch` selects rows without a host copy."""
+
+    streamed = False
 
     def __init__(self, patterns: torch.Tensor):
         self.patterns = patterns
@@ -88,11 +251,29 @@ class DeviceMeasurements:
         return self.patterns.index_select(0, indices)
 
 
+class StreamedMeasurements:
+    """Patterns read from disk per batch (only the batch's rows), then moved to the device."""
+
+    streamed = True
+
+    def __init__(self, measurements: Measurements, device):
+        self.measurements = measurements
+        self.device = torch.device(device)
+
+    def batch(self, indices: torch.Tensor) -> torch.Tensor:
+        block = self.measurements.read(indices.cpu().numpy())
+        return torch.from_numpy(block).to(self.device, non_blocking=True)
+
+
 class Loader:
     """Base class of data loaders (plugin family ``loader``).
 
-    Subclasses define a nested pydantic ``Options`` model and :meth:`load`. The kernel constructs
-    them as ``cls(path, options)`` with ``path`` an existing :class:`pathlib.Path`.
+    Subclasses define a nested pydantic ``Options`` model and :meth:`load`, which returns a
+    :class:`Measurements` wrapping the file's array *without reading it* when the format allows
+    (``h5py`` / ``zarr`` datasets, ``np.load(..., mmap_mode="r")``, ``np.memmap``): the kernel
+    decides from ``data.memory_budget_MB`` whether to read it whole or stream it per batch.
+    The kernel constructs loaders as ``cls(path, options)`` with ``path`` an existing
+    :class:`pathlib.Path`, and may call :meth:`close` when the data are no longer needed.
     """
 
     Options: ClassVar[type[BaseModel]]

@@ -60,7 +60,8 @@ def plugins_reference(pm=None) -> str:
 
     pm = pm or get_plugin_manager(autoload=False)
     titles = {"loss": "Loss terms", "constraint": "Constraints", "forward": "Forward-model extensions",
-              "detector": "Detector models", "loader": "Data loaders"}
+              "detector": "Detector models", "loader": "Data loaders", "preprocess": "Preprocessing steps",
+              "result_reader": "Readers of previous reconstructions"}
     lines = [
         "# Built-in plugins",
         "",

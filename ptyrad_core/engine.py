@@ -51,6 +51,19 @@ def make_optimizer(model, spec) -> torch.optim.Optimizer | None:
         raise PtyradError(f"optimizer: torch.optim.{spec.name} rejected the options {spec.options}: {exc}") from None
 
 
+def make_scheduler(optimizer, spec):
+    """A ``torch.optim.lr_scheduler`` by name, or ``None``."""
+    if spec is None or optimizer is None:
+        return None
+    cls = getattr(torch.optim.lr_scheduler, spec.name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.lr_scheduler.LRScheduler)):
+        raise PtyradError(f"optimizer.scheduler.name: {spec.name!r} is not a torch.optim.lr_scheduler class")
+    try:
+        return cls(optimizer, **spec.options)
+    except Exception as exc:
+        raise PtyradError(f"optimizer.scheduler: torch.optim.lr_scheduler.{spec.name} rejected {spec.options}: {exc}") from None
+
+
 def blame(exc: BaseException, named: dict[int, str]) -> str | None:
     """The name of the component (by object identity) whose method raised ``exc``."""
     tb, found = exc.__traceback__, None
@@ -80,8 +93,9 @@ class Reconstruction:
         self.device = initialize.select_device(config.recon.device)
         torch.manual_seed(config.recon.seed)
         self.rng = np.random.default_rng(config.recon.seed)
-        self.measurements = initialize.load_measurements(config, self.pm)
-        self.model = initialize.build_model(config, self.measurements, self.components, self.device, self.rng)
+        self.prepared = initialize.prepare_data(config, self.pm, self.components)
+        self.measurements = self.prepared.measurements
+        self.model = initialize.build_model(config, self.prepared, self.components, self.device, self.rng, self.pm)
         self.data = self.measurements.to(self.device)
         self.loss_terms = []
         names: dict[str, int] = {}
@@ -100,12 +114,17 @@ class Reconstruction:
         self._named.update({id(d): f"detector[{i}] {config.detector[i].name!r}" for i, d in enumerate(self.model.detectors)})
         self._measurement_stages = [d for d in self.model.detectors if d.transforms_measurements()]
         self.optimizer = make_optimizer(self.model, config.optimizer)
+        self.scheduler = make_scheduler(self.optimizer, config.optimizer.scheduler)
+        self._plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         self.output_dir = Path(config.output.dir)
         self.result_path = self.output_dir / RESULT_NAME
         self.iteration = 0
         self.history: dict = {"iteration": [], "loss": [], "time_s": [], "slice_thickness_A": []}
         self.history["loss_terms"] = {label: [] for label, _, _ in self.loss_terms}
-        self._indices = np.arange(self.model.n_positions)
+        ind = config.recon.indices
+        if ind.mode != "full" and self.model.scan_shape is None:
+            raise PtyradError("recon.indices: 'sub' and 'center' need a raster scan shape")
+        self._indices = scan.select_indices(self.model.scan_shape, ind.mode, ind.subscan) if ind.mode != "full" else np.arange(self.model.n_positions)
         self._fixed_batches = None
 
     @classmethod
@@ -173,6 +192,11 @@ class Reconstruction:
                 if spec.runs_at(iteration):
                     constraint.apply(self.model, iteration)
         means = (sums / len(batches)).tolist()
+        if self.scheduler is not None:
+            if self._plateau:
+                self.scheduler.step(float(sum(means)))
+            elif self.config.optimizer.scheduler.step_unit == "iter":
+                self.scheduler.step()
         elapsed = _clock(self.device) - t0
         terms = {label: v for (label, _, _), v in zip(self.loss_terms, means)}
         return {"loss": float(sum(means)), "loss_terms": terms, "time_s": elapsed}
@@ -191,6 +215,9 @@ class Reconstruction:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        spec = self.config.optimizer.scheduler
+        if self.scheduler is not None and spec.step_unit == "batch" and not self._plateau:
+            self.scheduler.step()
 
     def _record(self, iteration: int, metrics: dict) -> None:
         h = self.history

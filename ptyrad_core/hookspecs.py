@@ -133,6 +133,39 @@ def ptyrad_register_loaders(registry):
     """
 
 
+@hookspec
+def ptyrad_register_preprocessors(registry):
+    """Register preprocessing steps.
+
+    Called once when the plugin manager is built. A step is a
+    :class:`~ptyrad_core.preprocess.Preprocessor` subclass with a nested ``Options`` model; the
+    config's ``data.preprocess`` list applies steps in list order to the loaded measurements,
+    before calibration.
+
+    :param registry: the preprocessing :class:`~ptyrad_core.registry.Registry`.
+    :return: ignored. All implementations are called (registration order).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def ptyrad_register_result_readers(registry):
+    """Register readers of previous reconstructions.
+
+    Called once when the plugin manager is built. A reader is a
+    :class:`~ptyrad_core.prior.ResultReader` subclass with a nested ``Options`` model, constructed
+    as ``cls(path, options)``, whose ``read()`` returns a :class:`~ptyrad_core.prior.PriorResult`
+    (probe, object, positions, tilts in ptyrad_core's conventions). Used when the config takes
+    the probe, object, positions or tilts from a file (``source: result``).
+
+    :param registry: the result-reader :class:`~ptyrad_core.registry.Registry`.
+    :return: ignored. All implementations are called (registration order).
+
+    .. versionadded:: 0.1
+    """
+
+
 # --------------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------------
@@ -147,6 +180,36 @@ def ptyrad_sniff_loader(path):
     :param path: a :class:`pathlib.Path` to an existing file or folder.
     :return: a registered loader name, or ``None`` if this plugin cannot tell.
         Stops at first non-None result.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def ptyrad_sniff_result(path):
+    """Name the result reader that can read the previous reconstruction at ``path``.
+
+    Called when a config takes arrays from a result file with ``reader: auto``.
+
+    :param path: a :class:`pathlib.Path` to an existing file.
+    :return: a registered result-reader name, or ``None``. Stops at first non-None result.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def ptyrad_translate_config(raw, path):
+    """Translate a config written for another program into a native ptyrad_core config.
+
+    Called when a YAML file is loaded whose top level is not a native config (e.g. a PtyRAD
+    params file), before validation; also by ``ptyrad-core convert``.
+
+    :param raw: the parsed YAML (a dict).
+    :param path: the :class:`pathlib.Path` of the file.
+    :return: ``(native config dict, list of notes)`` if this plugin recognises the format, else
+        ``None``. Stops at first non-None result. Options the translation cannot carry over must
+        raise :class:`~ptyrad_core.errors.ConfigError` naming them, never be dropped silently.
 
     .. versionadded:: 0.1
     """

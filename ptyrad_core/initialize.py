@@ -1,26 +1,40 @@
 """From a validated config to data and an initialized model.
 
-- Measurements come from the loader the config names (or the one ``ptyrad_sniff_loader``
-  picks for ``loader: auto``).
-- Positions are a raster from step size, scan counts and an affine, placed in an object canvas
-  1.2 times the scanned extent (PtyRAD's rule), or read from a file as object pixels.
-- The probe is simulated from energy, convergence angle and aberrations, with extra
-  Hermite-like modes, and scaled so that ``sum |probe|^2`` equals the mean total intensity of
-  the measurements.
-- The object starts with amplitude 1 and phase 0 (plus optional noise).
+1. Measurements come from the loader the config names (or the one ``ptyrad_sniff_loader`` picks
+   for ``loader: auto``); within ``data.memory_budget_MB`` they are read whole, otherwise they
+   stay on disk and are streamed per batch. The ``data.preprocess`` steps run in order.
+2. Calibration: the detector pixel ``dk`` from the ``experiment`` section (referring to the
+   patterns after the layout steps), carried through preprocessing and the detector chain to
+   the simulation window and real-space pixel ``dx``.
+3. Positions: a raster from step size and scan counts, with flips, an affine and jitter, placed
+   in an object canvas 1.2 times the scanned extent (PtyRAD's rule); or read from a file or a
+   previous reconstruction (object pixels), selected like the measurements.
+4. Probe: simulated from energy, convergence angle and aberrations with Hermite-like extra
+   modes, or read from a file or a previous reconstruction; optionally propagated; scaled to
+   the measured intensity.
+5. Object: amplitude 1 and phase 0 (plus optional noise), or read and cut / padded / resampled
+   along depth. Tilts: a value, a file or a previous reconstruction.
 """
 
 from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from . import detector as detector_grid
-from . import optics, scan
+from . import optics, scan, sources
 from .config import Config, validate_options
 from .data import Measurements
 from .errors import ConfigError, DataError
+from .forward import fresnel_propagator, frequency_grid
 from .model import PARAMETER_NAMES, ParamSchedule, PtychoModel
+from .preprocess import PreprocessContext, PreprocessResult, run_pipeline
+
+log = logging.getLogger("ptyrad_core")
 
 
 def select_device(name: str) -> torch.device:
@@ -36,7 +50,7 @@ def select_device(name: str) -> torch.device:
 
 
 def load_measurements(config: Config, pm) -> Measurements:
-    """Read the measurements with the configured loader and check their values and count."""
+    """The loader's measurements, read into memory when they fit ``data.memory_budget_MB``."""
     path = config.resolve(config.data.path)
     if not path.exists():
         raise DataError(f"data.path: measurement file {str(path)!r} does not exist")
@@ -58,105 +72,242 @@ def load_measurements(config: Config, pm) -> Measurements:
         raise DataError(f"{path}: loader {name!r} (plugin {entry.plugin!r}) failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(meas, Measurements):
         raise DataError(f"loader {name!r} (plugin {entry.plugin!r}) returned {type(meas).__name__}, not Measurements")
+    if meas.nbytes_float32 <= config.data.memory_budget_MB * 2**20:
+        meas.load()
+    else:
+        log.info("measurements %s (%.0f MB) exceed data.memory_budget_MB: streamed from disk", meas.source, meas.nbytes_float32 / 2**20)
+    return meas
+
+
+@dataclass
+class Data:
+    """Preprocessed measurements and what calibration and positions need to know about them."""
+
+    measurements: Measurements
+    preprocess: PreprocessResult
+    dk: float
+    wavelength: float
+    rbf_px: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def fit_rbf(mean_pattern: np.ndarray, threshold: float = 0.5) -> float:
+    """Bright-field disk radius in pixels: the radius of a disk with the area above ``threshold`` x max."""
+    area = float(np.sum(mean_pattern > threshold * mean_pattern.max()))
+    return math.sqrt(area / math.pi)
+
+
+def prepare_data(config: Config, pm, components: dict) -> Data:
+    """Load, preprocess, check and calibrate the measurements."""
+    meas = load_measurements(config, pm)
+    steps = [
+        (f"data.preprocess[{i}] {spec.name!r}", cls(options))
+        for i, spec in enumerate(config.data.preprocess)
+        for cls, options in [components[("data", "preprocess", i)]]
+    ]
+    context = PreprocessContext(
+        scan_shape=(config.scan.n_slow, config.scan.n_fast),
+        scan_step_A=config.scan.step_A,
+        seed=config.recon.seed,
+        base_dir=config._base_dir,
+        data_path=config.resolve(config.data.path),
+    )
+    result = run_pipeline(meas, steps, context, need_mean=config.experiment.fit_rbf)
     meas.check_values(config.data.negative_values)
-    expected = config.scan.n_slow * config.scan.n_fast
+    expected = int(np.prod(result.scan_shape)) if result.scan_shape is not None else config.scan.n_slow * config.scan.n_fast
     if meas.n != expected:
+        n_slow, n_fast = result.scan_shape or (config.scan.n_slow, config.scan.n_fast)
         raise DataError(
-            f"{meas.source}: {meas.n} diffraction patterns (array shape {meas.patterns.shape}), but "
-            f"scan.n_slow x scan.n_fast = {config.scan.n_slow} x {config.scan.n_fast} = {expected}"
-        )
-    if meas.scan_shape is not None and tuple(meas.scan_shape) != (config.scan.n_slow, config.scan.n_fast):
-        raise DataError(
-            f"{meas.source}: 4-D measurements with scan shape {tuple(meas.scan_shape)}, but the config says "
-            f"scan.n_slow = {config.scan.n_slow}, scan.n_fast = {config.scan.n_fast}"
+            f"{meas.source}: {meas.n} diffraction patterns (array shape {meas.shape}), but "
+            f"scan.n_slow x scan.n_fast = {n_slow} x {n_fast} = {expected}"
         )
     ky, kx = meas.pattern_shape
     if ky != kx:
         raise DataError(f"{meas.source}: patterns must be square, got {ky} x {kx}")
-    return meas
+    wavelength = optics.electron_wavelength(config.experiment.energy_kV)
+    rbf = fit_rbf(result.calibration_mean) if config.experiment.fit_rbf else None
+    dk = config.experiment.detector_pixel(result.calibration_shape[0], wavelength, rbf) * result.dk_factor
+    return Data(meas, result, dk, wavelength, rbf, context.notes)
 
 
-def sampling(config: Config, meas: Measurements, stages) -> tuple[tuple[int, int], float, float]:
-    """The simulation window, dx and wavelength (Angstrom) implied by the data and the detector chain.
+def sampling(config: Config, data: Data, stages) -> tuple[tuple[int, int], float]:
+    """The simulation window and real-space pixel ``dx`` (Angstrom) for the data and detector chain.
 
-    The detector pixel ``dk`` comes from ``experiment.dk_invA``, or from ``experiment.dx_A`` and
-    the measured pattern size; the detector stages then set the simulation grid
-    (:mod:`ptyrad_core.detector`). The probe aperture must fit inside that grid.
+    The probe aperture must fit inside the simulated patterns.
     """
-    exp = config.experiment
-    measured = meas.pattern_shape
-    dk = exp.detector_pixel(measured[0])
-    window, dk_sim = detector_grid.simulation_grid(stages, *detector_grid.compare_grid(stages, measured, dk))
+    window, dk_sim = detector_grid.simulation_grid(stages, *detector_grid.compare_grid(stages, data.measurements.pattern_shape, data.dk))
     if window[0] != window[1]:
         raise ConfigError(f"detector: the simulation window must be square, the detector chain gives {window[0]} x {window[1]}")
     dx = 1.0 / (window[0] * dk_sim)
-    wavelength = optics.electron_wavelength(exp.energy_kV)
-    alpha_max = wavelength / (2 * dx) * 1e3  # mrad at the edge of the simulated patterns
-    if exp.conv_angle_mrad >= alpha_max:
+    alpha_max = data.wavelength / (2 * dx) * 1e3  # mrad at the edge of the simulated patterns
+    conv = config.experiment.conv_angle_mrad
+    if conv >= alpha_max:
         raise ConfigError(
-            f"experiment: the convergence angle {exp.conv_angle_mrad} mrad does not fit the detector, whose "
-            f"edge is at {alpha_max:.2f} mrad ({window[0]} px, dx = {dx:.5g} A, lambda = {wavelength:.5g} A)"
+            f"experiment: the convergence angle {conv} mrad does not fit the detector, whose "
+            f"edge is at {alpha_max:.2f} mrad ({window[0]} px, dx = {dx:.5g} A, lambda = {data.wavelength:.5g} A)"
         )
-    return window, dx, wavelength
+    return window, dx
 
 
-def initial_positions(config: Config, window: tuple[int, int], dx: float) -> tuple[np.ndarray, tuple[int, int]]:
-    """Nominal positions ``(N, 2)`` in object pixels and the object shape."""
+def _select(arr: np.ndarray, data: Data, raw_count: int, where: str) -> np.ndarray:
+    """Rows of a per-position array for the positions the preprocessing kept."""
+    selection = data.preprocess.selection
+    if len(arr) == data.measurements.n and (selection is None or len(arr) != raw_count):
+        return arr
+    if len(arr) != raw_count:
+        raise DataError(f"{where}: {len(arr)} rows, but the scan has {raw_count} positions ({data.measurements.n} after preprocessing)")
+    return arr if selection is None else arr[selection]
+
+
+def initial_positions(config: Config, data: Data, window: tuple[int, int], dx: float, rng, priors) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """Nominal positions ``(N, 2)`` in object pixels, and the object shape for a raster (else None)."""
     sc = config.scan
+    raw_count = sc.n_slow * sc.n_fast
     shape = config.model.object.shape
+    placed_shape = None
     if sc.source == "raster":
+        n_slow, n_fast = data.preprocess.scan_shape
+        pos = scan.raster_positions(n_slow, n_fast, sc.step_A / dx)
+        pos = scan.flip_grid(pos, (n_slow, n_fast), sc.flipT.flipud, sc.flipT.fliplr, sc.flipT.transpose)
         a = sc.affine
-        pos = scan.raster_positions(
-            sc.n_slow, sc.n_fast, sc.step_A / dx, scan.affine_matrix(a.scale, a.asymmetry, a.rotation_deg, a.shear_deg)
-        )
-        pos, auto_shape = scan.place_in_object(pos, window)
+        pos = pos @ scan.affine_matrix(a.scale, a.asymmetry, a.rotation_deg, a.shear_deg)
+        pos, placed_shape = scan.place_in_object(pos, window)
         if shape is not None:
-            pos = pos - np.asarray(auto_shape) / 2 + np.asarray(shape) / 2
+            pos = pos - np.asarray(placed_shape) / 2 + np.asarray(shape) / 2
+            placed_shape = tuple(shape)
     else:
-        pos = scan.read_positions(config.resolve(sc.path), sc.key)
+        if sc.source == "file":
+            pos = sources.read_array(config.resolve(sc.path), sc.key, "scan").astype(np.float64)
+        else:
+            pos = sources.need(sources.read_prior(sc, "scan", priors["pm"], config, priors), "positions_px", "scan")
+        if pos.ndim != 2 or pos.shape[1] != 2:
+            raise DataError(f"scan.path: positions must have shape (N, 2) (y, x), got {pos.shape}")
         if sc.units == "A":
             pos = pos / dx
-    source = "scan.path" if sc.source == "file" else "scan"
-    if len(pos) != sc.n_slow * sc.n_fast:
-        raise DataError(f"{source}: {len(pos)} positions, but scan.n_slow x scan.n_fast = {sc.n_slow * sc.n_fast}")
-    shape = tuple(shape) if shape is not None else (auto_shape if sc.source == "raster" else scan.fitting_object_shape(pos, window))
-    scan.check_positions(pos, window, shape, source)
-    return pos, shape
+        pos = _select(pos.astype(np.float64), data, raw_count, "scan.path")
+        if any((sc.flipT.flipud, sc.flipT.fliplr, sc.flipT.transpose)):
+            pos = scan.flip_grid(pos, data.preprocess.scan_shape, sc.flipT.flipud, sc.flipT.fliplr, sc.flipT.transpose)
+    if sc.jitter_px > 0:
+        pos = pos + sc.jitter_px * rng.standard_normal(pos.shape)
+    return pos, placed_shape
 
 
-def initial_probe(config: Config, window: tuple[int, int], dx: float, total_intensity: float) -> np.ndarray:
-    exp = config.experiment
-    probe = optics.make_probe(window[0], dx, exp.energy_kV, exp.conv_angle_mrad, exp.aberrations, npix_x=window[1])
-    modes = optics.make_mixed_probe(probe, config.model.probe.modes, config.model.probe.mode_power)
-    return modes * np.sqrt(total_intensity)
+def initial_probe(config: Config, data: Data, window: tuple[int, int], dx: float, priors) -> np.ndarray:
+    """Probe modes ``(pmode, Ny, Nx)`` complex, scaled to the measured intensity."""
+    p = config.model.probe
+    if p.source == "simulate":
+        exp = config.experiment
+        probe = optics.make_probe(window[0], dx, exp.energy_kV, exp.conv_angle_mrad, exp.aberrations, npix_x=window[1])
+        probe = optics.make_mixed_probe(probe, p.modes, p.mode_power)
+    else:
+        if p.source == "file":
+            probe = sources.read_array(config.resolve(p.path), p.key, "model.probe")
+        else:
+            probe = sources.need(sources.read_prior(p, "model.probe", priors["pm"], config, priors), "probe", "model.probe")
+        if p.permute is not None:
+            probe = np.transpose(probe, p.permute)
+        probe = np.asarray(probe, dtype=np.complex128)
+        probe = probe[None] if probe.ndim == 2 else probe
+        if probe.ndim != 3 or tuple(probe.shape[1:]) != tuple(window):
+            raise DataError(
+                f"model.probe: the loaded probe has shape {probe.shape}; expected (pmode, {window[0]}, {window[1]}) to "
+                "match the simulation window (use model.probe.permute to reorder axes)"
+            )
+        probe = sources.probe_with_modes(probe, p.modes, p.mode_power)
+    if p.z_shift_A:
+        fy, fx = frequency_grid(window, dtype=torch.float64)
+        h = fresnel_propagator(fy, fx, dx, data.wavelength, torch.tensor(float(p.z_shift_A), dtype=torch.float64),
+                               torch.zeros(1, 2, dtype=torch.float64)).numpy()
+        probe = np.fft.ifft2(np.fft.fft2(probe) * h)
+    if p.normalization == "target_intensity":
+        if p.intensity is None:
+            raise ConfigError("model.probe.normalization 'target_intensity' needs model.probe.intensity")
+        target = p.intensity
+    else:
+        totals = data.measurements.total_intensities()
+        target = totals.mean() if p.normalization == "mean_total_ints" else totals.max()
+    return probe * math.sqrt(target / np.sum(np.abs(probe) ** 2))
 
 
-def initial_object(config: Config, shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    obj = config.model.object
-    if obj.modes > 1 and obj.phase_noise == 0:
+def initial_object(config: Config, shape: tuple[int, int] | None, rng, priors) -> tuple[np.ndarray, np.ndarray, float]:
+    """Amplitude and phase ``(omode, Nz, NY, NX)`` and the slice thickness."""
+    o = config.model.object
+    if o.modes > 1 and o.phase_noise == 0 and o.source == "flat":
         raise ConfigError(
             "model.object.phase_noise must be > 0 when model.object.modes > 1: identical object modes get "
             "identical gradients and never separate"
         )
-    if obj.occupancy is not None and len(obj.occupancy) != obj.modes:
-        raise ConfigError(f"model.object.occupancy has {len(obj.occupancy)} values for {obj.modes} modes")
-    full = (obj.modes, obj.slices, *shape)
-    amplitude = np.ones(full, dtype=np.float32)
-    phase = (obj.phase_noise * rng.standard_normal(full)).astype(np.float32)
-    return amplitude, phase
+    if o.occupancy is not None and len(o.occupancy) != o.modes:
+        raise ConfigError(f"model.object.occupancy has {len(o.occupancy)} values for {o.modes} modes")
+    dz = o.slice_thickness_A
+    if o.source == "flat":
+        full = (o.modes, o.slices, *shape)
+        amplitude = np.ones(full, dtype=np.float32)
+        phase = (o.phase_noise * rng.standard_normal(full)).astype(np.float32)
+        return amplitude, phase, dz
+    if o.source == "file":
+        obj = sources.read_array(config.resolve(o.path), o.key, "model.object")
+    else:
+        prior = sources.read_prior(o, "model.object", priors["pm"], config, priors)
+        obj = sources.need(prior, "object", "model.object")
+        dz = prior.slice_thickness_A or dz
+        if prior.dx_A and abs(prior.dx_A / priors["dx"] - 1) > 1e-3:
+            log.warning("model.object: %s has dx = %.5g A but this run has dx = %.5g A; the object is used pixel for pixel",
+                        prior.source, prior.dx_A, priors["dx"])
+    obj = np.asarray(obj, dtype=np.complex128)
+    obj = obj.reshape((1,) * (4 - obj.ndim) + obj.shape) if obj.ndim < 4 else obj
+    if obj.ndim != 4:
+        raise DataError(f"model.object: the loaded object has shape {obj.shape}; expected (omode, Nz, NY, NX)")
+    if o.z_crop is not None:
+        obj = sources.z_crop(obj, *o.z_crop)
+    if o.z_pad is not None:
+        obj = sources.z_pad(obj, o.z_pad.layers, o.z_pad.kind)
+    if o.z_resample is not None:
+        obj, dz = sources.z_resample(obj, dz, o.z_resample.mode, o.z_resample.value)
+    if obj.shape[1] != o.slices:
+        raise ConfigError(
+            f"model.object.slices is {o.slices}, but the loaded object has {obj.shape[1]} slices after "
+            "z_crop / z_pad / z_resample"
+        )
+    obj = sources.set_object_modes(obj, o.modes)
+    phase = np.angle(obj) + (o.phase_noise * rng.standard_normal(obj.shape) if o.phase_noise else 0)
+    return np.abs(obj).astype(np.float32), phase.astype(np.float32), dz
 
 
-def build_model(config: Config, meas: Measurements, components: dict, device: torch.device, rng) -> PtychoModel:
-    """The :class:`PtychoModel` described by ``config`` for these measurements."""
+def initial_tilts(config: Config, data: Data, n_positions: int, priors) -> np.ndarray:
+    t = config.model.tilts
+    if t.source == "value":
+        tilts = np.asarray(t.init_mrad, dtype=np.float64)[None]
+    elif t.source == "file":
+        tilts = sources.read_array(config.resolve(t.path), t.key, "model.tilts").astype(np.float64)
+    else:
+        tilts = sources.need(sources.read_prior(t, "model.tilts", priors["pm"], config, priors), "tilts_mrad", "model.tilts")
+    tilts = np.asarray(tilts, dtype=np.float64).reshape(-1, 2) if tilts.size in (2, 2 * len(tilts)) else tilts
+    if tilts.ndim != 2 or tilts.shape[1] != 2:
+        raise DataError(f"model.tilts: tilts must have shape (1, 2) or (N, 2) (t_y, t_x), got {tilts.shape}")
+    if len(tilts) > 1:
+        tilts = _select(tilts, data, config.scan.n_slow * config.scan.n_fast, "model.tilts")
+    if t.mode == "per_position" and len(tilts) == 1:
+        tilts = np.repeat(tilts, n_positions, axis=0)
+    if t.mode == "global" and len(tilts) != 1:
+        raise ConfigError(f"model.tilts: {len(tilts)} tilts were loaded; set model.tilts.mode: per_position")
+    return tilts
+
+
+def build_model(config: Config, data: Data, components: dict, device: torch.device, rng, pm=None) -> PtychoModel:
+    """The :class:`PtychoModel` described by ``config`` for these data."""
     stages = [cls(options) for (cls, options) in (components[("detector", i)] for i in range(len(config.detector)))]
     for stage in stages:
-        stage.prepare(meas)
-    window, dx, wavelength = sampling(config, meas, stages)
-    pos, shape = initial_positions(config, window, dx)
-    probe = initial_probe(config, window, dx, meas.mean_total_intensity())
-    amplitude, phase = initial_object(config, shape, rng)
-    tilt = config.model.tilts
-    tilts = np.tile(np.asarray(tilt.init_mrad, dtype=np.float64), (len(pos) if tilt.mode == "per_position" else 1, 1))
+        stage.prepare(data.measurements)
+    window, dx = sampling(config, data, stages)
+    priors = {"pm": pm, "dx": dx}
+    pos, placed_shape = initial_positions(config, data, window, dx, rng, priors)
+    probe = initial_probe(config, data, window, dx, priors)
+    amplitude, phase, dz = initial_object(config, placed_shape or (tuple(config.model.object.shape) if config.model.object.shape else scan.fitting_object_shape(pos, window)), rng, priors)
+    shape = tuple(amplitude.shape[-2:])
+    source = "scan.path" if config.scan.source != "raster" else "scan"
+    scan.check_positions(pos, window, shape, source)
+    tilts = initial_tilts(config, data, len(pos), priors)
     schedules = {name: ParamSchedule(**getattr(config.update, name).model_dump()) for name in PARAMETER_NAMES}
     extensions = [cls(options) for (cls, options) in (components[("forward", i)] for i in range(len(config.forward)))]
     dtype = torch.float64 if config.recon.precision == "float64" else torch.float32
@@ -166,14 +317,14 @@ def build_model(config: Config, meas: Measurements, components: dict, device: to
         probe=probe,
         positions_px=pos,
         tilts_mrad=tilts,
-        slice_thickness=config.model.object.slice_thickness_A,
-        wavelength=wavelength,
+        slice_thickness=dz,
+        wavelength=data.wavelength,
         dx=dx,
         occupancy=config.model.object.occupancy,
         schedules=schedules,
         extensions=extensions,
         detectors=stages,
-        scan_shape=(config.scan.n_slow, config.scan.n_fast),
+        scan_shape=data.preprocess.scan_shape,
         dtype=dtype,
     )
     return model.to(device)

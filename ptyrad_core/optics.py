@@ -168,21 +168,23 @@ def orthogonalize_modes(modes: np.ndarray) -> np.ndarray:
     return ortho[order].reshape(modes.shape).astype(modes.dtype)
 
 
-def make_mixed_probe(probe: np.ndarray, n_modes: int, mode_power: float) -> np.ndarray:
+def make_mixed_probe(probe: np.ndarray, n_modes: int, mode_power) -> np.ndarray:
     """Mixed-state probe ``(n_modes, Ny, Nx)`` from a single mode.
 
     Extra modes are Hermite-like: the fundamental mode times ``x^i y^j`` and a Gaussian of the
     probe's own width, orthogonalised against the earlier ones (as PtychoShelves and PtyRAD do).
-    Each extra mode carries ``mode_power`` of the total intensity, the first one the rest; the
-    total intensity equals that of ``probe``.
+    Extra mode ``i`` carries ``mode_power`` (or ``mode_power[i - 1]``, the last value repeating)
+    of the total intensity, the first mode the rest; the total intensity equals that of ``probe``.
     """
     if n_modes < 1:
         raise ConfigError(f"probe modes must be >= 1, got {n_modes}")
     if n_modes == 1:
         return probe[None].copy()
-    if not 0 < mode_power * (n_modes - 1) < 1:
+    listed = list(mode_power) if isinstance(mode_power, (list, tuple, np.ndarray)) else [mode_power]
+    extra = np.array([listed[min(i, len(listed) - 1)] for i in range(n_modes - 1)], dtype=float)
+    if not (np.all(extra > 0) and extra.sum() < 1):
         raise ConfigError(
-            f"probe mode_power {mode_power} x {n_modes - 1} extra modes must lie in (0, 1): "
+            f"probe mode_power {listed} for {n_modes - 1} extra modes must be positive and sum below 1: "
             "the first mode keeps the remaining power"
         )
     ny, nx = probe.shape
@@ -203,7 +205,6 @@ def make_mixed_probe(probe: np.ndarray, n_modes: int, mode_power: float) -> np.n
                 mode = mode - np.vdot(b, mode) * b
             basis.append(mode / np.linalg.norm(mode))
     modes = np.stack(basis[:n_modes])
-    powers = np.full(n_modes, mode_power)
-    powers[0] = 1 - mode_power * (n_modes - 1)
+    powers = np.concatenate([[1 - extra.sum()], extra])
     total = np.sum(np.abs(probe) ** 2)
     return modes * np.sqrt(powers * total)[:, None, None]

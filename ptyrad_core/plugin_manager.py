@@ -46,6 +46,8 @@ FAMILIES = {
     "forward": "ptyrad_register_forward_extensions",
     "detector": "ptyrad_register_detectors",
     "loader": "ptyrad_register_loaders",
+    "preprocess": "ptyrad_register_preprocessors",
+    "result_reader": "ptyrad_register_result_readers",
 }
 
 

@@ -7,9 +7,6 @@ in scan order (row-major, fast axis x).
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
-import h5py
 import numpy as np
 
 from .errors import DataError
@@ -66,31 +63,40 @@ def check_positions(pos: np.ndarray, window: tuple[int, int], shape: tuple[int, 
         )
 
 
-def read_positions(path: Path, key: str | None) -> np.ndarray:
-    """Positions ``(N, 2)`` from an HDF5 dataset, a .npy file or a text file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"scan.path: position file {str(path)!r} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".h5", ".hdf5", ".hdf", ".nxs"):
-            with h5py.File(path, "r") as f:
-                if key is None or key not in f:
-                    names = []
-                    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-                    raise DataError(f"{path}: scan.key {key!r} is not a dataset in the file; datasets: {', '.join(names)}")
-                pos = np.asarray(f[key][()], dtype=np.float64)
-        elif suffix == ".npy":
-            pos = np.load(path).astype(np.float64)
-        else:
-            pos = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except DataError:
-        raise
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read positions: {type(exc).__name__}: {exc}") from exc
-    if pos.ndim != 2 or pos.shape[1] != 2:
-        raise DataError(f"{path}: positions must have shape (N, 2) (y, x), got {pos.shape}")
-    return pos
+def flip_grid(pos: np.ndarray, scan_shape: tuple[int, int], flipud: bool, fliplr: bool, transpose: bool) -> np.ndarray:
+    """PtyRAD's ``pos_scan_flipT``: reverse the scan order along the slow / fast axis, swap (y, x)."""
+    if not (flipud or fliplr or transpose):
+        return pos
+    grid = pos.reshape(*scan_shape, 2)
+    if flipud:
+        grid = grid[::-1]
+    if fliplr:
+        grid = grid[:, ::-1]
+    if transpose:
+        grid = grid[..., ::-1]
+    return np.ascontiguousarray(grid.reshape(-1, 2))
+
+
+def select_indices(scan_shape: tuple[int, int], mode: str, subscan: tuple[int, int] | None) -> np.ndarray:
+    """The scan positions that take part (PtyRAD's INDICES_MODE).
+
+    ``full``: all; ``sub``: an evenly spaced ``subscan`` grid over the whole field (every other
+    position for half); ``center``: the central ``subscan`` block. ``subscan`` defaults to half
+    of each scan dimension.
+    """
+    n_slow, n_fast = scan_shape
+    if mode == "full":
+        return np.arange(n_slow * n_fast)
+    s_slow, s_fast = subscan if subscan is not None else (n_slow // 2, n_fast // 2)
+    if not (1 <= s_slow <= n_slow and 1 <= s_fast <= n_fast):
+        raise DataError(f"recon.indices.subscan {subscan} must lie within the scan ({n_slow}, {n_fast})")
+    grid = np.arange(n_slow * n_fast).reshape(n_slow, n_fast)
+    if mode == "center":
+        y0, x0 = (n_slow - s_slow) // 2, (n_fast - s_fast) // 2
+        return grid[y0:y0 + s_slow, x0:x0 + s_fast].ravel()
+    rows = np.linspace(0, n_slow - 1, s_slow).astype(int)
+    cols = np.linspace(0, n_fast - 1, s_fast).astype(int)
+    return grid[np.ix_(rows, cols)].ravel()
 
 
 # --------------------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ def test_negative_counts_can_be_clipped(tiny_config, tmp_path):
     cfg = tiny_config()
     cfg["data"] = {"path": str(_write_h5(tmp_path / "neg.h5", arr)), "options": {"key": "dp"}, "negative_values": "clip"}
     run = Reconstruction(build_config(cfg), quiet=True)
-    assert run.measurements.patterns.min() == 0
+    assert run.measurements.array.min() == 0
 
 
 def test_probe_window_must_fit_the_object(tiny_config):

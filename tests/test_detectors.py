@@ -19,7 +19,8 @@ from ptyrad_core.config import build_config
 from ptyrad_core.data import Measurements
 from ptyrad_core.engine import Reconstruction
 from ptyrad_core.errors import ConfigError
-from ptyrad_core.initialize import sampling
+from ptyrad_core.initialize import Data, sampling
+from ptyrad_core.preprocess import PreprocessResult
 from ptyrad_core.model import PtychoModel
 from ptyrad_core.optics import electron_wavelength, make_probe
 from ptyrad_core.plugin_manager import get_plugin_manager
@@ -289,7 +290,7 @@ def test_pad_measurements_canvas(tiny_meas, padding):
     assert stage.measurement_grid((m, m), DK) == ((npix, npix), DK)
     assert "canvas" in dict(stage.named_buffers())
     idx = torch.tensor([0, 5, 63])
-    meas = torch.from_numpy(tiny_meas.patterns)[idx]
+    meas = torch.from_numpy(tiny_meas.read(np.arange(tiny_meas.n)))[idx]
     out = stage.measurements(meas, None)
     assert out.shape == (3, npix, npix)
     s = 16
@@ -299,7 +300,7 @@ def test_pad_measurements_canvas(tiny_meas, padding):
     canvas = stage.canvas.numpy()
     assert np.array_equal(out.numpy()[:, outside], np.broadcast_to(canvas[outside], (3, outside.sum())))
     assert np.all(canvas[~outside] == 0) and np.all(canvas >= 0)
-    mean = tiny_meas.patterns.mean(0, dtype=np.float64)
+    mean = tiny_meas.read(np.arange(tiny_meas.n)).mean(0, dtype=np.float64)
     if padding in ("constant", "edge", "linear_ramp"):
         assert np.allclose(canvas, ptyrad_pad_reference(mean, npix, padding, 0.3), rtol=1e-6, atol=1e-9)
     else:
@@ -418,7 +419,10 @@ def test_sampling_of_detector_chains(tiny_config, tiny_meas, chain, window, dx):
     stages = [make(cls, **opts) for cls, opts in chain]
     for stage in stages:
         stage.prepare(tiny_meas)
-    got_window, got_dx, _ = sampling(config, tiny_meas, stages)
+    tiny_meas.as_patterns()
+    data = Data(tiny_meas, PreprocessResult((64, 64), None, 1.0, None, (8, 8)), dk=1 / (64 * 0.19525),
+                wavelength=electron_wavelength(300))
+    got_window, got_dx = sampling(config, data, stages)
     assert got_window == (window, window)
     assert got_dx == pytest.approx(dx, rel=1e-12)
 
@@ -501,7 +505,7 @@ def test_gradient_reaches_the_probe_through_the_chain(chain):
     model.set_iteration(1)
     model.probe_ri.requires_grad_(True)
     pred, batch = model(torch.arange(4))
-    target = torch.from_numpy(meas.patterns)
+    target = torch.from_numpy(meas.read(np.arange(meas.n)))
     for stage in stages:
         if stage.transforms_measurements():
             target = stage.measurements(target, batch)

@@ -193,3 +193,15 @@ def test_unknown_optimizer_and_bad_options_are_named(tiny_config):
         Reconstruction(build_config(tiny_config(optimizer={"name": "Adamm"})), quiet=True)
     with pytest.raises(PtyradError, match=r"torch.optim.Adam rejected the options \{'betas': 3\}"):
         Reconstruction(build_config(tiny_config(optimizer={"name": "Adam", "options": {"betas": 3}})), quiet=True)
+
+
+@pytest.mark.parametrize("unit, expected_steps", [("iter", 3), ("batch", 12)])
+def test_learning_rate_scheduler(tiny_config, unit, expected_steps):
+    cfg = tiny_config(optimizer={"name": "Adam", "scheduler": {"name": "StepLR", "options": {"step_size": 1, "gamma": 0.5}, "step_unit": unit}})
+    cfg["recon"].update(iterations=3, batch_size=16)
+    run = Reconstruction(build_config(cfg), quiet=True).run()
+    lr0 = cfg["update"]["object_phase"]["lr"] if "update" in cfg else 5e-4
+    group = next(g for g in run.optimizer.param_groups if g["name"] == "object_phase")
+    assert math.isclose(group["lr"], lr0 * 0.5**expected_steps)
+    with pytest.raises(Exception, match="not a torch.optim.lr_scheduler class"):
+        Reconstruction(build_config(tiny_config(optimizer={"scheduler": {"name": "StepLRR"}})), quiet=True)

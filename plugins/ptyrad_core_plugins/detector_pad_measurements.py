@@ -166,7 +166,7 @@ class PadMeasurements(DetectorModel):
             raise ConfigError(
                 f"detector pad_measurements: npix = {n} is smaller than the measured {shape[0]} x {shape[1]} patterns"
             )
-        mean = measurements.patterns.mean(axis=0, dtype=np.float64)
+        mean = measurements.mean_pattern()
         canvas, self.corner = background_canvas(mean, n, self.options.padding, self.options.value, self.options.threshold)
         self.canvas = torch.from_numpy(canvas)
         self.measured_shape = shape
