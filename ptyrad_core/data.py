@@ -36,13 +36,16 @@ class Measurements:
         :meth:`load` reads it into memory.
     :param source: where they came from (file and key), used in error messages.
     :param metadata: anything the loader knows (energy, pixel sizes, ...), informational.
+    :param resources: objects the array needs alive (an open file, a store); their ``close()`` is
+        called by :meth:`close`.
     """
 
-    def __init__(self, patterns, source: str, metadata: dict[str, Any] | None = None):
+    def __init__(self, patterns, source: str, metadata: dict[str, Any] | None = None, resources=()):
         if not hasattr(patterns, "shape") or not hasattr(patterns, "__getitem__"):
             patterns = np.asarray(patterns)
         self.source = source
         self.metadata = dict(metadata or {})
+        self.resources = list(resources)
         self._raw = patterns
         self._array: np.ndarray | None = patterns if isinstance(patterns, np.ndarray) and not isinstance(patterns, np.memmap) else None
         self._index: np.ndarray | None = None
@@ -81,11 +84,21 @@ class Measurements:
     # -- memory ----------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Read everything into memory as float32 (transforms and selections applied)."""
+        """Read everything into memory as float32 (transforms and selections applied); close the file."""
         if self._array is None:
             self._array = self.read(np.arange(self.n)) if self._is_patterns() else np.asarray(self._raw[()], dtype=np.float32)
             self._index, self._transforms = None, []
         self._array = np.ascontiguousarray(self._array, dtype=np.float32)
+        self._raw = self._array
+        self.close()
+
+    def close(self) -> None:
+        """Release the resources (files, stores) the loader attached; in-memory data stay usable."""
+        for resource in self.resources:
+            closer = getattr(resource, "close", None)
+            if callable(closer):
+                closer()
+        self.resources = []
 
     @property
     def array(self) -> np.ndarray:
@@ -104,7 +117,8 @@ class Measurements:
         return self._array
 
     def set_array(self, array: np.ndarray) -> None:
-        """Replace the in-memory array (layout steps: permute, reshape)."""
+        """Replace the in-memory array: layout changes (permute, reshape) or whole-array transforms
+        (e.g. a blur across scan positions, noise) that ``map`` cannot express."""
         self.require_memory("set_array")
         self._array = np.asarray(array)
         self._shape = tuple(self._array.shape)
@@ -129,10 +143,17 @@ class Measurements:
             self._array = self._array.reshape(self._shape)
 
     def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Apply a per-pattern transform ``(n, Ky, Kx) -> (n, Ky', Kx')`` to every pattern."""
+        """Apply a per-pattern transform ``(n, Ky, Kx) -> (n, Ky', Kx')`` to every pattern.
+
+        ``fn`` gets blocks of patterns (about ``CHUNK_BYTES`` each, so temporaries stay small)
+        and must not modify its input in place.
+        """
         self.as_patterns()
         if self._array is not None:
-            self._array = np.asarray(fn(self._array.astype(np.float32, copy=False)), dtype=np.float32)
+            arr = self._array.astype(np.float32, copy=False)
+            per = max(1, CHUNK_BYTES // max(1, int(np.prod(arr.shape[1:])) * 4))
+            blocks = [np.asarray(fn(arr[i:i + per]), dtype=np.float32) for i in range(0, len(arr), per)]
+            self._array = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
             self._shape = tuple(self._array.shape)
         else:
             self._transforms.append(fn)
@@ -163,19 +184,19 @@ class Measurements:
         return np.ascontiguousarray(raw, dtype=np.float32)
 
     def _read_raw(self, rows: np.ndarray) -> np.ndarray:
+        """Raw patterns at flat scan indices ``rows``, with as few reads as the format allows."""
         raw = self._raw
+        unique, inverse = np.unique(rows, return_inverse=True)  # sorted: h5py needs increasing indices
         if raw.ndim == 4:
             nx = raw.shape[1]
-            return np.stack([np.asarray(raw[r // nx, r % nx], dtype=np.float32) for r in rows])
-        order = np.argsort(rows)
-        unique, inverse = np.unique(rows[order], return_inverse=True)
-        try:
-            block = np.asarray(raw[unique], dtype=np.float32)  # h5py needs increasing indices
-        except (TypeError, ValueError):
-            block = np.stack([np.asarray(raw[int(r)], dtype=np.float32) for r in unique])
-        out = np.empty((len(rows), *block.shape[1:]), dtype=np.float32)
-        out[order] = block[inverse]
-        return out
+            parts = []
+            for row in np.unique(unique // nx):  # one read per scan row
+                cols = unique[unique // nx == row] % nx
+                parts.append(_take(raw, (int(row), cols)))
+            block = np.concatenate(parts)
+        else:
+            block = _take(raw, (unique,))
+        return block[inverse]
 
     def chunks(self):
         """Yield consecutive blocks of patterns (for streamed statistics)."""
@@ -239,6 +260,15 @@ class Measurements:
         return StreamedMeasurements(self, device)
 
 
+def _take(raw, index: tuple) -> np.ndarray:
+    """``raw[index]`` as float32; element by element where fancy indexing is not supported."""
+    try:
+        return np.asarray(raw[index], dtype=np.float32)
+    except (TypeError, ValueError, IndexError):
+        *lead, last = index
+        return np.stack([np.asarray(raw[(*lead, int(i))], dtype=np.float32) for i in last])
+
+
 class DeviceMeasurements:
     """Patterns held on the compute device; :meth:`batch` selects rows without a host copy."""
 
@@ -273,7 +303,8 @@ class Loader:
     (``h5py`` / ``zarr`` datasets, ``np.load(..., mmap_mode="r")``, ``np.memmap``): the kernel
     decides from ``data.memory_budget_MB`` whether to read it whole or stream it per batch.
     The kernel constructs loaders as ``cls(path, options)`` with ``path`` an existing
-    :class:`pathlib.Path`, and may call :meth:`close` when the data are no longer needed.
+    :class:`pathlib.Path`. Open files or stores the array needs go into the Measurements'
+    ``resources`` (closed once the data are in memory or no longer needed).
     """
 
     Options: ClassVar[type[BaseModel]]

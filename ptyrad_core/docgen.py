@@ -39,7 +39,8 @@ def hooks_reference() -> str:
 
 def _type_name(annotation) -> str:
     text = getattr(annotation, "__name__", None) if not typing.get_args(annotation) else None
-    return text or str(annotation).replace("typing.", "").replace("pathlib.", "")
+    text = text or str(annotation).replace("typing.", "").replace("pathlib.", "")
+    return text.replace("|", "\\|")
 
 
 def _options_table(model: type[BaseModel]) -> list[str]:

@@ -101,14 +101,14 @@ def run_pipeline(meas: Measurements, steps: list[tuple[str, Preprocessor]], cont
     for label, step in steps:
         if not step.layout and calibration is None:
             calibration = _calibration_point(meas, context, need_mean)
+        if step.layout and calibration is not None:
+            raise DataError(f"{label}: layout steps (permute, reshape) must come before every other preprocessing step")
         before = meas.pattern_shape
         try:
             step.apply(meas, context)
         except DataError as exc:
             raise DataError(f"{label}: {exc}") from exc
         if step.layout:
-            if calibration is not None:
-                raise DataError(f"{label}: layout steps (permute, reshape) must come before every other preprocessing step")
             continue
         meas.as_patterns()
         dk_factor = step.sampling(before, meas.pattern_shape, dk_factor)
