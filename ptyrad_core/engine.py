@@ -10,15 +10,17 @@ written. The hot path touches no pluggy machinery: components were resolved once
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import initialize, scan
+from . import checkpoint, initialize, scan, sources
 from .config import Config, load_config, resolved_dict, validate_components
-from .errors import NonFiniteLossError, PluginError, PtyradError
+from .errors import NonFiniteLossError, PluginError, PtyradError, RunInterrupted
 from .plugin_manager import get_plugin_manager
 from .results import write_result
 
@@ -126,6 +128,13 @@ class Reconstruction:
             raise PtyradError("recon.indices: 'sub' and 'center' need a raster scan shape")
         self._indices = scan.select_indices(self.model.scan_shape, ind.mode, ind.subscan) if ind.mode != "full" else np.arange(self.model.n_positions)
         self._fixed_batches = None
+        if config.recon.grouping != "random":  # built once, from the nominal positions, with its own generator
+            nominal = (self.model.crop.to(self.model.frac.dtype) + self.model.frac).cpu().numpy()
+            grouping_rng = np.random.default_rng([config.recon.seed, 1])
+            self._fixed_batches = scan.make_batches(nominal, self._indices, config.recon.batch_size, config.recon.grouping, grouping_rng)
+        self._stop_signal: int | None = None
+        self._snapshot = None
+        self._data_digest: str | None = None
 
     @classmethod
     def from_file(cls, path, overrides: list[str] | None = None, **kwargs) -> "Reconstruction":
@@ -135,11 +144,8 @@ class Reconstruction:
 
     def batches(self) -> list[np.ndarray]:
         rc = self.config.recon
-        if rc.grouping == "random":
-            return scan.make_batches(None, self._indices, rc.batch_size, "random", self.rng)
         if self._fixed_batches is None:
-            pos = self.model.refined_positions().detach().cpu().numpy()
-            self._fixed_batches = scan.make_batches(pos, self._indices, rc.batch_size, rc.grouping, self.rng)
+            return scan.make_batches(None, self._indices, rc.batch_size, "random", self.rng)
         order = self.rng.permutation(len(self._fixed_batches))
         return [self._fixed_batches[i] for i in order]
 
@@ -187,6 +193,8 @@ class Reconstruction:
                 if (b + 1) % ga == 0 or b + 1 == len(batches):
                     self._step(indices, iteration)
             sums += values.detach().to(torch.float64)
+            if self._stop_signal is not None:
+                raise _Interrupted(self._stop_signal)
         with torch.no_grad():
             for spec, constraint in self.constraints:
                 if spec.runs_at(iteration):
@@ -228,24 +236,45 @@ class Reconstruction:
         for label, value in metrics["loss_terms"].items():
             h["loss_terms"][label].append(value)
 
+    @property
+    def data_digest(self) -> str:
+        """SHA-256 of the measurement file (computed once, at the first save)."""
+        if self._data_digest is None:
+            self._data_digest = sources.file_digest(self.config.resolve(self.config.data.path))
+        return self._data_digest
+
     def save(self) -> Path:
         path = write_result(self.result_path, self)
         self.pm.call_lifecycle("ptyrad_on_save", run=self, path=path, iteration=self.iteration)
         return path
 
+    def resume(self, path) -> "Reconstruction":
+        """Continue from a result file written by a run of the same config (its checkpoint)."""
+        checkpoint.read(path, self)
+        log.info("resumed from %s at iteration %d", path, self.iteration)
+        return self
+
     # -- the loop --------------------------------------------------------------------------
 
     def run(self, iterations: int | None = None) -> "Reconstruction":
-        """Run ``iterations`` more iterations (default: up to ``recon.iterations``) and save."""
+        """Run ``iterations`` more iterations (default: up to ``recon.iterations``) and save.
+
+        SIGINT and SIGTERM stop the run at the end of the current batch: the unfinished
+        iteration is undone, a checkpoint of the last completed one is written and
+        :class:`~ptyrad_core.errors.RunInterrupted` is raised. A loss that is not finite does
+        the same and raises :class:`~ptyrad_core.errors.NonFiniteLossError`.
+        """
         last = self.config.recon.iterations if iterations is None else self.iteration + iterations
         save_every = self.config.output.save_every
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.pm.call_lifecycle("ptyrad_on_run_start", run=self)
+        previous = _catch_signals(self)
         try:
+            self._snapshot = checkpoint.capture(self)
             for iteration in range(self.iteration + 1, last + 1):
                 try:
                     metrics = self.run_iteration(iteration)
-                except (PtyradError, KeyboardInterrupt):
+                except (PtyradError, KeyboardInterrupt, _Interrupted):
                     raise
                 except Exception as exc:
                     culprit = blame(exc, self._named)
@@ -254,15 +283,63 @@ class Reconstruction:
                     raise PluginError(f"{culprit} raised at iteration {iteration}: {type(exc).__name__}: {exc}") from exc
                 self.iteration = iteration
                 self._record(iteration, metrics)
+                self._snapshot = checkpoint.capture(self)
                 self.pm.call_lifecycle("ptyrad_on_iter_end", run=self, iteration=iteration, metrics=metrics)
                 if save_every and iteration % save_every == 0 and iteration != last:
                     self.save()
+                if self._stop_signal is not None:
+                    raise _Interrupted(self._stop_signal)
             self.save()
+        except (_Interrupted, NonFiniteLossError) as exc:
+            checkpoint.restore(self, self._snapshot)
+            path = self.save()
+            if isinstance(exc, _Interrupted):
+                name = signal.Signals(exc.signum).name
+                error: PtyradError = RunInterrupted(
+                    f"{name} received: stopped after iteration {self.iteration}; checkpoint written to {path} "
+                    f"(continue with --resume {path})", exc.signum
+                )
+            else:
+                error = NonFiniteLossError(
+                    f"{exc} Restored the state after iteration {self.iteration} and wrote it to {path}."
+                )
+            self.pm.call_lifecycle("ptyrad_on_exception", run=self, exc=error)
+            raise error from None
         except BaseException as exc:
             self.pm.call_lifecycle("ptyrad_on_exception", run=self, exc=exc)
             raise
+        finally:
+            _restore_signals(previous)
         self.pm.call_lifecycle("ptyrad_on_run_end", run=self)
         return self
+
+
+class _Interrupted(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _catch_signals(run) -> dict:
+    """Turn SIGINT / SIGTERM into a request to stop after the current batch (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum, frame):
+        if run._stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        run._stop_signal = signum
+
+    run._stop_signal = None
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signals(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def _setup(component, model):

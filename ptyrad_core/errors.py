@@ -40,3 +40,11 @@ class PluginLoadError(PluginError):
 
 class NonFiniteLossError(PtyradError):
     """The loss became NaN or infinite; the model was not updated with it."""
+
+
+class RunInterrupted(PtyradError):
+    """SIGINT or SIGTERM stopped a run; a checkpoint of the last completed iteration was written."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum

@@ -17,6 +17,8 @@ import h5py
 import numpy as np
 import yaml
 
+from . import checkpoint
+
 FORMAT = "ptyrad_core-result"
 FORMAT_VERSION = 1
 
@@ -54,6 +56,8 @@ def write_result(path: Path, run) -> Path:
             f.attrs["dx_A"] = model.dx
             f.attrs["wavelength_A"] = model.wavelength
             f.attrs["seed"] = run.config.recon.seed
+            f.attrs["data_file"] = str(run.config.resolve(run.config.data.path))
+            f.attrs["data_sha256"] = run.data_digest
             f.attrs["config"] = yaml.safe_dump(run.resolved_config, sort_keys=False)
             f.attrs["plugins"] = json.dumps(run.plugin_table())
             f.attrs["versions"] = json.dumps(software_versions())
@@ -77,6 +81,7 @@ def write_result(path: Path, run) -> Path:
             f["history/slice_thickness_A"] = np.asarray(hist["slice_thickness_A"], dtype=np.float64)
             for name, values in hist["loss_terms"].items():
                 f[f"history/loss_terms/{name}"] = np.asarray(values, dtype=np.float64)
+            checkpoint.write(f.create_group("checkpoint"), run)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -26,6 +26,22 @@ def _h5_datasets(f) -> list[str]:
     return names
 
 
+def file_digest(path: Path) -> str:
+    """``sha256:<hex>`` of a file's bytes, or of every file under a folder (names and bytes)."""
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
 def read_array(path: Path, key: str | None, where: str) -> np.ndarray:
     """One array from a file; errors name ``where`` (the YAML path), the file and the key."""
     path = Path(path)

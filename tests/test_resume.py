@@ -1,0 +1,135 @@
+"""Checkpoints: resume equals an uninterrupted run; SIGINT / SIGTERM / kill -9; NaN restores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from ptyrad_core.config import build_config
+from ptyrad_core.engine import Reconstruction
+from ptyrad_core.results import read_result
+
+STATE = ("object_amplitude", "object_phase", "probe_ri", "positions", "tilts", "slice_thickness")
+
+
+def make(cfg):
+    return Reconstruction(build_config(cfg), quiet=True)
+
+
+@pytest.mark.parametrize("extra", [
+    {},
+    {"recon": {"grouping": "sparse"}, "optimizer": {"name": "Adam", "scheduler": {"name": "StepLR", "options": {"step_size": 2, "gamma": 0.5}}}},
+])
+def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_config, tmp_path, extra):
+    cfg = tiny_config(update={"positions": {"lr": 1e-3}, "object_phase": {"lr": 1e-3}},
+                      model={"probe": {"modes": 2}, "object": {"slices": 2, "slice_thickness_A": 3.9, "modes": 2, "phase_noise": 0.01}})
+    cfg["recon"].update(iterations=5, batch_size=16, **extra.get("recon", {}))
+    if "optimizer" in extra:
+        cfg["optimizer"] = extra["optimizer"]
+    straight = make(cfg).run()
+
+    cfg["output"]["dir"] = str(tmp_path / "part")
+    first = make(cfg).run(2)
+    resumed = make(cfg).resume(first.result_path)
+    assert resumed.iteration == 2
+    resumed.run()
+    for name in STATE:
+        assert torch.equal(getattr(resumed.model, name), getattr(straight.model, name)), name
+    assert resumed.history["loss"] == straight.history["loss"]
+    assert resumed.iteration == 5
+
+
+def test_resume_with_an_incompatible_config_is_named(tiny_config):
+    first = make(tiny_config()).run(1)
+    cfg = tiny_config(model={"probe": {"modes": 3}, "object": {"slices": 2, "slice_thickness_A": 3.905}})
+    with pytest.raises(Exception, match=r"probe/modes has shape \(1, 64, 64\), but this config builds \(3, 64, 64\)"):
+        make(cfg).resume(first.result_path)
+
+
+def start(cfg_path: Path, *extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ptyrad_core.cli", "run", str(cfg_path), "-q", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_iteration(result: Path, proc: subprocess.Popen, at_least: int, timeout: float = 60) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended early: {proc.stderr.read()}")
+        if result.exists():
+            try:
+                with h5py.File(result, "r") as f:
+                    it = int(f.attrs["iteration"])
+                if it >= at_least:
+                    return it
+            except OSError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError("no result file in time")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 128 + 15), (signal.SIGINT, 128 + 2)])
+def test_signal_writes_a_checkpoint_and_exits_cleanly(tiny_config, write_yaml, sig, code):
+    cfg = tiny_config()
+    cfg["recon"]["iterations"] = 10000
+    cfg["output"]["save_every"] = 1
+    path = write_yaml(cfg)
+    result = Path(cfg["output"]["dir"]) / "result.h5"
+    proc = start(path)
+    wait_for_iteration(result, proc, 2)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert f"{signal.Signals(sig).name} received: stopped after iteration" in err and "--resume" in err
+    r = read_result(result)
+    done = int(r["attrs"]["iteration"])
+    assert done >= 2 and list(r["history/iteration"]) == list(range(1, done + 1))
+    # and the run continues from it
+    proc = start(path, "--resume", str(result), "--set", f"recon.iterations={done + 1}")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert int(read_result(result)["attrs"]["iteration"]) == done + 1
+
+
+def test_kill_9_loses_at_most_one_save_interval(tiny_config, write_yaml):
+    cfg = tiny_config()
+    cfg["recon"]["iterations"] = 10000
+    cfg["output"]["save_every"] = 2
+    path = write_yaml(cfg)
+    result = Path(cfg["output"]["dir"]) / "result.h5"
+    proc = start(path)
+    wait_for_iteration(result, proc, 4)
+    log = Path(cfg["output"]["dir"]) / "run.log"
+    proc.kill()
+    proc.wait(timeout=30)
+    done_in_log = max(int(line.split("iter ")[1].split(":")[0]) for line in log.read_text().splitlines() if " iter " in line)
+    saved = int(read_result(result)["attrs"]["iteration"])  # intact, readable
+    assert saved % 2 == 0 and done_in_log - saved < 2
+    proc = start(path, "--resume", str(result), "--set", f"recon.iterations={saved + 1}")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+
+def test_nan_loss_restores_and_saves_the_last_good_state(tiny_config, register_inline):
+    from test_engine import NaNPlugin
+
+    cfg = tiny_config(loss=[{"name": "gaussian"}, {"name": "nan_at_2"}])
+    cfg["recon"]["iterations"] = 3
+    run = Reconstruction(build_config(cfg), pm=register_inline(NaNPlugin()), quiet=True)
+    run.run(1)
+    good = run.model.object_phase.detach().clone()
+    with pytest.raises(Exception, match="Restored the state after iteration 1 and wrote it to"):
+        run.run()
+    saved = read_result(run.result_path)
+    assert int(saved["attrs"]["iteration"]) == 1
+    assert np.array_equal(saved["object/phase"], good.numpy())
+    assert np.isfinite(saved["object/amplitude"]).all()
