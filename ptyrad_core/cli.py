@@ -2,8 +2,13 @@
 
     ptyrad-core run CONFIG [--set dotted.key=value ...] [--quiet | --verbose]
     ptyrad-core validate CONFIG [--set ...]
+    ptyrad-core convert FILE [-o OUT.yaml]
     ptyrad-core plugins [--json] [--schema]
     ptyrad-core docs hooks|config|plugins
+
+A CONFIG in another program's format is translated by the plugin that recognises it
+(``ptyrad_translate_config``); its notes are printed as warnings. ``convert`` writes the
+translation as a native config, with the notes as comments at the top.
 
 Errors that ptyrad_core raises on purpose (bad config, bad data, a failing plugin) are printed
 as one message without a traceback, with exit status 2; ``--verbose`` shows the traceback.
@@ -15,12 +20,13 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import PtyradError
+from .errors import PtyradError, RunInterrupted
 
 console = Console(stderr=True)
 
@@ -40,7 +46,10 @@ def cmd_run(args) -> int:
     from .engine import Reconstruction
 
     config = load_config(args.config, args.set)
+    print_notes(config)
     run = Reconstruction(config, quiet=args.quiet)
+    if args.resume:
+        run.resume(args.resume)
     run.run()
     h = run.history
     table = Table(title=f"ptyrad-core: {run.iteration} iterations", show_header=True)
@@ -64,6 +73,7 @@ def cmd_validate(args) -> int:
     from .initialize import build_model, prepare_data, select_device
 
     pm, config = _plugin_manager_for(args)
+    print_notes(config)
     components = validate_components(config, pm)
     data = prepare_data(config, pm, components)
     meas = data.measurements
@@ -76,6 +86,42 @@ def cmd_validate(args) -> int:
     print(f"  object    {ob[0]} mode(s) x {ob[1]} slice(s) x {ob[2]} x {ob[3]} px; every probe window fits")
     print(f"  probe     {model.probe.shape[0]} mode(s) of {model.window[0]} x {model.window[1]} px")
     print(f"  plugins   {', '.join(f'{f}:{s.name}' for f, _, s in component_specs(config))}")
+    return 0
+
+
+def print_notes(config) -> None:
+    """The notes of a translated config, as warnings."""
+    for note in config._notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+
+
+def cmd_convert(args) -> int:
+    import yaml
+
+    from .config import build_config, is_native, read_yaml, translate_file, validate_components
+    from .errors import ConfigError
+    from .plugin_manager import get_plugin_manager
+
+    path = Path(args.file)
+    raw, _ = read_yaml(path)
+    if is_native(raw):
+        raise ConfigError(f"{path}: already a native ptyrad_core config")
+    pm = get_plugin_manager()
+    translated = translate_file(path, raw, args.set, pm)
+    if translated is None:
+        raise ConfigError(f"{path}: no installed plugin translates this file")
+    native, notes = translated
+    validate_components(build_config(native, str(path), "", path.resolve().parent), pm)
+    header = [f"# ptyrad_core config translated from {path.resolve()} by `ptyrad-core convert`."]
+    if notes:
+        header.append("# Translation notes:")
+        header += ["#   " + line for note in notes for line in note.splitlines()]
+    text = "\n".join(header) + "\n\n" + yaml.safe_dump(native, sort_keys=False, default_flow_style=None, width=100)
+    if args.output:
+        Path(args.output).write_text(text)
+        console.print(f"wrote {args.output} ({len(notes)} notes)", highlight=False)
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -136,11 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a reconstruction")
     with_config(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display or summary")
+    p.add_argument("--resume", metavar="RESULT.h5", help="continue from the checkpoint in a result file of this config")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a config and its data without reconstructing")
     with_config(p)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("convert", help="write a config in another program's format as a native config")
+    p.add_argument("file", help="YAML file to translate")
+    p.add_argument("-o", "--output", metavar="OUT.yaml", help="write here instead of to standard output")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value before writing (native sections after translation, others before)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("plugins", help="list plugins and their components")
     p.add_argument("config", nargs="?", help="also load the plugins this config names")
@@ -173,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("ptyrad_core").setLevel(logging.DEBUG)
     try:
         return args.func(args)
+    except RunInterrupted as exc:
+        console.print(f"[yellow]stopped:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 128 + exc.signum
     except PtyradError as exc:
         if args.verbose:
             raise

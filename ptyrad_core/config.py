@@ -9,6 +9,7 @@ unknown keys the closest valid spelling.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from pathlib import Path
@@ -281,10 +282,24 @@ class ReconSection(Strict):
     precision: Literal["float32", "float64"] = Field("float32", description="Real precision of the model.")
 
 
+class FolderName(Strict):
+    affixes: list[str] = Field(
+        default_factory=lambda: ["default"],
+        description="What goes into the folder name: presets minimal / default / all, or affixes (docs: ptyrad_core.naming).",
+    )
+    prefix: str = Field("", description="Text at the start of the name.")
+    postfix: str = Field("", description="Text at the end of the name.")
+    time: str | None = Field(None, description="Prefix a timestamp: 'date', 'datetime', 'time' or a strftime format.")
+
+
 class OutputSection(Strict):
     dir: Path = Field(Path("output"), description="Output folder (relative to the working directory).")
     save_every: int = Field(0, ge=0, description="Write the result file every N iterations; 0 = only at the end.")
     log_file: bool = Field(True, description="Write run.log in the output folder.")
+    name: FolderName | None = Field(
+        None, description="Write into a sub-folder of `dir` named from the config (like PtyRAD's recon_dir_affixes); null = `dir` itself."
+    )
+    figures: bool = Field(True, description="Draw figures and report.html at every save.")
 
 
 class Config(Strict):
@@ -312,6 +327,8 @@ class Config(Strict):
     _base_dir: Path = PrivateAttr(default=Path("."))
     _source: str = PrivateAttr(default="<config>")
     _lines: dict = PrivateAttr(default_factory=dict)
+    # set by load_config for a file in another program's format: the translating plugin's notes
+    _notes: list = PrivateAttr(default_factory=list)
 
     @field_validator("detector", mode="before")
     @classmethod
@@ -502,12 +519,59 @@ def build_config(raw: dict, source: str = "<config>", text: str = "", base_dir: 
     return config
 
 
-def load_config(path: Path | str, overrides: list[str] | None = None) -> Config:
-    """Read, override and validate a YAML config (core schema only)."""
+def load_config(path: Path | str, overrides: list[str] | None = None, pm=None) -> Config:
+    """Read, override and validate a YAML config (core schema only).
+
+    A file whose top level is not a native config is offered to the ``ptyrad_translate_config``
+    hook (``pm``: the plugin manager to ask; default: one with every installed plugin); the
+    translation's notes are kept in ``config._notes``. Overrides whose first key is a native
+    section apply to the translated config, the others to the file before translation.
+    """
     path = Path(path)
     raw, text = read_yaml(path)
+    if not is_native(raw):
+        translated = translate_file(path, raw, overrides, pm)
+        if translated is not None:
+            native, notes = translated
+            try:
+                config = build_config(native, str(path), "", path.resolve().parent)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: the config translated from this file is invalid:\n{exc}") from None
+            config._notes = notes
+            return config
     raw = apply_overrides(raw, overrides or [])
     return build_config(raw, str(path), text, path.resolve().parent)
+
+
+def is_native(raw: dict) -> bool:
+    """Whether every top-level key of a parsed config is a native section."""
+    return set(raw) <= set(Config.model_fields)
+
+
+def translate_file(path: Path, raw: dict, overrides: list[str] | None = None, pm=None) -> tuple[dict, list[str]] | None:
+    """A non-native config translated by the first plugin that recognises it: (native dict, notes).
+
+    ``None`` when no plugin does and some top-level keys are native (a native config with unknown
+    keys, left to the usual validation errors); a ConfigError naming the file when no key is.
+    """
+    native_sets, foreign_sets = [], []
+    for text in overrides or []:
+        parts, _ = parse_override(text)
+        (native_sets if parts[0] in Config.model_fields else foreign_sets).append(text)
+    if pm is None:
+        from .plugin_manager import get_plugin_manager
+
+        pm = get_plugin_manager()
+    result = pm.hook.ptyrad_translate_config(raw=apply_overrides(copy.deepcopy(raw), foreign_sets), path=Path(path))
+    if result is None:
+        if set(raw) & set(Config.model_fields):
+            return None
+        raise ConfigError(
+            f"{path}: not a ptyrad_core config (top-level keys: {', '.join(map(str, raw))}; native sections: "
+            f"{', '.join(Config.model_fields)}), and no installed plugin translates its format"
+        )
+    native, notes = result
+    return apply_overrides(native, native_sets), [str(n) for n in notes]
 
 
 # --------------------------------------------------------------------------------------------

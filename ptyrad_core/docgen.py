@@ -82,6 +82,11 @@ def plugins_reference(pm=None) -> str:
             lines += [f"### `{entry.name}`", "", f"Plugin `{entry.plugin}` (`{module.__name__}`).", ""]
             lines += [inspect.getdoc(module) or inspect.getdoc(entry.cls) or "", ""]
             lines += _options_table(entry.cls.Options)
+    translators = [i for i in pm.info.values() if i.source == "built-in" and "ptyrad_translate_config" in i.hooks]
+    lines += ["## Config translators", ""]
+    for info in translators:
+        module = pm.get_plugin(info.name)
+        lines += [f"### `{info.name}`", "", inspect.getdoc(module) or "", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, initialize, scan, sources
+from . import checkpoint, initialize, naming, scan, sources
 from .config import Config, load_config, resolved_dict, validate_components
 from .errors import NonFiniteLossError, PluginError, PtyradError, RunInterrupted
 from .plugin_manager import get_plugin_manager
@@ -118,8 +118,7 @@ class Reconstruction:
         self.optimizer = make_optimizer(self.model, config.optimizer)
         self.scheduler = make_scheduler(self.optimizer, config.optimizer.scheduler)
         self._plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-        self.output_dir = Path(config.output.dir)
-        self.result_path = self.output_dir / RESULT_NAME
+
         self.iteration = 0
         self.history: dict = {"iteration": [], "loss": [], "time_s": [], "slice_thickness_A": []}
         self.history["loss_terms"] = {label: [] for label, _, _ in self.loss_terms}
@@ -132,6 +131,8 @@ class Reconstruction:
             nominal = (self.model.crop.to(self.model.frac.dtype) + self.model.frac).cpu().numpy()
             grouping_rng = np.random.default_rng([config.recon.seed, 1])
             self._fixed_batches = scan.make_batches(nominal, self._indices, config.recon.batch_size, config.recon.grouping, grouping_rng)
+        self.output_dir = Path(config.output.dir) / naming.folder_name(config, self.model, len(self._indices))
+        self.result_path = self.output_dir / RESULT_NAME
         self._stop_signal: int | None = None
         self._snapshot = None
         self._data_digest: str | None = None

@@ -205,3 +205,20 @@ def test_learning_rate_scheduler(tiny_config, unit, expected_steps):
     assert math.isclose(group["lr"], lr0 * 0.5**expected_steps)
     with pytest.raises(Exception, match="not a torch.optim.lr_scheduler class"):
         Reconstruction(build_config(tiny_config(optimizer={"scheduler": {"name": "StepLRR"}})), quiet=True)
+
+
+def test_output_folder_named_from_the_config(tiny_config):
+    from pathlib import Path
+
+    cfg = tiny_config(output=None, constraints=[{"name": "obj_zblur"}])
+    base = tiny_config()["output"]["dir"]
+    cfg["output"] = {"dir": base, "name": {"affixes": ["default"], "prefix": "sto", "postfix": "v1"}}
+    run = Reconstruction(build_config(cfg), quiet=True)
+    assert run.output_dir == Path(base) / "sto_full_N64_dp64_random16_p1_1obj_2slice_dz3.9_oalr5e-4_oplr5e-4_plr1e-4_gaussian1_obj_zblur_df100_v1"
+    cfg["output"]["name"] = {"affixes": ["minimal"], "time": "%Y"}
+    import datetime
+
+    assert run.__class__(build_config(cfg), quiet=True).output_dir.name.startswith(f"{datetime.date.today().year}_full_N64")
+    cfg["output"]["name"] = {"affixes": ["nonsense"]}
+    with pytest.raises(Exception, match="unknown affix 'nonsense'"):
+        Reconstruction(build_config(cfg), quiet=True)
