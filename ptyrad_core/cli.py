@@ -1,8 +1,12 @@
 """The ``ptyrad-core`` command line.
 
-    ptyrad-core run CONFIG [--set dotted.key=value ...] [--quiet | --verbose]
+    ptyrad-core run CONFIG [--set dotted.key=value ...] [--resume RESULT.h5] [--quiet | --verbose]
     ptyrad-core validate CONFIG [--set ...]
     ptyrad-core convert FILE [-o OUT.yaml]
+    ptyrad-core show RESULT.h5
+    ptyrad-core report RESULT.h5 [-o DIR]
+    ptyrad-core frc A.h5 B.h5 [-o PLOT.png]
+    ptyrad-core simulate SPEC.yaml [-o OUT.h5]
     ptyrad-core plugins [--json] [--schema]
     ptyrad-core docs hooks|config|plugins
 
@@ -160,6 +164,42 @@ def cmd_plugins(args) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    from .show import show_command
+
+    show_command(args.result)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .errors import DataError
+    from .report import write_report
+
+    path = Path(args.result)
+    if not path.is_file():
+        raise DataError(f"report: result file {str(path)!r} does not exist")
+    try:
+        page = write_report(path, Path(args.output) if args.output else None)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"report: cannot read {path} as a ptyrad_core result file: {exc}") from None
+    print(page)
+    return 0
+
+
+def cmd_frc(args) -> int:
+    from .metrics import frc_command
+
+    frc_command(args.a, args.b, args.output, window=None if args.window == "none" else args.window, threshold=args.threshold)
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from .simulate import simulate_command
+
+    simulate_command(args.spec, args.output)
+    return 0
+
+
 def cmd_docs(args) -> int:
     from .docgen import config_reference, hooks_reference, plugins_reference
 
@@ -204,6 +244,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", action="store_true", help="include each component's options JSON schema")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("show", help="summarise a result file")
+    p.add_argument("result", help="result.h5")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("report", help="draw the figures and report.html of a result file")
+    p.add_argument("result", help="result.h5")
+    p.add_argument("-o", "--output", metavar="DIR", help="where figures/ and report.html go (default: next to the result)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("frc", help="Fourier ring correlation of two reconstructions (projected phase)")
+    p.add_argument("a", help="result.h5 (or a dataset with /ground_truth)")
+    p.add_argument("b", help="result.h5 (or a dataset with /ground_truth)")
+    p.add_argument("-o", "--output", metavar="PLOT.png", help="also write a plot of the curve")
+    p.add_argument("--window", choices=["hann", "tukey", "none"], default="hann", help="edge taper before the FFT")
+    p.add_argument("--threshold", type=float, default=1 / 7, help="FRC threshold for the resolution (default 1/7)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_frc)
+
+    p = sub.add_parser("simulate", help="write a synthetic dataset (patterns, positions, ground truth) from a spec YAML")
+    p.add_argument("spec", help="simulation spec YAML (see ptyrad_core.simulate.SimulationSpec)")
+    p.add_argument("-o", "--output", metavar="OUT.h5", help="overrides the spec's output")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("docs", help="print a generated reference page (markdown)")
     p.add_argument("what", choices=["hooks", "config", "plugins"])

@@ -1,6 +1,8 @@
-"""The kernel's own lifecycle plugins: console progress and the run log.
+"""The kernel's own lifecycle plugins: console progress, the run log, the convergence monitor, figures.
 
-They are ordinary pluggy plugins, registered as ``core.progress`` and ``core.logfile`` by
+They are ordinary pluggy plugins, registered as ``core.progress``, ``core.logfile``,
+``core.convergence`` (:mod:`ptyrad_core.convergence`) and ``core.figures``
+(:mod:`ptyrad_core.report`: figures and report.html at every save) by
 :func:`~ptyrad_core.plugin_manager.get_plugin_manager`, and can be disabled by name like any
 other (``plugins.disable`` in the config).
 """
@@ -122,4 +124,12 @@ class LogFileObserver:
 
 def core_observers() -> dict[str, object]:
     """Fresh instances of the kernel's observers, by plugin name."""
-    return {"core.progress": ProgressObserver(), "core.logfile": LogFileObserver()}
+    from .convergence import ConvergenceMonitor
+    from .report import FigureObserver
+
+    return {
+        "core.progress": ProgressObserver(),
+        "core.logfile": LogFileObserver(),
+        "core.convergence": ConvergenceMonitor(),
+        "core.figures": FigureObserver(),
+    }

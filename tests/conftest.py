@@ -43,7 +43,7 @@ def tiny_config(tmp_path):
 
     def make(**sections):
         cfg = copy.deepcopy(BASE_CONFIG)
-        cfg["output"] = {"dir": str(tmp_path / "out")}
+        cfg["output"] = {"dir": str(tmp_path / "out"), "figures": False}  # figures are tested in test_report.py
         for key, value in sections.items():
             cfg[key] = value
         return cfg

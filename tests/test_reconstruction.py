@@ -31,6 +31,7 @@ def test_sto_small_reconstruction_reaches_stated_phase_error(tmp_path):
         "update.probe.lr=2e-4",
         "recon.iterations=40",
         f"output.dir={tmp_path}",
+        "output.figures=false",
     ]
     run = Reconstruction(load_config(ROOT / "configs" / "demo.yaml", overrides), quiet=True)
     region = scanned_region(run.model.refined_positions().detach().numpy(), run.model.window)
@@ -68,7 +69,7 @@ def test_ptyrad_standard_stack_on_sto_small(tmp_path):
     Measured on the development machine: projected-phase error 0.276 after 20 iterations
     (0.72 after 5). The test fails if a change makes it more than 10 % worse.
     """
-    run = Reconstruction(load_config(ROOT / "configs" / "standard.yaml", ["recon.iterations=20", f"output.dir={tmp_path}"]), quiet=True)
+    run = Reconstruction(load_config(ROOT / "configs" / "standard.yaml", ["recon.iterations=20", f"output.dir={tmp_path}", "output.figures=false"]), quiet=True)
     region = scanned_region(run.model.refined_positions().detach().numpy(), run.model.window)
     run.run()
     error = phase_error(projected_phase(run.model.object_phase.detach().numpy(), run.model.occupancy.numpy()),
