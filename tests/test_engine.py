@@ -107,7 +107,7 @@ class Recorder:
 def test_lifecycle_hooks_and_periodic_saves(tiny_config, register_inline):
     rec = Recorder()
     cfg = tiny_config(output=None)
-    cfg["output"] = {"dir": tiny_config()["output"]["dir"], "save_every": 2}
+    cfg["output"] = {"dir": tiny_config()["output"]["dir"], "save_every": 2, "figures": False}
     cfg["recon"]["iterations"] = 5
     run = Reconstruction(build_config(cfg), pm=register_inline(rec), quiet=True)
     run.run()
