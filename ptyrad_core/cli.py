@@ -167,7 +167,7 @@ def cmd_plugins(args) -> int:
 def cmd_show(args) -> int:
     from .show import show_command
 
-    show_command(args.result)
+    show_command(args.result, truth=args.truth)
     return 0
 
 
@@ -247,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="summarise a result file")
     p.add_argument("result", help="result.h5")
+    p.add_argument("--truth", metavar="DATA.h5", help="also print the projected-phase error against this ground truth")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_show)
 

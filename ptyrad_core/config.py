@@ -292,6 +292,21 @@ class FolderName(Strict):
     time: str | None = Field(None, description="Prefix a timestamp: 'date', 'datetime', 'time' or a strftime format.")
 
 
+class TiffExports(Strict):
+    parts: list[Literal["phase", "amplitude", "probe"]] = Field(
+        default_factory=lambda: ["phase"], description="What to export: object phase, amplitude, probe amplitudes."
+    )
+    obj_dim: list[Literal[2, 3, 4]] = Field(
+        default_factory=lambda: [2, 3], description="2: projection, 3: slices, 4: every mode and slice."
+    )
+    fov: list[Literal["crop", "full"]] = Field(
+        default_factory=lambda: ["crop"], description="'crop': the scanned region; 'full': the whole object."
+    )
+    bit: list[Literal["raw", "32", "16", "8"]] = Field(
+        default_factory=lambda: ["raw"], description="'raw' float32 values, '32' float scaled 0..1, '16' / '8' unsigned integers."
+    )
+
+
 class OutputSection(Strict):
     dir: Path = Field(Path("output"), description="Output folder (relative to the working directory).")
     save_every: int = Field(0, ge=0, description="Write the result file every N iterations; 0 = only at the end.")
@@ -300,6 +315,7 @@ class OutputSection(Strict):
         None, description="Write into a sub-folder of `dir` named from the config (like PtyRAD's recon_dir_affixes); null = `dir` itself."
     )
     figures: bool = Field(True, description="Draw figures and report.html at every save.")
+    tiff: TiffExports | None = Field(None, description="TIFF exports of object and probe at every save (needs tifffile); null = none.")
 
 
 class Config(Strict):

@@ -1,8 +1,9 @@
 """The kernel's own lifecycle plugins: console progress, the run log, the convergence monitor, figures.
 
 They are ordinary pluggy plugins, registered as ``core.progress``, ``core.logfile``,
-``core.convergence`` (:mod:`ptyrad_core.convergence`) and ``core.figures``
-(:mod:`ptyrad_core.report`: figures and report.html at every save) by
+``core.convergence`` (:mod:`ptyrad_core.convergence`), ``core.figures``
+(:mod:`ptyrad_core.report`: figures and report.html at every save) and ``core.tiff``
+(:mod:`ptyrad_core.exports`: TIFF exports) by
 :func:`~ptyrad_core.plugin_manager.get_plugin_manager`, and can be disabled by name like any
 other (``plugins.disable`` in the config).
 """
@@ -125,6 +126,7 @@ class LogFileObserver:
 def core_observers() -> dict[str, object]:
     """Fresh instances of the kernel's observers, by plugin name."""
     from .convergence import ConvergenceMonitor
+    from .exports import TiffObserver
     from .report import FigureObserver
 
     return {
@@ -132,4 +134,5 @@ def core_observers() -> dict[str, object]:
         "core.logfile": LogFileObserver(),
         "core.convergence": ConvergenceMonitor(),
         "core.figures": FigureObserver(),
+        "core.tiff": TiffObserver(),
     }

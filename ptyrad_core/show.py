@@ -150,8 +150,28 @@ def summary(result_path) -> Group:
     return Group(run, loss, model, software)
 
 
-def show_command(path, console: Console | None = None) -> Group:
-    """``ptyrad-core show RESULT.h5``: print :func:`summary`."""
+def truth_error(result_path, truth_path) -> tuple[float, tuple[float, float]]:
+    """Projected-phase error of a result against a ground truth (a dataset with ``/ground_truth``
+    or another result), after removing the constant offset and a sub-pixel registration, over the
+    result's scanned region. Both must share the pixel size."""
+    from .errors import DataError
+    from .metrics import load_projected_phase, registered_phase_error
+
+    recon, truth = load_projected_phase(result_path), load_projected_phase(truth_path)
+    if recon["dx_A"] and truth["dx_A"] and abs(recon["dx_A"] / truth["dx_A"] - 1) > 1e-4:
+        raise DataError(f"--truth: {truth_path} has dx = {truth['dx_A']:.6g} A, the result {recon['dx_A']:.6g} A")
+    ny = min(recon["image"].shape[0], truth["image"].shape[0])
+    nx = min(recon["image"].shape[1], truth["image"].shape[1])
+    region = tuple(slice(s.start, min(s.stop, n)) for s, n in zip(recon["region"], (ny, nx)))
+    return registered_phase_error(recon["image"][:ny, :nx], truth["image"][:ny, :nx], region)
+
+
+def show_command(path, console: Console | None = None, truth=None) -> Group:
+    """``ptyrad-core show RESULT.h5 [--truth DATA.h5]``: print :func:`summary` (and the error against a truth)."""
     renderable = summary(path)
-    (console or Console()).print(renderable)
+    console = console or Console()
+    console.print(renderable)
+    if truth is not None:
+        error, (dy, dx) = truth_error(path, truth)
+        console.print(f"projected-phase error against {truth}: {error:.4f} (offset removed, registered by ({dy:+.2f}, {dx:+.2f}) px)")
     return renderable

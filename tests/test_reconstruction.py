@@ -60,6 +60,12 @@ def test_demo_config_validates_and_runs_from_the_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "result.h5").is_file() and (tmp_path / "run.log").is_file()
     assert "iter 2: loss" in (tmp_path / "run.log").read_text()
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "figures" / "object_phase_sum.png").is_file()
+    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.cli", "show", str(tmp_path / "result.h5"), "--truth", str(DATA / "sto_small.h5")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    error = float(proc.stdout.split("projected-phase error against")[1].split(":")[1].split()[0])
+    assert 0.3 < error < 1.0  # two iterations in: far from converged, but the object has started to form
 
 
 def test_ptyrad_standard_stack_on_sto_small(tmp_path):
