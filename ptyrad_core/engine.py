@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, initialize, naming, scan, sources
+from . import checkpoint, initialize, naming, runtime, scan, sources
 from .config import Config, load_config, resolved_dict, validate_components
 from .errors import NonFiniteLossError, PluginError, PtyradError, RunInterrupted
 from .plugin_manager import get_plugin_manager
@@ -267,6 +267,7 @@ class Reconstruction:
         """
         last = self.config.recon.iterations if iterations is None else self.iteration + iterations
         save_every = self.config.output.save_every
+        runtime.tune_allocator()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.pm.call_lifecycle("ptyrad_on_run_start", run=self)
         previous = _catch_signals(self)
