@@ -113,7 +113,8 @@ def test_kill_9_loses_at_most_one_save_interval(tiny_config, write_yaml):
     proc.wait(timeout=30)
     done_in_log = max(int(line.split("iter ")[1].split(":")[0]) for line in log.read_text().splitlines() if " iter " in line)
     saved = int(read_result(result)["attrs"]["iteration"])  # intact, readable
-    assert saved % 2 == 0 and done_in_log - saved < 2
+    # the save of iteration `done_in_log` may have been cut short by the kill: lost <= save_every
+    assert saved % 2 == 0 and 0 <= done_in_log - saved <= 2
     proc = start(path, "--resume", str(result), "--set", f"recon.iterations={saved + 1}")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
