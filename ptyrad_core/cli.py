@@ -3,6 +3,7 @@
     ptyrad-core run CONFIG [--set dotted.key=value ...] [--resume RESULT.h5] [--quiet | --verbose]
     ptyrad-core validate CONFIG [--set ...]
     ptyrad-core convert FILE [-o OUT.yaml]
+    ptyrad-core tune CONFIG [--workers N]
     ptyrad-core show RESULT.h5
     ptyrad-core report RESULT.h5 [-o DIR]
     ptyrad-core frc A.h5 B.h5 [-o PLOT.png]
@@ -164,6 +165,15 @@ def cmd_plugins(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from .tune import tune_command
+
+    if args.workers < 1:
+        raise PtyradError(f"--workers must be >= 1, got {args.workers}")
+    tune_command(args.config, args.set, workers=args.workers, worker=args.worker)
+    return 0
+
+
 def cmd_show(args) -> int:
     from .show import show_command
 
@@ -244,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", action="store_true", help="include each component's options JSON schema")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("tune", help="hyperparameter search (Optuna) over the config's `tune` section")
+    with_config(p)
+    p.add_argument("--workers", type=int, default=1, help="local worker processes on the same study (default 1)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("show", help="summarise a result file")
     p.add_argument("result", help="result.h5")

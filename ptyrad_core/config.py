@@ -338,6 +338,9 @@ class Config(Strict):
     )
     recon: ReconSection = Field(description="Iterations, batches, seed and device.")
     output: OutputSection = Field(default_factory=OutputSection, description="Where results and logs go.")
+    tune: dict[str, Any] | None = Field(
+        None, description="Search space and study for `ptyrad-core tune` (docs/tuning.md); ignored by `run`."
+    )
 
     # set by build_config: where relative paths resolve from, the YAML source and its line map
     _base_dir: Path = PrivateAttr(default=Path("."))

@@ -33,7 +33,7 @@ from pathlib import Path
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, PluginLoadError
+from .errors import PluginError, PluginLoadError, PtyradError
 from .registry import Registry
 
 ENTRY_POINT_GROUP = "ptyrad_core.plugins"
@@ -122,6 +122,8 @@ class PtyradPluginManager(pluggy.PluginManager):
         caller = getattr(self.hook, hookname)
         try:
             caller(**kwargs)
+        except PtyradError:
+            raise  # deliberate: a plugin saying what is wrong (or asking to stop) in its own words
         except Exception as exc:
             culprit = _culprit(exc, caller.get_hookimpls())
             if culprit is None:

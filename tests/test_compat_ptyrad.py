@@ -42,7 +42,7 @@ MAXIMAL = ROOT / "tests" / "fixtures" / "ptyrad_params_own" / "maximal.yaml"
 PARAMS = WHEEL if WHEEL.is_dir() else COPIES
 SHIPPED = sorted(str(p.relative_to(PARAMS)) for p in PARAMS.rglob("*.yaml"))
 #: shipped files that use an option ptyrad_core cannot honour: the option the error names
-REJECTED = {"walkthrough/14_hypertune.yaml": "hypertune_params.if_hypertune"}
+REJECTED: dict[str, str] = {}
 
 
 def missing_builtin_modules() -> list:
@@ -137,9 +137,19 @@ def test_every_shipped_params_file_translates_and_validates(name, pm):
 
 
 def test_which_shipped_files_are_rejected():
-    assert set(REJECTED) < set(SHIPPED)
-    assert read(PARAMS / "walkthrough/14_hypertune.yaml")["hypertune_params"]["if_hypertune"] is True
-    assert not any((read(PARAMS / n).get("hypertune_params") or {}).get("if_hypertune") for n in SHIPPED if n not in REJECTED)
+    assert set(REJECTED) <= set(SHIPPED)
+
+
+def test_the_hypertune_walkthrough_becomes_a_study():
+    raw = read(PARAMS / "walkthrough/14_hypertune.yaml")
+    assert raw["hypertune_params"]["if_hypertune"] is True
+    tune = translate(raw, "14_hypertune.yaml").config["tune"]
+    assert set(tune["params"]) == {"experiment.aberrations.C10", "model.object.slices"}  # its two state: true entries
+    assert tune["params"]["experiment.aberrations.C10"] == {"type": "float", "low": 150, "high": 250, "step": 1, "log": False}
+    assert tune["params"]["model.object.slices"]["type"] == "int"
+    assert tune["n_trials"] == 50 and tune["study_name"] == "PSO" and tune["objectives"] == ["loss"]
+    assert tune["storage"].startswith("sqlite:////") and tune["storage"].endswith("hypertune.sqlite3")
+    assert tune["pruner"]["name"] == "HyperbandPruner"  # PtyRAD's default pruner
 
 
 def test_ptyrads_defaults_fill_what_a_file_leaves_out(pm):
@@ -461,7 +471,7 @@ def test_options_that_cannot_be_honoured_are_rejected_by_name(change, option):
 @pytest.mark.parametrize("section, change, option", [
     ("model_params", {"optimizer_params": {"name": "Adam", "load_state": "/m.hdf5"}}, "model_params.optimizer_params.load_state"),
     ("model_params", {"scheduler_params": {"name": "StepLR", "load_state": "/m.hdf5"}}, "model_params.scheduler_params.load_state"),
-    ("hypertune_params", {"if_hypertune": True}, "hypertune_params.if_hypertune"),
+    ("hypertune_params", {"if_hypertune": True}, "hypertune_params.tune_params"),
     ("recon_params", {"INDICES_MODE": {"mode": "sub", "subscan_slow": 4}}, "recon_params.INDICES_MODE.subscan_fast"),
     ("loss_params", {"loss_single": {"state": False}}, "loss_params"),
     ("loss_params", {"loss_singel": {"state": True}}, "loss_params.loss_singel"),
