@@ -6,7 +6,7 @@ STAMP := $(VENV)/.bootstrap-stamp
 
 .PHONY: demo test setup docs-ref docs
 
-$(STAMP): pyproject.toml scripts/bootstrap.sh
+$(STAMP): pyproject.toml scripts/bootstrap.sh $(wildcard contrib/*/pyproject.toml)
 	VENV=$(VENV) scripts/bootstrap.sh
 	touch $@
 

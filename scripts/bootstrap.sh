@@ -22,4 +22,9 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   fi
 fi
 "${PIP[@]}" install -q -e ".[test]"
+# the contributed plugin packages (contrib/*), which the test suite exercises: each is installed
+# as a third-party package would be, through its own pyproject.toml and entry point
+for pkg in contrib/*/; do
+  if [ -f "$pkg/pyproject.toml" ]; then "${PIP[@]}" install -q --no-build-isolation -e "$pkg"; fi
+done
 "$VENV/bin/python" -c "import torch, ptyrad_core; print('bootstrap: ptyrad_core', ptyrad_core.__version__, 'torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
