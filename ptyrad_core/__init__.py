@@ -16,3 +16,15 @@ def run(config_or_path, overrides: list[str] | None = None, quiet: bool = True):
     from .engine import run as _run
 
     return _run(config_or_path, overrides, quiet)
+
+
+def load_result(path):
+    """Read a ``result.h5`` (or the output folder holding one) into a typed
+    :class:`~ptyrad_core.result_view.Result`: object amplitude / phase per mode and slice, probe
+    modes and powers, nominal and refined positions, tilts, loss history per term, config,
+    iteration, and ``plot_phase()`` / ``plot_probe()`` / ``plot_loss()`` / ... returning
+    matplotlib figures.
+    """
+    from .result_view import load_result as _load_result
+
+    return _load_result(path)
