@@ -123,14 +123,15 @@ class MultisliceFunction(torch.autograd.Function):
     Written by hand rather than left to autograd because autograd, on the CPU, spends as much
     time as the FFTs themselves on temporaries: a conjugated copy for every product's gradient,
     a zero-filled tensor per slice for the slice gradients, a broadcast reduction per product.
-    Here the backward pass updates one buffer in place and keeps only the (conjugated) wave
-    entering each slice (the same memory autograd keeps).
+    Here the backward pass updates one buffer in place and keeps only the wave entering each
+    slice (the same memory autograd keeps).
 
     Backward, with PyTorch's convention for complex gradients (``g_z = conj(dy/dz) g_y``):
     ``g_Psi = 2 Psi g_I``; ``g_phi = F_ortho^-1 g_Psi``; per slice from the last,
     ``g_O = sum_pmode conj(psi_in) g_phi``, ``g_psi_in = conj(O) g_phi``, and through the
     propagation ``G = F[g_psi_in]``, ``g_H = sum conj(F[phi_prev]) G / N``,
-    ``g_phi_prev = F^-1[conj(H) G]``.
+    ``g_phi_prev = F^-1[conj(H) G]``. The code carries ``h = conj(g_phi)`` instead, for which
+    every step is a product with an unconjugated tensor (no conjugated copies).
     """
 
     @staticmethod
@@ -141,8 +142,8 @@ class MultisliceFunction(torch.autograd.Function):
         need_patches = ctx.needs_input_grad[1]
         for z in range(nz):
             transmission = patches[z] if z or weights is None else patches[z] * weights
-            if need_patches:  # kept conjugated: g_O needs conj(psi_in), and this copy is cheaper than one in backward
-                inputs.append(psi.conj().resolve_conj())
+            if need_patches:  # psi is never written in place: keeping it costs no copy
+                inputs.append(psi)
             phi = psi * transmission
             if z < nz - 1:
                 spectrum = torch.fft.fft2(phi)
@@ -157,35 +158,36 @@ class MultisliceFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_intensity):
+        # The recursion runs on h = conj(g_phi), which needs no conjugated copy per slice:
+        # conj(g O*) = h O, and conj(F^-1[H* F[g]]) = F[H F^-1[h]] (unnormalised fft2, 1/N ifft2).
         patches, propagators, weights, exit_wave, *rest = ctx.saved_tensors
         nz = ctx.nz
         need_psi, need_patches, need_h, _ = ctx.needs_input_grad
         n_in = nz if need_patches else 0
         inputs, spectra = rest[:n_in], rest[n_in:]
-        npix = exit_wave.shape[-1] * exit_wave.shape[-2]
-        g = torch.fft.ifft2(exit_wave * (2 * grad_intensity), norm="ortho")  # g_phi of the last slice
+        h = torch.fft.fft2(exit_wave.conj() * (2 * grad_intensity), norm="ortho")  # conj of g_phi of the last slice
         grad_patches = torch.empty_like(patches) if need_patches else None
         grad_h = torch.zeros_like(propagators) if need_h else None
         grad_psi = None
         for z in range(nz - 1, -1, -1):
             transmission = patches[z] if z or weights is None else patches[z] * weights
             if need_patches:
-                conj_in = inputs[z]  # conj(psi_in), (pmode, 1 or omode, B, Ny, Nx)
-                g_o = torch.mul(conj_in, g).sum(dim=0) if g.shape[0] > 1 else torch.mul(conj_in[0], g[0])
+                psi_in = inputs[z]  # (pmode, 1 or omode, B, Ny, Nx)
+                s = torch.mul(psi_in, h).sum(dim=0) if h.shape[0] > 1 else torch.mul(psi_in[0], h[0])
                 if z == 0 and weights is not None:
-                    g_o = g_o.mul_(weights.conj())
-                grad_patches[z] = g_o
-            g = g.mul_(transmission.conj())
-            if z == 0 and g.shape[1] > 1:
-                g = g.sum(dim=1, keepdim=True)  # the first slice broadcasts psi over object modes
+                    s = s.mul_(weights)  # real weights: conj(w) = w
+                grad_patches[z].copy_(s.conj())
+            h = h.mul_(transmission)
+            if z == 0 and h.shape[1] > 1:
+                h = h.sum(dim=1, keepdim=True)  # the first slice broadcasts psi over object modes
             if z == 0:
-                grad_psi = g if need_psi else None
+                grad_psi = h.conj().resolve_conj() if need_psi else None
                 break
-            spectrum = torch.fft.fft2(g)
+            u = torch.fft.ifft2(h)  # = conj(F[g]) / N
             if need_h:  # sum over the modes, and over the batch for a shared propagator
-                contribution = (spectra[z - 1].conj() * spectrum).div_(npix).sum(dim=(0, 1))
-                grad_h += contribution.sum(dim=0, keepdim=True) if propagators.shape[0] == 1 else contribution
-            g = torch.fft.ifft2(spectrum.mul_(propagators.conj()))
+                contribution = (spectra[z - 1] * u).sum(dim=(0, 1))
+                grad_h += (contribution.sum(dim=0, keepdim=True) if propagators.shape[0] == 1 else contribution).conj()
+            h = torch.fft.fft2(u.mul_(propagators))
         return grad_psi, grad_patches, grad_h, None
 
 
