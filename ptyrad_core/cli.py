@@ -10,6 +10,7 @@
     ptyrad-core simulate SPEC.yaml [-o OUT.h5]
     ptyrad-core plugins [--json] [--schema]
     ptyrad-core docs hooks|config|plugins
+    ptyrad-core new-plugin NAME --family FAMILY [--dir DIR]
 
 A CONFIG in another program's format is translated by the plugin that recognises it
 (``ptyrad_translate_config``); its notes are printed as warnings. ``convert`` writes the
@@ -210,6 +211,15 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_new_plugin(args) -> int:
+    from .scaffold import new_plugin
+
+    root = new_plugin(args.name, args.family, args.dir)
+    console.print(f"wrote the {args.family} plugin package {root}", highlight=False)
+    print(f"  pip install -e {root}\n  pytest {root / 'tests'}\n  ptyrad-core plugins")
+    return 0
+
+
 def cmd_docs(args) -> int:
     from .docgen import config_reference, hooks_reference, plugins_reference
 
@@ -287,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT.h5", help="overrides the spec's output")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_simulate)
+
+    from .plugin_manager import FAMILIES
+
+    p = sub.add_parser("new-plugin", help="write a plugin package (pyproject, plugin module, test, README) that runs")
+    p.add_argument("name", help="the component's name in a config, a lowercase identifier (e.g. tv_phase)")
+    p.add_argument("--family", required=True, choices=list(FAMILIES), help="which kind of component")
+    p.add_argument("--dir", default=".", help="where the package folder ptyrad-NAME goes (default: here)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_new_plugin)
 
     p = sub.add_parser("docs", help="print a generated reference page (markdown)")
     p.add_argument("what", choices=["hooks", "config", "plugins"])
