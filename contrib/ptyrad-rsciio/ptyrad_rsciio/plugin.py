@@ -169,10 +169,11 @@ class RsciioLoader(Loader):
             ) from None
         except Exception as exc:
             raise DataError(f"{path}: RosettaSciIO's {reader['name']} reader could not read it ({type(exc).__name__}: {exc})") from None
-        signal = self._pick(signals, reader)
+        index = self._pick(signals, reader)
+        signal = signals[index]
         data = signal["data"]
         shape = tuple(int(s) for s in data.shape)
-        source = f"{path}" if len(signals) == 1 else f"{path}:signal {signals.index(signal)}"
+        source = f"{path}" if len(signals) == 1 else f"{path}:signal {index}"
         if 0 in shape:
             raise DataError(f"{source}: the signal is empty (shape {shape})")
         dtype = np.dtype(data.dtype)
@@ -181,7 +182,8 @@ class RsciioLoader(Loader):
         resources = [_FileCloser(data)] if type(data).__module__.startswith("dask") else []
         return Measurements(data, source=source, metadata=_metadata(signal, reader), resources=resources)
 
-    def _pick(self, signals: list[dict], reader: dict) -> dict:
+    def _pick(self, signals: list[dict], reader: dict) -> int:
+        """The index of the signal to use."""
         path = self.path
         shapes = [tuple(int(s) for s in sig["data"].shape) for sig in signals]
         listed = ", ".join(
@@ -195,10 +197,10 @@ class RsciioLoader(Loader):
                 raise DataError(f"data.options.signal: {path} holds {len(signals)} signal(s) ({listed}); index {i} is out of range")
             if len(shapes[i]) not in (3, 4):
                 raise DataError(f"{path}: signal {i} has shape {shapes[i]} ({len(shapes[i])}-D); {expected}")
-            return signals[i]
+            return i
         found = [i for i, s in enumerate(shapes) if len(s) in (3, 4)]
         if len(found) == 1:
-            return signals[found[0]]
+            return found[0]
         if not found:
             raise DataError(f"{path}: wrong dimensionality: RosettaSciIO's {reader['name']} reader found {listed}; {expected}")
         raise DataError(f"{path}: holds several 3-D / 4-D signals ({listed}); set data.options.signal to one index")

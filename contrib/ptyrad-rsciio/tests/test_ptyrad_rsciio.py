@@ -103,6 +103,25 @@ def re_shape(shape) -> str:
     return r"\(" + r", ".join(map(str, shape)) + (r",\)" if len(shape) == 1 else r"\)")
 
 
+def test_a_file_with_several_signals(tmp_path, stack4d):
+    """An overview image next to the scan (as in a Velox file): the only 4-D signal is used."""
+    import h5py
+
+    path = write_hspy(tmp_path / "session.hspy", np.ones((8, 8), np.float32), title="overview")
+    with h5py.File(path, "a") as f:  # merge signals that RosettaSciIO wrote into one file
+        for title, data in (("scan", stack4d), ("scan2", stack4d[:1])):
+            with h5py.File(write_hspy(tmp_path / f"{title}.hspy", data, title=title), "r") as g:
+                g.copy(f"Experiments/{title}", f["Experiments"])
+            if title == "scan":
+                meas = load(path)
+                assert meas.source == f"{path}:signal 1" and meas.shape == stack4d.shape
+    with pytest.raises(DataError, match=r"several 3-D / 4-D signals \(0: overview \(8, 8\), 1: scan \(3, 4, 8, 8\), 2: scan2 \(1, 4, 8, 8\)\); set data.options.signal"):
+        load(path)
+    assert load(path, signal=2).shape == (1, 4, 8, 8)
+    with pytest.raises(DataError, match="signal 0 has shape"):
+        load(path, signal=0)
+
+
 def test_format_and_option_errors(tmp_path, stack4d):
     path = write_hspy(tmp_path / "scan.hspy", stack4d)
     with pytest.raises(DataError, match=r"no format 'hyperspy'.*HSPY"):
