@@ -3,7 +3,7 @@
     >>> import ptyrad_core
     >>> r = ptyrad_core.load_result("output/demo/result.h5")
     >>> r.object_phase.shape            # (omode, Nz, NY, NX)
-    >>> r.loss_terms["gaussian"][-1]
+    >>> r.loss_terms                    # {term name: (n,) weighted loss per iteration}
     >>> fig = r.plot_phase()            # a matplotlib Figure; shown inline in Jupyter
 
 Built on :func:`ptyrad_core.results.read_result` (the reader), :mod:`ptyrad_core.figures` (the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -15,8 +17,6 @@ from ptyrad_core.results import read_result
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     from conftest import BASE_CONFIG
-
-    import copy
 
     cfg = copy.deepcopy(BASE_CONFIG)
     cfg["model"]["object"]["modes"] = 2
