@@ -1,6 +1,6 @@
 """The ``ptyrad-core`` command line.
 
-    ptyrad-core run CONFIG [--set dotted.key=value ...] [--resume RESULT.h5] [--quiet | --verbose]
+    ptyrad-core run CONFIG [--set dotted.key=value ...] [--resume RESULT.h5] [--nproc N] [--quiet | --verbose]
     ptyrad-core validate CONFIG [--set ...]
     ptyrad-core convert FILE [-o OUT.yaml]
     ptyrad-core tune CONFIG [--workers N]
@@ -47,16 +47,52 @@ def _plugin_manager_for(args):
     return get_plugin_manager(), None
 
 
+def launch_local(argv: list[str], nproc: int) -> int:
+    """``ptyrad-core run ... --nproc N``: the same command in N processes on this machine, started by
+    torchrun (``python -m torch.distributed.run --standalone``); returns torchrun's exit status."""
+    import os
+    import signal
+    import subprocess
+
+    if "RANK" in os.environ:
+        raise PtyradError("--nproc: this process already runs under torchrun (RANK is set); leave --nproc out")
+    rest, skip = [], False
+    for i, arg in enumerate(argv):  # the same arguments without --nproc
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "ptyrad_core.cli", *rest]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches torchrun and the workers directly
+    try:
+        return subprocess.call(cmd, env=env)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def cmd_run(args) -> int:
     from .config import load_config
     from .engine import Reconstruction
 
+    if args.nproc is not None:
+        if args.nproc < 1:
+            raise PtyradError(f"--nproc must be >= 1, got {args.nproc}")
+        if args.nproc > 1:
+            return launch_local(args.argv, args.nproc)
     config = load_config(args.config, args.set)
     print_notes(config)
     run = Reconstruction(config, quiet=args.quiet)
     if args.resume:
         run.resume(args.resume)
     run.run()
+    run.world.close()
+    if not run.world.is_main:
+        return 0
     h = run.history
     table = Table(title=f"ptyrad-core: {run.iteration} iterations", show_header=True)
     table.add_column("quantity")
@@ -66,6 +102,10 @@ def cmd_run(args) -> int:
         table.add_row(f"  {name}", f"{values[-1]:.6g}")
     times = sorted(h["time_s"][1:] or h["time_s"])
     table.add_row("median time / iteration", f"{times[len(times) // 2]:.4f} s")
+    if run.world.enabled:
+        table.add_row("processes", str(run.world.size))
+    for key, value in run.peak_memory.items():
+        table.add_row(f"peak memory ({'resident' if key == 'rss' else key})", f"{value:.0f} MiB")
     table.add_row("result", str(run.result_path))
     if not args.quiet:
         Console().print(table)
@@ -243,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display or summary")
     p.add_argument("--resume", metavar="RESULT.h5", help="continue from the checkpoint in a result file of this config")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="data-parallel run in N processes on this machine, started by torchrun (docs/scaling.md)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a config and its data without reconstructing")
@@ -322,6 +364,7 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     handler = logging.StreamHandler()
     handler.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))

@@ -280,6 +280,10 @@ class ReconSection(Strict):
     seed: int = Field(0, description="Random seed (batches, initial noise).")
     device: str = Field("auto", description="'auto' (CUDA if present), 'cpu', 'cuda', 'cuda:1', ...")
     precision: Literal["float32", "float64"] = Field("float32", description="Real precision of the model.")
+    dist_timeout_s: float = Field(
+        600, gt=0, description="Data-parallel runs (torchrun): seconds a process waits for the others in a collective "
+        "before it stops with an error (docs/scaling.md)."
+    )
 
 
 class FolderName(Strict):

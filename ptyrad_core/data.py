@@ -54,6 +54,8 @@ class Measurements:
         self.scan_shape: tuple[int, int] | None = None
         #: indices of the raw scan positions kept by ``select`` (None: all, in order)
         self.selection: np.ndarray | None = None
+        #: about how many bytes of patterns streamed statistics and ``map`` handle at a time
+        self.chunk_bytes = CHUNK_BYTES
         dtype = np.dtype(patterns.dtype)
         if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
             raise DataError(f"{source}: measurements must be real numbers, got dtype {dtype}")
@@ -86,7 +88,15 @@ class Measurements:
     def load(self) -> None:
         """Read everything into memory as float32 (transforms and selections applied); close the file."""
         if self._array is None:
-            self._array = self.read(np.arange(self.n)) if self._is_patterns() else np.asarray(self._raw[()], dtype=np.float32)
+            if self._is_patterns():  # block by block into one array: the peak is the data plus one block
+                array = np.empty(self._shape, dtype=np.float32)
+                per = max(1, self.chunk_bytes // max(1, int(np.prod(self._shape[1:])) * 4))
+                for start in range(0, self.n, per):
+                    stop = min(self.n, start + per)
+                    array[start:stop] = self.read(np.arange(start, stop))
+                self._array = array
+            else:
+                self._array = np.asarray(self._raw[()], dtype=np.float32)
             self._index, self._transforms = None, []
         self._array = np.ascontiguousarray(self._array, dtype=np.float32)
         self._raw = self._array
@@ -145,13 +155,13 @@ class Measurements:
     def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
         """Apply a per-pattern transform ``(n, Ky, Kx) -> (n, Ky', Kx')`` to every pattern.
 
-        ``fn`` gets blocks of patterns (about ``CHUNK_BYTES`` each, so temporaries stay small)
+        ``fn`` gets blocks of patterns (about ``chunk_bytes`` each, so temporaries stay small)
         and must not modify its input in place.
         """
         self.as_patterns()
         if self._array is not None:
             arr = self._array.astype(np.float32, copy=False)
-            per = max(1, CHUNK_BYTES // max(1, int(np.prod(arr.shape[1:])) * 4))
+            per = max(1, self.chunk_bytes // max(1, int(np.prod(arr.shape[1:])) * 4))
             blocks = [np.asarray(fn(arr[i:i + per]), dtype=np.float32) for i in range(0, len(arr), per)]
             self._array = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
             self._shape = tuple(self._array.shape)
@@ -199,11 +209,18 @@ class Measurements:
         return block[inverse]
 
     def chunks(self):
-        """Yield consecutive blocks of patterns (for streamed statistics)."""
+        """Yield consecutive blocks of patterns, float32 (for streamed statistics; read-only views
+        of the array when it is in memory)."""
         self.as_patterns()
-        per = max(1, CHUNK_BYTES // max(1, int(np.prod(self._shape[1:])) * 4))
+        per = max(1, self.chunk_bytes // max(1, int(np.prod(self._shape[1:])) * 4))
         for start in range(0, self.n, per):
-            yield self.read(np.arange(start, min(self.n, start + per)))
+            stop = min(self.n, start + per)
+            if self._array is not None and self._array.dtype == np.float32:
+                block = self._array.reshape(-1, *self._shape[1:])[start:stop]
+                block.flags.writeable = False
+                yield block
+            else:
+                yield self.read(np.arange(start, stop))
 
     # -- statistics ------------------------------------------------------------------------
 

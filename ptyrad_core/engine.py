@@ -5,6 +5,11 @@ terms, backward, and an optimizer step every ``grad_accumulation`` batches. Afte
 batch the scheduled constraints run in config order, the lifecycle hook
 ``ptyrad_on_iter_end`` fires, and every ``output.save_every`` iterations the result file is
 written. The hot path touches no pluggy machinery: components were resolved once.
+
+Under ``torchrun`` the same loop runs data-parallel (:mod:`ptyrad_core.distributed`): every
+rank holds the model, runs the forward pass for its share of each batch, and the gradients are
+averaged before each step. Rank 0 alone calls the lifecycle hooks (progress, log, figures) and
+writes the result file.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import torch
 
 from . import checkpoint, initialize, naming, runtime, scan, sources
 from .config import Config, load_config, resolved_dict, validate_components
-from .errors import NonFiniteLossError, PluginError, PtyradError, RunInterrupted
+from .distributed import World
+from .errors import DistributedError, NonFiniteLossError, PluginError, PtyradError, RunInterrupted
+from .model import Batch
 from .plugin_manager import get_plugin_manager
 from .results import write_result
 
@@ -83,6 +90,9 @@ class Reconstruction:
     :param config: a validated :class:`~ptyrad_core.config.Config`.
     :param pm: a plugin manager; by default one is built from ``config.plugins``.
     :param quiet: suppress the console progress display.
+
+    In a process started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) it joins the
+    process group (:attr:`world`); ranks other than 0 are quiet and write nothing.
     """
 
     def __init__(self, config: Config, pm=None, quiet: bool = False):
@@ -92,7 +102,11 @@ class Reconstruction:
         self.components = validate_components(config, self.pm)
         self.resolved_config = resolved_dict(config, self.components)
         self.pm.hook.ptyrad_configure.call_historic(kwargs=dict(config=config))
-        self.device = initialize.select_device(config.recon.device)
+        self.device = World.device_for_rank(initialize.select_device(config.recon.device))
+        self.world = World.from_env(self.device, config.recon.dist_timeout_s)
+        self.quiet = quiet or not self.world.is_main
+        #: peak resident memory of the process and peak allocated device memory (MiB; the maximum over ranks)
+        self.peak_memory: dict[str, float] = {}
         torch.manual_seed(config.recon.seed)
         self.rng = np.random.default_rng(config.recon.seed)
         self.prepared = initialize.prepare_data(config, self.pm, self.components)
@@ -157,9 +171,17 @@ class Reconstruction:
         ]
 
     def _loss(self, indices: torch.Tensor, iteration: int) -> torch.Tensor:
-        """Weighted loss terms ``(n_terms,)`` for one batch."""
-        pred, batch = self.model(indices, iteration)
-        meas = self.data.batch(indices)
+        """Weighted loss terms ``(n_terms,)`` for one batch (on every rank: of the whole batch)."""
+        if self.world.enabled:
+            start, stop = self.world.share(len(indices))
+            local = indices[start:stop] if stop > start else indices[:1]  # an empty share runs one dummy row
+            pred = self.world.gather_rows(self.model(local, iteration)[0], len(indices))
+            with torch.no_grad():
+                meas = self.world.gather_rows(self.data.batch(local), len(indices))
+            batch = Batch(indices, iteration, self.model)
+        else:
+            pred, batch = self.model(indices, iteration)
+            meas = self.data.batch(indices)
         for stage in self._measurement_stages:
             meas = stage.measurements(meas, batch)
         if pred.shape != meas.shape:
@@ -194,8 +216,7 @@ class Reconstruction:
                 if (b + 1) % ga == 0 or b + 1 == len(batches):
                     self._step(indices, iteration)
             sums += values.detach().to(torch.float64)
-            if self._stop_signal is not None:
-                raise _Interrupted(self._stop_signal)
+            self._check_stop()
         with torch.no_grad():
             for spec, constraint in self.constraints:
                 if spec.runs_at(iteration):
@@ -218,15 +239,37 @@ class Reconstruction:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss = self._loss(indices, iteration).sum()
                 loss.backward()
+                self.world.average_gradients(self.model.parameters())
                 return loss
 
             self.optimizer.step(closure)
         else:
+            self.world.average_gradients(self.model.parameters())
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         spec = self.config.optimizer.scheduler
         if self.scheduler is not None and spec.step_unit == "batch" and not self._plateau:
             self.scheduler.step()
+
+    def _check_stop(self, measure: bool = False) -> None:
+        """Raise if a stop signal reached this rank or (in a data-parallel run) any other one.
+
+        With ``measure``, also update :attr:`peak_memory` (one collective for both).
+        """
+        local = [float(self._stop_signal or 0)]
+        if measure:
+            peaks = runtime.peak_memory_MiB(self.device)
+            local += list(peaks.values())
+        agreed = self.world.maximum(local) if self.world.enabled else local
+        if measure:
+            self.peak_memory = dict(zip(peaks, agreed[1:]))
+        if agreed[0]:
+            raise _Interrupted(int(agreed[0]))
+
+    def _lifecycle(self, hook: str, **kwargs) -> None:
+        """Lifecycle hooks run on rank 0 only: observers write files and draw progress."""
+        if self.world.is_main:
+            self.pm.call_lifecycle(hook, **kwargs)
 
     def _record(self, iteration: int, metrics: dict) -> None:
         h = self.history
@@ -245,6 +288,9 @@ class Reconstruction:
         return self._data_digest
 
     def save(self) -> Path:
+        """Write the result file (rank 0; other ranks write nothing and return its path)."""
+        if not self.world.is_main:
+            return self.result_path
         path = write_result(self.result_path, self)
         self.pm.call_lifecycle("ptyrad_on_save", run=self, path=path, iteration=self.iteration)
         return path
@@ -263,16 +309,23 @@ class Reconstruction:
         SIGINT and SIGTERM stop the run at the end of the current batch: the unfinished
         iteration is undone, a checkpoint of the last completed one is written and
         :class:`~ptyrad_core.errors.RunInterrupted` is raised. A loss that is not finite does
-        the same and raises :class:`~ptyrad_core.errors.NonFiniteLossError`.
+        the same and raises :class:`~ptyrad_core.errors.NonFiniteLossError`. In a data-parallel
+        run a process that dies or stops answering for ``recon.dist_timeout_s`` makes the others
+        raise :class:`~ptyrad_core.errors.DistributedError`, after rank 0 wrote the last
+        completed iteration.
         """
         last = self.config.recon.iterations if iterations is None else self.iteration + iterations
         save_every = self.config.output.save_every
         runtime.tune_allocator()
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.pm.call_lifecycle("ptyrad_on_run_start", run=self)
+        if self.world.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._lifecycle("ptyrad_on_run_start", run=self)
         previous = _catch_signals(self)
         try:
             self._snapshot = checkpoint.capture(self)
+            if self.world.enabled:  # every rank starts from rank 0's parameters
+                self.world.broadcast_parameters(self.model)
+                self._snapshot = checkpoint.capture(self)
             for iteration in range(self.iteration + 1, last + 1):
                 try:
                     metrics = self.run_iteration(iteration)
@@ -286,12 +339,21 @@ class Reconstruction:
                 self.iteration = iteration
                 self._record(iteration, metrics)
                 self._snapshot = checkpoint.capture(self)
-                self.pm.call_lifecycle("ptyrad_on_iter_end", run=self, iteration=iteration, metrics=metrics)
+                self._lifecycle("ptyrad_on_iter_end", run=self, iteration=iteration, metrics=metrics)
                 if save_every and iteration % save_every == 0 and iteration != last:
+                    self.world.broadcast_parameters(self.model)
                     self.save()
-                if self._stop_signal is not None:
-                    raise _Interrupted(self._stop_signal)
+                self._check_stop(measure=True)
+            self.world.broadcast_parameters(self.model)
             self.save()
+        except DistributedError as exc:
+            # the last completed iteration is the same on every rank: rank 0 keeps it
+            checkpoint.restore(self, self._snapshot)
+            path = self.save()
+            written = f"checkpoint of iteration {self.iteration} written to {path}" if self.world.is_main else "rank 0 writes the checkpoint"
+            error = DistributedError(f"{exc}; {written} (continue with --resume)")
+            self._lifecycle("ptyrad_on_exception", run=self, exc=error)
+            raise error from None
         except (_Interrupted, NonFiniteLossError) as exc:
             checkpoint.restore(self, self._snapshot)
             path = self.save()
@@ -305,14 +367,14 @@ class Reconstruction:
                 error = NonFiniteLossError(
                     f"{exc} Restored the state after iteration {self.iteration} and wrote it to {path}."
                 )
-            self.pm.call_lifecycle("ptyrad_on_exception", run=self, exc=error)
+            self._lifecycle("ptyrad_on_exception", run=self, exc=error)
             raise error from None
         except BaseException as exc:
-            self.pm.call_lifecycle("ptyrad_on_exception", run=self, exc=exc)
+            self._lifecycle("ptyrad_on_exception", run=self, exc=exc)
             raise
         finally:
             _restore_signals(previous)
-        self.pm.call_lifecycle("ptyrad_on_run_end", run=self)
+        self._lifecycle("ptyrad_on_run_end", run=self)
         return self
 
 
@@ -369,4 +431,7 @@ def run(config_or_path, overrides: list[str] | None = None, quiet: bool = True) 
         config = build_config(config_or_path)
     else:
         config = load_config(config_or_path, overrides)
-    return Reconstruction(config, quiet=quiet).run()
+    rec = Reconstruction(config, quiet=quiet)
+    rec.run()
+    rec.world.close()
+    return rec

@@ -48,3 +48,7 @@ class RunInterrupted(PtyradError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.signum = signum
+
+
+class DistributedError(PtyradError):
+    """A data-parallel run lost a process: a collective failed or timed out (``recon.dist_timeout_s``)."""

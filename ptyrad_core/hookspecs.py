@@ -224,7 +224,7 @@ def ptyrad_translate_config(raw, path):
 def ptyrad_on_run_start(run):
     """Observe the start of a reconstruction.
 
-    Called once, after the model, data and optimizer exist and before the first iteration.
+    Called once, after the model, data and optimizer exist and before the first iteration. In a data-parallel run (torchrun) only rank 0 calls it.
 
     :param run: the :class:`~ptyrad_core.engine.Reconstruction` (config, model, data,
         output folder, iteration counter).
@@ -238,7 +238,7 @@ def ptyrad_on_run_start(run):
 def ptyrad_on_iter_end(run, iteration, metrics):
     """Observe the end of an iteration.
 
-    Called once per iteration, after all batches and constraints of that iteration.
+    Called once per iteration, after all batches and constraints of that iteration. In a data-parallel run (torchrun) only rank 0 calls it.
 
     :param run: the :class:`~ptyrad_core.engine.Reconstruction`.
     :param iteration: the iteration just finished (1-based).
@@ -255,7 +255,7 @@ def ptyrad_on_save(run, path, iteration):
     """Observe that a result file was written.
 
     Called after each atomic write of the result file (every ``output.save_every``
-    iterations and at the end).
+    iterations and at the end). Only rank 0 writes the file and calls it.
 
     :param run: the :class:`~ptyrad_core.engine.Reconstruction`.
     :param path: the :class:`pathlib.Path` of the result file.
@@ -270,7 +270,7 @@ def ptyrad_on_save(run, path, iteration):
 def ptyrad_on_run_end(run):
     """Observe the end of a reconstruction.
 
-    Called once after the last iteration and the final save.
+    Called once after the last iteration and the final save. In a data-parallel run (torchrun) only rank 0 calls it.
 
     :param run: the :class:`~ptyrad_core.engine.Reconstruction`.
     :return: ignored. Return value ignored.
@@ -284,7 +284,7 @@ def ptyrad_on_exception(run, exc):
     """Observe an exception that ends a reconstruction.
 
     Called once when an exception (including ``KeyboardInterrupt``) leaves the optimizer loop,
-    before it propagates.
+    before it propagates. In a data-parallel run (torchrun) only rank 0 calls it.
 
     :param run: the :class:`~ptyrad_core.engine.Reconstruction`.
     :param exc: the exception.

@@ -72,9 +72,11 @@ def load_measurements(config: Config, pm) -> Measurements:
         raise DataError(f"{path}: loader {name!r} (plugin {entry.plugin!r}) failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(meas, Measurements):
         raise DataError(f"loader {name!r} (plugin {entry.plugin!r}) returned {type(meas).__name__}, not Measurements")
-    if meas.nbytes_float32 <= config.data.memory_budget_MB * 2**20:
+    budget = config.data.memory_budget_MB * 2**20
+    if meas.nbytes_float32 <= budget:
         meas.load()
-    else:
+    else:  # statistics stream through the file in blocks well within the budget
+        meas.chunk_bytes = int(max(1 << 20, min(meas.chunk_bytes, budget // 4)))
         log.info("measurements %s (%.0f MB) exceed data.memory_budget_MB: streamed from disk", meas.source, meas.nbytes_float32 / 2**20)
     return meas
 

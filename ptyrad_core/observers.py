@@ -113,7 +113,8 @@ class LogFileObserver:
     @hookimpl
     def ptyrad_on_run_end(self, run):
         if self.handler is not None:
-            log.info("run end after %d iterations", run.iteration)
+            peaks = ", ".join(f"{k} {v:.0f} MiB" for k, v in getattr(run, "peak_memory", {}).items())
+            log.info("run end after %d iterations; peak memory: %s", run.iteration, peaks or "not measured")
         self._close()
 
     @hookimpl

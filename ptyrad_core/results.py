@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import yaml
 
-from . import checkpoint
+from . import checkpoint, runtime
 
 FORMAT = "ptyrad_core-result"
 FORMAT_VERSION = 1
@@ -62,6 +62,11 @@ def write_result(path: Path, run) -> Path:
             f.attrs["plugins"] = json.dumps(run.plugin_table())
             f.attrs["versions"] = json.dumps(software_versions())
             f.attrs["created"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+            world = getattr(run, "world", None)
+            f.attrs["world_size"] = world.size if world is not None else 1
+            peaks = getattr(run, "peak_memory", None) or runtime.peak_memory_MiB(getattr(run, "device", None))
+            for key, value in peaks.items():
+                f.attrs[f"peak_{key}_MiB"] = float(value)
             amp = model.object_amplitude.detach().cpu().numpy()
             f.create_dataset("object/amplitude", data=amp, compression="gzip", compression_opts=1)
             f.create_dataset("object/phase", data=model.object_phase.detach().cpu().numpy(), compression="gzip", compression_opts=1)

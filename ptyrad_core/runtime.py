@@ -32,3 +32,32 @@ def tune_allocator() -> bool:
         return False
     _done = bool(ok)
     return _done
+
+
+def peak_memory_MiB(device=None) -> dict[str, float]:
+    """Peak memory of this process so far, MiB: ``rss``, the resident set's high-water mark, and,
+    on a CUDA device, ``device`` (the most the caching allocator held for tensors at once).
+
+    On Linux ``rss`` is ``VmHWM`` from ``/proc/self/status``: ``getrusage``'s ``ru_maxrss``
+    survives ``exec``, so a process started from a large one would report its parent's size.
+    """
+    out = {"rss": 0.0}
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    out["rss"] = int(line.split()[1]) / 1024  # kB
+                    break
+    except OSError:
+        try:
+            import resource
+
+            maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            out["rss"] = maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024  # bytes on macOS, kB elsewhere
+        except (ImportError, OSError):  # Windows
+            pass
+    if device is not None and getattr(device, "type", str(device)) == "cuda":
+        import torch
+
+        out["device"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
