@@ -72,6 +72,10 @@ class DataSection(Strict):
     memory_budget_MB: float = Field(
         4096, gt=0, description="Measurements larger than this (as float32) stay on disk and are read per batch."
     )
+    device_dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Type of in-memory measurements on the compute device: bfloat16 / float16 halve their "
+        "memory (batches are compared in float32; docs/scaling.md)."
+    )
 
 
 CALIBRATIONS = {

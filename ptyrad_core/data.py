@@ -26,6 +26,8 @@ from pydantic import BaseModel
 from .errors import DataError
 
 CHUNK_BYTES = 64 << 20  # streamed statistics read about this much at a time
+#: types the measurements may have on the compute device (``data.device_dtype``)
+DEVICE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class Measurements:
@@ -56,6 +58,7 @@ class Measurements:
         self.selection: np.ndarray | None = None
         #: about how many bytes of patterns streamed statistics and ``map`` handle at a time
         self.chunk_bytes = CHUNK_BYTES
+        self._released = False
         dtype = np.dtype(patterns.dtype)
         if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
             raise DataError(f"{source}: measurements must be real numbers, got dtype {dtype}")
@@ -184,6 +187,11 @@ class Measurements:
 
     def read(self, indices) -> np.ndarray:
         """Patterns ``(len(indices), Ky, Kx)`` float32, transforms applied."""
+        if self._released:
+            raise DataError(
+                f"{self.source}: the patterns were moved to the compute device and their host copy released; "
+                "read them before the Reconstruction is built, or from the run's `data` (its `batch` method)"
+            )
         indices = np.asarray(indices, dtype=np.int64)
         if self._array is not None:
             return np.ascontiguousarray(self._array.reshape(-1, *self._shape[1:])[indices], dtype=np.float32)
@@ -271,10 +279,20 @@ class Measurements:
 
     # -- to the device ---------------------------------------------------------------------
 
-    def to(self, device) -> "DeviceMeasurements | StreamedMeasurements":
+    def to(self, device, dtype: str = "float32") -> "DeviceMeasurements | StreamedMeasurements":
+        """The patterns for the engine: on ``device`` when in memory (as ``dtype``, one of
+        :data:`DEVICE_DTYPES`; batches come back as float32), else read from disk per batch."""
+        if self._array is None:
+            return StreamedMeasurements(self, device)
+        host = np.ascontiguousarray(self._array, dtype=np.float32)
+        if dtype == "float32":
+            return DeviceMeasurements(torch.from_numpy(host).to(device))
+        return DeviceMeasurements(_narrow(host, torch.device(device), dtype, self.source, self.chunk_bytes))
+
+    def release(self) -> None:
+        """Drop the host copy of in-memory patterns once they live on the device (:meth:`to`)."""
         if self._array is not None:
-            return DeviceMeasurements(torch.from_numpy(np.ascontiguousarray(self._array, dtype=np.float32)).to(device))
-        return StreamedMeasurements(self, device)
+            self._array, self._raw, self._released = None, None, True
 
 
 def _take(raw, index: tuple) -> np.ndarray:
@@ -286,8 +304,43 @@ def _take(raw, index: tuple) -> np.ndarray:
         return np.stack([np.asarray(raw[(*lead, int(i))], dtype=np.float32) for i in last])
 
 
+def _narrow(host: np.ndarray, device: torch.device, name: str, source: str, chunk_bytes: int) -> torch.Tensor:
+    """``host`` as a 16-bit tensor on ``device``, converted block by block.
+
+    bfloat16 keeps float32's range with 8 significant bits (relative rounding <= 2^-8, below the
+    shot noise of any pattern pixel with fewer than 65536 counts); float16 keeps 11 bits but only
+    between 6.1e-5 and 65504, so it is refused where it would round the patterns' upper three
+    decades by more than 2^-10 (normalised patterns, very high counts).
+    """
+    dtype = DEVICE_DTYPES[name]
+    out = torch.empty(host.shape, dtype=dtype, device=device)
+    per = max(1, chunk_bytes // max(1, int(np.prod(host.shape[1:])) * 4))
+    top = float(host.max()) if host.size else 0.0
+    if name == "float16" and top > torch.finfo(torch.float16).max:
+        raise DataError(
+            f"{source}: data.device_dtype float16 holds values up to 65504, the patterns reach {top:.6g}; "
+            "use bfloat16 (or float32)"
+        )
+    worst = 0.0
+    for start in range(0, len(host), per):
+        block = torch.from_numpy(host[start:start + per]).to(device)
+        small = block.to(dtype)
+        out[start:start + per] = small
+        if name == "float16":
+            big = block.abs() >= 1e-3 * top
+            if bool(big.any()):
+                worst = max(worst, float(((small.float() - block).abs() / block.abs())[big].max()))
+    if worst > 2.0**-10:
+        raise DataError(
+            f"{source}: data.device_dtype float16 rounds the patterns by up to {worst:.2g} (relative; it keeps 11 bits "
+            f"only between 6.1e-5 and 65504, the patterns reach {top:.3g}); use bfloat16, or scale the patterns to counts"
+        )
+    return out
+
+
 class DeviceMeasurements:
-    """Patterns held on the compute device; :meth:`batch` selects rows without a host copy."""
+    """Patterns held on the compute device; :meth:`batch` selects rows without a host copy and
+    returns them as float32 (whatever type they are stored in, ``data.device_dtype``)."""
 
     streamed = False
 
@@ -295,7 +348,8 @@ class DeviceMeasurements:
         self.patterns = patterns
 
     def batch(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.patterns.index_select(0, indices)
+        rows = self.patterns.index_select(0, indices)
+        return rows if rows.dtype == torch.float32 else rows.float()
 
 
 class StreamedMeasurements:

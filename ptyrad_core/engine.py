@@ -112,7 +112,9 @@ class Reconstruction:
         self.prepared = initialize.prepare_data(config, self.pm, self.components)
         self.measurements = self.prepared.measurements
         self.model = initialize.build_model(config, self.prepared, self.components, self.device, self.rng, self.pm)
-        self.data = self.measurements.to(self.device)
+        self.data = self.measurements.to(self.device, config.data.device_dtype)
+        if not self.data.streamed and (self.device.type != "cpu" or config.data.device_dtype != "float32"):
+            self.measurements.release()  # the device holds its own copy: no second one on the host
         self.loss_terms = []
         names: dict[str, int] = {}
         for i, spec in enumerate(config.loss):

@@ -223,3 +223,33 @@ def test_measurements_beyond_the_memory_budget(tiny_config, write_yaml, tmp_path
     assert m["peak"] - m["base"] > bound + (data_MiB // 2) * 2**20  # the bound would catch a run that loads the file
     assert s["result"]["attrs"]["peak_rss_MiB"] == pytest.approx(s["reported_MiB"])
     assert s["reported_MiB"] == pytest.approx(s["peak"] / 2**20, rel=0.05)
+
+
+# -- 16-bit measurements on the device ------------------------------------------------------
+
+
+def test_bfloat16_measurements_halve_their_memory_and_barely_change_the_run(tiny_config):
+    cfg = equal_config(tiny_config)  # SGD, eps 1e-6: rounding is not amplified (see above)
+    full = Reconstruction(build_config(cfg), quiet=True)
+    cfg["data"]["device_dtype"] = "bfloat16"
+    half = Reconstruction(build_config(cfg), quiet=True)
+    assert half.data.patterns.dtype == torch.bfloat16
+    assert half.data.patterns.nbytes * 2 == full.data.patterns.nbytes
+    idx = torch.arange(16)
+    a, b = full.data.batch(idx), half.data.batch(idx)
+    assert b.dtype == torch.float32
+    assert float(((a - b).abs() / a.abs().clamp_min(1e-30)).max()) <= 2.0**-8  # bfloat16 keeps 8 significant bits
+    with pytest.raises(Exception, match="moved to the compute device"):  # no second copy on the host
+        half.measurements.read([0])
+    full.run()
+    half.run()
+    for name in ("object_phase", "probe_ri", "positions"):
+        x, y = getattr(full.model, name).detach(), getattr(half.model, name).detach()
+        assert float((x - y).norm() / x.norm()) < 1e-2, name
+    np.testing.assert_allclose(half.history["loss"], full.history["loss"], rtol=1e-3)
+
+
+def test_float16_refuses_patterns_it_cannot_hold(tiny_config):
+    cfg = tiny_config(data={**tiny_config()["data"], "device_dtype": "float16"})
+    with pytest.raises(Exception, match="float16 rounds the patterns by up to .* use bfloat16"):
+        Reconstruction(build_config(cfg), quiet=True)  # tiny.h5 is normalised: 1 electron per pattern
