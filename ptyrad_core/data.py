@@ -102,6 +102,8 @@ class Measurements:
                 self._array = np.asarray(self._raw[()], dtype=np.float32)
             self._index, self._transforms = None, []
         self._array = np.ascontiguousarray(self._array, dtype=np.float32)
+        if not self._array.flags.writeable:  # a read-only memory map of float32 data: own the memory
+            self._array = self._array.copy()
         self._raw = self._array
         self.close()
 

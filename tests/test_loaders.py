@@ -562,3 +562,11 @@ def test_end_to_end_reconstruction(pm, tmp_path, tiny_config, fmt, budget_MB):
     rec.run()
     losses = list(rec.history["loss"])
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+
+
+def test_an_in_memory_load_of_a_read_only_memory_map_owns_writable_memory(pm, tmp_path):
+    data = np.random.default_rng(0).random((4, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "m.npy", data)
+    m = load(pm, "npy", tmp_path / "m.npy")
+    m.load()
+    assert m.array.flags.writeable and not isinstance(m.array, np.memmap) and np.array_equal(m.array, data)
