@@ -158,43 +158,65 @@ class World:
             return local
         return _GatherRows.apply(local, self, split_sizes(n, self.size))
 
-    def average_gradients(self, parameters) -> None:
-        """Replace the gradient of every parameter that requires one by its mean over the ranks."""
+    def average_gradients(self, parameters, flags: list[float] = ()) -> list[float] | None:
+        """Replace the gradient of every parameter that has one by its mean over the ranks.
+
+        ``flags`` (small integers, e.g. a stop request) travel in the same ``all_reduce``; the
+        return value is their maximum over the ranks (``None`` in a world of one process).
+        """
         if not self.enabled:
-            return
-        params = [p for p in parameters if p.requires_grad]
-        by_dtype: dict[torch.dtype, list] = {}
-        for p in params:
-            by_dtype.setdefault(p.dtype, []).append(p)
+            return None
         import torch.distributed as dist
 
-        for group in by_dtype.values():
-            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in group])
+        by_dtype: dict[torch.dtype, list] = {}
+        for p in parameters:
+            if p.requires_grad and p.grad is not None:  # the same set on every rank: same code, same graph
+                by_dtype.setdefault(p.dtype, []).append(p)
+        if not by_dtype:
+            return self.maximum(list(flags)) if flags else []
+        agreed: list[float] = []
+        for i, group in enumerate(by_dtype.values()):
+            parts = [p.grad.reshape(-1) for p in group]
+            n_flags = len(flags) if i == 0 else 0
+            if n_flags:  # one slot per rank, so that the sum is each rank's value
+                slots = group[0].grad.new_zeros((self.size, n_flags))
+                slots[self.rank] = torch.tensor(list(flags), dtype=slots.dtype)
+                parts.append(slots.reshape(-1))
+            flat = torch.cat(parts)
             self._call("averaging the gradients (all_reduce)", dist.all_reduce, flat)
+            if n_flags:
+                agreed = flat[-self.size * n_flags:].view(self.size, n_flags).amax(0).tolist()
             flat.div_(self.size)
             offset = 0
             for p in group:
                 p.grad = flat[offset: offset + p.numel()].view_as(p)
                 offset += p.numel()
+        return agreed
 
-    def broadcast_parameters(self, module: torch.nn.Module) -> None:
-        """Copy rank 0's parameters to every rank."""
+    def broadcast_parameters(self, module: torch.nn.Module) -> float:
+        """Copy rank 0's parameters to every rank; return how far this rank's had drifted from
+        them (the largest absolute difference; 0 when every step ran identically everywhere)."""
         if not self.enabled:
-            return
+            return 0.0
         import torch.distributed as dist
 
+        drift = 0.0
         with torch.no_grad():
             params = list(module.parameters())
             by_dtype: dict[torch.dtype, list] = {}
             for p in params:
                 by_dtype.setdefault(p.dtype, []).append(p)
             for group in by_dtype.values():
-                flat = torch.cat([p.detach().reshape(-1) for p in group])
+                mine = torch.cat([p.detach().reshape(-1) for p in group])
+                flat = mine.clone()
                 self._call("broadcasting the parameters", dist.broadcast, flat, src=0)
+                if flat.numel():
+                    drift = max(drift, float((flat - mine).abs().max()))
                 offset = 0
                 for p in group:
                     p.copy_(flat[offset: offset + p.numel()].view_as(p))
                     offset += p.numel()
+        return drift
 
     def maximum(self, values: list[float]) -> list[float]:
         """Element-wise maximum of ``values`` over the ranks (stop requests, peak memory)."""

@@ -178,8 +178,11 @@ class Reconstruction:
             start, stop = self.world.share(len(indices))
             local = indices[start:stop] if stop > start else indices[:1]  # an empty share runs one dummy row
             pred = self.world.gather_rows(self.model(local, iteration)[0], len(indices))
-            with torch.no_grad():
-                meas = self.world.gather_rows(self.data.batch(local), len(indices))
+            if self.data.streamed:  # each rank reads only its share from disk
+                with torch.no_grad():
+                    meas = self.world.gather_rows(self.data.batch(local), len(indices))
+            else:  # every rank holds all patterns: no need to send them
+                meas = self.data.batch(indices)
             batch = Batch(indices, iteration, self.model)
         else:
             pred, batch = self.model(indices, iteration)
@@ -213,12 +216,16 @@ class Reconstruction:
                     f"iteration {iteration}, batch {b}: the loss is not finite ({terms}); the model was not "
                     "updated with it. Lower the learning rates or check the data."
                 )
+            agreed = None
             if active:
                 (total / ga).backward()
                 if (b + 1) % ga == 0 or b + 1 == len(batches):
-                    self._step(indices, iteration)
+                    agreed = self._step(indices, iteration)
             sums += values.detach().to(torch.float64)
-            self._check_stop()
+            if agreed is None:
+                self._check_stop()
+            elif agreed:  # a rank was asked to stop: every rank stops after this batch
+                raise _Interrupted(int(agreed))
         with torch.no_grad():
             for spec, constraint in self.constraints:
                 if spec.runs_at(iteration):
@@ -233,8 +240,13 @@ class Reconstruction:
         terms = {label: v for (label, _, _), v in zip(self.loss_terms, means)}
         return {"loss": float(sum(means)), "loss_terms": terms, "time_s": elapsed}
 
-    def _step(self, indices: torch.Tensor, iteration: int) -> None:
-        """One optimizer step; closure-based optimizers (L-BFGS) re-evaluate the last batch."""
+    def _step(self, indices: torch.Tensor, iteration: int) -> float | None:
+        """One optimizer step; closure-based optimizers (L-BFGS) re-evaluate the last batch.
+
+        In a data-parallel run the stop requests of the ranks travel with the gradients: the
+        largest signal number is returned (0: none); ``None`` when they were not exchanged.
+        """
+        agreed = None
         if isinstance(self.optimizer, torch.optim.LBFGS):
 
             def closure():
@@ -246,12 +258,13 @@ class Reconstruction:
 
             self.optimizer.step(closure)
         else:
-            self.world.average_gradients(self.model.parameters())
+            agreed = self.world.average_gradients(self.model.parameters(), [float(self._stop_signal or 0)])
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         spec = self.config.optimizer.scheduler
         if self.scheduler is not None and spec.step_unit == "batch" and not self._plateau:
             self.scheduler.step()
+        return None if agreed is None else (agreed[0] if agreed else 0.0)
 
     def _check_stop(self, measure: bool = False) -> None:
         """Raise if a stop signal reached this rank or (in a data-parallel run) any other one.
@@ -267,6 +280,16 @@ class Reconstruction:
             self.peak_memory = dict(zip(peaks, agreed[1:]))
         if agreed[0]:
             raise _Interrupted(int(agreed[0]))
+
+    def _sync(self) -> None:
+        """Make every rank's parameters rank 0's (they should already be: say so if not)."""
+        drift = self.world.broadcast_parameters(self.model)
+        if drift > 0:
+            log.warning(
+                "rank %d: parameters had drifted from rank 0's by up to %.3g by iteration %d (now reset): a component "
+                "does not compute identically on every rank (random numbers, non-deterministic kernels?)",
+                self.world.rank, drift, self.iteration,
+            )
 
     def _lifecycle(self, hook: str, **kwargs) -> None:
         """Lifecycle hooks run on rank 0 only: observers write files and draw progress."""
@@ -343,16 +366,17 @@ class Reconstruction:
                 self._snapshot = checkpoint.capture(self)
                 self._lifecycle("ptyrad_on_iter_end", run=self, iteration=iteration, metrics=metrics)
                 if save_every and iteration % save_every == 0 and iteration != last:
-                    self.world.broadcast_parameters(self.model)
+                    self._sync()
                     self.save()
                 self._check_stop(measure=True)
-            self.world.broadcast_parameters(self.model)
+            self._sync()
             self.save()
         except DistributedError as exc:
             # the last completed iteration is the same on every rank: rank 0 keeps it
             checkpoint.restore(self, self._snapshot)
             path = self.save()
-            written = f"checkpoint of iteration {self.iteration} written to {path}" if self.world.is_main else "rank 0 writes the checkpoint"
+            written = (f"checkpoint of iteration {self.iteration} written to {path}" if self.world.is_main
+                       else f"rank 0, if it is still running, writes iteration {self.iteration} to {path}")
             error = DistributedError(f"{exc}; {written} (continue with --resume)")
             self._lifecycle("ptyrad_on_exception", run=self, exc=error)
             raise error from None
@@ -363,6 +387,7 @@ class Reconstruction:
                 name = signal.Signals(exc.signum).name
                 error: PtyradError = RunInterrupted(
                     f"{name} received: stopped after iteration {self.iteration}; checkpoint written to {path} "
+                    f"{'' if self.world.is_main else '(by rank 0) '}"
                     f"(continue with --resume {path})", exc.signum
                 )
             else:
