@@ -3,7 +3,8 @@
 Every process (rank) holds the whole model. Each global mini-batch (the same on every rank: the
 batch generator has the same seed everywhere) is cut into ``world_size`` contiguous shares; a
 rank runs the multislice forward and backward pass for its share only and reads only its
-share's patterns. The predicted and measured patterns of the shares are all-gathered, so every
+share's patterns when they are streamed from disk. The predicted patterns of the shares (and
+the measured ones, when streamed; in memory every rank holds them all) are all-gathered, so every
 rank evaluates the loss terms on the *whole* batch, exactly as one process would; this keeps
 losses that are not a plain sum over positions (a batch-wide RMS, the normalisation by the
 batch's mean intensity, the batch-averaged PACBED) exact. The backward pass of the gather hands
@@ -111,6 +112,8 @@ class World:
             )
         rank = int(os.environ["RANK"])
         backend = "nccl" if device.type == "cuda" else "gloo"
+        if backend == "nccl":  # a timed-out collective raises in Python (so rank 0 can save) instead of aborting
+            os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
         try:
             dist.init_process_group(
                 backend, rank=rank, world_size=size, timeout=datetime.timedelta(seconds=timeout_s),
