@@ -71,11 +71,12 @@ def window_indices(crop: Tensor, window: tuple[int, int], object_width: int) -> 
 
 
 def gather_patches(obj: Tensor, flat_index: Tensor, batch: int, window: tuple[int, int]) -> Tensor:
-    """Object patches ``(Nz, omode, B, Ny, Nx)`` from ``obj (omode, Nz, NY, NX)``.
+    """Object patches ``(Nz, omode, B, Ny, Nx)`` from ``obj (omode, Nz, NY, NX)`` (real or complex).
 
-    Patches are cut from the complex object (not from amplitude and phase separately): one
-    ``gather`` (several times faster than ``index_select`` on complex tensors on CPU), whose
-    backward is a single scatter-add into the object.
+    One ``gather`` (several times faster than ``index_select`` on CPU), whose backward is a
+    single scatter-add into the object. The model cuts the complex object when the batch's
+    windows cover more pixels than the object, else amplitude and phase, so that the complex
+    transmission is built for the smaller of the two.
     """
     omode, nz = obj.shape[:2]
     flat = obj.transpose(0, 1).reshape(nz * omode, -1)

@@ -75,6 +75,14 @@ class Batch:
         return cut(m.object_amplitude), cut(m.object_phase)
 
 
+#: Build the transmission from amplitude and phase patches (two real gathers, polar on the
+#: patches) rather than for the whole object (polar, one complex gather) when the batch's windows
+#: hold fewer pixels than this fraction of one object slice. Measured crossover on a 2-core CPU
+#: about 0.8; for a 1024^2 object and 32 windows of 64^2 the patch path takes 42 instead of 185 ms
+#: per batch (forward and backward).
+PATCH_FIRST = 0.75
+
+
 class PtychoModel(nn.Module):
     """Optimizable object, probe, positions, tilts and slice thickness, with their forward pass.
 
@@ -199,7 +207,12 @@ class PtychoModel(nn.Module):
         amplitude, phase = self.object_amplitude, self.object_phase
         for ext in self._chains["object"]:
             amplitude, phase = ext.object(amplitude, phase, self)
-        obj = torch.polar(amplitude, phase)
+        index = self.flat_window_index(indices)
+        if len(indices) * self.window[0] * self.window[1] < PATCH_FIRST * amplitude.shape[-2] * amplitude.shape[-1]:
+            # the windows cover less than the object: build the complex transmission for them alone
+            patches = torch.polar(*(fwd.gather_patches(x, index, len(indices), self.window) for x in (amplitude, phase)))
+        else:
+            patches = fwd.gather_patches(torch.polar(amplitude, phase), index, len(indices), self.window)
         probe = self.probe
         for ext in self._chains["probe"]:
             probe = ext.probe(probe, self)
@@ -208,7 +221,6 @@ class PtychoModel(nn.Module):
         propagators = fwd.fresnel_propagator(self.fy, self.fx, self.dx, self.wavelength, self.slice_thickness, tilts)
         for ext in self._chains["propagator"]:
             propagators = ext.propagator(propagators, batch, self)
-        patches = fwd.gather_patches(obj, self.flat_window_index(indices), len(indices), self.window)
         patterns = fwd.multislice(probe, ramps, patches, propagators, self.occupancy)
         for ext in self._chains["patterns"]:
             patterns = ext.patterns(patterns, batch, self)
