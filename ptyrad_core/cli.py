@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .plugin_manager import FAMILIES
 
     p = sub.add_parser("new-plugin", help="write a plugin package (pyproject, plugin module, test, README) that runs")
-    p.add_argument("name", help="the component's name in a config, a lowercase identifier (e.g. tv_phase)")
+    p.add_argument("name", help="the component's name in a config, a lowercase identifier (e.g. my_filter)")
     p.add_argument("--family", required=True, choices=list(FAMILIES), help="which kind of component")
     p.add_argument("--dir", default=".", help="where the package folder ptyrad-NAME goes (default: here)")
     p.add_argument("-v", "--verbose", action="store_true")

@@ -275,8 +275,8 @@ class IndicesSpec(Strict):
 class ReconSection(Strict):
     iterations: int = Field(gt=0, description="Number of iterations (passes over all positions).")
     batch_size: int = Field(32, gt=0, description="Positions per mini-batch.")
-    grouping: Literal["random", "sparse", "compact"] = Field(
-        "random", description="random: new random batches every iteration; sparse: spread-out positions; "
+    grouping: Literal["random", "spread", "compact"] = Field(
+        "random", description="random: new random batches every iteration; spread: positions spread over the field of view; "
         "compact: spatially clustered positions."
     )
     grad_accumulation: int = Field(1, ge=1, description="Mini-batches whose gradients add up before one step.")

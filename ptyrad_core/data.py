@@ -235,7 +235,7 @@ class Measurements:
     # -- statistics ------------------------------------------------------------------------
 
     def mean_pattern(self) -> np.ndarray:
-        """The position-averaged pattern (PACBED), float64 ``(Ky, Kx)``."""
+        """The mean of all patterns (position-averaged), float64 ``(Ky, Kx)``."""
         total = np.zeros(self.pattern_shape, dtype=np.float64)
         for block in self.chunks():
             total += block.sum(axis=0, dtype=np.float64)

@@ -7,7 +7,7 @@ share's patterns when they are streamed from disk. The predicted patterns of the
 the measured ones, when streamed; in memory every rank holds them all) are all-gathered, so every
 rank evaluates the loss terms on the *whole* batch, exactly as one process would; this keeps
 losses that are not a plain sum over positions (a batch-wide RMS, the normalisation by the
-batch's mean intensity, the batch-averaged PACBED) exact. The backward pass of the gather hands
+batch's mean intensity, a batch-averaged pattern) exact. The backward pass of the gather hands
 each rank the gradient of its own rows only (times ``world_size``), and averaging the parameter
 gradients over the ranks then gives exactly the single-process gradient:
 

@@ -52,7 +52,7 @@ def names_for(name: str, family: str) -> Names:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name or "") or keyword.iskeyword(name) or name.endswith("_") or "__" in name:
         raise PtyradError(
             f"plugin name {name!r}: use a lowercase identifier (letters, digits, single underscores, starting with a "
-            "letter), e.g. 'tv_phase'; it is the component's name in a config"
+            "letter), e.g. 'my_filter'; it is the component's name in a config"
         )
     pkg = name if name.startswith("ptyrad_") else f"ptyrad_{name}"
     cls = "".join(part.capitalize() for part in name.split("_"))

@@ -145,7 +145,7 @@ def make_batches(
 ) -> list[np.ndarray]:
     """Split ``indices`` into mini-batches of about ``batch_size`` positions.
 
-    ``random``: a fresh random partition; ``sparse``: each batch takes every G-th position
+    ``random``: a fresh random partition; ``spread``: each batch takes every G-th position
     along a Hilbert curve, so its positions are spread over the field of view; ``compact``:
     k-means clusters of neighbouring positions.
     """
@@ -153,9 +153,9 @@ def make_batches(
     if mode == "random":
         return np.array_split(rng.permutation(indices), n_groups)
     sub = pos[indices]
-    if mode == "sparse":
+    if mode == "spread":
         order = np.argsort(_hilbert_keys(sub), kind="stable")
         return [indices[order[g::n_groups]] for g in range(n_groups)]
     if mode == "compact":
         return [indices[g] for g in _kmeans_groups(sub, n_groups, rng)]
-    raise ValueError(f"unknown grouping {mode!r}: expected random, sparse or compact")
+    raise ValueError(f"unknown grouping {mode!r}: expected random, spread or compact")

@@ -27,14 +27,14 @@ def test_param_schedule_and_constraint_schedule():
     assert not any(ConstraintSpec(name="x", start_iter=None).runs_at(i) for i in range(1, 5))
 
 
-@pytest.mark.parametrize("mode", ["random", "sparse", "compact"])
+@pytest.mark.parametrize("mode", ["random", "spread", "compact"])
 def test_batches_partition_the_positions(mode):
     pos = raster_positions(12, 10, 2.0)
     batches = make_batches(pos, np.arange(120), 16, mode, np.random.default_rng(0))
     assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(120))
     assert len(batches) == 7
     spread = [np.ptp(pos[b], axis=0).mean() for b in batches]
-    if mode == "sparse":
+    if mode == "spread":
         assert min(spread) > 0.6 * np.ptp(pos, axis=0).mean()
     if mode == "compact":
         assert max(spread) < 0.6 * np.ptp(pos, axis=0).mean()

@@ -29,12 +29,6 @@ FIXTURE = ROOT / "tests" / "fixtures" / "ptyrad_model_iter0001.hdf5"
 TINY = ROOT / "data" / "tiny.h5"
 MODULES = (reader_ptyrad_core, reader_ptyrad, reader_ptychoshelves, reader_py4dstem)
 NAMES = {"ptyrad_core", "ptyrad", "ptychoshelves", "py4dstem"}
-try:
-    import scipy.io  # noqa: F401
-
-    HAVE_SCIPY = True
-except ImportError:
-    HAVE_SCIPY = False
 
 
 def _ptyrad_python() -> Path | None:
@@ -159,13 +153,12 @@ def foreign(tmp_path_factory):
     rng = np.random.default_rng(1)
     files, arrays = {}, {}
     a = arrays["v5"] = ptyshv_arrays(rng)  # probe (16, 14, 3), object (41, 36, 4): unequal sizes catch axis swaps
-    if HAVE_SCIPY:  # MATLAB v5 files need scipy (an optional dependency)
-        from scipy.io import savemat
+    from scipy.io import savemat  # a test dependency (MATLAB v5 files)
 
-        files["v5"] = tmp / "Niter100.mat"
-        savemat(files["v5"], {"probe": a["probe"], "object": a["object"],
-                              "outputs": {"probe_positions": a["positions"], "z_distance": np.full((1, 4), 1.5)},
-                              "p": {"dx_spec": np.array([[0.2, 0.2]]), "lambda": 0.0197}})
+    files["v5"] = tmp / "Niter100.mat"
+    savemat(files["v5"], {"probe": a["probe"], "object": a["object"],
+                          "outputs": {"probe_positions": a["positions"], "z_distance": np.full((1, 4), 1.5)},
+                          "p": {"dx_spec": np.array([[0.2, 0.2]]), "lambda": 0.0197}})
     a = arrays["v73"] = ptyshv_arrays(rng, probe_shape=(18, 20, 2, 3), obj_shape=(45, 50))  # 4-D probe, 2-D object
     files["v73"] = tmp / "Niter200.mat"
     write_mat73(files["v73"], {"probe": a["probe"].astype(np.complex128), "object": a["object"].astype(np.complex128),
@@ -280,8 +273,6 @@ def test_ptyrad_reader_real_view_probe_and_errors(tmp_path):
 
 
 def test_ptychoshelves_v5_and_v73(reader_pm, foreign):
-    if not HAVE_SCIPY:
-        pytest.skip("scipy (optional, for MATLAB v5 files) is not installed")
     files, arrays = foreign["files"], foreign["arrays"]
     priors = {}
     for tag in ("v5", "v73"):

@@ -27,7 +27,7 @@ def make(cfg):
 
 @pytest.mark.parametrize("extra", [
     {},
-    {"recon": {"grouping": "sparse"}, "optimizer": {"name": "Adam", "scheduler": {"name": "StepLR", "options": {"step_size": 2, "gamma": 0.5}}}},
+    {"recon": {"grouping": "spread"}, "optimizer": {"name": "Adam", "scheduler": {"name": "StepLR", "options": {"step_size": 2, "gamma": 0.5}}}},
 ])
 def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_config, tmp_path, extra):
     cfg = tiny_config(update={"positions": {"lr": 1e-3}, "object_phase": {"lr": 1e-3}},

@@ -104,7 +104,7 @@ tilts in mrad as (t_y, t_x), ``pos_scan_affine`` rotation and shear in degrees, 
 | ``loss_single`` / ``loss_poissn`` / ``loss_pacbed`` / ``loss_sparse`` / ``loss_simlar`` with ``state: true`` | ``loss`` ``gaussian`` / ``poisson`` / ``pacbed`` / ``sparse`` / ``similarity`` with ``weight`` and the other keys as options |
 | each ``constraint_params`` entry with ``start_iter`` not null | ``constraints`` entry of the same name (``start_iter``, ``step``, ``end_iter``, options), in PtyRAD's application order |
 | ``NITER``, ``BATCH_SIZE {size, grad_accumulation}`` | ``recon.iterations``, ``batch_size``, ``grad_accumulation`` |
-| ``GROUP_MODE`` | ``recon.grouping``; ``hilbert`` and ``fps`` become ``sparse`` (noted) |
+| ``GROUP_MODE`` | ``recon.grouping``; ``sparse``, ``hilbert`` and ``fps`` become ``spread`` (noted) |
 | ``INDICES_MODE {mode, subscan_slow, subscan_fast}`` | ``recon.indices {mode, subscan}`` |
 | ``SAVE_ITERS``, ``output_dir`` | ``output.save_every`` (null: 0, noted), ``output.dir`` |
 | ``recon_dir_affixes``, ``prefix_time``, ``prefix``, ``postfix`` (with ``SAVE_ITERS`` set) | ``output.name {affixes, time, prefix, postfix}``: a sub-folder named by ptyrad_core (``model`` becomes ``forward`` + ``detector``; ``Ls``, ``z_shift`` left out, noted); a note where the kernel has no ``output.name`` |
@@ -1151,11 +1151,12 @@ def recon_output(tr: Translation, recon: Node | None, init: Node) -> None:
     r["batch_size"], r["grad_accumulation"] = batch.get("size"), batch.get("grad_accumulation")
     group = recon.get("GROUP_MODE")
     if group in ("hilbert", "fps"):
-        recon.note("GROUP_MODE", f"{group!r}: ptyrad_core's 'sparse' grouping (Hilbert-curve strided)")
-        group = "sparse"
+        recon.note("GROUP_MODE", f"{group!r}: ptyrad_core's 'spread' grouping (Hilbert-curve strided)")
+        group = "spread"
     elif group == "sparse":
-        recon.note("GROUP_MODE", "'sparse': ptyrad_core's sparse groups are Hilbert-curve strided (PtyRAD uses "
+        recon.note("GROUP_MODE", "'sparse': ptyrad_core's 'spread' grouping, Hilbert-curve strided (PtyRAD uses "
                    "farthest-point sampling below 256 x 256 positions)")
+        group = "spread"
     r["grouping"] = group
     ind = recon.child("INDICES_MODE")
     indices = {"mode": ind.get("mode")}
