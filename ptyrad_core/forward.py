@@ -40,11 +40,12 @@ def shift_ramps(shifts: Tensor, fy: Tensor, fx: Tensor) -> Tensor:
     """Fourier phase ramps ``(B, Ny, Nx)`` that shift an image by ``shifts (B, 2)`` pixels (y, x).
 
     Multiplying ``F[img]`` by the ramp moves the image content by +shift (down / right).
+    The ramp is separable, ``exp(-2 pi i sy fy) exp(-2 pi i sx fx)``: the phase factors are
+    evaluated on ``B (Ny + Nx)`` points and multiplied out, not on ``B Ny Nx``.
     """
-    sy = shifts[:, 0, None, None]
-    sx = shifts[:, 1, None, None]
-    phase = (-2.0 * math.pi) * (sy * fy + sx * fx)
-    return torch.polar(torch.ones_like(phase), phase)
+    phase_y = (-2.0 * math.pi) * shifts[:, 0, None, None] * fy  # (B, Ny, 1)
+    phase_x = (-2.0 * math.pi) * shifts[:, 1, None, None] * fx  # (B, 1, Nx)
+    return torch.polar(torch.ones_like(phase_y), phase_y) * torch.polar(torch.ones_like(phase_x), phase_x)
 
 
 def fresnel_propagator(
@@ -99,27 +100,47 @@ def multislice(
     :param occupancy: ``(omode,)`` object-mode weights (sum 1); ``None`` for one object mode.
     :return: intensities with ``sum = sum over modes of |probe|^2 * |O|^2`` (orthonormal FFT).
 
-    The slice recursion runs in :class:`MultisliceFunction`, whose backward pass is the exact
-    adjoint of its forward pass written out (it is checked against autograd of
+    The probe shift and the slice recursion run in :class:`MultisliceFunction`, whose backward
+    pass is the exact adjoint of its forward pass written out (it is checked against autograd of
     :func:`multislice_autograd` and against finite differences in the tests). Gradients reach
     ``probe``, ``ramps`` (so positions), ``patches`` (so the object) and ``propagators`` (so
     slice thickness and tilts) through ordinary autograd around it.
     """
-    psi = torch.fft.ifft2(torch.fft.fft2(probe)[:, None, None] * ramps)  # (pmode, 1, B, Ny, Nx)
     weights = None
     if occupancy is not None and patches.shape[1] > 1:
         # |F[sqrt(w) psi]|^2 = w |F[psi]|^2: weighting the first slice weights the whole mode
         weights = occupancy.sqrt().to(patches.dtype)[:, None, None, None]
-    intensity = MultisliceFunction.apply(psi, patches, propagators, weights)
+    intensity = MultisliceFunction.apply(torch.fft.fft2(probe), ramps, patches, propagators, weights)
     return torch.fft.fftshift(intensity, dim=FFT_DIMS)
 
 
-class MultisliceFunction(torch.autograd.Function):
-    """``I = sum_modes |F_ortho[O_Nz psi_Nz]|^2``, ``psi_z+1 = F^-1[H F[O_z psi_z]]``, with its adjoint.
+def _sum_of_products(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    """``sum_i a[i] * b[i]`` over the first dimension (broadcasting the rest), into ``out`` if given.
 
-    Inputs: ``psi (pmode, 1, B, Ny, Nx)`` (shifted probes), ``patches (Nz, omode, B, Ny, Nx)``,
-    ``propagators (T, Ny, Nx)``, ``weights`` (``(omode, 1, 1, 1)`` applied to the first slice, or
-    None). Output: ``(B, Ny, Nx)`` intensities in FFT order.
+    One pass over the operands with an accumulator the size of one term, instead of a product
+    tensor the size of both that a reduction then reads again.
+    """
+    out = torch.mul(a[0], b[0], out=out) if out is not None else torch.mul(a[0], b[0])
+    for i in range(1, a.shape[0]):
+        out.addcmul_(a[i], b[i])
+    return out
+
+
+def _mode_intensity(wave: Tensor) -> Tensor:
+    """``sum over dims 0, 1 of |wave|^2`` for ``wave (m1, m2, B, Ny, Nx)`` complex: ``(B, Ny, Nx)`` real."""
+    flat = torch.view_as_real(wave).flatten(0, 1)  # (m1 * m2, B, Ny, Nx, 2)
+    squares = _sum_of_products(flat, flat)
+    return squares[..., 0] + squares[..., 1]
+
+
+class MultisliceFunction(torch.autograd.Function):
+    """``I = sum_modes |F_ortho[O_Nz psi_Nz]|^2``, ``psi_z+1 = F^-1[H F[O_z psi_z]]``,
+    ``psi_1 = F^-1[P_k R]``, with its adjoint.
+
+    Inputs: ``probe_spectrum (pmode, Ny, Nx)`` (``F[P]``), ``ramps (B, Ny, Nx)`` (shift ramps
+    ``R``), ``patches (Nz, omode, B, Ny, Nx)``, ``propagators (T, Ny, Nx)``, ``weights``
+    (``(omode, 1, 1, 1)`` applied to the first slice, or None). Output: ``(B, Ny, Nx)``
+    intensities in FFT order.
 
     Written by hand rather than left to autograd because autograd, on the CPU, spends as much
     time as the FFTs themselves on temporaries: a conjugated copy for every product's gradient,
@@ -131,16 +152,19 @@ class MultisliceFunction(torch.autograd.Function):
     ``g_Psi = 2 Psi g_I``; ``g_phi = F_ortho^-1 g_Psi``; per slice from the last,
     ``g_O = sum_pmode conj(psi_in) g_phi``, ``g_psi_in = conj(O) g_phi``, and through the
     propagation ``G = F[g_psi_in]``, ``g_H = sum conj(F[phi_prev]) G / N``,
-    ``g_phi_prev = F^-1[conj(H) G]``. The code carries ``h = conj(g_phi)`` instead, for which
-    every step is a product with an unconjugated tensor (no conjugated copies).
+    ``g_phi_prev = F^-1[conj(H) G]``; through the shift ``g_q = F[g_psi_1] / N``,
+    ``g_P_k = sum_B conj(R) g_q``, ``g_R = sum_pmode conj(P_k) g_q``. The code carries
+    ``h = conj(g_phi)`` instead, for which every step is a product with an unconjugated tensor
+    (no conjugated copies): ``conj(g_q) = F^-1[h_1]``.
     """
 
     @staticmethod
-    def forward(ctx, psi, patches, propagators, weights):
+    def forward(ctx, probe_spectrum, ramps, patches, propagators, weights):
         nz = patches.shape[0]
-        need_h = ctx.needs_input_grad[2]
+        need_h = ctx.needs_input_grad[3]
         inputs, spectra = [], []
-        need_patches = ctx.needs_input_grad[1]
+        need_patches = ctx.needs_input_grad[2]
+        psi = torch.fft.ifft2(probe_spectrum[:, None, None] * ramps)  # (pmode, 1, B, Ny, Nx)
         for z in range(nz):
             transmission = patches[z] if z or weights is None else patches[z] * weights
             if need_patches:  # psi is never written in place: keeping it costs no copy
@@ -152,8 +176,8 @@ class MultisliceFunction(torch.autograd.Function):
                     spectra.append(spectrum)
                 psi = torch.fft.ifft2(spectrum.mul_(propagators) if not need_h else spectrum * propagators)
         exit_wave = torch.fft.fft2(phi, norm="ortho")
-        intensity = (exit_wave.real.square() + exit_wave.imag.square()).sum(dim=(0, 1))
-        ctx.save_for_backward(patches, propagators, weights, exit_wave, *inputs, *spectra)
+        intensity = _mode_intensity(exit_wave)
+        ctx.save_for_backward(probe_spectrum, ramps, patches, propagators, weights, exit_wave, *inputs, *spectra)
         ctx.nz = nz
         return intensity
 
@@ -161,35 +185,41 @@ class MultisliceFunction(torch.autograd.Function):
     def backward(ctx, grad_intensity):
         # The recursion runs on h = conj(g_phi), which needs no conjugated copy per slice:
         # conj(g O*) = h O, and conj(F^-1[H* F[g]]) = F[H F^-1[h]] (unnormalised fft2, 1/N ifft2).
-        patches, propagators, weights, exit_wave, *rest = ctx.saved_tensors
+        probe_spectrum, ramps, patches, propagators, weights, exit_wave, *rest = ctx.saved_tensors
         nz = ctx.nz
-        need_psi, need_patches, need_h, _ = ctx.needs_input_grad
+        need_probe, need_ramps, need_patches, need_h, _ = ctx.needs_input_grad
         n_in = nz if need_patches else 0
         inputs, spectra = rest[:n_in], rest[n_in:]
-        h = torch.fft.fft2(exit_wave.conj() * (2 * grad_intensity), norm="ortho")  # conj of g_phi of the last slice
+        # the saved exit wave is not needed again: overwrite it (a second backward would raise)
+        h = torch.fft.fft2(exit_wave.mul_(2 * grad_intensity).conj_physical_(), norm="ortho")
         grad_patches = torch.empty_like(patches) if need_patches else None
         grad_h = torch.zeros_like(propagators) if need_h else None
-        grad_psi = None
         for z in range(nz - 1, -1, -1):
             transmission = patches[z] if z or weights is None else patches[z] * weights
             if need_patches:
-                psi_in = inputs[z]  # (pmode, 1 or omode, B, Ny, Nx)
-                s = torch.mul(psi_in, h).sum(dim=0) if h.shape[0] > 1 else torch.mul(psi_in[0], h[0])
+                slot = grad_patches[z]  # (omode, B, Ny, Nx) = conj(sum_pmode psi_in h)
+                _sum_of_products(inputs[z], h, out=slot)
                 if z == 0 and weights is not None:
-                    s = s.mul_(weights)  # real weights: conj(w) = w
-                grad_patches[z].copy_(s.conj())
-            h = h.mul_(transmission)
-            if z == 0 and h.shape[1] > 1:
-                h = h.sum(dim=1, keepdim=True)  # the first slice broadcasts psi over object modes
+                    slot.mul_(weights)  # real weights: conj(w) = w
+                slot.conj_physical_()
             if z == 0:
-                grad_psi = h.conj().resolve_conj() if need_psi else None
                 break
-            u = torch.fft.ifft2(h)  # = conj(F[g]) / N
+            u = torch.fft.ifft2(h.mul_(transmission))  # = conj(F[g]) / N
             if need_h:  # sum over the modes, and over the batch for a shared propagator
-                contribution = (spectra[z - 1] * u).sum(dim=(0, 1))
+                contribution = _sum_of_products(spectra[z - 1].flatten(0, 1), u.flatten(0, 1))
                 grad_h += (contribution.sum(dim=0, keepdim=True) if propagators.shape[0] == 1 else contribution).conj()
             h = torch.fft.fft2(u.mul_(propagators))
-        return grad_psi, grad_patches, grad_h, None
+        grad_probe = grad_ramps = None
+        if need_probe or need_ramps:
+            h = h.mul_(transmission)
+            if h.shape[1] > 1:
+                h = h.sum(dim=1, keepdim=True)  # the first slice broadcasts psi over object modes
+            u = torch.fft.ifft2(h)[:, 0]  # conj(g_q), (pmode, B, Ny, Nx)
+            if need_probe:
+                grad_probe = (u * ramps).sum(dim=1).conj_physical_()
+            if need_ramps:
+                grad_ramps = _sum_of_products(u, probe_spectrum[:, None]).conj_physical_()
+        return grad_probe, grad_ramps, grad_patches, grad_h, None
 
 
 def multislice_autograd(
