@@ -32,7 +32,9 @@ Every constraint PtyRAD enables by default (``ortho_pmode``, ``fix_probe_int``, 
 ``obj_zblur``, ``pos_recenter``) is off except in the ``standard`` case, which runs PtyRAD's
 standard template stack (``ortho_pmode``, ``fix_probe_int``, ``obj_zblur`` std 1,
 ``obja_thresh`` [0.96, 1.04], position refinement with its default ``pos_recenter``) in both.
-PtyRAD: ``SAVE_ITERS`` null, no figures, ``convergence_monitor`` null. Ours:
+PtyRAD: ``SAVE_ITERS`` null, no figures, ``convergence_monitor`` null. Ours: ``recon.fft``
+from ``--ours-fft`` (default ``auto``: FFTW, pyFFTW being in ptyrad_core's venv; PtyRAD and
+``torch`` use ``torch.fft``, i.e. MKL),
 ``output.figures`` false, no log file, the result file written once after the last iteration
 (outside the timed iterations). PtyRAD's random groups are drawn once, ours every iteration.
 
@@ -311,6 +313,10 @@ def summarize(runs: dict, warmup: int) -> dict:
     summary["fft_transforms"] = count
     summary["fft_s_per_transform"] = per
     summary["fft_floor_s"] = floor = count * per
+    fftw = [r["fft"]["s_per_transform_fftw"] for r in runs["ours"] if "s_per_transform_fftw" in r["fft"]]
+    if fftw:  # the floor of the FFT library ptyrad_core ran on (timed in its processes only)
+        summary["fft_floor_fftw_s"] = count * statistics.median(fftw)
+        summary["ours_over_fftw_floor"] = summary["ours"]["s_per_iter"] / summary["fft_floor_fftw_s"]
     summary["ratio"] = summary["ours"]["s_per_iter"] / summary["ptyrad"]["s_per_iter"]
     summary["ours_over_floor"] = summary["ours"]["s_per_iter"] / floor
     summary["ptyrad_over_floor"] = summary["ptyrad"]["s_per_iter"] / floor
@@ -350,6 +356,7 @@ def run_case(case: Case, args, tmp: Path) -> dict:
     oc = tmp / f"{case.name}-ours.yaml"
     config = ours_config(case, path, info, iters, tmp / "ours-out")
     config["recon"]["seed"] = args.seed
+    config["recon"]["fft"] = args.ours_fft
     oc.write_text(yaml.safe_dump(config))
     for r in range(rounds):
         order = ("ptyrad", "ours") if r % 2 == 0 else ("ours", "ptyrad")
@@ -371,7 +378,8 @@ def run_case(case: Case, args, tmp: Path) -> dict:
     return {
         "case": asdict(case),
         "data": {"path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path), **info, "positions": n},
-        "settings": {"iters": iters, "warmup": args.warmup, "rounds": rounds, "seed": args.seed, "learning_rates": LR},
+        "settings": {"iters": iters, "warmup": args.warmup, "rounds": rounds, "seed": args.seed, "learning_rates": LR,
+                     "ours_fft": args.ours_fft},
         "machine": machine(),
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "summary": summary,
@@ -387,8 +395,9 @@ def run_case(case: Case, args, tmp: Path) -> dict:
 
 HEADER = (
     "| case | P / O / Nz / batch | positions, window | PtyRAD s/iter | ours s/iter | ratio | FFT floor s | "
-    "ours / floor (PtyRAD / floor) | peak RSS MiB PtyRAD / ours | phase error PtyRAD / ours | loss it. 1 PtyRAD / ours |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    "ours / floor (PtyRAD / floor) | FFTW floor s (ours / it) | peak RSS MiB PtyRAD / ours | phase error PtyRAD / ours | "
+    "loss it. 1 PtyRAD / ours |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
@@ -397,10 +406,11 @@ def table_row(res: dict) -> str:
     s = summarize(res["runs"], res["settings"]["warmup"])
     seed = f" (seed {res['settings']['seed']})" if res["settings"].get("seed") else ""
     p, o = s["ptyrad"], s["ours"]
+    fftw_floor = f"{s['fft_floor_fftw_s']:.3f} ({s['ours_over_fftw_floor']:.2f})" if "fft_floor_fftw_s" in s else "-"
     return (
         f"| {c['name']}{seed} | {c['pmode']} / {c['omode']} / {c['nz']} / {c['batch']} | {d['positions']}, {d['k']} px | "
         f"{p['s_per_iter']:.3f} | {o['s_per_iter']:.3f} | {s['ratio']:.2f} | {s['fft_floor_s']:.3f} | "
-        f"{s['ours_over_floor']:.2f} ({s['ptyrad_over_floor']:.2f}) | {p['peak_rss_MiB']:.0f} / {o['peak_rss_MiB']:.0f} | "
+        f"{s['ours_over_floor']:.2f} ({s['ptyrad_over_floor']:.2f}) | {fftw_floor} | {p['peak_rss_MiB']:.0f} / {o['peak_rss_MiB']:.0f} | "
         f"{p['phase_error']:.4f} / {o['phase_error']:.4f} | {p['loss_iter1']:.4f} / {o['loss_iter1']:.4f} |"
     )
 
@@ -426,6 +436,7 @@ def latest_entry(res: dict) -> dict:
     return {
         "ptyrad_s_per_iter": s["ptyrad"]["s_per_iter"], "ours_s_per_iter": s["ours"]["s_per_iter"], "ratio": s["ratio"],
         "fft_floor_s": s["fft_floor_s"], "ours_over_floor": s["ours_over_floor"],
+        "fft_floor_fftw_s": s.get("fft_floor_fftw_s"), "ours_over_fftw_floor": s.get("ours_over_fftw_floor"),
         "peak_rss_MiB": {"ptyrad": s["ptyrad"]["peak_rss_MiB"], "ours": s["ours"]["peak_rss_MiB"]},
         "phase_error": {"ptyrad": s["ptyrad"]["phase_error"], "ours": s["ours"]["phase_error"]},
         "iterations": res["settings"]["iters"], "rounds": res["settings"]["rounds"], "date": res["date"],
@@ -468,6 +479,8 @@ def main() -> None:
                     help="random seed of both codes (batches, initial noise); results of seed N > 0 go to CASE-seedN.json")
     ap.add_argument("--ptyrad-python", default=default_ptyrad_python(),
                     help="python of the PtyRAD 1.0 venv made by ../shared/tools/install-ptyrad-reference.sh")
+    ap.add_argument("--ours-fft", choices=("auto", "torch", "fftw"), default="auto",
+                    help="ptyrad_core's recon.fft (default auto: FFTW where pyFFTW is installed)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the per-case JSON files")
     ap.add_argument("--table", action="store_true", help="only print the table of the cases' existing results")
     args = ap.parse_args()
@@ -486,7 +499,9 @@ def main() -> None:
                 (args.results / result_name(case.name, args.seed)).write_text(json.dumps(res, indent=1))
                 s = res["summary"]
                 print(f"  => PtyRAD {s['ptyrad']['s_per_iter']:.3f} s/iter, ours {s['ours']['s_per_iter']:.3f} s/iter, "
-                      f"ratio {s['ratio']:.2f}, FFT floor {s['fft_floor_s']:.3f} s (ours {s['ours_over_floor']:.2f}x); "
+                      f"ratio {s['ratio']:.2f}, FFT floor {s['fft_floor_s']:.3f} s (ours {s['ours_over_floor']:.2f}x)"
+                      + (f", FFTW floor {s['fft_floor_fftw_s']:.3f} s (ours {s['ours_over_fftw_floor']:.2f}x)" if "fft_floor_fftw_s" in s else "")
+                      + "; "
                       f"case took {time.perf_counter() - t0:.0f} s", flush=True)
         print(f"harness time {time.perf_counter() - t_all:.0f} s", flush=True)
         write_latest(args.results, cases, args.seed)

@@ -1,4 +1,4 @@
-"""The "FFT floor" of one iteration: the time of the FFTs alone. Torch only (both drivers import it).
+"""The "FFT floor" of one iteration: the time of the FFTs alone (both drivers import it).
 
 Per scan position, one iteration of a mixed-state multislice reconstruction with ``pmode``
 probe modes, ``omode`` object modes and ``nz`` slices needs, counted in 2-D transforms of the
@@ -16,6 +16,10 @@ one transform, measured as one batched ``torch.fft.fft2`` of a ``(batch * pmode 
 complex64 tensor (the size of the transforms of one batch) divided by its length: the median of
 20 calls, in 5 blocks, of which the fastest block counts (a disturbance of the machine only ever
 slows a block down; single medians spread by up to 30 % from process to process).
+
+Where pyFFTW is importable (ptyrad_core's venv, not PtyRAD's) the same is timed for FFTW's
+in-place transform with the plan ptyrad_core uses (``recon.fft: fftw``, ``FFTW_ESTIMATE``):
+``s_per_transform_fftw`` and ``floor_fftw_s``, the floor of the library ptyrad_core runs on.
 """
 
 from __future__ import annotations
@@ -29,28 +33,47 @@ def transforms_per_iteration(n_positions: int, pmode: int, omode: int, nz: int) 
     return 2 * n_positions * pmode * (1 + (2 * nz - 1) * omode)
 
 
-def time_one_transform(batch: int, pmode: int, omode: int, window: tuple[int, int], repeats: int = 20, blocks: int = 5) -> float:
-    """Seconds per 2-D transform: one batched fft2 of the batch's size, the lowest of ``blocks``
-    medians of ``repeats`` calls each, divided by the number of transforms in the batch."""
-    import torch
-
-    n = batch * pmode * omode
-    x = torch.randn(n, *window, dtype=torch.complex64)
+def _lowest_median(call, repeats: int, blocks: int) -> float:
     for _ in range(3):
-        torch.fft.fft2(x)
+        call()
     medians = []
     for _ in range(blocks):
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            torch.fft.fft2(x)
+            call()
             times.append(time.perf_counter() - t0)
         medians.append(statistics.median(times))
-    return min(medians) / n
+    return min(medians)
+
+
+def time_one_transform(batch: int, pmode: int, omode: int, window: tuple[int, int], repeats: int = 20, blocks: int = 5,
+                       library: str = "torch") -> float:
+    """Seconds per 2-D transform: one batched fft2 of the batch's size, the lowest of ``blocks``
+    medians of ``repeats`` calls each, divided by the number of transforms in the batch.
+    ``library``: ``torch`` (``torch.fft.fft2``) or ``fftw`` (in place, ptyrad_core's plan)."""
+    import torch
+
+    n = batch * pmode * omode
+    x = torch.randn(n, *window, dtype=torch.complex64)
+    if library == "fftw":
+        from ptyrad_core.fft import FFTWBackend
+
+        backend = FFTWBackend()
+        return _lowest_median(lambda: backend.fft_(x), repeats, blocks) / n
+    return _lowest_median(lambda: torch.fft.fft2(x), repeats, blocks) / n
 
 
 def fft_floor(n_positions: int, batch: int, pmode: int, omode: int, nz: int, window: tuple[int, int]) -> dict:
     """The floor of one iteration, in seconds, with what it is made of."""
-    per = time_one_transform(min(batch, n_positions), pmode, omode, window)
+    batch = min(batch, n_positions)
+    per = time_one_transform(batch, pmode, omode, window)
     count = transforms_per_iteration(n_positions, pmode, omode, nz)
-    return {"transforms": count, "s_per_transform": per, "floor_s": count * per}
+    out = {"transforms": count, "s_per_transform": per, "floor_s": count * per}
+    try:
+        import pyfftw  # noqa: F401
+    except ImportError:
+        return out
+    per_fftw = time_one_transform(batch, pmode, omode, window, library="fftw")
+    out.update(s_per_transform_fftw=per_fftw, floor_fftw_s=count * per_fftw)
+    return out

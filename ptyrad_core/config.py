@@ -284,6 +284,10 @@ class ReconSection(Strict):
     seed: int = Field(0, description="Random seed (batches, initial noise).")
     device: str = Field("auto", description="'auto' (CUDA if present), 'cpu', 'cuda', 'cuda:1', ...")
     precision: Literal["float32", "float64"] = Field("float32", description="Real precision of the model.")
+    fft: Literal["auto", "torch", "fftw"] = Field(
+        "auto", description="FFT library of the multislice: 'auto' (FFTW on the CPU when pyFFTW is installed, else "
+        "torch.fft), 'torch' or 'fftw' (CPU only; the fftw extra). Results agree to rounding (docs: ptyrad_core.fft)."
+    )
     dist_timeout_s: float = Field(
         600, gt=0, description="Data-parallel runs (torchrun): seconds a process waits for the others in a collective "
         "before it stops with an error (docs/scaling.md)."

@@ -26,6 +26,8 @@ import torch
 from pydantic import BaseModel
 from torch import Tensor
 
+from .fft import FFTWBackend, TorchFFT
+
 FFT_DIMS = (-2, -1)
 
 
@@ -90,6 +92,7 @@ def multislice(
     patches: Tensor,
     propagators: Tensor,
     occupancy: Tensor | None = None,
+    fft: TorchFFT | FFTWBackend | None = None,
 ) -> Tensor:
     """Far-field intensities ``(B, Ny, Nx)``, zero frequency centred, of a mixed-state multislice.
 
@@ -98,6 +101,7 @@ def multislice(
     :param patches: ``(Nz, omode, B, Ny, Nx)`` complex object transmission patches.
     :param propagators: ``(T, Ny, Nx)`` complex slice propagators, ``T`` in ``{1, B}``.
     :param occupancy: ``(omode,)`` object-mode weights (sum 1); ``None`` for one object mode.
+    :param fft: the FFT backend of the slice recursion (:mod:`ptyrad_core.fft`); default torch.
     :return: intensities with ``sum = sum over modes of |probe|^2 * |O|^2`` (orthonormal FFT).
 
     The probe shift and the slice recursion run in :class:`MultisliceFunction`, whose backward
@@ -110,7 +114,8 @@ def multislice(
     if occupancy is not None and patches.shape[1] > 1:
         # |F[sqrt(w) psi]|^2 = w |F[psi]|^2: weighting the first slice weights the whole mode
         weights = occupancy.sqrt().to(patches.dtype)[:, None, None, None]
-    intensity = MultisliceFunction.apply(torch.fft.fft2(probe), ramps, patches, propagators, weights)
+    backend = fft if fft is not None else TorchFFT()
+    intensity = MultisliceFunction.apply(torch.fft.fft2(probe), ramps, patches, propagators, weights, backend)
     return torch.fft.fftshift(intensity, dim=FFT_DIMS)
 
 
@@ -139,14 +144,15 @@ class MultisliceFunction(torch.autograd.Function):
 
     Inputs: ``probe_spectrum (pmode, Ny, Nx)`` (``F[P]``), ``ramps (B, Ny, Nx)`` (shift ramps
     ``R``), ``patches (Nz, omode, B, Ny, Nx)``, ``propagators (T, Ny, Nx)``, ``weights``
-    (``(omode, 1, 1, 1)`` applied to the first slice, or None). Output: ``(B, Ny, Nx)``
-    intensities in FFT order.
+    (``(omode, 1, 1, 1)`` applied to the first slice, or None), the FFT backend. Output:
+    ``(B, Ny, Nx)`` intensities in FFT order.
 
     Written by hand rather than left to autograd because autograd, on the CPU, spends as much
     time as the FFTs themselves on temporaries: a conjugated copy for every product's gradient,
     a zero-filled tensor per slice for the slice gradients, a broadcast reduction per product.
     Here the backward pass updates one buffer in place and keeps only the wave entering each
-    slice (the same memory autograd keeps).
+    slice (the same memory autograd keeps). The transforms are unnormalised and may work in
+    place (:mod:`ptyrad_core.fft`); every ``1/N`` is folded into a product that is made anyway.
 
     Backward, with PyTorch's convention for complex gradients (``g_z = conj(dy/dz) g_y``):
     ``g_Psi = 2 Psi g_I``; ``g_phi = F_ortho^-1 g_Psi``; per slice from the last,
@@ -159,39 +165,44 @@ class MultisliceFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, probe_spectrum, ramps, patches, propagators, weights):
+    def forward(ctx, probe_spectrum, ramps, patches, propagators, weights, fft):
         nz = patches.shape[0]
+        n = patches.shape[-1] * patches.shape[-2]
         need_h = ctx.needs_input_grad[3]
-        inputs, spectra = [], []
         need_patches = ctx.needs_input_grad[2]
-        psi = torch.fft.ifft2(probe_spectrum[:, None, None] * ramps)  # (pmode, 1, B, Ny, Nx)
+        inputs, spectra = [], []
+        scaled = propagators / n  # F^-1 = ifft_ / N
+        psi = fft.ifft_(probe_spectrum[:, None, None] * (ramps / n))  # (pmode, 1, B, Ny, Nx)
         for z in range(nz):
             transmission = patches[z] if z or weights is None else patches[z] * weights
             if need_patches:  # psi is never written in place: keeping it costs no copy
                 inputs.append(psi)
             phi = psi * transmission
             if z < nz - 1:
-                spectrum = torch.fft.fft2(phi)
+                spectrum = fft.fft_(phi)
                 if need_h:
                     spectra.append(spectrum)
-                psi = torch.fft.ifft2(spectrum.mul_(propagators) if not need_h else spectrum * propagators)
-        exit_wave = torch.fft.fft2(phi, norm="ortho")
-        intensity = _mode_intensity(exit_wave)
+                psi = fft.ifft_(spectrum * scaled if need_h else spectrum.mul_(scaled))
+        exit_wave = fft.fft_(phi)  # unnormalised: |F_ortho|^2 = |F|^2 / N
+        intensity = _mode_intensity(exit_wave).mul_(1.0 / n)
         ctx.save_for_backward(probe_spectrum, ramps, patches, propagators, weights, exit_wave, *inputs, *spectra)
-        ctx.nz = nz
+        ctx.nz, ctx.fft = nz, fft
         return intensity
 
     @staticmethod
     def backward(ctx, grad_intensity):
         # The recursion runs on h = conj(g_phi), which needs no conjugated copy per slice:
-        # conj(g O*) = h O, and conj(F^-1[H* F[g]]) = F[H F^-1[h]] (unnormalised fft2, 1/N ifft2).
+        # conj(g O*) = h O, and conj(F^-1[H* F[g]]) = F[H F^-1[h]].
         probe_spectrum, ramps, patches, propagators, weights, exit_wave, *rest = ctx.saved_tensors
-        nz = ctx.nz
-        need_probe, need_ramps, need_patches, need_h, _ = ctx.needs_input_grad
+        nz, fft = ctx.nz, ctx.fft
+        n = patches.shape[-1] * patches.shape[-2]
+        need_probe, need_ramps, need_patches, need_h, _, _ = ctx.needs_input_grad
         n_in = nz if need_patches else 0
         inputs, spectra = rest[:n_in], rest[n_in:]
-        # the saved exit wave is not needed again: overwrite it (a second backward would raise)
-        h = torch.fft.fft2(exit_wave.mul_(2 * grad_intensity).conj_physical_(), norm="ortho")
+        scaled = propagators / n
+        # h = F_ortho[conj(Psi_ortho 2 g)] = F[conj(Psi 2 g)] / N; the saved exit wave is not needed
+        # again, so it is overwritten (a second backward through this graph would raise)
+        h = fft.fft_(exit_wave.mul_(grad_intensity * (2.0 / n)).conj_physical_())
         grad_patches = torch.empty_like(patches) if need_patches else None
         grad_h = torch.zeros_like(propagators) if need_h else None
         for z in range(nz - 1, -1, -1):
@@ -204,22 +215,23 @@ class MultisliceFunction(torch.autograd.Function):
                 slot.conj_physical_()
             if z == 0:
                 break
-            u = torch.fft.ifft2(h.mul_(transmission))  # = conj(F[g]) / N
+            u = fft.ifft_(h.mul_(transmission))  # = conj(F[g]) (unnormalised inverse: N times F^-1)
             if need_h:  # sum over the modes, and over the batch for a shared propagator
                 contribution = _sum_of_products(spectra[z - 1].flatten(0, 1), u.flatten(0, 1))
-                grad_h += (contribution.sum(dim=0, keepdim=True) if propagators.shape[0] == 1 else contribution).conj()
-            h = torch.fft.fft2(u.mul_(propagators))
+                contribution = contribution.sum(dim=0, keepdim=True) if propagators.shape[0] == 1 else contribution
+                grad_h += contribution.conj_physical_().mul_(1.0 / n)
+            h = fft.fft_(u.mul_(scaled))
         grad_probe = grad_ramps = None
         if need_probe or need_ramps:
             h = h.mul_(transmission)
             if h.shape[1] > 1:
                 h = h.sum(dim=1, keepdim=True)  # the first slice broadcasts psi over object modes
-            u = torch.fft.ifft2(h)[:, 0]  # conj(g_q), (pmode, B, Ny, Nx)
+            u = fft.ifft_(h)[:, 0]  # N conj(g_q), (pmode, B, Ny, Nx)
             if need_probe:
-                grad_probe = (u * ramps).sum(dim=1).conj_physical_()
+                grad_probe = (u * ramps).sum(dim=1).conj_physical_().mul_(1.0 / n)
             if need_ramps:
-                grad_ramps = _sum_of_products(u, probe_spectrum[:, None]).conj_physical_()
-        return grad_probe, grad_ramps, grad_patches, grad_h, None
+                grad_ramps = _sum_of_products(u, probe_spectrum[:, None]).conj_physical_().mul_(1.0 / n)
+        return grad_probe, grad_ramps, grad_patches, grad_h, None, None
 
 
 def multislice_autograd(

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from . import detector as detector_grid
+from . import fft as fftlib
 from . import optics, scan, sources
 from .config import Config, validate_options
 from .data import Measurements
@@ -329,4 +330,5 @@ def build_model(config: Config, data: Data, components: dict, device: torch.devi
         scan_shape=data.preprocess.scan_shape,
         dtype=dtype,
     )
+    model.fft = fftlib.select(config.recon.fft, device)
     return model.to(device)

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from . import forward as fwd
+from .fft import TorchFFT
 
 PARAMETER_NAMES = ("object_amplitude", "object_phase", "probe", "positions", "tilts", "slice_thickness")
 
@@ -148,6 +149,8 @@ class PtychoModel(nn.Module):
         self.extensions = nn.ModuleList(extensions or [])
         self.detectors = nn.ModuleList(detectors or [])
         self.scan_shape = tuple(scan_shape) if scan_shape is not None else None
+        #: FFT backend of the slice recursion (:func:`ptyrad_core.fft.select`; ``recon.fft``)
+        self.fft = TorchFFT()
         self._chains = {hook: [e for e in self.extensions if e.overrides(hook)] for hook in fwd.ForwardExtension.HOOKS}
         for component in [*self.extensions, *self.detectors]:
             component.setup(self)
@@ -221,7 +224,7 @@ class PtychoModel(nn.Module):
         propagators = fwd.fresnel_propagator(self.fy, self.fx, self.dx, self.wavelength, self.slice_thickness, tilts)
         for ext in self._chains["propagator"]:
             propagators = ext.propagator(propagators, batch, self)
-        patterns = fwd.multislice(probe, ramps, patches, propagators, self.occupancy)
+        patterns = fwd.multislice(probe, ramps, patches, propagators, self.occupancy, self.fft)
         for ext in self._chains["patterns"]:
             patterns = ext.patterns(patterns, batch, self)
         for stage in self.detectors:

@@ -21,7 +21,7 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
     "${PIP[@]}" install "${TORCH_SPEC:-torch==2.13.0}"
   fi
 fi
-"${PIP[@]}" install -q -e ".[test]"
+"${PIP[@]}" install -q -e ".[fftw,test]"
 # the contributed plugin packages (contrib/*), which the test suite exercises: each is installed
 # as a third-party package would be, through its own pyproject.toml and entry point
 for pkg in contrib/*/; do

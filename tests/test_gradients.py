@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from ptyrad_core import fft as fftlib
 from ptyrad_core.model import PARAMETER_NAMES, ParamSchedule, PtychoModel
 from ptyrad_core.optics import electron_wavelength, make_mixed_probe, make_probe
 
@@ -34,10 +35,14 @@ def loss_of(model: PtychoModel, weights: torch.Tensor) -> torch.Tensor:
     return (weights * (pred + 1e-3).sqrt()).sum()
 
 
+@pytest.mark.parametrize("backend", ["torch", "fftw"])
 @pytest.mark.parametrize("per_position_tilts", [False, True])
 @pytest.mark.parametrize("name", PARAMETER_NAMES)
-def test_autograd_matches_finite_differences(name, per_position_tilts):
+def test_autograd_matches_finite_differences(name, per_position_tilts, backend):
+    if backend == "fftw" and not fftlib.fftw_available():
+        pytest.skip("pyFFTW is not installed (the fftw extra)")
     model = small_model(per_position_tilts)
+    model.fft = fftlib.select(backend)
     model.set_iteration(1)
     weights = torch.rand(model.n_positions, *model.window, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     param = model.parameter(name)
@@ -59,8 +64,12 @@ def test_autograd_matches_finite_differences(name, per_position_tilts):
     assert torch.isclose(analytic, numeric, rtol=1e-6, atol=1e-9), (float(analytic), float(numeric))
 
 
+BACKENDS = ["torch"] + (["fftw"] if fftlib.fftw_available() else [])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("nz, omode, per_position", [(1, 1, False), (3, 1, False), (3, 2, True), (4, 3, False)])
-def test_hand_written_multislice_backward_equals_autograd(nz, omode, per_position):
+def test_hand_written_multislice_backward_equals_autograd(nz, omode, per_position, backend):
     from ptyrad_core import forward as fwd
 
     g = torch.Generator().manual_seed(nz * 10 + omode)
@@ -78,7 +87,8 @@ def test_hand_written_multislice_backward_equals_autograd(nz, omode, per_positio
     occupancy = torch.rand(omode, dtype=torch.float64, generator=g) + 0.1
     weight = torch.rand(b, n, n, dtype=torch.float64, generator=g)
     grads = {}
-    for name, fn in (("custom", fwd.multislice), ("autograd", fwd.multislice_autograd)):
+    fft = fftlib.select(backend)
+    for name, fn in (("custom", lambda **kw: fwd.multislice(**kw, fft=fft)), ("autograd", fwd.multislice_autograd)):
         leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
         out = fn(**leaves, occupancy=occupancy / occupancy.sum())
         got = torch.autograd.grad((out * weight).sum(), list(leaves.values()), allow_unused=True)
