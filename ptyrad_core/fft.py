@@ -8,10 +8,10 @@ Both compute *unnormalised* transforms over the last two dimensions of a complex
 and may overwrite their argument: the caller treats ``x`` as consumed and uses the returned
 tensor (which, for FFTW, is ``x`` itself, transformed in place; for torch a new tensor).
 
-Why FFTW: PyTorch's CPU transforms call MKL, which on the project's AMD EPYC machines runs about
-half as fast as FFTW does on the same batches (a batch of 128 64 x 64 complex64 transforms with 2
-threads: 1.6 ms with torch.fft, 0.8 ms with FFTW in place; ``benchmarks/fft_backends.py``), and
-the FFTs are most of a reconstruction's time. Plans use ``FFTW_ESTIMATE``: they are made in
+Why FFTW: PyTorch's CPU transforms call MKL, which on the project's AMD EPYC machines takes
+1.2x to 1.8x the time FFTW takes on the same batches (128 transforms of 64 x 64 complex64 with 2
+threads: 1.60 ms with torch.fft, 0.93 ms with FFTW in place; ``benchmarks/fft_backends.py``),
+and the FFTs are most of a reconstruction's time. Plans use ``FFTW_ESTIMATE``: they are made in
 microseconds and do not depend on timings, so that two runs (a run and its resumed
 continuation, or two data-parallel ranks) compute bit-identical transforms.
 
@@ -74,12 +74,11 @@ class FFTWBackend:
         key = (tuple(x.shape), x.dtype, direction, threads)
         plan = self._plans.get(key)
         if plan is None:
-            with self._lock:
-                dtype = "complex64" if x.dtype == torch.complex64 else "complex128"
-                scratch = pyfftw.empty_aligned(tuple(x.shape), dtype=dtype)
-                plan = pyfftw.FFTW(scratch, scratch, axes=(-2, -1), direction=direction, threads=threads,
-                                   flags=("FFTW_ESTIMATE",))
-                self._plans[key] = plan
+            dtype = "complex64" if x.dtype == torch.complex64 else "complex128"
+            scratch = pyfftw.empty_aligned(tuple(x.shape), dtype=dtype)
+            plan = pyfftw.FFTW(scratch, scratch, axes=(-2, -1), direction=direction, threads=threads,
+                               flags=("FFTW_ESTIMATE",))
+            self._plans[key] = plan
         return plan
 
     def _usable(self, x: Tensor) -> bool:
@@ -89,9 +88,10 @@ class FFTWBackend:
 
     def _run(self, x: Tensor, direction: str) -> Tensor:
         array = x.numpy()
-        plan = self._plan(x, direction)
-        plan.update_arrays(array, array)
-        plan.execute()
+        with self._lock:  # a plan holds the arrays it last ran on: one caller at a time
+            plan = self._plan(x, direction)
+            plan.update_arrays(array, array)
+            plan.execute()
         return x
 
     def fft_(self, x: Tensor) -> Tensor:
