@@ -65,6 +65,35 @@ def fresnel_propagator(
     return torch.polar(torch.ones_like(phase), phase)
 
 
+def transmission(amplitude: Tensor, phase: Tensor) -> Tensor:
+    """``amplitude * exp(i phase)``, as :func:`torch.polar` (bit for bit), with a cheaper backward.
+
+    Autograd's backward of ``polar`` normalises the result again (``sgn``: an absolute value and
+    a division per pixel); :class:`PolarFunction` keeps the unit phasor instead.
+    """
+    return PolarFunction.apply(amplitude, phase)
+
+
+class PolarFunction(torch.autograd.Function):
+    """``z = A u``, ``u = exp(i phi)``, for real ``A``, ``phi`` of one shape. Backward (PyTorch's
+    convention ``g_x = Re(conj(dz/dx) g)`` for real ``x``): ``g_A = Re(conj(u) g)``,
+    ``g_phi = Re(conj(i z) g) = -A Im(u conj(g))``; computed as ``w = conj(g) u`` (one pass)."""
+
+    @staticmethod
+    def forward(ctx, amplitude, phase):
+        phasor = torch.polar(torch.ones_like(phase), phase)
+        ctx.save_for_backward(amplitude, phasor)
+        return phasor * amplitude
+
+    @staticmethod
+    def backward(ctx, grad):
+        amplitude, phasor = ctx.saved_tensors
+        w = torch.conj_physical(grad).mul_(phasor)
+        grad_amplitude = w.real if ctx.needs_input_grad[0] else None
+        grad_phase = w.imag.mul(amplitude).neg_() if ctx.needs_input_grad[1] else None
+        return grad_amplitude, grad_phase
+
+
 def window_indices(crop: Tensor, window: tuple[int, int], object_width: int) -> Tensor:
     """Flat object-pixel indices ``(B * Ny * Nx,)`` of the windows whose top-left corners are ``crop (B, 2)``."""
     ry = torch.arange(window[0], device=crop.device)[:, None] * object_width

@@ -213,9 +213,9 @@ class PtychoModel(nn.Module):
         index = self.flat_window_index(indices)
         if len(indices) * self.window[0] * self.window[1] < PATCH_FIRST * amplitude.shape[-2] * amplitude.shape[-1]:
             # the windows cover less than the object: build the complex transmission for them alone
-            patches = torch.polar(*(fwd.gather_patches(x, index, len(indices), self.window) for x in (amplitude, phase)))
+            patches = fwd.transmission(*(fwd.gather_patches(x, index, len(indices), self.window) for x in (amplitude, phase)))
         else:
-            patches = fwd.gather_patches(torch.polar(amplitude, phase), index, len(indices), self.window)
+            patches = fwd.gather_patches(fwd.transmission(amplitude, phase), index, len(indices), self.window)
         probe = self.probe
         for ext in self._chains["probe"]:
             probe = ext.probe(probe, self)

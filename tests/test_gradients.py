@@ -96,3 +96,28 @@ def test_hand_written_multislice_backward_equals_autograd(nz, omode, per_positio
     assert torch.allclose(grads["custom"][0], grads["autograd"][0], rtol=1e-12, atol=1e-12)
     for key, a, r in zip(inputs, grads["custom"][1], grads["autograd"][1]):
         assert torch.allclose(a, r, rtol=1e-10, atol=1e-10), key
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_transmission_equals_polar_and_its_gradients(dtype):
+    from ptyrad_core import forward as fwd
+
+    g = torch.Generator().manual_seed(3)
+    amplitude = torch.rand(2, 3, 9, 7, dtype=dtype, generator=g) + 0.5
+    amplitude[0, 0, 0, 0] = 0.0  # a zero amplitude still has a phase gradient of 0 and an amplitude gradient
+    phase = 4 * torch.randn(2, 3, 9, 7, dtype=dtype, generator=g)
+    weight = torch.randn(2, 3, 9, 7, dtype=dtype, generator=g)
+    out = {}
+    for name, fn in (("custom", fwd.transmission), ("torch", torch.polar)):
+        a, p = amplitude.clone().requires_grad_(True), phase.clone().requires_grad_(True)
+        z = fn(a, p)
+        loss = (weight * (z.real + 2 * z.imag) + z.abs().square()).sum()
+        out[name] = (z.detach(), *torch.autograd.grad(loss, (a, p)))
+    assert torch.equal(out["custom"][0], out["torch"][0])  # the forward is bit for bit polar's
+    tol = 1e-6 if dtype == torch.float32 else 1e-13
+    elsewhere = amplitude != 0
+    assert torch.allclose(out["custom"][1][elsewhere], out["torch"][1][elsewhere], rtol=tol, atol=tol)
+    assert torch.allclose(out["custom"][2], out["torch"][2], rtol=tol, atol=tol)
+    # at A = 0: d/dA (w (re + 2 im)) = w (cos + 2 sin), which autograd's sgn(0) = 0 loses
+    expect = weight[0, 0, 0, 0] * (torch.cos(phase[0, 0, 0, 0]) + 2 * torch.sin(phase[0, 0, 0, 0]))
+    assert torch.isclose(out["custom"][1][0, 0, 0, 0], expect, rtol=tol, atol=tol)
