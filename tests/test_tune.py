@@ -59,6 +59,13 @@ def test_tpe_recovers_the_defocus(tmp_path):
 def test_two_workers_share_one_study_and_an_interrupted_study_resumes(tmp_path):
     cfg = tune_config(tmp_path, n_trials=6)
     cfg["recon"]["iterations"] = 1
+    # each trial lasts at least 1 s, so that one worker cannot finish the study before the other
+    # has started (a trial on tiny.h5 otherwise takes a fraction of a second)
+    (tmp_path / "slow_trial.py").write_text(
+        "import time\nfrom ptyrad_core import hookimpl\n\n\n"
+        "@hookimpl\ndef ptyrad_on_run_start(run):\n    time.sleep(1.0)\n"
+    )
+    cfg["plugins"] = {"modules": ["slow_trial.py"]}
     path = write(tmp_path, cfg)
     proc = subprocess.run([sys.executable, "-m", "ptyrad_core.cli", "tune", str(path), "--workers", "2"],
                           capture_output=True, text=True, timeout=300)
