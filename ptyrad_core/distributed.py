@@ -28,12 +28,15 @@ peer becomes a :class:`~ptyrad_core.errors.DistributedError` instead of a hang.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import re
 
 import torch
 
 from .errors import ConfigError, DistributedError
+
+log = logging.getLogger("ptyrad_core")
 
 
 def env_world_size() -> int:
@@ -128,11 +131,18 @@ class World:
         return cls(rank, size, int(os.environ.get("LOCAL_RANK", rank)), timeout_s, device, owns_group=True)
 
     def close(self) -> None:
-        """Leave the process group (if this world created it)."""
+        """Leave the process group (if this world created it), all ranks together: a rank that
+        tore its connections down while rank 0 was still writing the result could abort in
+        gloo's threads at exit (seen once in the test suite as ``terminate called without an
+        active exception``). A peer that is already gone only skips the barrier."""
         if self.owns_group:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                try:
+                    dist.barrier()
+                except Exception as exc:  # noqa: BLE001 - a lost peer: leave anyway
+                    log.debug("rank %d: no barrier before leaving the group: %s", self.rank, exc)
                 dist.destroy_process_group()
             self.owns_group = False
 
