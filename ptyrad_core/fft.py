@@ -12,8 +12,8 @@ Why FFTW: PyTorch's CPU transforms call MKL, which on the project's AMD EPYC mac
 1.2x to 1.8x the time FFTW takes on the same batches (128 transforms of 64 x 64 complex64 with 2
 threads: 1.60 ms with torch.fft, 0.93 ms with FFTW in place; ``benchmarks/fft_backends.py``),
 and the FFTs are most of a reconstruction's time. Plans use ``FFTW_ESTIMATE``: they are made in
-microseconds and do not depend on timings, so that two runs (a run and its resumed
-continuation, or two data-parallel ranks) compute bit-identical transforms.
+microseconds and do not depend on timings, so that a run and its resumed continuation compute
+bit-identical transforms (tested in tests/test_resume.py).
 
 ``recon.fft`` chooses: ``auto`` (FFTW on the CPU when pyFFTW is installed, else torch),
 ``torch`` or ``fftw``.

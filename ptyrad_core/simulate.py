@@ -16,7 +16,7 @@ writes one HDF5 file that the built-in ``hdf5`` loader and a config with
 - optional global tilt (mrad, (y, x));
 - the noiseless patterns come from the project's own forward engine
   (:class:`~ptyrad_core.model.PtychoModel`) in float64, scaled to ``electrons_per_pattern =
-  dose * step^2`` (1 without a dose); with a dose, ``/measurements`` holds Poisson counts and
+  dose * step^2`` (1 without a dose); with a dose, ``/measurements`` holds shot-noise counts and
   ``/measurements_noiseless`` the expectation values.
 """
 
@@ -133,7 +133,7 @@ class SimulationSpec(_Strict):
     dose_e_per_A2: float | None = Field(
         None, ge=0, description="Electron dose per square Angstrom; electrons per pattern = dose * step_A^2; null or 0: noiseless patterns normalised to 1 (measurements = noiseless)."
     )
-    seed: int = Field(0, description="Seed of every random choice (vacancies, position errors, Poisson noise).")
+    seed: int = Field(0, description="Seed of every random choice (vacancies, position errors, shot noise).")
     sample: str = Field("synthetic lattice of Gaussian atoms", description="Free-text sample description, stored as the 'sample' attribute.")
     batch_size: int = Field(256, ge=1, description="Patterns simulated at once (memory only).")
 

@@ -11,7 +11,11 @@ from ptyrad_core.config import build_config
 from ptyrad_core.engine import Reconstruction
 from ptyrad_core.errors import ConfigError
 
-needs_fftw = pytest.mark.skipif(not fftlib.fftw_available(), reason="pyFFTW is not installed (the fftw extra)")
+
+
+def test_pyfftw_is_installed_with_the_test_dependencies():
+    """pyFFTW is in the ``test`` extra: every FFTW test below runs, none is skipped."""
+    assert fftlib.fftw_available(), "pyFFTW missing: pip install -e '.[fftw,test]' (scripts/bootstrap.sh does)"
 
 
 def crandn(*shape, dtype=torch.complex64, seed=0):
@@ -19,7 +23,6 @@ def crandn(*shape, dtype=torch.complex64, seed=0):
     return torch.randn(*shape, dtype=dtype, generator=g)
 
 
-@needs_fftw
 @pytest.mark.parametrize("dtype, tol", [(torch.complex64, 2e-6), (torch.complex128, 1e-13)])
 @pytest.mark.parametrize("shape", [(3, 2, 16, 16), (5, 12, 20), (7, 9)])
 def test_fftw_transforms_equal_unnormalised_torch_transforms_in_place(shape, dtype, tol):
@@ -37,7 +40,6 @@ def test_fftw_transforms_equal_unnormalised_torch_transforms_in_place(shape, dty
     assert (backend.ifft_(backend.fft_(x.clone())) / (shape[-1] * shape[-2]) - x).abs().max() < 10 * tol
 
 
-@needs_fftw
 def test_fftw_falls_back_to_torch_for_tensors_it_cannot_take():
     backend = fftlib.select("fftw")
     x = crandn(4, 16, 16)
@@ -61,15 +63,11 @@ def test_torch_backend_returns_new_unnormalised_transforms():
 def test_selection_and_its_errors():
     assert fftlib.select("torch").name == "torch"
     assert fftlib.select("auto", "cuda").name == "torch"  # auto never picks FFTW for a GPU model
-    assert fftlib.select("auto").name == ("fftw" if fftlib.fftw_available() else "torch")
+    assert fftlib.select("auto").name == "fftw"
     with pytest.raises(ConfigError, match="recon.fft: 'mkl' is not one of auto, torch, fftw"):
         fftlib.select("mkl")
-    if fftlib.fftw_available():
-        with pytest.raises(ConfigError, match="recon.fft: 'fftw' runs on the CPU, the model is on cuda"):
-            fftlib.select("fftw", "cuda")
-    else:
-        with pytest.raises(ConfigError, match="needs pyFFTW"):
-            fftlib.select("fftw")
+    with pytest.raises(ConfigError, match="recon.fft: 'fftw' runs on the CPU, the model is on cuda"):
+        fftlib.select("fftw", "cuda")
 
 
 def test_config_rejects_an_unknown_backend(tiny_config):
@@ -79,7 +77,6 @@ def test_config_rejects_an_unknown_backend(tiny_config):
         build_config(cfg)
 
 
-@needs_fftw
 def test_a_reconstruction_is_the_same_with_either_backend(tiny_config):
     """Both backends run the same arithmetic up to rounding: 6 iterations (object, probe and
     positions refined) in float64 agree to 1e-9, and a run is repeatable bit for bit. (In float32
@@ -102,3 +99,10 @@ def test_a_reconstruction_is_the_same_with_either_backend(tiny_config):
     assert np.abs(pf - pt).max() < 1e-9 * np.abs(pt).max()
     assert np.abs(qf - qt).max() < 1e-9 * np.abs(qt).max()
     assert np.abs(qt).max() > 0  # positions did move: their gradient went through the backend
+
+
+def test_without_pyfftw_auto_takes_torch_and_fftw_is_refused(monkeypatch):
+    monkeypatch.setattr(fftlib, "pyfftw", None)
+    assert fftlib.select("auto").name == "torch"
+    with pytest.raises(ConfigError, match="recon.fft: 'fftw' needs pyFFTW, which is not installed"):
+        fftlib.select("fftw")
