@@ -24,7 +24,7 @@ def bench(ny: int, batch: int, slices: int = 6, reps: int = 30) -> dict[str, flo
     torch.manual_seed(0)
     a = torch.rand(1, slices, ny, ny, requires_grad=True)
     p = torch.rand(1, slices, ny, ny, requires_grad=True)
-    idx = fwd.window_indices(torch.randint(0, ny - WINDOW[0], (batch, 2)), WINDOW, ny)
+    idx = fwd.window_rows(torch.randint(0, ny - WINDOW[0], (batch, 2)), WINDOW, ny)
 
     def whole():
         x = fwd.gather_patches(torch.polar(a, p), idx, batch, WINDOW)

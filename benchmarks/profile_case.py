@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--code", choices=("ours", "ptyrad"), default="ours")
     ap.add_argument("--iters", type=int, default=4)
     ap.add_argument("--rows", type=int, default=25)
+    ap.add_argument("--shapes", action="store_true", help="group the table by operator and input shapes")
     args = ap.parse_args()
     case = cp.BY_NAME[args.case]
     path = cp.dataset(case.data)
@@ -46,7 +47,7 @@ def main() -> None:
             run = Reconstruction(load_config(cfg), quiet=True)
             run.run(1)
             t0 = time.perf_counter()
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
                 for it in range(2, 2 + args.iters):
                     run.run_iteration(it)
             wall = (time.perf_counter() - t0) / args.iters
@@ -58,11 +59,12 @@ def main() -> None:
             pp.write_text(yaml.safe_dump(cp.ptyrad_params(case, path, info, 1 + args.iters, tmp / "out")))
             solver = PtyRADSolver(load_params(str(pp)), device="cpu", seed=0)
             t0 = time.perf_counter()
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
                 solver.run()
             wall = (time.perf_counter() - t0) / (1 + args.iters)
     print(f"{args.code} {case.name}: {wall:.3f} s per profiled iteration (profiler overhead included)")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    averages = prof.key_averages(group_by_input_shape=args.shapes)
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=40, max_shapes_column_width=70))
 
 
 if __name__ == "__main__":

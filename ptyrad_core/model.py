@@ -67,11 +67,11 @@ class Batch:
     def object_patches(self) -> tuple[Tensor, Tensor]:
         """Amplitude and phase patches ``(B, omode, Nz, Ny, Nx)`` under the batch's windows (differentiable)."""
         m = self.model
-        idx = m.flat_window_index(self.indices)
+        rows = m.window_rows(self.indices)
         b, win = len(self.indices), m.window
 
         def cut(x):
-            return fwd.gather_patches(x, idx, b, win).permute(2, 1, 0, 3, 4)
+            return fwd.gather_patches(x, rows, b, win).permute(2, 1, 0, 3, 4)
 
         return cut(m.object_amplitude), cut(m.object_phase)
 
@@ -199,8 +199,9 @@ class PtychoModel(nn.Module):
                 active.append(name)
         return active
 
-    def flat_window_index(self, indices: Tensor) -> Tensor:
-        return fwd.window_indices(self.crop[indices], self.window, self.object_shape[1])
+    def window_rows(self, indices: Tensor) -> Tensor:
+        """Flat object index ``(B * Ny,)`` of the first pixel of each window row (:func:`~ptyrad_core.forward.window_rows`)."""
+        return fwd.window_rows(self.crop[indices], self.window, self.object_shape[1])
 
     # -- forward ---------------------------------------------------------------------------
 
@@ -210,12 +211,12 @@ class PtychoModel(nn.Module):
         amplitude, phase = self.object_amplitude, self.object_phase
         for ext in self._chains["object"]:
             amplitude, phase = ext.object(amplitude, phase, self)
-        index = self.flat_window_index(indices)
+        rows = self.window_rows(indices)
         if len(indices) * self.window[0] * self.window[1] < PATCH_FIRST * amplitude.shape[-2] * amplitude.shape[-1]:
             # the windows cover less than the object: build the complex transmission for them alone
-            patches = fwd.transmission(*(fwd.gather_patches(x, index, len(indices), self.window) for x in (amplitude, phase)))
+            patches = fwd.transmission(*(fwd.gather_patches(x, rows, len(indices), self.window) for x in (amplitude, phase)))
         else:
-            patches = fwd.gather_patches(fwd.transmission(amplitude, phase), index, len(indices), self.window)
+            patches = fwd.gather_patches(fwd.transmission(amplitude, phase), rows, len(indices), self.window)
         probe = self.probe
         for ext in self._chains["probe"]:
             probe = ext.probe(probe, self)

@@ -117,3 +117,56 @@ def test_transmission_equals_polar_and_its_gradients(dtype):
     # at A = 0: d/dA (w (re + 2 im)) = w (cos + 2 sin), which autograd's sgn(0) = 0 loses
     expect = weight[0, 0, 0, 0] * (torch.cos(phase[0, 0, 0, 0]) + 2 * torch.sin(phase[0, 0, 0, 0]))
     assert torch.isclose(out["custom"][1][0, 0, 0, 0], expect, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("omode, nz, batch, window, threads", [(2, 3, 5, (8, 7), 1), (1, 1, 200, (9, 9), 2), (1, 1, 200, (9, 9), 3)])
+def test_window_gather_equals_slicing_and_its_adjoint(omode, nz, batch, window, threads):
+    """The patches are the object's windows, and their backward the scatter-add of autograd's
+    slicing, also when the scatter is split into one partial sum per thread (one slice, many
+    more window pixels than object pixels)."""
+    from ptyrad_core import forward as fwd
+
+    g = torch.Generator().manual_seed(4)
+    ny, nx = 23, 19
+    obj = torch.randn(omode, nz, ny, nx, dtype=torch.complex128, generator=g, requires_grad=True)
+    crop = torch.stack([torch.randint(0, ny - window[0] + 1, (batch,), generator=g),
+                        torch.randint(0, nx - window[1] + 1, (batch,), generator=g)], dim=1)
+    weight = torch.randn(nz, omode, batch, *window, dtype=torch.complex128, generator=g)
+    reference = torch.stack([obj[:, :, y:y + window[0], x:x + window[1]] for y, x in crop.tolist()], dim=2)
+    reference = reference.transpose(0, 1)  # (Nz, omode, B, Ny, Nx)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        patches = fwd.gather_patches(obj, fwd.window_rows(crop, window, nx), batch, window)
+        (grad,) = torch.autograd.grad((weight * patches).real.sum(), obj)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(patches, reference)
+    (expected,) = torch.autograd.grad((weight * reference).real.sum(), obj)
+    assert torch.allclose(grad, expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("p, eps", [(0.5, 1e-10), (0.2, 1e-6), (1.0, 0.0), (1.5, 0.0)])
+def test_gaussian_loss_gradient_equals_autograd_of_its_formula(p, eps):
+    """The Gaussian loss's written-out backward against autograd of the plain formula, with
+    zero predictions (where ``x^(p-1)`` is 0 or 1, not 0/0) and at a perfect fit (gradient 0)."""
+    from ptyrad_core.plugin_manager import get_plugin_manager
+
+    cls = get_plugin_manager(autoload=False).registry("loss").get("gaussian").cls
+    term = cls(cls.Options(dp_pow=p, eps=eps))
+    g = torch.Generator().manual_seed(5)
+    pred = 3 * torch.rand(3, 6, 5, dtype=torch.float64, generator=g)
+    pred[0, 0, :] = 0.0
+    meas = 3 * torch.rand(3, 6, 5, dtype=torch.float64, generator=g)
+    x = pred.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(term(x, meas, None), x)
+    y = pred.clone().requires_grad_(True)
+    meas_p = meas.pow(p)
+    (expected,) = torch.autograd.grad((y + eps).pow(p).sub(meas_p).square().mean().sqrt() / meas_p.mean(), y)
+    assert torch.isfinite(grad).all() == torch.isfinite(expected).all()
+    assert torch.allclose(grad, expected, rtol=1e-12, atol=1e-14)
+    if p >= 1:
+        assert torch.isfinite(grad).all()
+    perfect = pred[1:].clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(term(perfect, (pred[1:] + eps), None), perfect)
+    assert torch.equal(grad, torch.zeros_like(grad))

@@ -12,6 +12,8 @@ The normalisation makes the value independent of dose and batch size (dimensionl
 
 from __future__ import annotations
 
+import math
+
 import torch
 from pydantic import Field
 
@@ -34,7 +36,28 @@ class GaussianLoss(torch.nn.Module):
     def forward(self, pred, meas, batch):
         p = self.options.dp_pow
         meas_p = meas.pow(p)
-        return (pred + self.options.eps).pow(p).sub(meas_p).square().mean().sqrt() / meas_p.mean()
+        return NormalisedRMS.apply(pred, meas_p, p, self.options.eps) / meas_p.mean()
+
+
+class NormalisedRMS(torch.autograd.Function):
+    """``L = sqrt(mean((x^p - m)^2))`` with ``x = pred + eps``, and its gradient written out:
+    ``dL/dpred = p d x^(p - 1) / (N L)``, ``d = x^p - m``, 0 where ``L = 0``. Three passes over
+    the patterns each way, where autograd of the formula makes about ten."""
+
+    @staticmethod
+    def forward(ctx, pred, meas_p, p, eps):
+        x = pred + eps
+        d = x.pow(p).sub_(meas_p)
+        rms = torch.linalg.vector_norm(d).div_(math.sqrt(d.numel()))
+        ctx.save_for_backward(x, d, rms)
+        ctx.p = p
+        return rms
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, d, rms = ctx.saved_tensors
+        scale = torch.where(rms > 0, grad * ctx.p / (d.numel() * rms), torch.zeros_like(rms))
+        return x.pow(ctx.p - 1).mul_(d).mul_(scale), None, None, None
 
 
 @hookimpl
