@@ -92,7 +92,7 @@ CASES = [
     Case("p1-s6-b32", "sto_small", 1, 6, 32),
     Case("p4-s6-b32", "sto_small", 4, 6, 32),
     Case("p4-s12-b32", "sto_small", 4, 12, 32),
-    Case("p1-s1-b576", "sto_small", 1, 1, 576, note="whole scan in one batch"),
+    Case("p1-s1-b576", "sto_small", 1, 1, 576, iters=20, note="whole scan in one batch; 20 iterations: each is short"),
     Case("o2-p1-s6-b32", "sto_small", 1, 6, 32, omode=2, note="2 object modes"),
     Case("standard-p4-s6-b32", "sto_small", 4, 6, 32, standard=True, note="PtyRAD's standard constraints + position refinement"),
     Case("p1-s6-b32-60it", "sto_small", 1, 6, 32, slow=True, iters=60, note="error after 60 iterations"),

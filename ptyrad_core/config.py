@@ -260,7 +260,11 @@ class SchedulerSpec(Strict):
 
 class OptimizerSection(Strict):
     name: str = Field("Adam", description="Any torch.optim optimizer class name.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the optimizer.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments of the optimizer. An optimizer with a fused implementation (Adam, AdamW, SGD, "
+        "Adagrad) runs it (the same update, one kernel per parameter) unless these name fused, foreach or differentiable.",
+    )
     scheduler: SchedulerSpec | None = Field(None, description="Learning-rate scheduler; null = constant learning rates.")
 
 
