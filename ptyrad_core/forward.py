@@ -88,7 +88,8 @@ class PolarFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         amplitude, phasor = ctx.saved_tensors
-        w = torch.conj_physical(grad).mul_(phasor)
+        # a lazily conjugated gradient (MultisliceFunction's) holds conj(g) already: one product
+        w = torch.mul(grad.conj(), phasor) if grad.is_conj() else torch.conj_physical(grad).mul_(phasor)
         grad_amplitude = w.real if ctx.needs_input_grad[0] else None
         grad_phase = w.imag.mul(amplitude).neg_() if ctx.needs_input_grad[1] else None
         return grad_amplitude, grad_phase
@@ -139,6 +140,8 @@ class WindowGather(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (rows,) = ctx.saved_tensors
+        lazy_conj = grad.is_conj()  # scatter the stored values, conjugate the (smaller) sum lazily
+        grad = grad.conj() if lazy_conj else grad
         n_rows, length = grad.shape[0], ctx.length
         index = (rows[:, None] + torch.arange(ctx.width, device=rows.device)).reshape(-1)
         m = index.numel()
@@ -148,7 +151,8 @@ class WindowGather(torch.autograd.Function):
             parts -= 1
         acc = grad.new_zeros(n_rows, parts, length)
         acc.scatter_add_(2, index.view(1, parts, -1).expand(n_rows, -1, -1), grad.reshape(n_rows, parts, -1))
-        return (acc.sum(dim=1) if parts > 1 else acc[:, 0]), None, None
+        total = acc.sum(dim=1) if parts > 1 else acc[:, 0]
+        return (total.conj() if lazy_conj else total), None, None
 
 
 def multislice(
@@ -158,13 +162,15 @@ def multislice(
     propagators: Tensor,
     occupancy: Tensor | None = None,
     fft: TorchFFT | FFTWBackend | None = None,
+    centred_ramps: bool = False,
 ) -> Tensor:
     """Far-field intensities ``(B, Ny, Nx)``, zero frequency centred, of a mixed-state multislice.
 
     :param probe: ``(pmode, Ny, Nx)`` complex probe modes in real space.
-    :param ramps: ``(B, Ny, Nx)`` complex sub-pixel shift ramps (:func:`shift_ramps`).
+    :param ramps: ``(B, Ny, Nx)`` complex sub-pixel shift ramps (:func:`shift_ramps`) in FFT
+        order, or on the centred frequency grid if ``centred_ramps`` (:func:`centred`).
     :param patches: ``(Nz, omode, B, Ny, Nx)`` complex object transmission patches.
-    :param propagators: ``(T, Ny, Nx)`` complex slice propagators, ``T`` in ``{1, B}``.
+    :param propagators: ``(T, Ny, Nx)`` complex slice propagators in FFT order, ``T`` in ``{1, B}``.
     :param occupancy: ``(omode,)`` object-mode weights (sum 1); ``None`` for one object mode.
     :param fft: the FFT backend of the slice recursion (:mod:`ptyrad_core.fft`); default torch.
     :return: intensities with ``sum = sum over modes of |probe|^2 * |O|^2`` (orthonormal FFT).
@@ -174,14 +180,29 @@ def multislice(
     :func:`multislice_autograd` and against finite differences in the tests). Gradients reach
     ``probe``, ``ramps`` (so positions), ``patches`` (so the object) and ``propagators`` (so
     slice thickness and tilts) through ordinary autograd around it.
+
+    The recursion runs on centred spectra (probe spectrum, ramps and propagators rolled by
+    ``N // 2``), which is the same as carrying the wave times ``exp(2 pi i (N // 2) x / N)``
+    (per axis) through every slice: a phase the products with the transmission leave alone and
+    whose effect on the far field is exactly the ``fftshift``. So the intensities come out
+    centred without a shift of the patterns (forward) and of their gradient (backward); only the
+    probe spectrum and the propagators, one each per mode or tilt, are rolled.
     """
     weights = None
     if occupancy is not None and patches.shape[1] > 1:
         # |F[sqrt(w) psi]|^2 = w |F[psi]|^2: weighting the first slice weights the whole mode
         weights = occupancy.sqrt().to(patches.dtype)[:, None, None, None]
     backend = fft if fft is not None else TorchFFT()
-    intensity = MultisliceFunction.apply(torch.fft.fft2(probe), ramps, patches, propagators, weights, backend)
-    return torch.fft.fftshift(intensity, dim=FFT_DIMS)
+    spectrum = torch.fft.fftshift(torch.fft.fft2(probe), dim=FFT_DIMS)
+    ramps = ramps if centred_ramps else torch.fft.fftshift(ramps, dim=FFT_DIMS)
+    propagators = torch.fft.fftshift(propagators, dim=FFT_DIMS)
+    return MultisliceFunction.apply(spectrum, ramps, patches, propagators, weights, backend)
+
+
+def centred(fy: Tensor, fx: Tensor) -> tuple[Tensor, Tensor]:
+    """The frequency grid of :func:`frequency_grid` rolled to zero frequency at ``N // 2``: ramps
+    made on it by :func:`shift_ramps` are the ``fftshift`` of those in FFT order."""
+    return torch.fft.fftshift(fy, dim=0), torch.fft.fftshift(fx, dim=1)
 
 
 def _sum_of_products(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
@@ -210,7 +231,8 @@ class MultisliceFunction(torch.autograd.Function):
     Inputs: ``probe_spectrum (pmode, Ny, Nx)`` (``F[P]``), ``ramps (B, Ny, Nx)`` (shift ramps
     ``R``), ``patches (Nz, omode, B, Ny, Nx)``, ``propagators (T, Ny, Nx)``, ``weights``
     (``(omode, 1, 1, 1)`` applied to the first slice, or None), the FFT backend. Output:
-    ``(B, Ny, Nx)`` intensities in FFT order.
+    ``(B, Ny, Nx)`` intensities in the order of the spectra given (:func:`multislice` gives them
+    centred, and the intensities come out centred).
 
     Written by hand rather than left to autograd because autograd, on the CPU, spends as much
     time as the FFTs themselves on temporaries: a conjugated copy for every product's gradient,
@@ -273,11 +295,10 @@ class MultisliceFunction(torch.autograd.Function):
         for z in range(nz - 1, -1, -1):
             transmission = patches[z] if z or weights is None else patches[z] * weights
             if need_patches:
-                slot = grad_patches[z]  # (omode, B, Ny, Nx) = conj(sum_pmode psi_in h)
+                slot = grad_patches[z]  # (omode, B, Ny, Nx) = sum_pmode psi_in h, conjugated on return
                 _sum_of_products(inputs[z], h, out=slot)
                 if z == 0 and weights is not None:
                     slot.mul_(weights)  # real weights: conj(w) = w
-                slot.conj_physical_()
             if z == 0:
                 break
             u = fft.ifft_(h.mul_(transmission))  # = conj(F[g]) (unnormalised inverse: N times F^-1)
@@ -296,6 +317,9 @@ class MultisliceFunction(torch.autograd.Function):
                 grad_probe = (u * ramps).sum(dim=1).conj_physical_().mul_(1.0 / n)
             if need_ramps:
                 grad_ramps = _sum_of_products(u, probe_spectrum[:, None]).conj_physical_().mul_(1.0 / n)
+        if grad_patches is not None:
+            # torch's lazy conjugate (a flag, no pass): the next function's pass resolves it
+            grad_patches = grad_patches.conj()
         return grad_probe, grad_ramps, grad_patches, grad_h, None, None
 
 

@@ -220,12 +220,12 @@ class PtychoModel(nn.Module):
         probe = self.probe
         for ext in self._chains["probe"]:
             probe = ext.probe(probe, self)
-        ramps = fwd.shift_ramps(self.frac[indices] + self.positions[indices], self.fy, self.fx)
+        ramps = fwd.shift_ramps(self.frac[indices] + self.positions[indices], *fwd.centred(self.fy, self.fx))
         tilts = self.tilts if self.tilts.shape[0] == 1 else self.tilts[indices]
         propagators = fwd.fresnel_propagator(self.fy, self.fx, self.dx, self.wavelength, self.slice_thickness, tilts)
         for ext in self._chains["propagator"]:
             propagators = ext.propagator(propagators, batch, self)
-        patterns = fwd.multislice(probe, ramps, patches, propagators, self.occupancy, self.fft)
+        patterns = fwd.multislice(probe, ramps, patches, propagators, self.occupancy, self.fft, centred_ramps=True)
         for ext in self._chains["patterns"]:
             patterns = ext.patterns(patterns, batch, self)
         for stage in self.detectors:

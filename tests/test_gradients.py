@@ -170,3 +170,24 @@ def test_gaussian_loss_gradient_equals_autograd_of_its_formula(p, eps):
     perfect = pred[1:].clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(term(perfect, (pred[1:] + eps), None), perfect)
     assert torch.equal(grad, torch.zeros_like(grad))
+
+
+@pytest.mark.parametrize("n", [8, 9])
+def test_ramps_on_the_centred_grid_equal_ramps_in_fft_order(n):
+    """Shift ramps made on the centred frequency grid (as the model makes them) give the same
+    patterns and the same shift gradients as ramps in FFT order, for even and odd windows."""
+    from ptyrad_core import forward as fwd
+
+    g = torch.Generator().manual_seed(n)
+    probe = torch.randn(2, n, n, dtype=torch.complex128, generator=g)
+    patches = torch.randn(3, 1, 4, n, n, dtype=torch.complex128, generator=g)
+    propagators = torch.randn(1, n, n, dtype=torch.complex128, generator=g)
+    weight = torch.rand(4, n, n, dtype=torch.float64, generator=g)
+    fy, fx = fwd.frequency_grid((n, n), dtype=torch.float64)
+    results = []
+    for grid, centred in (((fy, fx), False), (fwd.centred(fy, fx), True)):
+        shifts = torch.rand(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        out = fwd.multislice(probe, fwd.shift_ramps(shifts, *grid), patches, propagators, centred_ramps=centred)
+        results.append((out, *torch.autograd.grad((out * weight).sum(), shifts)))
+    assert torch.allclose(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
+    assert torch.allclose(results[0][1], results[1][1], rtol=1e-10, atol=1e-10)
