@@ -7,7 +7,7 @@ iterations it runs ``--iters`` iterations batch by batch and prints the median t
 of the model's forward pass, the loss terms, the backward pass and the optimizer step (with
 ``zero_grad``), and, timed alone on tensors of the case's batch size, the slice recursion with
 its adjoint and one batched FFT of the backend in use. ``torch.profiler`` slows some CPU
-operators down many times on some machines (out-of-place complex products by 10 to 30x on the
+operators down many times on some machines (out-of-place complex products by 7 to 30x on the
 development VM); this script only reads the clock between steps.
 """
 

@@ -142,6 +142,10 @@ class PtychoModel(nn.Module):
         fy, fx = fwd.frequency_grid(self.window, dtype=dtype)
         self.register_buffer("fy", fy)
         self.register_buffer("fx", fx)
+        # the same grid with zero frequency at N // 2, for the shift ramps (forward.multislice)
+        fy_centred, fx_centred = fwd.centred(fy, fx)
+        self.register_buffer("fy_centred", fy_centred, persistent=False)
+        self.register_buffer("fx_centred", fx_centred, persistent=False)
         self.wavelength = float(wavelength)
         self.dx = float(dx)
         self.schedules = {name: ParamSchedule() for name in PARAMETER_NAMES}
@@ -220,7 +224,7 @@ class PtychoModel(nn.Module):
         probe = self.probe
         for ext in self._chains["probe"]:
             probe = ext.probe(probe, self)
-        ramps = fwd.shift_ramps(self.frac[indices] + self.positions[indices], *fwd.centred(self.fy, self.fx))
+        ramps = fwd.shift_ramps(self.frac[indices] + self.positions[indices], self.fy_centred, self.fx_centred)
         tilts = self.tilts if self.tilts.shape[0] == 1 else self.tilts[indices]
         propagators = fwd.fresnel_propagator(self.fy, self.fx, self.dx, self.wavelength, self.slice_thickness, tilts)
         for ext in self._chains["propagator"]:
