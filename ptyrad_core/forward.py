@@ -163,6 +163,7 @@ def multislice(
     occupancy: Tensor | None = None,
     fft: TorchFFT | FFTWBackend | None = None,
     centred_ramps: bool = False,
+    chunk: int | None = None,
 ) -> Tensor:
     """Far-field intensities ``(B, Ny, Nx)``, zero frequency centred, of a mixed-state multislice.
 
@@ -173,6 +174,8 @@ def multislice(
     :param propagators: ``(T, Ny, Nx)`` complex slice propagators in FFT order, ``T`` in ``{1, B}``.
     :param occupancy: ``(omode,)`` object-mode weights (sum 1); ``None`` for one object mode.
     :param fft: the FFT backend of the slice recursion (:mod:`ptyrad_core.fft`); default torch.
+    :param chunk: scan positions carried through the slices at a time (``None``: the whole
+        batch); the result does not depend on it (:class:`MultisliceFunction`).
     :return: intensities with ``sum = sum over modes of |probe|^2 * |O|^2`` (orthonormal FFT).
 
     The probe shift and the slice recursion run in :class:`MultisliceFunction`, whose backward
@@ -196,7 +199,7 @@ def multislice(
     spectrum = torch.fft.fftshift(torch.fft.fft2(probe), dim=FFT_DIMS)
     ramps = ramps if centred_ramps else torch.fft.fftshift(ramps, dim=FFT_DIMS)
     propagators = torch.fft.fftshift(propagators, dim=FFT_DIMS)
-    return MultisliceFunction.apply(spectrum, ramps, patches, propagators, weights, backend)
+    return MultisliceFunction.apply(spectrum, ramps, patches, propagators, weights, backend, chunk)
 
 
 def centred(fy: Tensor, fx: Tensor) -> tuple[Tensor, Tensor]:
@@ -217,11 +220,55 @@ def _sum_of_products(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     return out
 
 
-def _mode_intensity(wave: Tensor) -> Tensor:
-    """``sum over dims 0, 1 of |wave|^2`` for ``wave (m1, m2, B, Ny, Nx)`` complex: ``(B, Ny, Nx)`` real."""
+def _mode_intensity(wave: Tensor, out: Tensor | None = None) -> Tensor:
+    """``sum over dims 0, 1 of |wave|^2`` for ``wave (m1, m2, B, Ny, Nx)`` complex: ``(B, Ny, Nx)`` real
+    (into ``out`` if given)."""
     flat = torch.view_as_real(wave).flatten(0, 1)  # (m1 * m2, B, Ny, Nx, 2)
     squares = _sum_of_products(flat, flat)
-    return squares[..., 0] + squares[..., 1]
+    return torch.add(squares[..., 0], squares[..., 1], out=out)
+
+
+def _times_real_conj(wave: Tensor, real: Tensor, factor: float) -> Tensor:
+    """``conj(wave * real * factor)`` in place, ``real`` broadcast against ``wave``.
+
+    Written on the real and imaginary parts: torch multiplies a complex tensor by a real one
+    several times slower than by a complex one (it converts the real operand element by element).
+    """
+    scaled = real * factor
+    parts = torch.view_as_real(wave)
+    parts[..., 0].mul_(scaled)
+    parts[..., 1].mul_(scaled.neg_())
+    return wave
+
+
+#: Bytes of one chunk of waves (pmode x omode x positions x Ny x Nx) that ``chunk_size`` aims at on
+#: the CPU: the products and transforms of a slice then work within the cache instead of
+#: streaming the whole batch from memory once per pass. Measured on a 2-core AMD EPYC (32 MB
+#: L3): 1 probe mode, 576 positions of 64 x 64, forward and adjoint 33 ms whole, 14 ms in
+#: chunks of 64 (2 MiB); 4 modes 164 -> 57 ms in chunks of 16; batches of 32 unchanged.
+CPU_CHUNK_BYTES = 2 * 2**20
+
+
+def chunk_size(setting: int | str, wave_bytes_per_position: int, device: torch.device | str) -> int | None:
+    """Scan positions per chunk of the slice recursion (``recon.positions_per_pass``).
+
+    ``"auto"``: on the CPU as many as make about :data:`CPU_CHUNK_BYTES` of waves (at least 1);
+    elsewhere ``None``, the whole batch (a GPU has no such cache, and more launches cost time).
+    An integer is taken as it is.
+    """
+    if setting != "auto":
+        return int(setting)
+    if torch.device(device).type != "cpu":
+        return None
+    return max(1, CPU_CHUNK_BYTES // max(1, wave_bytes_per_position))
+
+
+def _chunks(batch: int, chunk: int | None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(batch)`` in pieces of ``chunk`` (``None``: one piece)."""
+    if chunk is None or chunk >= batch:
+        return [(0, batch)]
+    step = max(1, int(chunk))
+    return [(lo, min(lo + step, batch)) for lo in range(0, batch, step)]
 
 
 class MultisliceFunction(torch.autograd.Function):
@@ -230,7 +277,8 @@ class MultisliceFunction(torch.autograd.Function):
 
     Inputs: ``probe_spectrum (pmode, Ny, Nx)`` (``F[P]``), ``ramps (B, Ny, Nx)`` (shift ramps
     ``R``), ``patches (Nz, omode, B, Ny, Nx)``, ``propagators (T, Ny, Nx)``, ``weights``
-    (``(omode, 1, 1, 1)`` applied to the first slice, or None), the FFT backend. Output:
+    (``(omode, 1, 1, 1)`` applied to the first slice, or None), the FFT backend, and ``chunk``,
+    the number of scan positions carried through the slices at a time (``None``: all). Output:
     ``(B, Ny, Nx)`` intensities in the order of the spectra given (:func:`multislice` gives them
     centred, and the intensities come out centred).
 
@@ -240,6 +288,9 @@ class MultisliceFunction(torch.autograd.Function):
     Here the backward pass updates one buffer in place and keeps only the wave entering each
     slice (the same memory autograd keeps). The transforms are unnormalised and may work in
     place (:mod:`ptyrad_core.fft`); every ``1/N`` is folded into a product that is made anyway.
+    Positions are independent of one another until the sums over the batch (probe and shared
+    propagator gradients), so the batch runs in chunks whose waves stay in the CPU's cache
+    between the products and transforms of a slice, and the sums add up chunk by chunk.
 
     Backward, with PyTorch's convention for complex gradients (``g_z = conj(dy/dz) g_y``):
     ``g_Psi = 2 Psi g_I``; ``g_phi = F_ortho^-1 g_Psi``; per slice from the last,
@@ -252,75 +303,93 @@ class MultisliceFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, probe_spectrum, ramps, patches, propagators, weights, fft):
-        nz = patches.shape[0]
+    def forward(ctx, probe_spectrum, ramps, patches, propagators, weights, fft, chunk):
+        nz, batch = patches.shape[0], patches.shape[2]
         n = patches.shape[-1] * patches.shape[-2]
-        need_h = ctx.needs_input_grad[3]
-        need_patches = ctx.needs_input_grad[2]
-        inputs, spectra = [], []
-        scaled = propagators / n  # F^-1 = ifft_ / N
-        psi = fft.ifft_((probe_spectrum / n)[:, None, None] * ramps)  # (pmode, 1, B, Ny, Nx)
-        for z in range(nz):
-            transmission = patches[z] if z or weights is None else patches[z] * weights
-            if need_patches:  # psi is never written in place: keeping it costs no copy
-                inputs.append(psi)
-            phi = psi * transmission
-            if z < nz - 1:
-                spectrum = fft.fft_(phi)
-                if need_h:
-                    spectra.append(spectrum)
-                psi = fft.ifft_(spectrum * scaled if need_h else spectrum.mul_(scaled))
-        exit_wave = fft.fft_(phi)  # unnormalised: |F_ortho|^2 = |F|^2 / N
-        intensity = _mode_intensity(exit_wave).mul_(1.0 / n)
-        ctx.save_for_backward(probe_spectrum, ramps, patches, propagators, weights, exit_wave, *inputs, *spectra)
-        ctx.nz, ctx.fft = nz, fft
+        need_h, need_patches = ctx.needs_input_grad[3], ctx.needs_input_grad[2]
+        spectrum = (probe_spectrum / n)[:, None, None]  # F^-1 = ifft_ / N
+        scaled = propagators / n
+        intensity = patches.new_empty(patches.shape[2:], dtype=patches.real.dtype)
+        bounds = _chunks(batch, chunk)
+        saved = []  # per chunk: the exit wave, the wave entering each slice, the spectra propagated
+        for lo, hi in bounds:
+            part = patches[:, :, lo:hi]
+            props = scaled if scaled.shape[0] == 1 else scaled[lo:hi]
+            inputs, spectra = [], []
+            psi = fft.ifft_(spectrum * ramps[lo:hi])  # (pmode, 1, b, Ny, Nx)
+            for z in range(nz):
+                transmission = part[z] if z or weights is None else part[z] * weights
+                if need_patches:  # psi is never written in place: keeping it costs no copy
+                    inputs.append(psi)
+                phi = psi * transmission
+                if z < nz - 1:
+                    spectrum_z = fft.fft_(phi)
+                    if need_h:
+                        spectra.append(spectrum_z)
+                    psi = fft.ifft_(spectrum_z * props if need_h else spectrum_z.mul_(props))
+            exit_wave = fft.fft_(phi)  # unnormalised: |F_ortho|^2 = |F|^2 / N
+            _mode_intensity(exit_wave, out=intensity[lo:hi]).mul_(1.0 / n)
+            saved += [exit_wave, *inputs, *spectra]
+        ctx.save_for_backward(probe_spectrum, ramps, patches, propagators, weights, *saved)
+        ctx.nz, ctx.fft, ctx.bounds = nz, fft, bounds
         return intensity
 
     @staticmethod
     def backward(ctx, grad_intensity):
         # The recursion runs on h = conj(g_phi), which needs no conjugated copy per slice:
         # conj(g O*) = h O, and conj(F^-1[H* F[g]]) = F[H F^-1[h]].
-        probe_spectrum, ramps, patches, propagators, weights, exit_wave, *rest = ctx.saved_tensors
+        probe_spectrum, ramps, patches, propagators, weights, *saved = ctx.saved_tensors
         nz, fft = ctx.nz, ctx.fft
         n = patches.shape[-1] * patches.shape[-2]
-        need_probe, need_ramps, need_patches, need_h, _, _ = ctx.needs_input_grad
-        n_in = nz if need_patches else 0
-        inputs, spectra = rest[:n_in], rest[n_in:]
+        need_probe, need_ramps, need_patches, need_h = ctx.needs_input_grad[:4]
+        per_chunk = 1 + (nz if need_patches else 0) + (nz - 1 if need_h else 0)
         scaled = propagators / n
-        # h = F_ortho[conj(Psi_ortho 2 g)] = F[conj(Psi 2 g)] / N; the saved exit wave is not needed
-        # again, so it is overwritten (a second backward through this graph would raise)
-        h = fft.fft_(exit_wave.mul_(grad_intensity * (2.0 / n)).conj_physical_())
+        shared = propagators.shape[0] == 1
         grad_patches = torch.empty_like(patches) if need_patches else None
         grad_h = torch.zeros_like(propagators) if need_h else None
-        for z in range(nz - 1, -1, -1):
-            transmission = patches[z] if z or weights is None else patches[z] * weights
-            if need_patches:
-                slot = grad_patches[z]  # (omode, B, Ny, Nx) = sum_pmode psi_in h, conjugated on return
-                _sum_of_products(inputs[z], h, out=slot)
-                if z == 0 and weights is not None:
-                    slot.mul_(weights)  # real weights: conj(w) = w
-            if z == 0:
-                break
-            u = fft.ifft_(h.mul_(transmission))  # = conj(F[g]) (unnormalised inverse: N times F^-1)
-            if need_h:  # sum over the modes, and over the batch for a shared propagator
-                contribution = _sum_of_products(spectra[z - 1].flatten(0, 1), u.flatten(0, 1))
-                contribution = contribution.sum(dim=0, keepdim=True) if propagators.shape[0] == 1 else contribution
-                grad_h += contribution.conj_physical_().mul_(1.0 / n)
-            h = fft.fft_(u.mul_(scaled))
-        grad_probe = grad_ramps = None
-        if need_probe or need_ramps:
-            h = h.mul_(transmission)
-            if h.shape[1] > 1:
-                h = h.sum(dim=1, keepdim=True)  # the first slice broadcasts psi over object modes
-            u = fft.ifft_(h)[:, 0]  # N conj(g_q), (pmode, B, Ny, Nx)
-            if need_probe:
-                grad_probe = (u * ramps).sum(dim=1).conj_physical_().mul_(1.0 / n)
-            if need_ramps:
-                grad_ramps = _sum_of_products(u, probe_spectrum[:, None]).conj_physical_().mul_(1.0 / n)
+        grad_probe = torch.zeros_like(probe_spectrum) if need_probe else None
+        grad_ramps = torch.empty_like(ramps) if need_ramps else None
+        for c, (lo, hi) in enumerate(ctx.bounds):
+            exit_wave, *rest = saved[c * per_chunk:(c + 1) * per_chunk]
+            n_in = nz if need_patches else 0
+            inputs, spectra = rest[:n_in], rest[n_in:]
+            part = patches[:, :, lo:hi]
+            props = scaled if shared else scaled[lo:hi]
+            # h = F_ortho[conj(Psi_ortho 2 g)] = F[conj(Psi 2 g)] / N; the saved exit wave is not
+            # needed again, so it is overwritten (a second backward through this graph would raise)
+            h = fft.fft_(_times_real_conj(exit_wave, grad_intensity[lo:hi], 2.0 / n))
+            for z in range(nz - 1, -1, -1):
+                transmission = part[z] if z or weights is None else part[z] * weights
+                if need_patches:
+                    slot = grad_patches[z, :, lo:hi]  # (omode, b, Ny, Nx) = sum_pmode psi_in h, conjugated on return
+                    _sum_of_products(inputs[z], h, out=slot)
+                    if z == 0 and weights is not None:
+                        slot.mul_(weights)  # real weights: conj(w) = w
+                if z == 0:
+                    break
+                u = fft.ifft_(h.mul_(transmission))  # = conj(F[g]) (unnormalised inverse: N times F^-1)
+                if need_h:  # sum over the modes, and over the batch for a shared propagator
+                    contribution = _sum_of_products(spectra[z - 1].flatten(0, 1), u.flatten(0, 1))
+                    if shared:
+                        grad_h += contribution.sum(dim=0, keepdim=True).conj_physical_().mul_(1.0 / n)
+                    else:
+                        grad_h[lo:hi] += contribution.conj_physical_().mul_(1.0 / n)
+                h = fft.fft_(u.mul_(props))
+            if need_probe or need_ramps:
+                h = h.mul_(transmission)
+                if h.shape[1] > 1:
+                    h = h.sum(dim=1, keepdim=True)  # the first slice broadcasts psi over object modes
+                u = fft.ifft_(h)[:, 0]  # N conj(g_q), (pmode, b, Ny, Nx)
+                if need_probe:
+                    grad_probe += (u * ramps[lo:hi]).sum(dim=1).conj_physical_().mul_(1.0 / n)
+                if need_ramps:
+                    _sum_of_products(u, probe_spectrum[:, None], out=grad_ramps[lo:hi])
+        if grad_ramps is not None:
+            grad_ramps = grad_ramps.conj_physical_().mul_(1.0 / n)
         if grad_patches is not None:
             # torch's lazy conjugate (a flag, no pass): the next function's pass resolves it
             grad_patches = grad_patches.conj()
-        return grad_probe, grad_ramps, grad_patches, grad_h, None, None
+        return grad_probe, grad_ramps, grad_patches, grad_h, None, None, None
 
 
 def multislice_autograd(

@@ -31,7 +31,7 @@ from . import optics, scan, sources
 from .config import Config, validate_options
 from .data import Measurements
 from .errors import ConfigError, DataError
-from .forward import fresnel_propagator, frequency_grid
+from .forward import chunk_size, fresnel_propagator, frequency_grid
 from .model import PARAMETER_NAMES, ParamSchedule, PtychoModel
 from .preprocess import PreprocessContext, PreprocessResult, run_pipeline
 
@@ -331,4 +331,6 @@ def build_model(config: Config, data: Data, components: dict, device: torch.devi
         dtype=dtype,
     )
     model.fft = fftlib.select(config.recon.fft, device)
+    wave_bytes = model.probe[0].numel() * model.probe.element_size() * model.probe.shape[0] * model.object_amplitude.shape[0]
+    model.positions_per_pass = chunk_size(config.recon.positions_per_pass, wave_bytes, device)
     return model.to(device)

@@ -155,6 +155,8 @@ class PtychoModel(nn.Module):
         self.scan_shape = tuple(scan_shape) if scan_shape is not None else None
         #: FFT backend of the slice recursion (:func:`ptyrad_core.fft.select`; ``recon.fft``)
         self.fft = TorchFFT()
+        #: scan positions per chunk of the slice recursion, None = the whole batch (``recon.positions_per_pass``)
+        self.positions_per_pass: int | None = None
         self._chains = {hook: [e for e in self.extensions if e.overrides(hook)] for hook in fwd.ForwardExtension.HOOKS}
         for component in [*self.extensions, *self.detectors]:
             component.setup(self)
@@ -229,7 +231,8 @@ class PtychoModel(nn.Module):
         propagators = fwd.fresnel_propagator(self.fy, self.fx, self.dx, self.wavelength, self.slice_thickness, tilts)
         for ext in self._chains["propagator"]:
             propagators = ext.propagator(propagators, batch, self)
-        patterns = fwd.multislice(probe, ramps, patches, propagators, self.occupancy, self.fft, centred_ramps=True)
+        patterns = fwd.multislice(probe, ramps, patches, propagators, self.occupancy, self.fft, centred_ramps=True,
+                                  chunk=self.positions_per_pass)
         for ext in self._chains["patterns"]:
             patterns = ext.patterns(patterns, batch, self)
         for stage in self.detectors:

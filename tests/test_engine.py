@@ -204,6 +204,42 @@ def test_fused_optimizer_by_default_unless_the_config_chooses(tiny_config):
         assert (a - b).abs().max() < 1e-2 * change, name
 
 
+def test_positions_per_pass_chooses_chunks_and_does_not_change_the_result(tiny_config):
+    """The slice recursion in chunks of positions gives the reconstruction of the whole batch at
+    once up to rounding; 'auto' makes about 2 MiB of waves per chunk on the CPU; bad values are
+    named."""
+    from ptyrad_core import forward as fwd
+    from ptyrad_core.errors import ConfigError
+
+    runs = {}
+    for setting in ("auto", 5, 1000):
+        cfg = tiny_config()
+        cfg["model"]["probe"] = {"modes": 2}
+        cfg["recon"].update(iterations=3, positions_per_pass=setting)
+        runs[setting] = Reconstruction(build_config(cfg), quiet=True)
+    auto = runs["auto"].model
+    wave_bytes = 2 * auto.window[0] * auto.window[1] * 8
+    assert auto.positions_per_pass == fwd.CPU_CHUNK_BYTES // wave_bytes
+    assert runs[5].model.positions_per_pass == 5
+    names = ("object_phase", "object_amplitude", "probe")
+    start = {name: auto.parameter(name).detach().clone() for name in names}
+    for run in runs.values():
+        run.run()
+    whole = runs[1000]
+    for setting in ("auto", 5):
+        assert np.allclose(runs[setting].history["loss"], whole.history["loss"], rtol=1e-5)
+        for name in names:  # Adam turns rounding of gradients near its eps into steps: compare with the step
+            a, b = runs[setting].model.parameter(name).detach(), whole.model.parameter(name).detach()
+            change = (b - start[name]).abs().max()
+            assert change > 0 and (a - b).abs().max() < 1e-2 * change, (setting, name)
+    assert fwd.chunk_size("auto", wave_bytes, "cuda") is None
+    for bad in (0, "all"):
+        cfg = tiny_config()
+        cfg["recon"]["positions_per_pass"] = bad
+        with pytest.raises(ConfigError, match="recon.positions_per_pass"):
+            build_config(cfg)
+
+
 def test_unknown_optimizer_and_bad_options_are_named(tiny_config):
     from ptyrad_core.errors import PtyradError
 

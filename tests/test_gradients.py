@@ -62,10 +62,13 @@ def test_autograd_matches_finite_differences(name, per_position_tilts, backend):
     assert torch.isclose(analytic, numeric, rtol=1e-6, atol=1e-9), (float(analytic), float(numeric))
 
 
+@pytest.mark.parametrize("chunk", [None, 2])
 @pytest.mark.parametrize("backend", ["torch", "fftw"])
 @pytest.mark.parametrize("nz, omode, per_position, n", [(1, 1, False, 8), (3, 1, False, 8), (3, 2, True, 8), (4, 3, False, 8),
                                                       (2, 1, False, 7), (2, 2, True, 9)])
-def test_hand_written_multislice_backward_equals_autograd(nz, omode, per_position, n, backend):
+def test_hand_written_multislice_backward_equals_autograd(nz, omode, per_position, n, backend, chunk):
+    """The hand-written adjoint equals autograd's, for the whole batch at once and in chunks of 2
+    of the 3 positions (a full chunk and a remainder)."""
     from ptyrad_core import forward as fwd
 
     g = torch.Generator().manual_seed(nz * 10 + omode)
@@ -84,7 +87,7 @@ def test_hand_written_multislice_backward_equals_autograd(nz, omode, per_positio
     weight = torch.rand(b, n, n, dtype=torch.float64, generator=g)
     grads = {}
     fft = fftlib.select(backend)
-    for name, fn in (("custom", lambda **kw: fwd.multislice(**kw, fft=fft)), ("autograd", fwd.multislice_autograd)):
+    for name, fn in (("custom", lambda **kw: fwd.multislice(**kw, fft=fft, chunk=chunk)), ("autograd", fwd.multislice_autograd)):
         leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
         out = fn(**leaves, occupancy=occupancy / occupancy.sum())
         got = torch.autograd.grad((out * weight).sum(), list(leaves.values()), allow_unused=True)
