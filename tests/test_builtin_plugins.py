@@ -129,6 +129,21 @@ def test_gaussian_loss(p):
     assert math.isclose(loss_value("gaussian", pred, meas, dp_pow=p), expected, rel_tol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("p", [0.5, 0.2, 1.0, 2.0])
+def test_measured_power_is_pow_except_at_exact_zeros(p, dtype):
+    from ptyrad_core_plugins._common import measured_power
+
+    meas = torch.as_tensor(patterns()[1], dtype=dtype)
+    meas[0, 0, :3] = torch.tensor([0.0, 1e-30, 3e-8], dtype=dtype)  # a zero and tiny non-zero counts
+    got, expected = measured_power(meas, p), meas.pow(p)
+    nonzero = meas != 0
+    assert (~nonzero).sum() > 10
+    assert torch.equal(got[nonzero], expected[nonzero])
+    assert float(got[~nonzero].max()) <= torch.finfo(dtype).tiny ** p
+    assert math.isnan(float(measured_power(torch.tensor([-1.0], dtype=dtype), 0.5)[0]))
+
+
 @pytest.mark.parametrize("p, eps", [(1.0, 1e-6), (0.5, 1e-3)])
 def test_poisson_loss(p, eps):
     pred, meas = patterns()

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from ptyrad_core import hookimpl
 
-from ._common import Options, dp_pow_field
+from ._common import Options, dp_pow_field, measured_power
 
 
 class GaussianLoss(torch.nn.Module):
@@ -35,7 +35,7 @@ class GaussianLoss(torch.nn.Module):
 
     def forward(self, pred, meas, batch):
         p = self.options.dp_pow
-        meas_p = meas.pow(p)
+        meas_p = measured_power(meas, p)
         return NormalisedRMS.apply(pred, meas_p, p, self.options.eps) / meas_p.mean()
 
 

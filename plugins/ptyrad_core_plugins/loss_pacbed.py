@@ -15,7 +15,7 @@ from pydantic import Field
 
 from ptyrad_core import hookimpl
 
-from ._common import Options, dp_pow_field
+from ._common import Options, dp_pow_field, measured_power
 
 
 class PacbedLoss(torch.nn.Module):
@@ -32,7 +32,7 @@ class PacbedLoss(torch.nn.Module):
     def forward(self, pred, meas, batch):
         p = self.options.dp_pow
         diff = (pred + self.options.eps).mean(0).pow(p) - meas.mean(0).pow(p)
-        return diff.square().mean().sqrt() / meas.pow(p).mean()
+        return diff.square().mean().sqrt() / measured_power(meas, p).mean()
 
 
 @hookimpl

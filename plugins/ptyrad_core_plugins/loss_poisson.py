@@ -16,7 +16,7 @@ from pydantic import Field
 
 from ptyrad_core import hookimpl
 
-from ._common import Options, dp_pow_field
+from ._common import Options, dp_pow_field, measured_power
 
 
 class PoissonLoss(torch.nn.Module):
@@ -32,7 +32,7 @@ class PoissonLoss(torch.nn.Module):
 
     def forward(self, pred, meas, batch):
         p = self.options.dp_pow
-        meas_p = meas.pow(p)
+        meas_p = measured_power(meas, p)
         pred_p = pred.pow(p)
         return -(meas_p * torch.log(pred_p + self.options.eps) - pred_p).mean() / meas_p.mean()
 
