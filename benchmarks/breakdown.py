@@ -6,7 +6,8 @@ CASE is a case name of ``compare_ptyrad.py`` (same data and settings). After two
 iterations it runs ``--iters`` iterations batch by batch and prints the median time per batch
 of the model's forward pass, the loss terms, the backward pass and the optimizer step (with
 ``zero_grad``), and, timed alone on tensors of the case's batch size, the slice recursion with
-its adjoint and one batched FFT of the backend in use. ``torch.profiler`` slows some CPU
+its adjoint (in the model's chunks of positions, ``recon.positions_per_pass``, and the whole
+batch at once) and one batched FFT of the backend in use. ``torch.profiler`` slows some CPU
 operators down many times on some machines (out-of-place complex products by 7 to 30x on the
 development VM); this script only reads the clock between steps.
 """
@@ -86,17 +87,21 @@ def main() -> None:
         weight = torch.rand(b, *win)
         occupancy = model.occupancy if case.omode > 1 else None
 
-        def recursion():
-            out = fwd.multislice(probe, ramps, patches, props, occupancy, model.fft)
+        def recursion(chunk):
+            out = fwd.multislice(probe, ramps, patches, props, occupancy, model.fft, chunk=chunk)
             torch.autograd.grad(out, [probe, patches], weight)
 
         waves = torch.randn(case.pmode, case.omode, b, *win, dtype=torch.complex64)
         n_calls = 2 * (1 + (2 * case.nz - 1))
-        t_rec, t_fft = median_ms(recursion), median_ms(lambda: model.fft.fft_(waves))
+        chunk = model.positions_per_pass
+        t_rec, t_fft = median_ms(lambda: recursion(chunk)), median_ms(lambda: model.fft.fft_(waves))
+        t_whole = median_ms(lambda: recursion(None)) if chunk is not None and chunk < b else t_rec
     print(f"{case.name}: {len(parts['whole batch'])} batches of {b}, median ms per batch")
     for name, values in parts.items():
         print(f"  {name:16s} {statistics.median(values):8.2f}")
-    print(f"  slice recursion forward + adjoint alone {t_rec:.2f} ms, of which FFTs {n_calls} x {t_fft:.3f} = {n_calls * t_fft:.2f} ms ({model.fft!r})")
+    print(f"  slice recursion forward + adjoint alone {t_rec:.2f} ms in chunks of {chunk} positions "
+          f"({t_whole:.2f} ms for the whole batch at once), of which FFTs {n_calls} x {t_fft:.3f} = "
+          f"{n_calls * t_fft:.2f} ms ({model.fft!r}, whole batch)")
 
 
 if __name__ == "__main__":
