@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/compare_ptyrad.py [--cases all|core|scaling|NAME,...]
         [--iters 7] [--warmup 2] [--rounds 2] [--slow-rounds 1] [--seed 0] [--ptyrad-python PATH]
-    .venv/bin/python benchmarks/compare_ptyrad.py --table [--cases ...]   (re-print from results/)
+        [--device cpu|cuda]
+    .venv/bin/python benchmarks/compare_ptyrad.py --table [--cases ...] [--device ...]   (re-print from results/)
 
 Each case runs PtyRAD 1.0 (``ptyrad_driver.py``, in PtyRAD's own venv, public API, compiler off)
 and ptyrad_core (``ptyrad_core_driver.py``) in fresh processes, alternating within the harness
@@ -37,6 +38,11 @@ from ``--ours-fft`` (default ``auto``: FFTW, pyFFTW being in ptyrad_core's venv;
 ``torch`` use ``torch.fft``, i.e. MKL),
 ``output.figures`` false, no log file, the result file written once after the last iteration
 (outside the timed iterations). PtyRAD's random groups are drawn once, ours every iteration.
+
+On a GPU (``--device cuda``) both codes run there with the same settings; each process also
+reports its peak GPU memory (``torch.cuda.max_memory_allocated``), the FFT floor is
+``torch.fft.fft2`` on the GPU, synchronised around every call (there is no FFTW floor), and the
+results go to ``<case>-cuda.json`` and ``latest-cuda.json``, apart from the CPU's.
 
 Synthetic datasets of the scaling cases are written once by ``ptyrad-core simulate`` from
 ``benchmarks/specs/*.yaml`` into ``output/benchmark-data/`` (same crystal recipe, dose, optics
@@ -303,6 +309,7 @@ def summarize(runs: dict, warmup: int) -> dict:
             "s_per_iter": statistics.median(times),
             "n_times": len(times),
             "peak_rss_MiB": max(r["peak_rss_MiB"] for r in rs),
+            **({"peak_gpu_MiB": max(r["peak_gpu_MiB"] for r in rs)} if "peak_gpu_MiB" in rs[0] else {}),
             "loss_iter1": rs[0]["loss"][0],
             "loss_last": rs[0]["loss"][-1],
             "phase_error": rs[0]["phase"]["error"],
@@ -323,7 +330,7 @@ def summarize(runs: dict, warmup: int) -> dict:
     return summary
 
 
-def machine() -> dict:
+def machine(device: str = "cpu") -> dict:
     import torch
 
     cpu = "unknown"
@@ -340,6 +347,7 @@ def machine() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
+        **({"gpu": torch.cuda.get_device_name(device)} if device.startswith("cuda") else {}),
     }
 
 
@@ -357,6 +365,7 @@ def run_case(case: Case, args, tmp: Path) -> dict:
     config = ours_config(case, path, info, iters, tmp / "ours-out")
     config["recon"]["seed"] = args.seed
     config["recon"]["fft"] = args.ours_fft
+    config["recon"]["device"] = args.device
     oc.write_text(yaml.safe_dump(config))
     for r in range(rounds):
         order = ("ptyrad", "ours") if r % 2 == 0 else ("ours", "ptyrad")
@@ -364,23 +373,25 @@ def run_case(case: Case, args, tmp: Path) -> dict:
             npz = tmp / f"{case.name}-{code}-{r}.npz"
             t0 = time.perf_counter()
             if code == "ptyrad":
-                res = run_driver([args.ptyrad_python, str(HERE / "ptyrad_driver.py"), str(pp), str(npz), "--seed", str(args.seed), "--fft", fft_arg], f"PtyRAD ({case.name})")
+                res = run_driver([args.ptyrad_python, str(HERE / "ptyrad_driver.py"), str(pp), str(npz), "--seed", str(args.seed),
+                                  "--device", args.device, "--fft", fft_arg], f"PtyRAD ({case.name})")
             else:
                 res = run_driver([sys.executable, str(HERE / "ptyrad_core_driver.py"), str(oc), str(npz), "--fft", fft_arg], f"ptyrad_core ({case.name})")
             res["wall_s"] = time.perf_counter() - t0
             res["phase"] = phase_error(npz, path, info["k"])
             runs[code].append(res)
             t = statistics.median(res["iter_times"][args.warmup:])
+            gpu = f", peak GPU {res['peak_gpu_MiB']:.0f} MiB" if "peak_gpu_MiB" in res else ""
             print(f"  [{case.name}] round {r + 1}/{rounds} {code:6s}: {t:.3f} s/iter (median of {len(res['iter_times']) - args.warmup}), "
-                  f"loss1 {res['loss'][0]:.4f}, error {res['phase']['error']:.4f}, peak RSS {res['peak_rss_MiB']:.0f} MiB, "
+                  f"loss1 {res['loss'][0]:.4f}, error {res['phase']['error']:.4f}, peak RSS {res['peak_rss_MiB']:.0f} MiB{gpu}, "
                   f"process {res['wall_s']:.0f} s", flush=True)
     summary = summarize(runs, args.warmup)
     return {
         "case": asdict(case),
         "data": {"path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path), **info, "positions": n},
         "settings": {"iters": iters, "warmup": args.warmup, "rounds": rounds, "seed": args.seed, "learning_rates": LR,
-                     "ours_fft": args.ours_fft},
-        "machine": machine(),
+                     "ours_fft": args.ours_fft, "device": args.device},
+        "machine": machine(args.device),
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "summary": summary,
         "runs": runs,
@@ -407,16 +418,21 @@ def table_row(res: dict) -> str:
     seed = f" (seed {res['settings']['seed']})" if res["settings"].get("seed") else ""
     p, o = s["ptyrad"], s["ours"]
     fftw_floor = f"{s['fft_floor_fftw_s']:.3f} ({s['ours_over_fftw_floor']:.2f})" if "fft_floor_fftw_s" in s else "-"
+    memory = f"{p['peak_rss_MiB']:.0f} / {o['peak_rss_MiB']:.0f}"
+    if "peak_gpu_MiB" in o:
+        memory += f" (GPU {p['peak_gpu_MiB']:.0f} / {o['peak_gpu_MiB']:.0f})"
     return (
         f"| {c['name']}{seed} | {c['pmode']} / {c['omode']} / {c['nz']} / {c['batch']} | {d['positions']}, {d['k']} px | "
         f"{p['s_per_iter']:.3f} | {o['s_per_iter']:.3f} | {s['ratio']:.2f} | {s['fft_floor_s']:.3f} | "
-        f"{s['ours_over_floor']:.2f} ({s['ptyrad_over_floor']:.2f}) | {fftw_floor} | {p['peak_rss_MiB']:.0f} / {o['peak_rss_MiB']:.0f} | "
+        f"{s['ours_over_floor']:.2f} ({s['ptyrad_over_floor']:.2f}) | {fftw_floor} | {memory} | "
         f"{p['phase_error']:.4f} / {o['phase_error']:.4f} | {p['loss_iter1']:.4f} / {o['loss_iter1']:.4f} |"
     )
 
 
-def result_name(case: str, seed: int) -> str:
-    return f"{case}.json" if seed == 0 else f"{case}-seed{seed}.json"
+def result_name(case: str, seed: int, device: str = "cpu") -> str:
+    """``CASE.json``; ``-seedN`` for a seed other than 0, ``-cuda`` for a GPU run (kept apart from the CPU's)."""
+    kind = "" if device == "cpu" else "-" + device.split(":")[0]
+    return f"{case}{kind}.json" if seed == 0 else f"{case}{kind}-seed{seed}.json"
 
 
 def select(spec: str) -> list[Case]:
@@ -438,24 +454,26 @@ def latest_entry(res: dict) -> dict:
         "fft_floor_s": s["fft_floor_s"], "ours_over_floor": s["ours_over_floor"],
         "fft_floor_fftw_s": s.get("fft_floor_fftw_s"), "ours_over_fftw_floor": s.get("ours_over_fftw_floor"),
         "peak_rss_MiB": {"ptyrad": s["ptyrad"]["peak_rss_MiB"], "ours": s["ours"]["peak_rss_MiB"]},
+        **({"peak_gpu_MiB": {"ptyrad": s["ptyrad"]["peak_gpu_MiB"], "ours": s["ours"]["peak_gpu_MiB"]}} if "peak_gpu_MiB" in s["ours"] else {}),
         "phase_error": {"ptyrad": s["ptyrad"]["phase_error"], "ours": s["ours"]["phase_error"]},
         "iterations": res["settings"]["iters"], "rounds": res["settings"]["rounds"], "date": res["date"],
     }
 
 
-def write_latest(results: Path, cases: list[Case], seed: int) -> None:
-    """``results/latest.json``: this run's figures per case, and how each ratio moved since the previous one."""
-    path = results / "latest.json"
+def write_latest(results: Path, cases: list[Case], seed: int, device: str = "cpu") -> None:
+    """``results/latest.json`` (``latest-cuda.json`` for a GPU run): this run's figures per case, and
+    how each ratio moved since the previous one."""
+    path = results / result_name("latest", 0, device)
     previous = json.loads(path.read_text())["cases"] if path.exists() else {}
     entries = {}
     for case in cases:
-        f = results / result_name(case.name, seed)
+        f = results / result_name(case.name, seed, device)
         if f.exists():
             entries[case.name] = latest_entry(json.loads(f.read_text()))
     for name, e in entries.items():
         if name in previous:
             print(f"  {name}: ratio {previous[name]['ratio']:.2f} ({previous[name]['date']}) -> {e['ratio']:.2f}", flush=True)
-    path.write_text(json.dumps({"command": " ".join(sys.argv), "machine": machine(),
+    path.write_text(json.dumps({"command": " ".join(sys.argv), "machine": machine(device),
                                 "date": dt.datetime.now().isoformat(timespec="seconds"),
                                 "cases": {**previous, **entries}}, indent=1))
     print(f"wrote {path}", flush=True)
@@ -481,6 +499,8 @@ def main() -> None:
                     help="python of the PtyRAD 1.0 venv made by ../shared/tools/install-ptyrad-reference.sh")
     ap.add_argument("--ours-fft", choices=("auto", "torch", "fftw"), default="auto",
                     help="ptyrad_core's recon.fft (default auto: FFTW where pyFFTW is installed)")
+    ap.add_argument("--device", default="cpu",
+                    help="where both codes run: cpu (default) or cuda[:N]; GPU results go to CASE-cuda.json, with peak GPU memory")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the per-case JSON files")
     ap.add_argument("--table", action="store_true", help="only print the table of the cases' existing results")
     args = ap.parse_args()
@@ -489,14 +509,14 @@ def main() -> None:
     cases = select(args.cases)
     args.results.mkdir(parents=True, exist_ok=True)
     if not args.table:
-        print(f"machine: {machine()}", flush=True)
+        print(f"machine: {machine(args.device)}", flush=True)
         t_all = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             for case in cases:
                 t0 = time.perf_counter()
                 print(f"case {case.name}: {case.note or ''}", flush=True)
                 res = run_case(case, args, Path(tmp))
-                (args.results / result_name(case.name, args.seed)).write_text(json.dumps(res, indent=1))
+                (args.results / result_name(case.name, args.seed, args.device)).write_text(json.dumps(res, indent=1))
                 s = res["summary"]
                 print(f"  => PtyRAD {s['ptyrad']['s_per_iter']:.3f} s/iter, ours {s['ours']['s_per_iter']:.3f} s/iter, "
                       f"ratio {s['ratio']:.2f}, FFT floor {s['fft_floor_s']:.3f} s (ours {s['ours_over_floor']:.2f}x)"
@@ -504,11 +524,12 @@ def main() -> None:
                       + "; "
                       f"case took {time.perf_counter() - t0:.0f} s", flush=True)
         print(f"harness time {time.perf_counter() - t_all:.0f} s", flush=True)
-        write_latest(args.results, cases, args.seed)
+        write_latest(args.results, cases, args.seed, args.device)
     print()
     print(HEADER)
     for case in cases:
-        for f in [args.results / result_name(case.name, 0), *sorted(args.results.glob(f"{case.name}-seed*.json"))]:
+        kind = result_name(case.name, 0, args.device)[:-len(".json")]
+        for f in [args.results / f"{kind}.json", *sorted(args.results.glob(f"{kind}-seed*.json"))]:
             if not f.exists():
                 continue
             res = json.loads(f.read_text())

@@ -33,43 +33,50 @@ def transforms_per_iteration(n_positions: int, pmode: int, omode: int, nz: int) 
     return 2 * n_positions * pmode * (1 + (2 * nz - 1) * omode)
 
 
-def _lowest_median(call, repeats: int, blocks: int) -> float:
+def _lowest_median(call, repeats: int, blocks: int, sync=lambda: None) -> float:
     for _ in range(3):
         call()
+    sync()
     medians = []
     for _ in range(blocks):
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             call()
+            sync()
             times.append(time.perf_counter() - t0)
         medians.append(statistics.median(times))
     return min(medians)
 
 
 def time_one_transform(batch: int, pmode: int, omode: int, window: tuple[int, int], repeats: int = 20, blocks: int = 5,
-                       library: str = "torch") -> float:
+                       library: str = "torch", device: str = "cpu") -> float:
     """Seconds per 2-D transform: one batched fft2 of the batch's size, the lowest of ``blocks``
     medians of ``repeats`` calls each, divided by the number of transforms in the batch.
-    ``library``: ``torch`` (``torch.fft.fft2``) or ``fftw`` (in place, ptyrad_core's plan)."""
+    ``library``: ``torch`` (``torch.fft.fft2``, on ``device``; a GPU is synchronised around
+    every call) or ``fftw`` (in place, ptyrad_core's plan, CPU)."""
     import torch
 
     n = batch * pmode * omode
-    x = torch.randn(n, *window, dtype=torch.complex64)
+    x = torch.randn(n, *window, dtype=torch.complex64, device=device if library == "torch" else "cpu")
     if library == "fftw":
         from ptyrad_core.fft import FFTWBackend
 
         backend = FFTWBackend()
         return _lowest_median(lambda: backend.fft_(x), repeats, blocks) / n
-    return _lowest_median(lambda: torch.fft.fft2(x), repeats, blocks) / n
+    sync = (lambda: torch.cuda.synchronize(x.device)) if x.device.type == "cuda" else (lambda: None)
+    return _lowest_median(lambda: torch.fft.fft2(x), repeats, blocks, sync) / n
 
 
-def fft_floor(n_positions: int, batch: int, pmode: int, omode: int, nz: int, window: tuple[int, int]) -> dict:
-    """The floor of one iteration, in seconds, with what it is made of."""
+def fft_floor(n_positions: int, batch: int, pmode: int, omode: int, nz: int, window: tuple[int, int],
+              device: str = "cpu") -> dict:
+    """The floor of one iteration on ``device``, in seconds, with what it is made of."""
     batch = min(batch, n_positions)
-    per = time_one_transform(batch, pmode, omode, window)
+    per = time_one_transform(batch, pmode, omode, window, device=device)
     count = transforms_per_iteration(n_positions, pmode, omode, nz)
     out = {"transforms": count, "s_per_transform": per, "floor_s": count * per}
+    if device != "cpu":
+        return out
     try:
         import pyfftw  # noqa: F401
     except ImportError:

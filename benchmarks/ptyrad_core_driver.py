@@ -4,7 +4,8 @@
 
 OUT.npz receives the final object phase ``(omode, Nz, NY, NX)``, the object-mode occupancies
 and the initial scan positions ``(N, 2)`` (window top-left corners in object pixels). With
-``--fft`` the FFT floor (``fft_floor.py``) is timed in this process after the run.
+``--fft`` the FFT floor (``fft_floor.py``) is timed in this process after the run, on the
+config's device; on a GPU the peak GPU memory is reported too.
 """
 
 import json
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ptyrad_core.config import load_config
 from ptyrad_core.engine import Reconstruction
@@ -41,7 +43,10 @@ out = {
     "loss": run.history["loss"],
     "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
 }
+device = next(model.parameters()).device
+if device.type == "cuda":
+    out["peak_gpu_MiB"] = torch.cuda.max_memory_allocated(device) / 2**20
 if fft is not None:
     b, p, o, nz, n, k = fft
-    out["fft"] = fft_floor(n, b, p, o, nz, (k, k))
+    out["fft"] = fft_floor(n, b, p, o, nz, (k, k), device=str(device))
 print(json.dumps(out))
