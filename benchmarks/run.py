@@ -1,7 +1,7 @@
 """One command for the PtyRAD 1.0 comparison (issue 6).
 
     .venv/bin/python benchmarks/run.py --quick      # one case (1 probe mode, 6 slices, batch 32), 1 round: ~1 min
-    .venv/bin/python benchmarks/run.py              # every case of compare_ptyrad.py, 2 rounds: ~15 min
+    .venv/bin/python benchmarks/run.py              # every case of compare_ptyrad.py, 2 rounds: ~10 min
     .venv/bin/python benchmarks/run.py --cases p4-s6-b32,p1-s1-b576 [--rounds 3]
     .venv/bin/python benchmarks/run.py --quick --device cuda   # both codes on a GPU: results/<case>-cuda.json
 
