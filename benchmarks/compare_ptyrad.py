@@ -506,6 +506,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.iters - args.warmup < 1:
         sys.exit("--iters must exceed --warmup")
+    if args.device != "cpu" and not args.table:
+        import torch
+
+        if not (args.device.startswith("cuda") and torch.cuda.is_available()):
+            sys.exit(f"--device {args.device}: this torch ({torch.__version__}) sees no such GPU; "
+                     "use --device cpu, or run where torch.cuda.is_available()")
     cases = select(args.cases)
     args.results.mkdir(parents=True, exist_ok=True)
     if not args.table:
