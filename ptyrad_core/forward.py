@@ -232,8 +232,8 @@ def _times_real_conj(wave: Tensor, real: Tensor, factor: float) -> Tensor:
     """``conj(wave * real * factor)`` in place, ``real`` broadcast against ``wave``.
 
     Written on the real and imaginary parts: torch's product of a complex tensor with a real one
-    is slow on the CPU (576 x 64 x 64 in place: 2.2 ms, against 0.8 ms for the two real products
-    and 0.6 ms for a complex-by-complex product, on the development machine).
+    is slow on the CPU (576 x 64 x 64 in place: 1.7 to 2.2 ms, against 0.8 ms for the two real
+    products and 0.6 ms for a complex-by-complex product, on the development machine).
     """
     scaled = real * factor
     parts = torch.view_as_real(wave)
@@ -246,8 +246,8 @@ def _times_real_conj(wave: Tensor, real: Tensor, factor: float) -> Tensor:
 #: the CPU: the products and transforms of a slice then work within the cache instead of
 #: streaming the whole batch from memory once per pass. Measured on a 2-core AMD EPYC (32 MB
 #: L3), with the allocator settings of :mod:`ptyrad_core.runtime` as in a run: forward and
-#: adjoint of 576 positions of 64 x 64, 1 probe mode, 22.5 ms whole, 17-19 ms in chunks of 64
-#: (2 MiB); 4 modes 77 -> 54-61 ms in chunks of 16; batches of 32 unchanged.
+#: adjoint of 576 positions of 64 x 64, 1 probe mode, 22-24 ms whole, 17-19 ms in chunks of 64
+#: (2 MiB); 4 modes 76-79 -> 54-61 ms in chunks of 16; batches of 32 unchanged.
 CPU_CHUNK_BYTES = 2 * 2**20
 
 
@@ -344,7 +344,8 @@ class MultisliceFunction(torch.autograd.Function):
         nz, fft = ctx.nz, ctx.fft
         n = patches.shape[-1] * patches.shape[-2]
         need_probe, need_ramps, need_patches, need_h = ctx.needs_input_grad[:4]
-        per_chunk = 1 + (nz if need_patches else 0) + (nz - 1 if need_h else 0)
+        n_in = nz if need_patches else 0
+        per_chunk = 1 + n_in + (nz - 1 if need_h else 0)
         scaled = propagators / n
         shared = propagators.shape[0] == 1
         grad_patches = torch.empty_like(patches) if need_patches else None
@@ -353,7 +354,6 @@ class MultisliceFunction(torch.autograd.Function):
         grad_ramps = torch.empty_like(ramps) if need_ramps else None
         for c, (lo, hi) in enumerate(ctx.bounds):
             exit_wave, *rest = saved[c * per_chunk:(c + 1) * per_chunk]
-            n_in = nz if need_patches else 0
             inputs, spectra = rest[:n_in], rest[n_in:]
             part = patches[:, :, lo:hi]
             props = scaled if shared else scaled[lo:hi]

@@ -331,6 +331,6 @@ def build_model(config: Config, data: Data, components: dict, device: torch.devi
         dtype=dtype,
     )
     model.fft = fftlib.select(config.recon.fft, device)
-    wave_bytes = model.probe[0].numel() * model.probe.element_size() * model.probe.shape[0] * model.object_amplitude.shape[0]
+    wave_bytes = model.probe.numel() * model.probe.element_size() * model.object_amplitude.shape[0]  # per position
     model.positions_per_pass = chunk_size(config.recon.positions_per_pass, wave_bytes, device)
     return model.to(device)
