@@ -52,3 +52,13 @@ class RunInterrupted(PtyradError):
 
 class DistributedError(PtyradError):
     """A data-parallel run lost a process: a collective failed or timed out (``recon.dist_timeout_s``)."""
+
+
+class OutputError(PtyradError):
+    """An output cannot be written safely: the folder is not writable, a file would be clobbered, or
+    another process holds the output folder."""
+
+
+class NonFiniteStateError(PtyradError):
+    """A parameter became NaN or infinite after an optimizer step or a constraint; the last finite
+    state was restored."""
