@@ -131,6 +131,11 @@ def cmd_validate(args) -> int:
           f"detector edge {model.wavelength / (2 * model.dx) * 1e3:.2f} mrad, aperture {config.experiment.conv_angle_mrad} mrad")
     print(f"  object    {ob[0]} mode(s) x {ob[1]} slice(s) x {ob[2]} x {ob[3]} px; every probe window fits")
     print(f"  probe     {model.probe.shape[0]} mode(s) of {model.window[0]} x {model.window[1]} px")
+    from .scan import scan_extent, scan_step  # the scan's geometry in Angstrom: a wrong calibration shows here
+    pos, dx = model.refined_positions().detach().cpu().double().numpy(), model.dx
+    step, (fy, fx) = scan_step(pos), scan_extent(pos, model.window)
+    print(f"  scan      {len(pos)} positions, step {step * dx:.4g} A ({step:.4g} px), "
+          f"field of view {fy * dx:.4g} x {fx * dx:.4g} A ({fy:.4g} x {fx:.4g} px)")
     print(f"  plugins   {', '.join(f'{f}:{s.name}' for f, _, s in component_specs(config))}")
     return 0
 

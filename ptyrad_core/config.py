@@ -167,7 +167,11 @@ class ScanSection(FileSource):
     flipT: FlipT = Field(default_factory=FlipT, description="Flips / transpose of the scan grid (PtyRAD's pos_scan_flipT).")
     affine: Affine = Field(default_factory=Affine, description="Affine distortion of the raster (about its centre).")
     jitter_px: float = Field(0.0, ge=0, description="Std of Gaussian random displacements added to the positions, object pixels.")
-    units: Literal["px", "A"] = Field("px", description="Units of the positions in a file.")
+    units: Literal["px", "A"] = Field(
+        "px", description="Units of the positions in a file: 'px' = pixels of the calibrated data (1 / (N dk) of the "
+        "patterns the experiment calibration describes, e.g. experiment.dx_A), rescaled to the simulation pixel when "
+        "preprocessing or detector stages change it; 'A' = Angstrom."
+    )
 
     @model_validator(mode="after")
     def _source_fields(self):
@@ -279,9 +283,10 @@ class IndicesSpec(Strict):
 class ReconSection(Strict):
     iterations: int = Field(gt=0, description="Number of iterations (passes over all positions).")
     batch_size: int = Field(32, gt=0, description="Positions per mini-batch.")
-    grouping: Literal["random", "spread", "compact"] = Field(
-        "random", description="random: new random batches every iteration; spread: positions spread over the field of view; "
-        "compact: spatially clustered positions."
+    grouping: Literal["random", "spread", "fps", "compact"] = Field(
+        "random", description="random: new random batches every iteration; spread: positions spread over the field of view "
+        "(Hilbert curve, O(N)); fps: farthest-point sampling, each batch's positions as far apart as possible (O(N^2) "
+        "time, 4 N^2 / batch_size bytes once; PtyRAD's fps); compact: spatially clustered positions."
     )
     grad_accumulation: int = Field(1, ge=1, description="Mini-batches whose gradients add up before one step.")
     indices: IndicesSpec = Field(default_factory=lambda: IndicesSpec(), description="Which scan positions take part.")

@@ -7,8 +7,10 @@
    patterns after the layout steps), carried through preprocessing and the detector chain to
    the simulation window and real-space pixel ``dx``.
 3. Positions: a raster from step size and scan counts, with flips, an affine and jitter, placed
-   in an object canvas 1.2 times the scanned extent (PtyRAD's rule); or read from a file or a
-   previous reconstruction (object pixels), selected like the measurements.
+   in an object canvas 1.2 times the scanned extent (PtyRAD's rule); or read from a file (pixels
+   of the calibrated data, or Angstrom) or a previous reconstruction (pixels of its ``dx_A``),
+   rescaled to the simulation pixel ``dx`` so that the scan step in Angstrom is kept, and
+   selected like the measurements.
 4. Probe: simulated from energy, convergence angle and aberrations with Hermite-like extra
    modes, or read from a file or a previous reconstruction; optionally propagated; scaled to
    the measured intensity.
@@ -93,6 +95,14 @@ class Data:
     rbf_px: float | None = None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def dx_calibrated(self) -> float:
+        """The calibrated data's real-space pixel in Angstrom: ``1 / (N dk)`` of the patterns the ``experiment``
+        calibration describes (after the layout steps, before any other preprocessing), i.e. ``experiment.dx_A``
+        when that is the calibration given. Positions read from a file in pixels are in these pixels."""
+        dk_calibrated = self.dk / self.preprocess.dk_factor
+        return 1.0 / (self.preprocess.calibration_shape[0] * dk_calibrated)
+
 
 def fit_rbf(mean_pattern: np.ndarray, threshold: float = 0.5) -> float:
     """Bright-field disk radius in pixels: the radius of a disk with the area above ``threshold`` x max."""
@@ -162,8 +172,31 @@ def _select(arr: np.ndarray, data: Data, raw_count: int, where: str) -> np.ndarr
     return arr if selection is None else arr[selection]
 
 
+def rescale_positions(pos: np.ndarray, pixel_A: float, dx: float, of: str) -> np.ndarray:
+    """Positions ``(N, 2)`` given in pixels of ``pixel_A`` Angstrom, in object pixels of ``dx`` Angstrom.
+
+    ``pos * pixel_A / dx``, so that every distance in Angstrom, the scan step first of all, is
+    unchanged; the window corners scale about the object's origin (a common translation, which
+    no measurement can see). Logs a note when the factor differs from 1.
+    """
+    factor = pixel_A / dx
+    if abs(factor - 1) <= 1e-9:
+        return pos
+    log.warning("note: scan: positions in pixels of %s (%.5g A) rescaled by %.6g to the simulation pixel dx = %.5g A "
+                "(preprocessing or detector stages change dx); the scan step in Angstrom is kept", of, pixel_A, factor, dx)
+    return pos * factor
+
+
 def initial_positions(config: Config, data: Data, window: tuple[int, int], dx: float, rng, priors) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """Nominal positions ``(N, 2)`` in object pixels, and the object shape for a raster (else None)."""
+    """Nominal positions ``(N, 2)`` in object pixels (of ``dx`` Angstrom), and the object shape for a raster (else None).
+
+    Every source keeps the scan's geometry in Angstrom when ``dx`` differs from the pixel the
+    positions were given in: a raster is ``scan.step_A / dx`` pixels apart; file positions in
+    Angstrom are divided by ``dx``; file positions in pixels are pixels of the calibrated data
+    (:attr:`Data.dx_calibrated`) and positions from a previous reconstruction are pixels of its
+    ``dx_A`` (of the calibrated data if it states none), both rescaled by
+    :func:`rescale_positions`. ``scan.jitter_px`` is in object pixels.
+    """
     sc = config.scan
     raw_count = sc.n_slow * sc.n_fast
     shape = config.model.object.shape
@@ -181,12 +214,20 @@ def initial_positions(config: Config, data: Data, window: tuple[int, int], dx: f
     else:
         if sc.source == "file":
             pos = sources.read_array(config.resolve(sc.path), sc.key, "scan").astype(np.float64)
+            pixel, of = data.dx_calibrated, "the calibrated data"
         else:
-            pos = sources.need(sources.read_prior(sc, "scan", priors["pm"], config, priors), "positions_px", "scan")
+            prior = sources.read_prior(sc, "scan", priors["pm"], config, priors)
+            pos = sources.need(prior, "positions_px", "scan")
+            if prior.dx_A:
+                pixel, of = float(prior.dx_A), f"the previous reconstruction {prior.source}"
+            else:  # unknown: a reconstruction of these data on their own pixel is the likely case
+                pixel, of = data.dx_calibrated, f"the calibrated data ({prior.source} states no dx)"
         if pos.ndim != 2 or pos.shape[1] != 2:
             raise DataError(f"scan.path: positions must have shape (N, 2) (y, x), got {pos.shape}")
-        if sc.units == "A":
+        if sc.units == "A" and sc.source == "file":
             pos = pos / dx
+        else:
+            pos = rescale_positions(pos, pixel, dx, of)
         pos = _select(pos.astype(np.float64), data, raw_count, "scan.path")
         if any((sc.flipT.flipud, sc.flipT.fliplr, sc.flipT.transpose)):
             pos = scan.flip_grid(pos, data.preprocess.scan_shape, sc.flipT.flipud, sc.flipT.fliplr, sc.flipT.transpose)

@@ -1,7 +1,9 @@
 """Scan positions and mini-batch grouping.
 
 Positions are ``(N, 2)`` float64 arrays of (y, x) window top-left corners in object pixels,
-in scan order (row-major, fast axis x).
+in scan order (row-major, fast axis x). An object pixel is the simulation's real-space pixel
+``dx`` (Angstrom); positions given in other pixels are rescaled to it by the caller
+(``ptyrad_core.initialize.initial_positions``, docs/conventions.md).
 """
 
 from __future__ import annotations
@@ -45,6 +47,35 @@ def fitting_object_shape(pos: np.ndarray, window: tuple[int, int]) -> tuple[int,
     """The smallest object that holds every window (with one pixel to spare for sub-pixel shifts)."""
     top = np.floor(pos).max(axis=0).astype(int) + np.asarray(window) + 1
     return int(top[0]), int(top[1])
+
+
+def scan_step(pos: np.ndarray, max_queries: int = 2048) -> float:
+    """The scan step: the median distance from a position to its nearest neighbour, in the units of ``pos``.
+
+    ``pos`` is ``(N, 2)``. Exact for ``N <= max_queries``; for larger scans the median is taken
+    over ``max_queries`` evenly spaced positions (each against all ``N``), which bounds the time
+    and memory (``max_queries x N`` distances, in blocks). ``nan`` for fewer than two positions.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    n = len(pos)
+    if n < 2:
+        return float("nan")
+    queries = np.arange(n) if n <= max_queries else np.linspace(0, n - 1, max_queries).round().astype(int)
+    nearest = np.empty(len(queries))
+    block = max(1, (1 << 22) // n)  # about 4 M distances at a time
+    for start in range(0, len(queries), block):
+        q = queries[start:start + block]
+        d2 = ((pos[q, None, :] - pos[None, :, :]) ** 2).sum(-1)
+        d2[np.arange(len(q)), q] = np.inf
+        nearest[start:start + len(q)] = d2.min(1)
+    return float(np.sqrt(np.median(nearest)))
+
+
+def scan_extent(pos: np.ndarray, window: tuple[int, int]) -> tuple[float, float]:
+    """Field of view (y, x) covered by the probe windows: ``max - min`` of ``pos`` plus the window, in pixels."""
+    pos = np.asarray(pos, dtype=np.float64)
+    span = pos.max(0) - pos.min(0) + np.asarray(window, dtype=np.float64)
+    return float(span[0]), float(span[1])
 
 
 def check_positions(pos: np.ndarray, window: tuple[int, int], shape: tuple[int, int], source: str) -> None:
@@ -140,14 +171,77 @@ def _kmeans_groups(pos: np.ndarray, n_groups: int, rng: np.random.Generator, ite
     return [np.flatnonzero(labels == g) for g in range(n_groups) if (labels == g).any()]
 
 
+def _fps_groups(pos: np.ndarray, n_groups: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Farthest-point-sampling partition of ``pos`` ``(N, 2)`` into ``n_groups`` groups (PtyRAD's ``fps``).
+
+    A greedy maximin partition: every group grows in turn (round robin) by the not yet assigned
+    position farthest from the group's own members, so the positions of a group are as far
+    apart as the greedy choice makes them. Bookkeeping, as PtyRAD's ``sparse_sampler_fps``: a
+    ``(G, N)`` table of each position's squared distance to the nearest member of each group,
+    with assigned positions marked -1. The group seeds are themselves chosen by farthest-point
+    sampling (the first one at random from ``rng``, each next one farthest from all seeds so
+    far), so the groups start spread over the field; PtyRAD takes every seed farthest from the
+    first group only. Ties go to the lowest index, so the result depends only on ``pos``,
+    ``n_groups`` and ``rng``. Group sizes differ by at most one.
+
+    Cost: ``O(N^2)`` time and ``4 G N`` bytes (65536 positions in groups of 32: 512 MiB); the
+    table drops assigned columns whenever they are half of it.
+    """
+    n = len(pos)
+    if n_groups <= 1:
+        return [np.arange(n)]
+    if n_groups >= n:
+        return [np.array([i]) for i in range(n)]
+    centred = np.asarray(pos, dtype=np.float64) - np.asarray(pos, dtype=np.float64).mean(0)
+    py, px = centred[:, 0].astype(np.float32), centred[:, 1].astype(np.float32)
+    ids = np.arange(n)  # original index of each table column
+    table = np.empty((n_groups, n), dtype=np.float32)
+    groups: list[list[int]] = [[] for _ in range(n_groups)]
+
+    def dist2(col: int) -> np.ndarray:
+        dy, dx = py - py[col], px - px[col]
+        return dy * dy + dx * dx
+
+    seed_dist = np.full(n, np.inf, dtype=np.float32)
+    col = int(rng.integers(n))
+    seeds = []
+    for g in range(n_groups):
+        d2 = dist2(col)
+        table[g] = d2
+        np.minimum(seed_dist, d2, out=seed_dist)
+        seeds.append(col)
+        groups[g].append(col)
+        seed_dist[seeds] = -1.0
+        col = int(np.argmax(seed_dist))
+    table[:, seeds] = -1.0
+    assigned_in_table = len(seeds)
+    for count in range(n_groups, n):
+        g = count % n_groups
+        row = table[g]
+        col = int(np.argmax(row))
+        groups[g].append(int(ids[col]))
+        np.minimum(row, dist2(col), out=row)
+        table[:, col] = -1.0
+        assigned_in_table += 1
+        width = table.shape[1]
+        if width > 1024 and 2 * assigned_in_table >= width:  # drop assigned columns
+            keep = table[0] >= 0
+            table, py, px, ids = np.ascontiguousarray(table[:, keep]), py[keep], px[keep], ids[keep]
+            assigned_in_table = 0
+    return [np.asarray(members, dtype=np.int64) for members in groups]
+
+
 def make_batches(
     pos: np.ndarray, indices: np.ndarray, batch_size: int, mode: str, rng: np.random.Generator
 ) -> list[np.ndarray]:
     """Split ``indices`` into mini-batches of about ``batch_size`` positions.
 
     ``random``: a fresh random partition; ``spread``: each batch takes every G-th position
-    along a Hilbert curve, so its positions are spread over the field of view; ``compact``:
-    k-means clusters of neighbouring positions.
+    along a Hilbert curve, so its positions are spread over the field of view; ``fps``:
+    farthest-point sampling, each batch grown greedily by the position farthest from its
+    members (:func:`_fps_groups`; mutually farther apart than ``spread``'s, at ``O(N^2)`` cost);
+    ``compact``: k-means clusters of neighbouring positions. ``pos`` ``(N, 2)`` (unused for
+    ``random``), ``indices`` into it; every index lands in exactly one batch.
     """
     n_groups = max(1, len(indices) // batch_size)
     if mode == "random":
@@ -156,6 +250,8 @@ def make_batches(
     if mode == "spread":
         order = np.argsort(_hilbert_keys(sub), kind="stable")
         return [indices[order[g::n_groups]] for g in range(n_groups)]
+    if mode == "fps":
+        return [indices[g] for g in _fps_groups(sub, n_groups, rng)]
     if mode == "compact":
         return [indices[g] for g in _kmeans_groups(sub, n_groups, rng)]
-    raise ValueError(f"unknown grouping {mode!r}: expected random, spread or compact")
+    raise ValueError(f"unknown grouping {mode!r}: expected random, spread, fps or compact")

@@ -285,14 +285,24 @@ def test_calibration_modes(mode, value, field):
     assert [k for k in exp if k not in ("energy_kV", "conv_angle_mrad", "aberrations")] == [field]
 
 
-@pytest.mark.parametrize("group, native", [("random", "random"), ("sparse", "spread"), ("compact", "compact"),
-                                           ("hilbert", "spread"), ("fps", "spread")])
+@pytest.mark.parametrize("group, native", [("random", "random"), ("sparse", "fps"), ("compact", "compact"),
+                                           ("hilbert", "spread"), ("fps", "fps")])
 def test_group_modes(group, native):
     p = base_params()
     p["recon_params"] = {"GROUP_MODE": group}
     tr = translate(p, "p.yaml")
     assert tr.config["recon"]["grouping"] == native
-    assert ("recon_params.GROUP_MODE" in "\n".join(tr.notes)) == (group in ("sparse", "hilbert", "fps"))
+    assert ("recon_params.GROUP_MODE" in "\n".join(tr.notes)) == (group in ("sparse", "hilbert"))
+
+
+@pytest.mark.parametrize("n_slow, indices, native", [(256, {"mode": "full"}, "fps"), (257, {"mode": "full"}, "spread"),
+                                                     (300, {"mode": "sub"}, "fps"),
+                                                     (600, {"mode": "center", "subscan_slow": 300, "subscan_fast": 256}, "spread")])
+def test_sparse_grouping_follows_ptyrads_size_rule(n_slow, indices, native):
+    """PtyRAD's 'sparse' is farthest-point sampling for up to 65536 positions taking part, Hilbert-curve above."""
+    p = base_params(pos_N_scan_slow=n_slow, pos_N_scan_fast=256)
+    p["recon_params"] = {"GROUP_MODE": "sparse", "INDICES_MODE": indices}
+    assert translate(p, "p.yaml").config["recon"]["grouping"] == native
 
 
 def test_on_the_fly_padding_and_resampling_become_detector_stages(pm):

@@ -29,7 +29,10 @@ directory in both programs.
 Units: PtyRAD's and ptyrad_core's agree (positions and ``pos_scan_rand_std`` in object pixels,
 tilts in mrad as (t_y, t_x), ``pos_scan_affine`` rotation and shear in degrees, lengths and
 ``probe_z_shift`` in Angstrom with + = downstream, aberrations in Angstrom / degrees with
-``C10 = -defocus``), so values carry over unchanged.
+``C10 = -defocus``), so values carry over unchanged. One deliberate difference: positions read
+from a previous reconstruction whose ``dx`` differs from this run's (after ``meas_crop`` /
+``meas_pad`` / ``simu_Npix`` crop) are rescaled by its ``dx`` / this ``dx`` so that the scan step
+in Angstrom is kept (a note is logged); PtyRAD uses them pixel for pixel.
 
 **init_params: data**
 
@@ -104,7 +107,7 @@ tilts in mrad as (t_y, t_x), ``pos_scan_affine`` rotation and shear in degrees, 
 | ``loss_single`` / ``loss_poissn`` / ``loss_pacbed`` / ``loss_sparse`` / ``loss_simlar`` with ``state: true`` | ``loss`` ``gaussian`` / ``poisson`` / ``pacbed`` / ``sparse`` / ``similarity`` with ``weight`` and the other keys as options |
 | each ``constraint_params`` entry with ``start_iter`` not null | ``constraints`` entry of the same name (``start_iter``, ``step``, ``end_iter``, options), in PtyRAD's application order |
 | ``NITER``, ``BATCH_SIZE {size, grad_accumulation}`` | ``recon.iterations``, ``batch_size``, ``grad_accumulation`` |
-| ``GROUP_MODE`` | ``recon.grouping``; ``sparse``, ``hilbert`` and ``fps`` become ``spread`` (noted) |
+| ``GROUP_MODE`` | ``recon.grouping``: ``random``, ``compact`` and ``fps`` (farthest-point sampling) as they are; ``hilbert`` ``spread`` (Hilbert-curve strided, noted); ``sparse`` ``fps`` up to 65536 positions taking part, ``spread`` above, as PtyRAD chooses (noted) |
 | ``INDICES_MODE {mode, subscan_slow, subscan_fast}`` | ``recon.indices {mode, subscan}`` |
 | ``SAVE_ITERS``, ``output_dir`` | ``output.save_every`` (null: 0, noted), ``output.dir`` |
 | ``recon_dir_affixes``, ``prefix_time``, ``prefix``, ``postfix`` (with ``SAVE_ITERS`` set) | ``output.name {affixes, time, prefix, postfix}``: a sub-folder named by ptyrad_core (``model`` becomes ``forward`` + ``detector``; ``Ls``, ``z_shift`` left out, noted); a note where the kernel has no ``output.name`` |
@@ -1150,14 +1153,6 @@ def recon_output(tr: Translation, recon: Node | None, init: Node) -> None:
     batch = recon.child("BATCH_SIZE")
     r["batch_size"], r["grad_accumulation"] = batch.get("size"), batch.get("grad_accumulation")
     group = recon.get("GROUP_MODE")
-    if group in ("hilbert", "fps"):
-        recon.note("GROUP_MODE", f"{group!r}: ptyrad_core's 'spread' grouping (Hilbert-curve strided)")
-        group = "spread"
-    elif group == "sparse":
-        recon.note("GROUP_MODE", "'sparse': ptyrad_core's 'spread' grouping, Hilbert-curve strided (PtyRAD uses "
-                   "farthest-point sampling below 256 x 256 positions)")
-        group = "spread"
-    r["grouping"] = group
     ind = recon.child("INDICES_MODE")
     indices = {"mode": ind.get("mode")}
     slow, fast = ind.get("subscan_slow"), ind.get("subscan_fast")
@@ -1171,6 +1166,17 @@ def recon_output(tr: Translation, recon: Node | None, init: Node) -> None:
         names = [ind.name(k) for k in ("subscan_slow", "subscan_fast") if ind.given.get(k) is not None]
         tr.note(names, "not used with mode 'full' (as PtyRAD)")
     r["indices"] = indices
+    if group == "hilbert":
+        recon.note("GROUP_MODE", "'hilbert': ptyrad_core's 'spread' grouping (Hilbert-curve strided)")
+        group = "spread"
+    elif group == "sparse":  # PtyRAD: fps for up to 65536 positions taking part (it is O(N^2)), hilbert above
+        n_slow, n_fast = init.get("pos_N_scan_slow", mark=False), init.get("pos_N_scan_fast", mark=False)
+        if indices["mode"] != "full":
+            n_slow, n_fast = indices.get("subscan", (n_slow // 2, n_fast // 2))
+        group = "fps" if n_slow * n_fast <= 65536 else "spread"
+        recon.note("GROUP_MODE", f"'sparse': ptyrad_core's {group!r} grouping for {n_slow * n_fast} positions "
+                   "(PtyRAD's choice: farthest-point sampling up to 65536 positions, Hilbert curve above)")
+    r["grouping"] = group
     seed = init.get("random_seed")
     if seed is None:
         tr.note(init.name("random_seed"), "null (PtyRAD: not reproducible); ptyrad_core uses its default seed 0")
