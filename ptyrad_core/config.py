@@ -22,9 +22,10 @@ from .errors import ConfigError, PluginError
 
 
 class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors."""
+    """Base of every config model: unknown keys are errors, and so are NaN and infinite numbers
+    (every float of the schema is a physical quantity, a weight or a time: none may be NaN or +-inf)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class PluginsSection(Strict):
@@ -117,6 +118,17 @@ class ExperimentSection(Strict):
             )
         return self
 
+    @property
+    def calibration(self) -> str:
+        """The name of the calibration given (``dx_A``, ..., ``fit_rbf``)."""
+        return next(k for k in CALIBRATIONS if (getattr(self, k) is not None and k != "fit_rbf") or (k == "fit_rbf" and self.fit_rbf))
+
+    @property
+    def calibration_text(self) -> str:
+        """``experiment.<key> = <value>`` of the calibration given (``experiment.fit_rbf`` for the fit)."""
+        key = self.calibration
+        return f"experiment.{key}" if key == "fit_rbf" else f"experiment.{key} = {getattr(self, key):g}"
+
     def detector_pixel(self, npix: int, wavelength: float, rbf_px: float | None = None) -> float:
         """dk in 1/Angstrom of patterns ``npix`` pixels wide (``rbf_px``: the fitted disk radius)."""
         if self.dk_invA is not None:
@@ -137,7 +149,7 @@ class ExperimentSection(Strict):
 
 class Affine(Strict):
     scale: float = Field(1.0, gt=0, description="Isotropic scale of the scan.")
-    asymmetry: float = Field(0.0, description="Relative y/x scale difference: y * (1 + a/2), x * (1 - a/2).")
+    asymmetry: float = Field(0.0, gt=-2, lt=2, description="Relative y/x scale difference: y * (1 + a/2), x * (1 - a/2); |a| < 2.")
     rotation_deg: float = Field(0.0, description="Scan rotation in degrees.")
     shear_deg: float = Field(0.0, description="Scan shear in degrees.")
 
@@ -189,7 +201,7 @@ class ProbeInit(FileSource):
     )
     modes: int = Field(1, ge=1, description="Number of incoherent probe modes (extra modes are added or dropped).")
     mode_power: float | list[float] = Field(
-        0.02, description="Initial power fraction of each added mode, or one value per added mode (the last repeats)."
+        0.02, description="Initial power fraction of each added mode (0 < p < 1), or one value per added mode (the last repeats)."
     )
     permute: list[int] | None = Field(None, description="Axis order that turns a file's probe array into (pmode, Ny, Nx).")
     z_shift_A: float = Field(0.0, description="Propagate the initial probe by this distance (Angstrom, + = downstream).")
@@ -197,6 +209,14 @@ class ProbeInit(FileSource):
         "mean_total_ints", description="Scale sum |probe|^2 to the mean or max total intensity of the patterns, or to `intensity`."
     )
     intensity: float | None = Field(None, gt=0, description="Target sum |probe|^2 for normalization 'target_intensity'.")
+
+    @field_validator("mode_power")
+    @classmethod
+    def _power_fraction(cls, v):
+        for p in v if isinstance(v, list) else [v]:
+            if not 0 < p < 1:  # a fraction of the probe's intensity: 0 adds an empty mode, >= 1 leaves none to the first
+                raise ValueError(f"each mode power must be a fraction between 0 and 1 (exclusive), got {p}")
+        return v
 
 
 class ZPad(Strict):
@@ -223,10 +243,17 @@ class ObjectInit(FileSource):
     slice_thickness_A: float = Field(gt=0, description="Initial slice thickness in Angstrom.")
     shape: tuple[int, int] | None = Field(None, description="Object size (NY, NX) in pixels; null fits the scan.")
     phase_noise: float = Field(0.0, ge=0, description="Std of random initial phase (radians); needed for omode > 1.")
-    occupancy: list[float] | None = Field(None, description="Object-mode occupancies (normalised); null = equal.")
+    occupancy: list[float] | None = Field(None, description="Object-mode occupancies (>= 0, normalised); null = equal.")
     z_crop: tuple[int, int] | None = Field(None, description="Keep slices [start, stop) of a loaded object.")
     z_pad: ZPad | None = Field(None, description="Add slices to a loaded object.")
     z_resample: ZResample | None = Field(None, description="Resample a loaded object along z (phase sum and thickness kept).")
+
+    @field_validator("occupancy")
+    @classmethod
+    def _weights(cls, v):
+        if v is not None and (any(w < 0 for w in v) or sum(v) <= 0):
+            raise ValueError(f"occupancies are weights: each >= 0 and at least one > 0, got {v}")
+        return v
 
 
 class TiltInit(FileSource):
@@ -290,7 +317,7 @@ class ReconSection(Strict):
     )
     grad_accumulation: int = Field(1, ge=1, description="Mini-batches whose gradients add up before one step.")
     indices: IndicesSpec = Field(default_factory=lambda: IndicesSpec(), description="Which scan positions take part.")
-    seed: int = Field(0, description="Random seed (batches, initial noise).")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Random seed (batches, initial noise), 0 <= seed < 2^63.")
     device: str = Field("auto", description="'auto' (CUDA if present), 'cpu', 'cuda', 'cuda:1', ...")
     precision: Literal["float32", "float64"] = Field("float32", description="Real precision of the model.")
     fft: Literal["auto", "torch", "fftw"] = Field(
@@ -541,27 +568,80 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def read_yaml(path: Path) -> tuple[dict, str]:
-    """Parse a YAML file into a dict; errors name the file and line."""
+    """Parse a YAML file into a dict; errors name the file and line (or byte offset)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; expected a YAML config file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    text = decode_text(data, path)
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from exc
+        raise ConfigError(f"{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}") from None
     if raw is None:
-        raw = {}
+        raise ConfigError(f"{path}: the file is empty (or only comments); expected a YAML mapping of sections")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
     return raw, text
 
 
+def decode_text(data: bytes, path) -> str:
+    """The bytes of a YAML file as text: UTF-8 (an optional byte-order mark is dropped) without the
+    control characters YAML forbids. Anything else (Latin-1 or UTF-16 text, a binary file) is a
+    ConfigError naming the file and the byte offset of the first offending byte."""
+    bom = b"\xef\xbb\xbf"
+    skip = len(bom) if data.startswith(bom) else 0
+    hint = ""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        hint = " (it looks like UTF-16 text)"
+    elif data.startswith(b"\x89HDF"):
+        hint = " (it is an HDF5 file)"
+    try:
+        text = data[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = skip + exc.start
+        raise ConfigError(
+            f"{path}: not UTF-8 text: byte {offset} is 0x{data[offset]:02x}{hint}; expected a UTF-8 YAML file "
+            "(save it as UTF-8)"
+        ) from None
+    bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if bad:
+        offset = skip + len(text[: bad.start()].encode("utf-8"))
+        raise ConfigError(
+            f"{path}: not a text file: byte {offset} is the control character {bad.group()!r}{hint}; "
+            "expected a UTF-8 YAML file"
+        )
+    return text
+
+
+def nonfinite_numbers(raw, loc: tuple = ()) -> list[tuple[tuple, float]]:
+    """(key path, value) of every NaN or infinite float anywhere in a parsed config (sections,
+    plugin options, lists): YAML's ``.nan`` / ``.inf`` are floats, and no setting may be one."""
+    if isinstance(raw, float):
+        return [] if math.isfinite(raw) else [(loc, raw)]
+    if isinstance(raw, dict):
+        return [bad for k, v in raw.items() for bad in nonfinite_numbers(v, loc + (k,))]
+    if isinstance(raw, (list, tuple)):
+        return [bad for i, v in enumerate(raw) for bad in nonfinite_numbers(v, loc + (i,))]
+    return []
+
+
 def build_config(raw: dict, source: str = "<config>", text: str = "", base_dir: Path = Path(".")) -> Config:
     """Validate a raw dict against the core schema (plugin options are checked later)."""
     lines = _yaml_lines(text) if text else {}
+    bad = nonfinite_numbers(raw)
+    if bad:
+        where = {loc: f"{source}:{_line_for(lines, loc)}" if _line_for(lines, loc) else source for loc, _ in bad}
+        raise ConfigError("\n".join(
+            f"{where[loc]}: {dotted(loc)}: {value} is not a finite number; expected a finite value" for loc, value in bad
+        ))
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:

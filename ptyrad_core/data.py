@@ -15,6 +15,7 @@ statistics come from :meth:`mean_pattern`, :meth:`minimum`, ... (streamed in chu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,9 +24,18 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from .errors import DataError
+from .errors import ConfigError, DataError
+
+log = logging.getLogger("ptyrad_core")
 
 CHUNK_BYTES = 64 << 20  # streamed statistics read about this much at a time
+#: all-zero patterns are reported as a warning from this fraction of the scan on. A few empty
+#: patterns are normal (the beam blanked during flyback or at the start of a scan) and cost only
+#: the positions they cover; from a tenth of the scan on, a sizeable part of the object has no data.
+ZERO_WARN_FRACTION = 0.1
+#: the mean pattern must be at least this many times brighter inside the bright-field disk than
+#: outside it (:func:`check_bright_field`)
+BRIGHT_FIELD_CONTRAST = 1.5
 #: types the measurements may have on the compute device (``data.device_dtype``)
 DEVICE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -99,7 +109,7 @@ class Measurements:
                     array[start:stop] = self.read(np.arange(start, stop))
                 self._array = array
             else:
-                self._array = np.asarray(self._raw[()], dtype=np.float32)
+                self._array = read_block(self._raw, (), self.source)
             self._index, self._transforms = None, []
         self._array = np.ascontiguousarray(self._array, dtype=np.float32)
         if not self._array.flags.writeable:  # a read-only memory map of float32 data: own the memory
@@ -212,10 +222,10 @@ class Measurements:
             parts = []
             for row in np.unique(unique // nx):  # one read per scan row
                 cols = unique[unique // nx == row] % nx
-                parts.append(_take(raw, (int(row), cols)))
+                parts.append(read_block(raw, (int(row), cols), self.source))
             block = np.concatenate(parts)
         else:
-            block = _take(raw, (unique,))
+            block = read_block(raw, (unique,), self.source)
         return block[inverse]
 
     def chunks(self):
@@ -251,9 +261,16 @@ class Measurements:
     def minimum(self) -> float:
         return float(min(b.min() for b in self.chunks()))
 
-    def check_values(self, negative: str = "error") -> None:
-        """Reject NaN / infinite values; reject (``"error"``) or zero (``"clip"``) negative ones."""
+    def check_values(self, negative: str = "error") -> np.ndarray:
+        """Reject NaN / infinite values; reject (``"error"``) or zero (``"clip"``) negative ones;
+        reject data whose every pattern is zero and warn when many are (:data:`ZERO_WARN_FRACTION`).
+
+        :return: the mean pattern, float64 ``(Ky, Kx)`` (negative values counted as 0 under
+            ``"clip"``), from the same pass over the data.
+        """
         n_bad, n_neg, first, low, start = 0, 0, None, 0.0, 0
+        n_zero, first_zero = 0, []
+        total = np.zeros(self.pattern_shape, dtype=np.float64)
         for block in self.chunks():
             bad = ~np.isfinite(block)
             if bad.any() and first is None:
@@ -264,6 +281,13 @@ class Measurements:
             n_neg += int(neg.sum())
             if neg.any():
                 low = min(low, float(block[neg].min()))
+            zero = np.flatnonzero(~block.reshape(len(block), -1).any(axis=1))
+            n_zero += len(zero)
+            first_zero += [int(i) + start for i in zero[: max(0, 5 - len(first_zero))]]
+            if not n_bad:
+                total += block.sum(axis=0, dtype=np.float64)
+                if neg.any():
+                    total -= np.where(neg, block, 0).sum(axis=0, dtype=np.float64)
             start += len(block)
         if n_bad:
             raise DataError(
@@ -278,6 +302,20 @@ class Measurements:
                     "'negative' preprocessing step)"
                 )
             self.map(lambda b: np.clip(b, 0, None))
+        if n_zero == self.n:
+            raise DataError(
+                f"{self.source}: all {self.n} patterns are zero; expected diffraction intensities (is it the "
+                "right file and key, or did preprocessing remove the signal?)"
+            )
+        if n_zero:
+            listed = ", ".join(map(str, first_zero)) + (", ..." if n_zero > len(first_zero) else "")
+            text = (f"{self.source}: {n_zero} of {self.n} patterns are all zero (pattern {listed}): a blanked "
+                    "beam? They carry no signal, and the object under them is not constrained")
+            if n_zero >= ZERO_WARN_FRACTION * self.n:
+                log.warning(text)
+            else:
+                log.info(text)
+        return total / self.n
 
     # -- to the device ---------------------------------------------------------------------
 
@@ -304,6 +342,116 @@ def _take(raw, index: tuple) -> np.ndarray:
     except (TypeError, ValueError, IndexError):
         *lead, last = index
         return np.stack([np.asarray(raw[(*lead, int(i))], dtype=np.float32) for i in last])
+
+
+def read_block(raw, index: tuple, source: str) -> np.ndarray:
+    """``raw[index]`` as float32 (``index`` as :meth:`Measurements._read_raw` builds it: integers
+    and sorted integer arrays on the leading axes; ``()`` for everything).
+
+    Every read of a loader's array goes through here: a read that fails (a compressed chunk that
+    does not decompress, a truncated file, a missing zarr chunk, ...) becomes a DataError naming
+    the file and dataset and, for a chunked HDF5 dataset, the damaged chunk.
+    """
+    try:
+        return _take(raw, index) if index != () else np.asarray(raw[()], dtype=np.float32)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the storage layer
+        raise read_error(raw, index, source, exc) from exc
+
+
+def read_error(raw, index: tuple, source: str, exc: BaseException) -> DataError:
+    """The DataError for a failed read of ``raw[index]``: for a chunked HDF5 dataset the first
+    chunk under ``index`` that cannot be read (file, dataset, chunk index and offset)."""
+    import h5py
+
+    reason = f"{type(exc).__name__}: {exc}"
+    if isinstance(raw, h5py.Dataset) and raw.chunks is not None:
+        where = f"{raw.file.filename}: dataset {raw.name!r}"
+        chunk = _failing_chunk(raw, index)
+        if chunk is not None:
+            number, count, offset = chunk
+            return DataError(
+                f"{where}: chunk {number} of {count} (offset {offset}, chunk shape {raw.chunks}) cannot be read "
+                f"({reason}); expected an intact {raw.compression or 'stored'} chunk: the file is damaged, copy it again"
+            )
+        return DataError(f"{where}: cannot be read ({reason}); expected an intact HDF5 dataset: the file is damaged")
+    what = "the array" if index == () else "patterns " + ", ".join(_describe(i) for i in index)
+    return DataError(f"{source}: cannot read {what} ({reason}); expected a readable array: is the file damaged or truncated?")
+
+
+def _describe(i) -> str:
+    i = np.atleast_1d(np.asarray(i))
+    return str(int(i[0])) if len(i) == 1 else f"{int(i.min())}..{int(i.max())}"
+
+
+def _failing_chunk(dset, index: tuple) -> tuple[int, int, tuple[int, ...]] | None:
+    """(chunk number in row-major order of the chunk grid, number of chunks, offset) of the first
+    chunk under ``index`` that cannot be read, or None when every one reads."""
+    shape, chunks = dset.shape, dset.chunks
+    grid = tuple(-(-n // c) for n, c in zip(shape, chunks))
+    per_axis = [np.unique(np.atleast_1d(np.asarray(i)) // c) for i, c in zip(index, chunks)]
+    per_axis += [np.arange(g) for g in grid[len(per_axis):]]
+    for coord in np.stack(np.meshgrid(*per_axis, indexing="ij"), axis=-1).reshape(-1, len(grid)):
+        offset = tuple(int(k) * c for k, c in zip(coord, chunks))
+        try:
+            dset[tuple(slice(o, min(o + c, n)) for o, c, n in zip(offset, chunks, shape))]
+        except Exception:  # noqa: BLE001
+            return int(np.ravel_multi_index(tuple(coord), grid)), int(np.prod(grid)), offset
+    return None
+
+
+def check_bright_field(mean: np.ndarray, radius_px: float, source: str, calibration: str) -> None:
+    """Reject measurements whose mean pattern shows no bright-field disk.
+
+    The mean over all scan positions of convergent-beam patterns is the bright-field disk: the
+    aperture of radius ``radius_px`` (the convergence angle over the detector pixel) lit by the
+    unscattered and weakly scattered beam, on a much dimmer dark field. Patterns of noise or dark
+    frames (the beam blanked, the wrong dataset or key, a detector offset read as signal) have a
+    flat mean, as bright in that disk as around it. The criterion is the contrast of the mean
+    pattern: its mean inside the disk of the expected radius, centred on the pattern's centre of
+    intensity (an off-centre disk is still found), over its mean outside. data/tiny.h5 gives 333;
+    Poisson noise gives 1.00 (within its statistical error, at any count level); even a sample
+    that scatters 80 % of the beam out of a disk 0.4 detector widths across still gives about
+    1.7. :data:`BRIGHT_FIELD_CONTRAST` (1.5) lies between. The criterion needs no fit and no
+    threshold on absolute intensities, so it holds for counts, normalised patterns and any
+    detector size; a miscalibrated radius (too large or too small) still compares a bright region
+    with a dimmer one.
+
+    :param calibration: the config values that set the radius, for the message
+        (``experiment.dx_A = 0.19525, energy_kV = 300, ...``); one starting with
+        ``experiment.fit_rbf`` means the radius was fitted to this mean pattern.
+
+    A disk narrower than a pixel means absurd calibration values (a ConfigError), or for a
+    fitted radius a mean pattern without a disk; a disk that leaves no dark field on the detector
+    is left to the sampling check (``initialize.sampling``).
+    """
+    if not radius_px >= 1:
+        if calibration.startswith("experiment.fit_rbf"):
+            raise DataError(
+                f"{source}: the mean pattern has no bright-field disk: its half-maximum area ({calibration}) is a disk of "
+                f"{radius_px:.3g} px radius; expected at least 1 px (a few hot pixels on dark frames?)"
+            )
+        raise ConfigError(
+            f"{calibration}: the bright-field disk would be {radius_px:.3g} px in radius (convergence angle / detector "
+            "pixel); expected at least 1 px: check these values"
+        )
+    total = float(mean.sum())
+    yy, xx = np.indices(mean.shape, dtype=np.float64)
+    cy, cx = float((mean * yy).sum() / total), float((mean * xx).sum() / total)
+    inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius_px**2
+    n_in = int(inside.sum())
+    if n_in == 0 or n_in == inside.size:
+        return
+    mean_in = float(mean[inside].mean())
+    mean_out = float(mean[~inside].mean())
+    if mean_in < BRIGHT_FIELD_CONTRAST * mean_out:
+        raise DataError(
+            f"{source}: the mean pattern has no bright-field disk: inside the expected disk ({radius_px:.3g} px "
+            f"radius from {calibration}, centred at ({cy:.1f}, {cx:.1f}) px) it is {mean_in / max(mean_out, 1e-300):.3g} "
+            f"times as bright as outside; expected at least {BRIGHT_FIELD_CONTRAST} (noise or dark frames? "
+            "the wrong dataset or key?)"
+        )
 
 
 def _narrow(host: np.ndarray, device: torch.device, name: str, source: str, chunk_bytes: int) -> torch.Tensor:

@@ -31,7 +31,7 @@ from . import detector as detector_grid
 from . import fft as fftlib
 from . import optics, scan, sources
 from .config import Config, validate_options
-from .data import Measurements
+from .data import Measurements, check_bright_field
 from .errors import ConfigError, DataError
 from .forward import chunk_size, fresnel_propagator, frequency_grid
 from .model import PARAMETER_NAMES, ParamSchedule, PtychoModel
@@ -126,7 +126,7 @@ def prepare_data(config: Config, pm, components: dict) -> Data:
         data_path=config.resolve(config.data.path),
     )
     result = run_pipeline(meas, steps, context, need_mean=config.experiment.fit_rbf)
-    meas.check_values(config.data.negative_values)
+    mean = meas.check_values(config.data.negative_values)
     expected = int(np.prod(result.scan_shape)) if result.scan_shape is not None else config.scan.n_slow * config.scan.n_fast
     if meas.n != expected:
         n_slow, n_fast = result.scan_shape or (config.scan.n_slow, config.scan.n_fast)
@@ -140,6 +140,9 @@ def prepare_data(config: Config, pm, components: dict) -> Data:
     wavelength = optics.electron_wavelength(config.experiment.energy_kV)
     rbf = fit_rbf(result.calibration_mean) if config.experiment.fit_rbf else None
     dk = config.experiment.detector_pixel(result.calibration_shape[0], wavelength, rbf) * result.dk_factor
+    check_bright_field(mean, config.experiment.conv_angle_mrad * 1e-3 / (wavelength * dk), meas.source,
+                       f"{config.experiment.calibration_text}, energy_kV = {config.experiment.energy_kV:g}, "
+                       f"conv_angle_mrad = {config.experiment.conv_angle_mrad:g}")
     return Data(meas, result, dk, wavelength, rbf, context.notes)
 
 

@@ -232,15 +232,16 @@ def write_report(result_path: Path, out_dir: Path | None = None) -> Path:
     :return: the path of ``report.html`` (written atomically: temporary name, then rename).
     """
     from .figures import FIGURES, draw_figures
-    from .results import read_result
+    from .results import read_result, unexpected_content
 
     result_path = Path(result_path)
     out_dir = Path(out_dir) if out_dir is not None else result_path.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
     result = read_result(result_path)
-    paths = draw_figures(result, out_dir / FIGURES_DIR)
-    figures = [(f"{FIGURES_DIR}/{p.name}", FIGURES.get(p.name, p.stem)) for p in paths]
-    page = render_html(result, result_path, figures)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with unexpected_content(result_path):
+        paths = draw_figures(result, out_dir / FIGURES_DIR)
+        figures = [(f"{FIGURES_DIR}/{p.name}", FIGURES.get(p.name, p.stem)) for p in paths]
+        page = render_html(result, result_path, figures)
     target = out_dir / REPORT_NAME
     tmp = target.with_name(f".{REPORT_NAME}.tmp-{os.getpid()}")
     try:

@@ -9,7 +9,7 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from .errors import DataError
-from .results import read_result
+from .results import read_result, unexpected_content
 
 
 def _fmt(value: float, digits: int = 6) -> str:
@@ -65,12 +65,14 @@ def summary(result_path) -> Group:
     Raises :class:`~ptyrad_core.errors.DataError` for a missing file or one that is not a result file.
     """
     path = Path(result_path)
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise DataError(f"{path}: file does not exist")
-    try:
-        d = read_result(path)
-    except (ValueError, OSError) as exc:
-        raise DataError(str(exc)) from None
+    d = read_result(path)
+    with unexpected_content(path):
+        return _summary(d, path)
+
+
+def _summary(d: dict, path: Path) -> Group:
     a = d["attrs"]
     cfg = a["config"]
     dx = float(a["dx_A"])
@@ -172,6 +174,7 @@ def show_command(path, console: Console | None = None, truth=None) -> Group:
     console = console or Console()
     console.print(renderable)
     if truth is not None:
-        error, (dy, dx) = truth_error(path, truth)
+        with unexpected_content(f"{path} or {truth}"):
+            error, (dy, dx) = truth_error(path, truth)
         console.print(f"projected-phase error against {truth}: {error:.4f} (offset removed, registered by ({dy:+.2f}, {dx:+.2f}) px)")
     return renderable

@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .data import read_error
 from .errors import ConfigError, DataError, PluginError
 from .prior import PriorResult
 
@@ -42,32 +43,65 @@ def file_digest(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def check_array(arr, label: str, where: str) -> np.ndarray:
+    """``arr`` as a NumPy array of numbers, non-empty and finite; else a DataError naming ``where``
+    (the YAML path), ``label`` (file and key) and the first bad element (its row and index)."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "biufc":
+        raise DataError(f"{where}: {label} holds {arr.dtype} values (shape {arr.shape}); expected an array of numbers")
+    if arr.size == 0:
+        raise DataError(f"{where}: {label} is empty (shape {arr.shape}); expected an array of numbers")
+    if arr.dtype.kind in "fc":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = tuple(int(i) for i in np.unravel_index(np.argmax(bad), arr.shape))
+            raise DataError(
+                f"{where}: {label} holds {int(bad.sum())} NaN or infinite values, the first in row {first[0]} "
+                f"(index {first}, value {arr[first]}); expected finite numbers"
+            )
+    return arr
+
+
 def read_array(path: Path, key: str | None, where: str) -> np.ndarray:
-    """One array from a file; errors name ``where`` (the YAML path), the file and the key."""
+    """One array from a file; errors name ``where`` (the YAML path), the file and the key.
+
+    The array is checked with :func:`check_array` (numbers, non-empty, no NaN or Inf).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{where}: {str(path)!r} is a directory; expected an array file")
     if not path.is_file():
         raise DataError(f"{where}: file {str(path)!r} does not exist")
+    arr, key = _read_array(path, key, where)
+    return check_array(arr, f"{path}:{key}" if key is not None else str(path), where)
+
+
+def _read_array(path: Path, key: str | None, where: str) -> tuple[np.ndarray, str | None]:
+    """The array and the key it was read from."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            return np.load(path)
+            return np.load(path), None
         if suffix == ".npz":
             with np.load(path) as z:
                 if key is None and len(z.files) == 1:
                     key = z.files[0]
                 if key not in z.files:
                     raise DataError(f"{where}: {path} has no array {key!r}; arrays: {', '.join(z.files)}")
-                return z[key]
+                return z[key], key
         if suffix in HDF5_SUFFIXES and h5py.is_hdf5(path):
             with h5py.File(path, "r") as f:
                 if key is None or key not in f or not isinstance(f[key], h5py.Dataset):
                     raise DataError(f"{where}: {path} has no dataset {key!r}; datasets: {', '.join(_h5_datasets(f))}")
-                arr = f[key][()]
+                try:
+                    arr = f[key][()]
+                except Exception as exc:  # noqa: BLE001 - a damaged chunk, a truncated file
+                    raise read_error(f[key], (), f"{path}:{key}", exc) from exc
                 if suffix == ".mat":  # MATLAB v7.3 stores arrays with reversed axes
                     arr = arr.transpose(range(arr.ndim)[::-1])
                     if arr.dtype.names == ("real", "imag"):
                         arr = arr["real"] + 1j * arr["imag"]
-                return arr
+                return arr, key
         if suffix == ".mat":
             try:
                 from scipy.io import loadmat
@@ -78,10 +112,12 @@ def read_array(path: Path, key: str | None, where: str) -> np.ndarray:
                 key = next(iter(content))
             if key not in content:
                 raise DataError(f"{where}: {path} has no variable {key!r}; variables: {', '.join(content)}")
-            return np.asarray(content[key])
-        return np.loadtxt(path, ndmin=2)
-    except DataError:
-        raise
+            return np.asarray(content[key]), key
+        return np.loadtxt(path, ndmin=2), None
+    except DataError as exc:
+        if str(exc).startswith(f"{where}:"):
+            raise
+        raise DataError(f"{where}: {exc}") from exc
     except Exception as exc:
         raise DataError(f"{where}: cannot read {path}: {type(exc).__name__}: {exc}") from exc
 
@@ -117,7 +153,7 @@ def need(prior: PriorResult, field: str, where: str) -> np.ndarray:
     value = getattr(prior, field)
     if value is None:
         raise DataError(f"{where}: the result file {prior.source} holds no {field.replace('_', ' ')}")
-    return np.asarray(value)
+    return check_array(value, f"{prior.source} ({field.replace('_', ' ')})", where)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ ptyrad_core as it is:
 - the reader is chosen from the file extension (``format`` names it where an extension is
   shared, e.g. ``.mrc`` or ``.hdf5``); ``signal`` picks one of several signals (a Velox file
   holds images and spectra next to the 4D-STEM data), by default the only 3-D / 4-D one;
+- ``reader_options`` are keyword arguments of the reader; YAML lists in them are passed as
+  tuples (``navigation_shape: [4, 2]`` for a Merlin ``.mib`` file);
 - ``lazy: true`` (default) reads through dask: the kernel reads the array whole when it fits
   ``data.memory_budget_MB``, otherwise every batch reads only its own patterns;
 - the axes calibrations (name, size, scale, offset, units) and the beam energy and convergence
@@ -71,6 +73,20 @@ def reader_for(path: Path, format: str | None = None) -> dict:
             "set data.options.format to one of them"
         )
     return found[0]
+
+
+def as_tuples(value):
+    """YAML lists as tuples, at any depth (in mappings and in lists of lists).
+
+    YAML has no tuple: ``navigation_shape: [4, 2]`` arrives as a list, but RosettaSciIO's readers
+    test for tuples (the Merlin reader refuses a list: "`navigation_shape` must be `None` or of
+    tuple type"). No reader option of RosettaSciIO needs a list that a tuple would not do for.
+    """
+    if isinstance(value, (list, tuple)):
+        return tuple(as_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: as_tuples(v) for k, v in value.items()}
+    return value
 
 
 class _FileCloser:
@@ -149,7 +165,7 @@ class RsciioLoader(Loader):
                 f"{path}: RosettaSciIO's {reader['name']} reader needs a package that is not installed ({exc}); "
                 f"see RosettaSciIO's installation notes for the {reader['name']} format"
             ) from None
-        kwargs = dict(o.reader_options)
+        kwargs = {k: as_tuples(v) for k, v in o.reader_options.items()}
         params = inspect.signature(module.file_reader).parameters
         if "lazy" in params:
             kwargs.setdefault("lazy", o.lazy)

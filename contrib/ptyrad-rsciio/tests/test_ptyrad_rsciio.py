@@ -185,3 +185,38 @@ def test_reconstruction_from_hspy_streamed_equals_the_hdf5_run(tmp_path):
     assert a["attrs"]["config"]["data"]["loader"] in ("auto", "rsciio")
     np.testing.assert_allclose(a["history/loss"], b["history/loss"], rtol=1e-6)
     np.testing.assert_allclose(a["object/phase"], b["object/phase"], atol=1e-6)
+
+
+def write_mib(path: Path, frames: np.ndarray) -> Path:
+    """A Quantum Detectors Merlin .mib file: per frame a 384-byte ASCII header, then big-endian U16 pixels."""
+    n, ky, kx = frames.shape
+    out = bytearray()
+    for i, frame in enumerate(frames):
+        head = (f"MQ1,{i + 1:06d},00384,01,{kx:04d},{ky:04d},U16,   1x1,01,2020-05-18 16:51:49.971626,0.000555,0,0,0,"
+                "MQ1A,2020-05-18T14:51:49.971626178Z,555000ns,12,")
+        out += head.encode().ljust(384, b"\0") + frame.astype(">u2").tobytes()
+    path.write_bytes(bytes(out))
+    return path
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_reader_options_from_yaml_lists_become_tuples(tmp_path, lazy):
+    """`navigation_shape: [4, 2]` in YAML is a list; RosettaSciIO's Merlin reader accepts only a tuple."""
+    import yaml
+
+    pytest.importorskip("rsciio.quantumdetector")
+    frames = (np.arange(8 * 16 * 16).reshape(8, 16, 16) % 1000).astype(np.uint16)
+    path = write_mib(tmp_path / "scan.mib", frames)
+    options = yaml.safe_load("{lazy: %s, reader_options: {navigation_shape: [4, 2]}}" % str(lazy).lower())
+    assert options["reader_options"]["navigation_shape"] == [4, 2]
+    meas = load(path, **options)
+    assert meas.shape == (2, 4, 16, 16)  # RosettaSciIO: navigation_shape is (x, y)
+    meas.as_patterns()
+    meas.load()
+    np.testing.assert_array_equal(meas.array, frames[:, ::-1].astype(np.float32))  # the Merlin reader flips rows
+
+
+def test_as_tuples_is_recursive():
+    from ptyrad_rsciio.plugin import as_tuples
+
+    assert as_tuples({"a": [1, [2, 3]], "b": {"c": [4]}, "d": "x"}) == {"a": (1, (2, 3)), "b": {"c": (4,)}, "d": "x"}
