@@ -1,20 +1,24 @@
 """The ``ptyrad-core`` command line.
 
     ptyrad-core run CONFIG [--set dotted.key=value ...] [--resume RESULT.h5] [--nproc N] [--quiet | --verbose]
-    ptyrad-core validate CONFIG [--set ...]
-    ptyrad-core convert FILE [-o OUT.yaml]
+    ptyrad-core validate CONFIG [--set ...] [--overwrite]
+    ptyrad-core convert FILE [-o OUT.yaml [--overwrite]]
     ptyrad-core tune CONFIG [--workers N]
     ptyrad-core show RESULT.h5
-    ptyrad-core report RESULT.h5 [-o DIR]
-    ptyrad-core frc A.h5 B.h5 [-o PLOT.png]
-    ptyrad-core simulate SPEC.yaml [-o OUT.h5]
+    ptyrad-core report RESULT.h5 [-o DIR] [--overwrite]
+    ptyrad-core frc A.h5 B.h5 [-o PLOT.png [--overwrite]]
+    ptyrad-core simulate SPEC.yaml [-o OUT.h5] [--overwrite]
     ptyrad-core plugins [--json] [--schema]
     ptyrad-core docs hooks|config|plugins
-    ptyrad-core new-plugin NAME --family FAMILY [--dir DIR]
+    ptyrad-core new-plugin NAME --family FAMILY [--dir DIR] [--overwrite]
 
 A CONFIG in another program's format is translated by the plugin that recognises it
 (``ptyrad_translate_config``); its notes are printed as warnings. ``convert`` writes the
 translation as a native config, with the notes as comments at the top.
+
+No command writes to a file it reads (``ptyrad_core.readonly``): a command with an output file
+replaces an existing one only when it is its own previous output, or with ``--overwrite``; a
+file it reads is refused even then. ``validate`` writes nothing (a dry run).
 
 Errors that ptyrad_core raises on purpose (bad config, bad data, a failing plugin) are printed
 as one message without a traceback, with exit status 2; ``--verbose`` shows the traceback.
@@ -112,6 +116,23 @@ def cmd_run(args) -> int:
     return 0
 
 
+def dry_run(func):
+    """``validate`` writes nothing: not even the bytecode cache of a local plugin module."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(args):
+        previous = sys.dont_write_bytecode
+        sys.dont_write_bytecode = True
+        try:
+            return func(args)
+        finally:
+            sys.dont_write_bytecode = previous
+
+    return wrapper
+
+
+@dry_run
 def cmd_validate(args) -> int:
     import numpy as np
 
@@ -121,7 +142,7 @@ def cmd_validate(args) -> int:
     pm, config = _plugin_manager_for(args)
     print_notes(config)
     components = validate_components(config, pm)
-    data = prepare_data(config, pm, components)
+    data = prepare_data(config, pm, components, dry_run=True, overwrite=args.overwrite)  # writes nothing
     meas = data.measurements
     model = build_model(config, data, components, select_device("cpu"), np.random.default_rng(config.recon.seed), pm)
     ob = model.object_amplitude.shape
@@ -137,6 +158,8 @@ def cmd_validate(args) -> int:
     print(f"  scan      {len(pos)} positions, step {step * dx:.4g} A ({step:.4g} px), "
           f"field of view {fy * dx:.4g} x {fx * dx:.4g} A ({fy:.4g} x {fx:.4g} px)")
     print(f"  plugins   {', '.join(f'{f}:{s.name}' for f, _, s in component_specs(config))}")
+    for note in data.notes:  # what the preprocessing found, and what an export would write
+        print(f"  note      {note}")
     return 0
 
 
@@ -162,18 +185,41 @@ def cmd_convert(args) -> int:
     if translated is None:
         raise ConfigError(f"{path}: no installed plugin translates this file")
     native, notes = translated
-    validate_components(build_config(native, str(path), "", path.resolve().parent), pm)
-    header = [f"# ptyrad_core config translated from {path.resolve()} by `ptyrad-core convert`."]
+    config = build_config(native, str(path), "", path.resolve().parent)
+    validate_components(config, pm)
+    if args.output:  # never the file it reads, nor any file the converted config reads
+        from .outputs import check_new_file
+        from .readonly import config_inputs, starts_with
+
+        check_new_file(args.output, "-o", inputs=[path, *config_inputs(config)], overwrite=args.overwrite,
+                       is_previous_output=lambda p: starts_with(p, CONVERT_HEADER), kind="output of convert")
+    header = [f"{CONVERT_HEADER} {path.resolve()} by `ptyrad-core convert`."]
     if notes:
         header.append("# Translation notes:")
         header += ["#   " + line for note in notes for line in note.splitlines()]
     text = "\n".join(header) + "\n\n" + yaml.safe_dump(native, sort_keys=False, default_flow_style=None, width=100)
     if args.output:
-        Path(args.output).write_text(text)
+        _write_text_atomic(Path(args.output), text)
         console.print(f"wrote {args.output} ({len(notes)} notes)", highlight=False)
     else:
         sys.stdout.write(text)
     return 0
+
+
+CONVERT_HEADER = "# ptyrad_core config translated from"
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` under a temporary name in the same folder, then rename it to ``path``."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def cmd_plugins(args) -> int:
@@ -234,6 +280,9 @@ def cmd_report(args) -> int:
     path = Path(args.result)
     if not path.is_file():
         raise DataError(f"report: result file {str(path)!r} does not exist")
+    from .report import check_report_targets
+
+    check_report_targets(path, Path(args.output) if args.output else None, overwrite=args.overwrite)
     try:
         page = write_report(path, Path(args.output) if args.output else None)
     except (OSError, ValueError) as exc:
@@ -245,21 +294,22 @@ def cmd_report(args) -> int:
 def cmd_frc(args) -> int:
     from .metrics import frc_command
 
-    frc_command(args.a, args.b, args.output, window=None if args.window == "none" else args.window, threshold=args.threshold)
+    frc_command(args.a, args.b, args.output, window=None if args.window == "none" else args.window, threshold=args.threshold,
+                overwrite=args.overwrite)
     return 0
 
 
 def cmd_simulate(args) -> int:
     from .simulate import simulate_command
 
-    simulate_command(args.spec, args.output)
+    simulate_command(args.spec, args.output, overwrite=args.overwrite)
     return 0
 
 
 def cmd_new_plugin(args) -> int:
     from .scaffold import new_plugin
 
-    root = new_plugin(args.name, args.family, args.dir)
+    root = new_plugin(args.name, args.family, args.dir, overwrite=args.overwrite)
     console.print(f"wrote the {args.family} plugin package {root}", highlight=False)
     print(f"  pip install -e {root}\n  pytest {root / 'tests'}\n  ptyrad-core plugins")
     return 0
@@ -271,6 +321,10 @@ def cmd_docs(args) -> int:
     pages = {"hooks": hooks_reference, "config": config_reference, "plugins": plugins_reference}
     print(pages[args.what](), end="")
     return 0
+
+
+HELP_OVERWRITE = ("replace an existing output file that is not this command's previous output "
+                  "(a file the command reads is never replaced)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,13 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data-parallel run in N processes on this machine, started by torchrun (docs/scaling.md)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("validate", help="check a config and its data without reconstructing")
+    p = sub.add_parser("validate", help="check a config and its data without reconstructing (writes nothing)")
     with_config(p)
+    p.add_argument("--overwrite", action="store_true",
+                   help="check as `run --overwrite` would: an export may replace an existing file (never an input)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("convert", help="write a config in another program's format as a native config")
     p.add_argument("file", help="YAML file to translate")
     p.add_argument("-o", "--output", metavar="OUT.yaml", help="write here instead of to standard output")
+    p.add_argument("--overwrite", action="store_true", help=HELP_OVERWRITE)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a value before writing (native sections after translation, others before)")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
@@ -327,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="draw the figures and report.html of a result file")
     p.add_argument("result", help="result.h5")
     p.add_argument("-o", "--output", metavar="DIR", help="where figures/ and report.html go (default: next to the result)")
+    p.add_argument("--overwrite", action="store_true", help=HELP_OVERWRITE)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_report)
 
@@ -334,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a", help="result.h5 (or a dataset with /ground_truth)")
     p.add_argument("b", help="result.h5 (or a dataset with /ground_truth)")
     p.add_argument("-o", "--output", metavar="PLOT.png", help="also write a plot of the curve")
+    p.add_argument("--overwrite", action="store_true", help=HELP_OVERWRITE)
     p.add_argument("--window", choices=["hann", "tukey", "none"], default="hann", help="edge taper before the FFT")
     p.add_argument("--threshold", type=float, default=1 / 7, help="FRC threshold for the resolution (default 1/7)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -342,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="write a synthetic dataset (patterns, positions, ground truth) from a spec YAML")
     p.add_argument("spec", help="simulation spec YAML (see ptyrad_core.simulate.SimulationSpec)")
     p.add_argument("-o", "--output", metavar="OUT.h5", help="overrides the spec's output")
+    p.add_argument("--overwrite", action="store_true", help=HELP_OVERWRITE)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_simulate)
 
@@ -351,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="the component's name in a config, a lowercase identifier (e.g. my_filter)")
     p.add_argument("--family", required=True, choices=list(FAMILIES), help="which kind of component")
     p.add_argument("--dir", default=".", help="where the package folder ptyrad-NAME goes (default: here)")
+    p.add_argument("--overwrite", action="store_true", help="write the package's files into an existing package folder")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_new_plugin)
 

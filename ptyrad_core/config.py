@@ -750,6 +750,11 @@ def validate_components(config: Config, pm) -> dict[tuple, tuple[type, BaseModel
             problems.append(f"{config._source}:{line}: {exc}" if line else f"{config._source}: {exc}")
         except ConfigError as exc:
             problems.append(str(exc))
+    from .optim_check import check_optimizer  # optimizer / scheduler names and options, before any data are read
+
+    for loc, message in check_optimizer(config.optimizer):
+        line = _line_for(lines, loc)
+        problems.append(f"{config._source}:{line}: {dotted(loc)}: {message}" if line else f"{config._source}: {dotted(loc)}: {message}")
     if problems:
         raise ConfigError("\n".join(problems))
     return resolved

@@ -110,8 +110,16 @@ def fit_rbf(mean_pattern: np.ndarray, threshold: float = 0.5) -> float:
     return math.sqrt(area / math.pi)
 
 
-def prepare_data(config: Config, pm, components: dict) -> Data:
-    """Load, preprocess, check and calibrate the measurements."""
+def prepare_data(config: Config, pm, components: dict, *, dry_run: bool = False, overwrite: bool = False) -> Data:
+    """Load, preprocess, check and calibrate the measurements.
+
+    :param dry_run: ``validate``: preprocessing steps that write files (``export``) only check and
+        report what they would write.
+    :param overwrite: ``--overwrite``: such steps may replace existing files that are not their own
+        previous outputs (never a file the run reads).
+    """
+    from .readonly import config_inputs
+
     meas = load_measurements(config, pm)
     steps = [
         (f"data.preprocess[{i}] {spec.name!r}", cls(options))
@@ -124,6 +132,9 @@ def prepare_data(config: Config, pm, components: dict) -> Data:
         seed=config.recon.seed,
         base_dir=config._base_dir,
         data_path=config.resolve(config.data.path),
+        inputs=tuple(config_inputs(config)),
+        dry_run=dry_run,
+        overwrite=overwrite,
     )
     result = run_pipeline(meas, steps, context, need_mean=config.experiment.fit_rbf)
     mean = meas.check_values(config.data.negative_values)

@@ -14,6 +14,7 @@ right (:func:`fourier_shift`, as :func:`ptyrad_core.forward.shift_ramps`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -392,6 +393,10 @@ def _common_region(shape_a, region_a, shape_b, region_b) -> tuple[slice, slice]:
     return box
 
 
+#: the Software (PNG) / Creator (PDF, SVG, EPS) metadata of an frc plot: how ``frc -o`` knows its own file
+FRC_PLOT_MARK = "ptyrad-core frc"
+
+
 def frc_command(
     path_a,
     path_b,
@@ -400,6 +405,7 @@ def frc_command(
     window: str | None = "hann",
     threshold: float = 1 / 7,
     console=None,
+    overwrite: bool = False,
 ) -> dict:
     """``ptyrad-core frc A B [-o PLOT.png]``: Fourier ring correlation of two projected phases.
 
@@ -407,7 +413,9 @@ def frc_command(
     Both images are cut to the common scanned region, ``B`` is registered onto ``A`` and
     :func:`frc` is computed. Prints the resolution (Angstrom) at ``threshold`` and at the
     half-bit curve; with ``out`` writes a PNG plot of the curves if matplotlib is installed
-    (otherwise says so and skips it). Returns :func:`frc`'s dict plus ``files``, ``region`` and
+    (otherwise says so and skips it). ``out`` is checked first: never ``A`` or ``B``; an existing
+    file only if it is a previous frc plot (its Software / Creator metadata is
+    :data:`FRC_PLOT_MARK`) or with ``overwrite``. Returns :func:`frc`'s dict plus ``files``, ``region`` and
     ``plot`` (the PNG path or ``None``).
     """
     from rich.console import Console
@@ -416,6 +424,12 @@ def frc_command(
     from .errors import DataError
 
     console = console or Console()
+    if out is not None:  # before any work: never an input, never another program's file
+        from .outputs import check_new_file
+        from .readonly import has_marker
+
+        check_new_file(out, "-o", inputs=[path_a, path_b], overwrite=overwrite,
+                       is_previous_output=lambda p: has_marker(p, FRC_PLOT_MARK.encode()), kind="frc plot")
     a, b = load_projected_phase(path_a), load_projected_phase(path_b)
     if not np.isclose(a["dx_A"], b["dx_A"], rtol=1e-6):
         raise DataError(f"frc: pixel sizes differ: {path_a} has dx = {a['dx_A']} A, {path_b} has {b['dx_A']} A")
@@ -463,8 +477,16 @@ def frc_command(
         ax.set_ylim(-0.2, 1.05)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out, dpi=120)
-        plt.close(fig)
+        from .readonly import plot_metadata
+
+        tmp = Path(out).with_name(f".{Path(out).stem}.tmp-{os.getpid()}{Path(out).suffix}")
+        try:
+            fig.savefig(tmp, dpi=120, format=Path(out).suffix.lstrip(".") or "png", metadata=plot_metadata(out, FRC_PLOT_MARK))
+            os.replace(tmp, out)
+        finally:
+            plt.close(fig)
+            if tmp.exists():
+                tmp.unlink()
         result["plot"] = str(out)
         console.print(f"wrote {out}")
     return result

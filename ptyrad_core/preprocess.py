@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .data import Measurements
-from .errors import DataError
+from .errors import DataError, OutputError
 
 
 @dataclass
@@ -42,6 +42,11 @@ class PreprocessContext:
     :ivar seed: the run's random seed (``recon.seed``), for steps that add noise.
     :ivar base_dir: the config file's folder, for relative output paths.
     :ivar data_path: the measurement file.
+    :ivar inputs: every file the run reads (:func:`ptyrad_core.readonly.config_inputs`): a step
+        that writes a file must never write to one of them.
+    :ivar dry_run: ``validate``: steps that write files only check and report what they would write.
+    :ivar overwrite: ``--overwrite``: a step may replace an existing file that is not its own
+        previous output (never an input).
     """
 
     scan_shape: tuple[int, int] | None
@@ -50,6 +55,13 @@ class PreprocessContext:
     base_dir: Path = Path(".")
     data_path: Path | None = None
     notes: list[str] = field(default_factory=list)
+    inputs: tuple[Path, ...] = ()
+    dry_run: bool = False
+    overwrite: bool = False
+
+    def input_paths(self) -> tuple[Path, ...]:
+        """``inputs`` and the measurement file."""
+        return tuple(self.inputs) + ((Path(self.data_path),) if self.data_path is not None else ())
 
     def rng(self, salt: int = 0) -> np.random.Generator:
         return np.random.default_rng([self.seed, salt])
@@ -108,6 +120,8 @@ def run_pipeline(meas: Measurements, steps: list[tuple[str, Preprocessor]], cont
             step.apply(meas, context)
         except DataError as exc:
             raise DataError(f"{label}: {exc}") from exc
+        except OutputError as exc:
+            raise OutputError(f"{label}: {exc}") from exc
         if step.layout:
             continue
         meas.as_patterns()

@@ -253,6 +253,42 @@ def write_report(result_path: Path, out_dir: Path | None = None) -> Path:
     return target
 
 
+def check_report_targets(result_path: Path, out_dir: Path | None = None, *, overwrite: bool = False) -> list[Path]:
+    """``ptyrad-core report RESULT [-o DIR]``: check every file the report would write, before drawing.
+
+    The report never writes onto the result file it reads (nor into a folder that is that file).
+    ``report.html`` may replace a previous report (recognised by its ``<title>ptyrad_core report``)
+    and ``figures/NAME.png`` a previous figure (a PNG written by matplotlib); any other existing
+    file there needs ``--overwrite``.
+
+    :return: the files that would be written.
+    :raises OutputError: one line naming ``-o`` and the path.
+    """
+    from .errors import OutputError
+    from .figures import FIGURES
+    from .outputs import check_new_file, same_file
+    from .readonly import has_marker, starts_with
+
+    result_path = Path(result_path)
+    folder = Path(out_dir) if out_dir is not None else result_path.parent
+    what = "-o" if out_dir is not None else "report (next to the result)"
+    if folder.exists() and not folder.is_dir():
+        if same_file(folder, result_path):
+            raise OutputError(f"{what}: {str(folder)!r} is the result file this command reads; it is never written to. "
+                              "Name a folder for figures/ and report.html")
+        raise OutputError(f"{what}: {str(folder)!r} is a file, not a folder")
+    targets = [folder / REPORT_NAME] + [folder / FIGURES_DIR / name for name in FIGURES]
+    for target in targets:
+        page = target.name == REPORT_NAME
+        check_new_file(
+            target, what, inputs=[result_path], overwrite=overwrite,
+            is_previous_output=(lambda p: has_marker(p, b"<title>ptyrad_core report")) if page
+            else (lambda p: starts_with(p, b"\x89PNG") and has_marker(p, b"Matplotlib")),
+            kind="ptyrad_core report" if page else "ptyrad_core figure",
+        )
+    return targets
+
+
 class FigureObserver:
     """Writes the figures and ``report.html`` into the output folder after each save.
 

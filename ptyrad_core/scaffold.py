@@ -532,12 +532,22 @@ def render(text: str, mapping: dict[str, str]) -> str:
     return Template(text).substitute(mapping)
 
 
-def new_plugin(name: str, family: str, directory: Path | str = ".") -> Path:
-    """Write the package ``DIRECTORY/ptyrad-NAME``; return its folder. Refuses to overwrite."""
+def new_plugin(name: str, family: str, directory: Path | str = ".", *, overwrite: bool = False) -> Path:
+    """Write the package ``DIRECTORY/ptyrad-NAME``; return its folder.
+
+    An existing, non-empty package folder is refused unless ``overwrite``; then the template's
+    files are written over (other files in the folder are left alone).
+    """
+    from .errors import OutputError
+    from .outputs import prepare_folder
+
     n = names_for(name, family)
     root = Path(directory) / n.dist
-    if root.exists() and any(root.iterdir()):
-        raise PtyradError(f"{root}: already exists and is not empty; choose another name or --dir")
+    if root.exists() and not root.is_dir():
+        raise OutputError(f"--dir: {str(root)!r} exists and is a file, not a package folder; choose another name or --dir")
+    if root.is_dir() and any(root.iterdir()) and not overwrite:
+        raise OutputError(f"--dir: {str(root)!r} already exists and is not empty; pass --overwrite to write the package "
+                          "files over it, or choose another name or --dir")
     t = TEMPLATES[family]
     mapping = n.mapping()
     mapping["FORMULA"] = render(t.formula, mapping)
@@ -555,8 +565,13 @@ def new_plugin(name: str, family: str, directory: Path | str = ".") -> Path:
             "RECON_CHECK": render(t.recon_check, mapping),
         }),
     }
+    for rel in files:  # a file where a folder of the package goes, or the reverse: refused before writing any
+        path = root / rel
+        if path.is_dir():
+            raise OutputError(f"--dir: {str(path)!r} is a folder where the package has a file")
+    prepare_folder(root, "--dir")
     for rel, text in files.items():
         path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_folder(path.parent, "--dir")
         path.write_text(text)
     return root

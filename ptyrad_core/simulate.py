@@ -317,17 +317,45 @@ def simulate_patterns(phases: np.ndarray, probe: np.ndarray, positions_px: np.nd
     return out
 
 
-def simulate(spec: SimulationSpec | dict, output=None) -> Path:
+def spec_inputs(spec: SimulationSpec) -> list[Path]:
+    """The files a simulation reads (probe, object, true positions)."""
+    holders = (spec.probe.file, spec.object.file, spec.scan.true_positions)
+    return [Path(h.path) for h in holders if h is not None and h.path is not None]
+
+
+def is_simulation(path) -> bool:
+    """Whether ``path`` is a dataset this module wrote (its ``simulator`` attribute is :data:`SIMULATOR`)."""
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("simulator")
+    except (OSError, ValueError):
+        return False
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value == SIMULATOR
+
+
+def simulate(spec: SimulationSpec | dict, output=None, *, overwrite: bool = False, inputs=()) -> Path:
     """Simulate a dataset and write it (HDF5, data/README.md layout); return the file's path.
+
+    The output is checked before the simulation (:func:`ptyrad_core.outputs.check_new_file`):
+    never a file the spec reads (or one of ``inputs``, e.g. the spec file); an existing file only
+    when it is a previous simulation (:func:`is_simulation`) or with ``overwrite``.
 
     :param spec: a :class:`SimulationSpec` or a dict validated into one.
     :param output: the file to write; overrides ``spec.output``.
+    :param overwrite: replace an existing file that is not a previous simulation.
+    :param inputs: more files that must never be written (the spec file).
     """
     if isinstance(spec, dict):
         spec = build_spec(spec)
     out = Path(output) if output is not None else spec.output
     if out is None:
         raise ConfigError("simulate: no output file (spec.output or the output argument)")
+    from .outputs import check_new_file
+
+    check_new_file(out, "-o" if output is not None else "output", inputs=[*spec_inputs(spec), *inputs],
+                   overwrite=overwrite, is_previous_output=is_simulation, kind="simulated dataset")
     ex, sc, ob = spec.experiment, spec.scan, spec.object
     rng = np.random.default_rng(spec.seed)
     rng_object, rng_positions, rng_noise = (np.random.default_rng(s) for s in rng.bit_generator.seed_seq.spawn(3))
@@ -427,13 +455,13 @@ def simulate(spec: SimulationSpec | dict, output=None) -> Path:
     return out
 
 
-def simulate_command(spec_path, out_path=None, console=None) -> Path:
+def simulate_command(spec_path, out_path=None, console=None, overwrite: bool = False) -> Path:
     """``ptyrad-core simulate SPEC.yaml [-o OUT.h5]``: simulate, write and print a short summary."""
     from rich.console import Console
 
     console = console or Console()
     spec = load_spec(spec_path)
-    path = simulate(spec, out_path)
+    path = simulate(spec, out_path, overwrite=overwrite, inputs=[spec_path])
     with h5py.File(path, "r") as f:
         a = f.attrs
         shape = f["measurements"].shape

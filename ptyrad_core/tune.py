@@ -4,13 +4,22 @@ The config's ``tune`` section declares the search space by dotted config paths (
 ``--set`` takes: ``experiment.aberrations.defocus``, ``model.object.slices``,
 ``loss.0.options.dp_pow``, ``constraints.1.options.std`` ...), so any option of any plugin is
 searchable without the plugin knowing. Each trial is an ordinary reconstruction of the config
-with the trial's values applied, in its own folder ``<output.dir>/trial_NNNN``; it reports its
-objective at the iterations ``report_every`` names (through the iteration-end hook), so pruners
-can stop hopeless trials. The study lives in an Optuna storage: ``sqlite:///<output.dir>/tune.sqlite3``
-by default, any Optuna RDB URL (PostgreSQL, MySQL), or ``journal:<file>`` (a journal file on a
-shared disk) so that workers on several machines share one study. ``--workers N`` starts N
-local worker processes on the same storage; the total number of finished trials is capped at
-``n_trials`` across all of them, and an interrupted study resumes counting its earlier trials.
+with the trial's values applied, in its own folder ``<output.dir>/<study_name>/trial_NNNN``; it
+reports its objective at the iterations ``report_every`` names (through the iteration-end hook),
+so pruners can stop hopeless trials. The study lives in an Optuna storage:
+``sqlite:///<output.dir>/tune.sqlite3`` by default, any Optuna RDB URL (PostgreSQL, MySQL), or
+``journal:<file>`` (a journal file on a shared disk) so that workers on several machines share one
+study. ``--workers N`` starts N local worker processes on the same storage; the total number of
+finished trials is capped at ``n_trials`` across all of them, and an interrupted study resumes
+counting its earlier trials.
+
+One study per output folder at a time: every process of a study (the ``tune`` command, its
+workers, a ``tune`` of the same study started elsewhere) shares the folder lock of ``output.dir``
+(:class:`StudyLock`, purpose ``tune study '<name>' (<storage>)``); a different study, or a run,
+refuses while it is held. A study remembers the config it was started with (:meth:`Study.fingerprint`)
+and refuses to continue with a different one. A SQLite storage is checked before use: a damaged
+file or one that is not an Optuna storage is an error naming it, and one locked by another process
+is waited for up to ``tune.storage_wait_s`` with a message, then an error with advice.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import hookimpl
-from .errors import ConfigError, PtyradError, RunInterrupted
+from .errors import ConfigError, DataError, OutputError, PtyradError, RunInterrupted
 
 log = logging.getLogger("ptyrad_core")
 
@@ -117,7 +126,13 @@ class TuneSection(_Strict):
     sampler: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="TPE"), description="Optuna sampler.")
     pruner: ComponentChoice | None = Field(None, description="Optuna pruner; null = no pruning.")
     storage: str | None = Field(None, description="Optuna storage URL, 'journal:<file>', or null for sqlite in output.dir.")
-    study_name: str | None = Field(None, description="Study name; null = the config file's stem.")
+    study_name: str | None = Field(
+        None, description="Study name; null = the config file's stem. Its trials, best config and plots go into "
+        "<output.dir>/<study_name>/, so it must be usable as a folder name."
+    )
+    storage_wait_s: float = Field(
+        60, gt=0, description="Seconds to wait for a SQLite storage another process holds locked before giving up."
+    )
     keep: Literal["all", "none"] | int = Field("all", description="Trial folders to keep: all, none, or the best k.")
     seed: int | None = Field(None, description="Sampler seed; null = recon.seed.")
 
@@ -128,7 +143,16 @@ class TuneSection(_Strict):
                 raise ValueError(f"unknown objective {name!r}; use loss, loss:<term>, time or contrast")
         if len(self.objectives) > 1 and self.pruner is not None and self.pruner.name not in ("none", "NopPruner"):
             raise ValueError("Optuna prunes single-objective studies only: drop the pruner or keep one objective")
+        if self.study_name is not None:
+            check_study_name(self.study_name)
         return self
+
+
+def check_study_name(name: str) -> str:
+    """A study name is a folder name under ``output.dir``: no separators, not empty, not ``.`` / ``..``."""
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0") or name != name.strip():
+        raise ValueError(f"study_name {name!r} must be usable as a folder name (no '/', '\\', not empty, '.' or '..')")
+    return name
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,20 +260,210 @@ def make_pruner(tune: TuneSection):
         raise ConfigError(f"tune.pruner: optuna.pruners.{name}({options}) failed: {exc}") from None
 
 
+class StorageError(DataError):
+    """The study's storage is damaged, not an Optuna storage, or stays locked by another process."""
+
+
+def storage_url(tune: TuneSection, output_dir: Path) -> str:
+    return tune.storage or f"sqlite:///{(output_dir / 'tune.sqlite3').resolve()}"
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///").split("?", 1)[0]
+        return Path(path) if path and path != ":memory:" else None
+    return None
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _locked_advice(path: Path, wait_s: float) -> str:
+    return (
+        f"tune.storage: {str(path)!r} stayed locked for {wait_s:g} s: another process holds a write lock on it (a tune "
+        "worker, a second study on this storage, or another program). Wait for it to finish or stop it, or raise "
+        "tune.storage_wait_s; if no process uses it, the file system may not support SQLite locking (network disks): "
+        "use a 'journal:<file>' storage or a database server"
+    )
+
+
+def check_sqlite(path: Path, wait_s: float) -> None:
+    """Check an existing SQLite storage before Optuna opens it (nothing is written to it).
+
+    - not a SQLite file, or a damaged one: :class:`StorageError` naming the file;
+    - a SQLite database without Optuna's tables: refused (Optuna would add its tables to someone
+      else's database);
+    - locked for writing by another process: waits up to ``wait_s`` seconds, saying so, then a
+      :class:`StorageError` with advice.
+    """
+    import sqlite3
+    from urllib.parse import quote
+
+    path = Path(path)
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise StorageError(f"tune.storage: {str(path)!r} is a folder, not an SQLite file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StorageError(f"tune.storage: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    damaged = (f"tune.storage: {str(path)!r} is not a readable Optuna SQLite storage ({{}}): it is damaged or another "
+               "kind of file. Move it away (the study in it is lost unless you have a copy) or name another tune.storage")
+    if head and head != SQLITE_HEADER:
+        raise StorageError(damaged.format("no SQLite header"))
+    uri = f"file:{quote(str(path.resolve()))}"
+    said = []
+
+    def patiently(action):
+        """``action(timeout)``: at once, then (with a message) waiting up to ``wait_s`` for another process's lock."""
+        for timeout in (0.0, wait_s):
+            try:
+                return action(timeout)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if timeout:
+                    raise StorageError(_locked_advice(path, wait_s)) from None
+                if not said:
+                    log.warning("tune: the storage %s is locked by another process; waiting up to %g s "
+                                "(tune.storage_wait_s)", path, wait_s)
+                    said.append(True)
+
+    def read_tables(timeout):
+        con = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout)
+        try:
+            return {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+
+    def write_lock(timeout):  # what Optuna needs: a write transaction, taken and given back at once
+        con = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("ROLLBACK")
+        finally:
+            con.close()
+
+    try:
+        tables = patiently(read_tables)
+    except sqlite3.DatabaseError as exc:  # OperationalError other than a lock, too
+        raise StorageError(damaged.format(exc)) from None
+    if tables and "studies" not in tables:
+        raise StorageError(
+            f"tune.storage: {str(path)!r} is an SQLite database without Optuna's tables (it holds "
+            f"{', '.join(sorted(tables)[:5])}); it is not written to. Name another tune.storage or output.dir"
+        )
+    try:
+        patiently(write_lock)
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(damaged.format(exc)) from None
+
+
+class _storage_errors:
+    """Turns errors of the storage (SQLAlchemy, Optuna's storage layer) into one-line :class:`StorageError`."""
+
+    def __init__(self, url: str, wait_s: float):
+        self.url, self.wait_s = url, wait_s
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or isinstance(exc, PtyradError):
+            return False
+        text = f"{type(exc).__name__}: {exc}"
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None:
+            text += f" ({type(cause).__name__}: {cause})"
+        module = type(exc).__module__
+        if not (module.startswith(("sqlalchemy", "optuna.exceptions", "optuna.storages", "sqlite3"))
+                or "StorageInternalError" in type(exc).__name__):
+            return False
+        path = _sqlite_path(self.url)
+        where = str(path) if path is not None else self.url
+        if "locked" in text or "busy" in text:
+            raise StorageError(_locked_advice(Path(where), self.wait_s)) from None
+        first = text.splitlines()[0][:300]
+        raise StorageError(f"tune.storage: {where!r} failed: {first}") from None
+
+
 def make_storage(tune: TuneSection, output_dir: Path):
     import optuna
 
-    url = tune.storage or f"sqlite:///{(output_dir / 'tune.sqlite3').resolve()}"
+    url = storage_url(tune, output_dir)
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:")).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend
 
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        try:
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        except Exception as exc:  # a damaged journal: its lines are JSON records
+            raise StorageError(f"tune.storage: the journal {str(path)!r} cannot be read ({type(exc).__name__}: {exc}); "
+                               "move it away or name another tune.storage") from None
+    path = _sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        check_sqlite(path, tune.storage_wait_s)
+        with _storage_errors(url, tune.storage_wait_s):
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": tune.storage_wait_s}})
     return url
+
+
+class StudyLock:
+    """The lock on ``output.dir`` shared by every process of one study.
+
+    The first process takes :class:`~ptyrad_core.outputs.FolderLock` (purpose ``tune study
+    '<name>' (<storage>)``); a process of the same study (its ``--workers``, or the same
+    ``tune`` command started again, on this machine or another) finds the lock held for that
+    purpose and joins; a process of any other study (or a run) is refused with the holder's
+    PID, host and start time. A process that joined takes the lock over when its holder has
+    released it (:meth:`refresh`, before each trial), so the folder stays locked as long as any
+    process of the study works in it.
+    """
+
+    def __init__(self, folder: Path, study_name: str, storage: str):
+        from .outputs import FolderLock
+
+        self.purpose = f"tune study {study_name!r} ({storage})"
+        self.lock = FolderLock(folder, self.purpose, "output.dir")
+        self.joined: dict | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.lock.held
+
+    def _owner(self) -> dict:
+        import json
+
+        try:
+            info = json.loads(self.lock.path.read_text(encoding="utf-8"))
+            return info if isinstance(info, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self) -> "StudyLock":
+        if self.lock.held:
+            return self
+        try:
+            self.lock.acquire()
+            self.joined = None
+        except OutputError:
+            owner = self._owner()
+            if owner.get("purpose") != self.purpose:
+                raise
+            if self.joined is None:
+                log.info("tune: joined %s, whose lock process %s on %s holds", self.purpose, owner.get("pid"), owner.get("host"))
+            self.joined = owner
+        return self
+
+    refresh = acquire
+
+    def release(self) -> None:
+        self.lock.release()
+        self.joined = None
 
 
 class _TrialReporter:
@@ -365,21 +579,62 @@ class Study:
         self.quiet = quiet
         check_space(self.raw, self.tune, str(self.config_path), self.base_dir,
                     get_plugin_manager(base.plugins.modules, base.plugins.disable, base_dir=self.base_dir))
-        self.study_name = self.tune.study_name or self.config_path.stem
+        name = self.tune.study_name or self.config_path.stem
+        try:
+            self.study_name = check_study_name(name)
+        except ValueError as exc:
+            raise ConfigError(f"tune.study_name: {exc}") from None
+        self.study_dir = self.output_dir / self.study_name
+        self.storage = storage_url(self.tune, self.output_dir)
+        self._lock = StudyLock(self.output_dir, self.study_name, self.storage)
+
+    def fingerprint(self) -> str:
+        """What a study's trials mean: the reconstruction config (less ``output`` and ``recon.device``),
+        the search space and the objectives. A study continues only with the same fingerprint."""
+        import hashlib
+        import json
+
+        raw = copy.deepcopy(self.raw)
+        raw.pop("output", None)
+        (raw.get("recon") or {}).pop("device", None)
+        what = {"config": raw, "params": {k: v.model_dump() for k, v in self.tune.params.items()},
+                "objectives": list(self.tune.objectives)}
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def lock(self) -> StudyLock:
+        """Take (or join) the lock of ``output.dir`` for this study; idempotent."""
+        return self._lock.acquire()
+
+    def close(self) -> None:
+        """Release the folder lock (if this process holds it)."""
+        self._lock.release()
 
     def open(self):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.lock()  # before anything is written into output.dir
+        self.study_dir.mkdir(parents=True, exist_ok=True)
         directions = ["minimize"] * len(self.tune.objectives)
-        return optuna.create_study(
-            storage=make_storage(self.tune, self.output_dir), study_name=self.study_name, load_if_exists=True,
-            sampler=make_sampler(self.tune, self.seed), pruner=make_pruner(self.tune), directions=directions,
-        )
+        storage = make_storage(self.tune, self.output_dir)
+        with _storage_errors(self.storage, self.tune.storage_wait_s):
+            study = optuna.create_study(
+                storage=storage, study_name=self.study_name, load_if_exists=True,
+                sampler=make_sampler(self.tune, self.seed), pruner=make_pruner(self.tune), directions=directions,
+            )
+            mark = study.user_attrs.get("ptyrad_core_fingerprint")
+            if mark is None:
+                study.set_user_attr("ptyrad_core_fingerprint", self.fingerprint())
+        if mark is not None and mark != self.fingerprint():
+            raise ConfigError(
+                f"tune: study {self.study_name!r} in {self.storage} was started from another config, search space or "
+                "objectives; its trials would not compare with these. Choose another tune.study_name (or output.dir), "
+                "or run the study with the config it was started with"
+            )
+        return study
 
     def trial_dir(self, number: int) -> Path:
-        return self.output_dir / f"trial_{number:04d}"
+        return self.study_dir / f"trial_{number:04d}"
 
     def objective(self, trial):
         import optuna
@@ -418,23 +673,32 @@ class Study:
         study = self.open()
         started, failures = time.time(), 0
         alive = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # WAITING (enqueued) trials are taken by ask()
+        guard = _storage_errors(self.storage, self.tune.storage_wait_s)
         while self.tune.timeout_s is None or time.time() - started < self.tune.timeout_s:
-            with _FileLock(self.output_dir / "tune.lock"):
+            self._lock.refresh()  # a joined process takes the folder lock over when its holder is gone
+            with guard, _FileLock(self.study_dir / "tune.lock"):
                 _fail_dead_trials(study)
                 if len(study.get_trials(deepcopy=False, states=alive)) >= self.tune.n_trials:
                     break
                 trial = study.ask()
                 trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
             try:
-                study.tell(trial, self.objective(trial))
+                value = self.objective(trial)
+                with guard:
+                    study.tell(trial, value)
                 failures = 0
             except optuna.TrialPruned:
-                study.tell(trial, state=TrialState.PRUNED)
+                with guard:
+                    study.tell(trial, state=TrialState.PRUNED)
             except RunInterrupted:
-                study.tell(trial, state=TrialState.FAIL)
+                with guard:
+                    study.tell(trial, state=TrialState.FAIL)
                 raise
             except PtyradError as exc:
-                study.tell(trial, state=TrialState.FAIL)
+                if isinstance(exc, StorageError):
+                    raise
+                with guard:
+                    study.tell(trial, state=TrialState.FAIL)
                 log.warning("tune: trial %d failed: %s", trial.number, exc)
                 failures += 1
                 if failures >= 3:
@@ -451,27 +715,40 @@ class Study:
         return complete if k is None else complete[:k]
 
     def finish(self, study) -> dict:
-        """Keep the chosen trial folders, write the best config and Optuna's plots."""
+        """Keep the chosen trial folders, write the best config and Optuna's plots (all in ``study_dir``).
+
+        Only folders of this study's finished trials (complete, pruned, failed) are removed, never
+        one a worker is still running a trial in.
+        """
+        from optuna.trial import TrialState
+
         best = self.best_trials(study)
         if not best:
             raise PtyradError(f"tune: study {self.study_name!r} has no complete trial")
         keep = self.tune.keep
         if keep != "all":
             keep_numbers = {t.number for t in best[: (0 if keep == "none" else keep)]}
-            for t in study.get_trials(deepcopy=False):
+            finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            for t in study.get_trials(deepcopy=False, states=finished):
                 folder = self.trial_dir(t.number)
                 if t.number not in keep_numbers and folder.is_dir():
                     shutil.rmtree(folder)
         best_raw = apply_values(self.raw, best[0].params)
-        best_path = self.output_dir / "best_config.yaml"
+        best_path = self.study_dir / "best_config.yaml"
         best_raw_out = copy.deepcopy(best_raw)
-        best_raw_out.setdefault("output", {})["dir"] = str(self.output_dir / "best")
+        best_raw_out.setdefault("output", {})["dir"] = str(self.study_dir / "best")
         _resolve_paths(best_raw_out, self.base_dir)
-        best_path.write_text(
-            f"# best of study {self.study_name!r} (trial {best[0].number}, objectives {best[0].values})\n"
-            + yaml.safe_dump(best_raw_out, sort_keys=False)
-        )
-        plots = _plots(study, self.output_dir, len(self.tune.objectives))
+        tmp = best_path.with_name(f".{best_path.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_text(
+                f"# best of study {self.study_name!r} (trial {best[0].number}, objectives {best[0].values})\n"
+                + yaml.safe_dump(best_raw_out, sort_keys=False)
+            )
+            os.replace(tmp, best_path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        plots = _plots(study, self.study_dir, len(self.tune.objectives))
         return {"best": best[0], "best_config": best_path, "plots": plots}
 
 
@@ -547,15 +824,26 @@ def tune_command(config_path, overrides: list[str] | None = None, workers: int =
 
     console = console or Console()
     study_def = Study(Path(config_path), overrides)
-    study_def.open()  # create the study before workers race to
-    procs = start_workers(Path(config_path), overrides or [], workers - 1) if workers > 1 and not worker else []
-    t0 = time.time()
-    study = study_def.optimize()
-    for p in procs:
-        p.wait()
-    if worker:
-        return None
-    result = study_def.finish(study)
+    procs: list[subprocess.Popen] = []
+    try:
+        study_def.open()  # take the folder lock and create the study before workers race to
+        procs = start_workers(Path(config_path), overrides or [], workers - 1) if workers > 1 and not worker else []
+        t0 = time.time()
+        study = study_def.optimize()
+        for p in procs:
+            p.wait()
+        if worker:
+            return None
+        result = study_def.finish(study)
+    finally:
+        for p in procs:  # an error here: the workers are stopped, not left running unlocked
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        study_def.close()
     console.print(summary_table(study, study_def.tune))
     console.print(f"best config: {result['best_config']} (study finished in {time.time() - t0:.0f} s)")
     return result

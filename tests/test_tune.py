@@ -50,10 +50,11 @@ def test_tpe_recovers_the_defocus(tmp_path):
     assert abs(best - 100) < 15, best
     written = yaml.safe_load(result["best_config"].read_text())
     assert written["experiment"]["aberrations"]["defocus"] == pytest.approx(best)
-    assert "tune" not in written and written["output"]["dir"].endswith("best")
+    assert "tune" not in written and written["output"]["dir"] == str(Path(cfg["output"]["dir"]) / "tune" / "best")
     assert load_config(result["best_config"]).experiment.aberrations["defocus"] == pytest.approx(best)
+    assert result["best_config"] == Path(cfg["output"]["dir"]) / "tune" / "best_config.yaml"  # the study's folder
     for name in ("tune_history.png", "tune_slice.png"):
-        assert (Path(cfg["output"]["dir"]) / name).stat().st_size > 1000
+        assert (Path(cfg["output"]["dir"]) / "tune" / name).stat().st_size > 1000
 
 
 def test_two_workers_share_one_study_and_an_interrupted_study_resumes(tmp_path):
@@ -75,7 +76,7 @@ def test_two_workers_share_one_study_and_an_interrupted_study_resumes(tmp_path):
     assert len(finished) == 6 and len(study.trials) == 6
     assert len({t.number for t in finished}) == 6
     assert len({t.user_attrs["worker"] for t in finished}) == 2  # both processes ran trials
-    folders = sorted(p.name for p in Path(cfg["output"]["dir"]).glob("trial_*"))
+    folders = sorted(p.name for p in (Path(cfg["output"]["dir"]) / "tune").glob("trial_*"))  # <output.dir>/<study>/
     assert folders == [f"trial_{n:04d}" for n in range(6)]
     # a trial left RUNNING by a dead worker does not count, and a larger budget continues the study
     dead = study.ask()
@@ -132,7 +133,7 @@ def test_an_option_of_a_local_plugin_is_tuned(tmp_path):
     study = Study(write(tmp_path, cfg)).optimize()
     used = []
     for t in study.trials:
-        with h5py.File(Path(cfg["output"]["dir"]) / f"trial_{t.number:04d}" / "result.h5") as f:
+        with h5py.File(Path(cfg["output"]["dir"]) / "tune" / f"trial_{t.number:04d}" / "result.h5") as f:
             config = yaml.safe_load(f.attrs["config"])
         used.append(config["loss"][1]["options"]["scale"])
         assert used[-1] == pytest.approx(t.params["loss.1.options.scale"])

@@ -12,9 +12,22 @@ to ``shape`` (C order, e.g. ``[n_slow, n_fast, ky, kx]`` for py4DGUI; one entry 
 ``path`` is relative to the config file's folder; default: PtyRAD's name next to the data file,
 ``ptyrad_init_meas_<shape>.<format>`` (shape joined by ``_``); a path naming an existing folder
 (or ending in ``/``) gets that name inside it, and a path without a suffix gets the format's
-(``.hdf5``, ``.npy``, ``.tif``). Existing files are overwritten. The patterns are
-read block by block (``Measurements.chunks``), so it works on streamed data without holding them
-all (except one output row: ``prod(shape[1:])`` values).
+(``.hdf5``, ``.npy``, ``.tif``). The patterns are read block by block (``Measurements.chunks``),
+so it works on streamed data without holding them all (except one output row: ``prod(shape[1:])``
+values). The file is written under a temporary name and renamed when complete.
+
+The target is checked before anything is read (``ptyrad_core.outputs.check_new_file``):
+
+- a file the run reads (the measurement file, the config, the scan / probe / object / tilt files
+  it names) is refused, whatever the options: the step never writes to an input;
+- an existing file is replaced only when it is a previous export: an HDF5 file with the root
+  attribute ``ptyrad_core_output = "preprocess export"``, a TIFF whose Software tag is
+  ``ptyrad_core export``, or a ``.npy`` file of float32, C order and exactly the shape about to be
+  written (a ``.npy`` header cannot carry a mark, so the same export run again is recognised by
+  its array); any other existing file needs the option ``overwrite: true`` or ``--overwrite``.
+
+Under ``ptyrad-core validate`` (a dry run) the step writes nothing: it checks the target and
+reports the path, shape and format it would write.
 
 Use it to check the orientation (flipT) or to save the preprocessed data for other programs;
 put it at the end of the list for the final patterns. The step adds no preprocessing of its
@@ -23,6 +36,7 @@ own; a bad ``shape`` is an error naming it (PtyRAD keeps the shape with a warnin
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -32,10 +46,14 @@ from pydantic import Field, field_validator
 from ptyrad_core import hookimpl
 from ptyrad_core.errors import DataError
 from ptyrad_core.preprocess import Preprocessor
+from ptyrad_core.readonly import HDF5_MARK, check_new_file_dry, hdf5_marked, npy_matches, tiff_software
 
 from ._common import Options
 
 SUFFIX = {"hdf5": ".hdf5", "npy": ".npy", "tif": ".tif"}
+#: the mark of a previous export: HDF5 root attribute ``ptyrad_core_output``, TIFF Software tag
+KIND = "preprocess export"
+SOFTWARE = "ptyrad_core export"
 
 
 def resolve_shape(shape: list[int] | None, current: tuple[int, ...]) -> tuple[int, ...]:
@@ -83,6 +101,11 @@ class Export(Preprocessor):
             description="Reshape on export (C order, one entry may be -1), e.g. [n_slow, n_fast, ky, kx]; null: (N, ky, kx).",
         )
         key: str = Field("meas", min_length=1, description="Dataset name in the HDF5 file (PtyRAD's 'meas').")
+        overwrite: bool = Field(
+            False,
+            description="Replace an existing file that is not a previous export (as --overwrite); a file the run "
+            "reads is never replaced.",
+        )
 
         @field_validator("shape")
         @classmethod
@@ -104,7 +127,18 @@ class Export(Preprocessor):
             return path / name
         return path if path.suffix else path.with_suffix(SUFFIX[o.format])
 
+    def is_previous(self, path: Path, shape: tuple[int, ...]) -> bool:
+        """Whether ``path`` is a file this step wrote before (see the module docstring)."""
+        fmt = self.options.format
+        if fmt == "hdf5":
+            return hdf5_marked(path, KIND)
+        if fmt == "npy":
+            return npy_matches(path, shape)
+        return tiff_software(path) == SOFTWARE
+
     def apply(self, measurements, context) -> None:
+        from ptyrad_core.outputs import check_new_file
+
         o = self.options
         measurements.as_patterns()
         shape = resolve_shape(o.shape, tuple(measurements.shape))
@@ -118,27 +152,43 @@ class Export(Preprocessor):
             if len(shape) < 2:
                 raise DataError(f"format 'tif' needs a shape of 2 or more axes, got {list(shape)}")
         path = self.output_path(context, shape)
+        rule = dict(
+            inputs=context.input_paths(), overwrite=o.overwrite or context.overwrite,
+            is_previous_output=lambda p: self.is_previous(p, shape), kind=f"{o.format} export of this step",
+        )
+        what = "options.path" if o.path is not None else "options.path (null: next to the data file)"
+        if context.dry_run:
+            state = check_new_file_dry(path, what, **rule)
+            verb = {"new": "would write", "new folder": "would create the folder and write", "replace": "would replace"}[state]
+            context.notes.append(f"export: {verb} {path} ({o.format}, float32, shape {list(shape)}); nothing written (dry run)")
+            return
+        check_new_file(path, what, **rule)
+        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             if o.format == "hdf5":
-                self._write_hdf5(path, measurements, shape)
+                self._write_hdf5(tmp, measurements, shape)
             elif o.format == "npy":
-                out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
                 for first, rows in row_blocks(measurements, shape):
                     out[first : first + len(rows)] = rows
                 out.flush()
                 del out
             else:
                 pages = (p for _, rows in row_blocks(measurements, shape) for p in rows.reshape(-1, *shape[-2:]))
-                tifffile.imwrite(path, pages, shape=shape, dtype=np.float32, imagej=True)
+                tifffile.imwrite(tmp, pages, shape=shape, dtype=np.float32, imagej=True, software=SOFTWARE)
+            os.replace(tmp, path)
         except OSError as exc:
             raise DataError(f"cannot write {path}: {exc}") from None
+        finally:
+            if tmp.exists():
+                tmp.unlink()
         context.notes.append(f"export: wrote {shape} float32 to {path}")
 
     def _write_hdf5(self, path: Path, measurements, shape) -> None:
         import h5py
 
         with h5py.File(path, "w") as f:
+            f.attrs[HDF5_MARK] = KIND
             dset = f.create_dataset(self.options.key, shape=shape, dtype=np.float32, compression="gzip")
             for first, rows in row_blocks(measurements, shape):
                 dset[first : first + len(rows)] = rows
