@@ -144,7 +144,10 @@ def cmd_validate(args) -> int:
     components = validate_components(config, pm)
     data = prepare_data(config, pm, components, dry_run=True, overwrite=args.overwrite)  # writes nothing
     meas = data.measurements
-    model = build_model(config, data, components, select_device("cpu"), np.random.default_rng(config.recon.seed), pm)
+    from .memory import describe, target_device
+
+    model = build_model(config, data, components, select_device("cpu"), np.random.default_rng(config.recon.seed), pm,
+                        memory_device=target_device(config.recon.device))
     ob = model.object_amplitude.shape
     print(f"{args.config}: valid")
     print(f"  data      {meas.source}: {meas.n} patterns of {meas.pattern_shape[0]} x {meas.pattern_shape[1]}")
@@ -152,6 +155,8 @@ def cmd_validate(args) -> int:
           f"detector edge {model.wavelength / (2 * model.dx) * 1e3:.2f} mrad, aperture {config.experiment.conv_angle_mrad} mrad")
     print(f"  object    {ob[0]} mode(s) x {ob[1]} slice(s) x {ob[2]} x {ob[3]} px; every probe window fits")
     print(f"  probe     {model.probe.shape[0]} mode(s) of {model.window[0]} x {model.window[1]} px")
+    for estimate in model.memory_estimate:
+        print(f"  memory    {describe(estimate)}")
     from .scan import scan_extent, scan_step  # the scan's geometry in Angstrom: a wrong calibration shows here
     pos, dx = model.refined_positions().detach().cpu().double().numpy(), model.dx
     step, (fy, fx) = scan_step(pos), scan_extent(pos, model.window)

@@ -334,6 +334,11 @@ class ReconSection(Strict):
         600, gt=0, description="Data-parallel runs (torchrun): seconds a process waits for the others in a collective "
         "before it stops with an error (docs/scaling.md)."
     )
+    memory_check: bool = Field(
+        True, description="Estimate the peak memory before allocating (object, probe, optimizer state, gradients, batch "
+        "waves, measurements) and refuse a run that does not fit the free host / GPU memory; false skips the refusal "
+        "(PTYRAD_CORE_MEMORY_LIMIT_MB sets the limit instead of the detected free memory; ptyrad_core.memory)."
+    )
 
     @field_validator("positions_per_pass")
     @classmethod

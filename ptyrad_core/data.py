@@ -96,6 +96,32 @@ class Measurements:
     def nbytes_float32(self) -> int:
         return int(np.prod(self._shape)) * 4
 
+    @property
+    def raw_row_bytes(self) -> int:
+        """Bytes that reading one scan position costs: the current pattern as float32 when in
+        memory; when streamed, the raw pattern as stored plus its float32 copy (preprocessing such
+        as a crop runs on every read, after the raw pattern was read whole)."""
+        current = int(np.prod(self._shape[1:] if self._is_patterns() else self._shape[2:])) * 4
+        if self._array is not None:
+            return current
+        raw = self._raw
+        rows = raw.shape[0] * raw.shape[1] if len(raw.shape) == 4 else raw.shape[0]
+        elements = int(np.prod(raw.shape)) // max(1, int(rows))
+        itemsize = np.dtype(raw.dtype).itemsize
+        raw_bytes = elements * (itemsize + (0 if np.dtype(raw.dtype) == np.float32 else 4))
+        return max(current, raw_bytes)
+
+    @property
+    def streamable(self) -> bool:
+        """False when the loader's array can only be read whole (a compressed archive member):
+        it must then fit in memory."""
+        return self._array is not None or bool(getattr(self._raw, "streamable", True))
+
+    def block_rows(self) -> int:
+        """Patterns per block of :meth:`chunks`, :meth:`load` and :meth:`map`: as many as keep the
+        bytes read per block (:attr:`raw_row_bytes`) within :attr:`chunk_bytes`, at least one."""
+        return max(1, int(self.chunk_bytes) // max(1, self.raw_row_bytes))
+
     # -- memory ----------------------------------------------------------------------------
 
     def load(self) -> None:
@@ -103,7 +129,7 @@ class Measurements:
         if self._array is None:
             if self._is_patterns():  # block by block into one array: the peak is the data plus one block
                 array = np.empty(self._shape, dtype=np.float32)
-                per = max(1, self.chunk_bytes // max(1, int(np.prod(self._shape[1:])) * 4))
+                per = self.block_rows()
                 for start in range(0, self.n, per):
                     stop = min(self.n, start + per)
                     array[start:stop] = self.read(np.arange(start, stop))
@@ -176,9 +202,15 @@ class Measurements:
         self.as_patterns()
         if self._array is not None:
             arr = self._array.astype(np.float32, copy=False)
-            per = max(1, self.chunk_bytes // max(1, int(np.prod(arr.shape[1:])) * 4))
-            blocks = [np.asarray(fn(arr[i:i + per]), dtype=np.float32) for i in range(0, len(arr), per)]
-            self._array = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+            per = self.block_rows()
+            out = None  # filled block by block: the peak is the old array, the new one and a block
+            for i in range(0, len(arr), per):
+                block = np.asarray(fn(arr[i:i + per]), dtype=np.float32)
+                if out is None:
+                    out = block if len(block) == len(arr) else np.empty((len(arr), *block.shape[1:]), dtype=np.float32)
+                if out is not block:
+                    out[i:i + len(block)] = block
+            self._array = out
             self._shape = tuple(self._array.shape)
         else:
             self._transforms.append(fn)
@@ -232,7 +264,7 @@ class Measurements:
         """Yield consecutive blocks of patterns, float32 (for streamed statistics; read-only views
         of the array when it is in memory)."""
         self.as_patterns()
-        per = max(1, self.chunk_bytes // max(1, int(np.prod(self._shape[1:])) * 4))
+        per = self.block_rows()
         for start in range(0, self.n, per):
             stop = min(self.n, start + per)
             if self._array is not None and self._array.dtype == np.float32:

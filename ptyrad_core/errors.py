@@ -62,3 +62,8 @@ class OutputError(PtyradError):
 class NonFiniteStateError(PtyradError):
     """A parameter became NaN or infinite after an optimizer step or a constraint; the last finite
     state was restored."""
+
+
+class MemoryBudgetError(PtyradError):
+    """The estimated peak memory of a run exceeds the memory available to it (host or device);
+    nothing large was allocated (``ptyrad_core.memory``)."""

@@ -29,7 +29,7 @@ import torch
 
 from . import detector as detector_grid
 from . import fft as fftlib
-from . import optics, scan, sources
+from . import memory, optics, scan, sources
 from .config import Config, validate_options
 from .data import Measurements, check_bright_field
 from .errors import ConfigError, DataError
@@ -77,8 +77,16 @@ def load_measurements(config: Config, pm) -> Measurements:
         raise DataError(f"loader {name!r} (plugin {entry.plugin!r}) returned {type(meas).__name__}, not Measurements")
     budget = config.data.memory_budget_MB * 2**20
     if meas.nbytes_float32 <= budget:
+        memory.check_measurements(config, meas)  # before anything is read
         meas.load()
-    else:  # statistics stream through the file in blocks well within the budget
+    elif not meas.streamable:
+        raise DataError(
+            f"{meas.source}: the array can only be read whole (a compressed archive member), and it takes "
+            f"{meas.nbytes_float32 / 2**20:.0f} MB as float32, more than data.memory_budget_MB = "
+            f"{config.data.memory_budget_MB:g}; raise data.memory_budget_MB if the memory is there, or store the "
+            "measurements uncompressed (.npy, HDF5) so that they can be streamed"
+        )
+    else:  # statistics stream through the file in blocks well within the budget (raw bytes per block)
         meas.chunk_bytes = int(max(1 << 20, min(meas.chunk_bytes, budget // 4)))
         log.info("measurements %s (%.0f MB) exceed data.memory_budget_MB: streamed from disk", meas.source, meas.nbytes_float32 / 2**20)
     return meas
@@ -352,17 +360,33 @@ def initial_tilts(config: Config, data: Data, n_positions: int, priors) -> np.nd
     return tilts
 
 
-def build_model(config: Config, data: Data, components: dict, device: torch.device, rng, pm=None) -> PtychoModel:
-    """The :class:`PtychoModel` described by ``config`` for these data."""
+def build_model(config: Config, data: Data, components: dict, device: torch.device, rng, pm=None,
+                memory_device: torch.device | None = None) -> PtychoModel:
+    """The :class:`PtychoModel` described by ``config`` for these data.
+
+    The run's peak memory is estimated and checked (:mod:`ptyrad_core.memory`) as soon as the
+    object's shape is known, before the object, the optimizer and the batches are allocated, for
+    ``memory_device`` (default ``device``: ``validate`` builds on the CPU but checks the device
+    the run will use). The estimates are kept as ``model.memory_estimate``.
+    """
     stages = [cls(options) for (cls, options) in (components[("detector", i)] for i in range(len(config.detector)))]
     for stage in stages:
         stage.prepare(data.measurements)
     window, dx = sampling(config, data, stages)
     priors = {"pm": pm, "dx": dx}
     pos, placed_shape = initial_positions(config, data, window, dx, rng, priors)
+
+    def check_memory(object_shape):
+        return memory.check_run(config, window=window, object_shape=tuple(object_shape), n_positions=len(pos),
+                                measurements=data.measurements, device=memory_device or device)
+
+    object_shape = placed_shape or (tuple(config.model.object.shape) if config.model.object.shape else scan.fitting_object_shape(pos, window))
+    estimates = check_memory(object_shape) if config.model.object.source == "flat" else None
     probe = initial_probe(config, data, window, dx, priors)
-    amplitude, phase, dz = initial_object(config, placed_shape or (tuple(config.model.object.shape) if config.model.object.shape else scan.fitting_object_shape(pos, window)), rng, priors)
+    amplitude, phase, dz = initial_object(config, object_shape, rng, priors)
     shape = tuple(amplitude.shape[-2:])
+    if estimates is None:  # the shape of an object read from a file or a result is known now
+        estimates = check_memory(shape)
     source = "scan.path" if config.scan.source != "raster" else "scan"
     scan.check_positions(pos, window, shape, source)
     tilts = initial_tilts(config, data, len(pos), priors)
@@ -388,4 +412,5 @@ def build_model(config: Config, data: Data, components: dict, device: torch.devi
     model.fft = fftlib.select(config.recon.fft, device)
     wave_bytes = model.probe.numel() * model.probe.element_size() * model.object_amplitude.shape[0]  # per position
     model.positions_per_pass = chunk_size(config.recon.positions_per_pass, wave_bytes, device)
+    model.memory_estimate = estimates
     return model.to(device)

@@ -176,3 +176,78 @@ class ReversedAxes:
         for axis, inverse in fancy.items():
             block = np.take(block, inverse, axis=kept.index(axis))
         return block
+
+
+def check_extent(source: str, path: Path, needed: int, layout: str) -> None:
+    """Refuse a file shorter than its header declares: ``needed`` bytes (``layout`` says how they
+    add up), before any array is mapped or read. A truncated file is a one-line DataError naming
+    the file and both sizes."""
+    try:
+        size = Path(path).stat().st_size
+    except OSError as exc:
+        raise DataError(f"{source}: cannot read the file size ({exc})") from None
+    if size < needed:
+        raise DataError(
+            f"{source}: the file has {size} bytes, but {layout} needs {needed} bytes; expected the whole file: "
+            "it is truncated (an interrupted copy or write?)"
+        )
+
+
+class WholeArray:
+    """An array that can only be read whole (a compressed archive member, a compressed TIFF):
+    ``shape`` and ``dtype`` from the header, the data read on the first access, not before.
+
+    The kernel decides from ``data.memory_budget_MB`` and the free memory whether to read it
+    (``Measurements.load``); ``streamable = False`` tells it that reading per batch is not an
+    option. ``read`` is called once, with no argument; its errors become a DataError naming
+    ``source``.
+    """
+
+    streamable = False
+
+    def __init__(self, shape: tuple, dtype, read, source: str):
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self._read = read
+        self._source = source
+        self._data: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _array(self) -> np.ndarray:
+        if self._data is None:
+            try:
+                data = np.asarray(self._read())
+            except DataError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure of the file's reader
+                raise DataError(f"{self._source}: cannot read the array ({type(exc).__name__}: {exc})") from None
+            if tuple(data.shape) != self.shape:
+                raise DataError(f"{self._source}: read an array of shape {tuple(data.shape)}, its header declares {self.shape}")
+            check_dtype(self._source, data.shape, data.dtype)
+            self._data = data
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        out = self._array()
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __getitem__(self, key):
+        return self._array()[key]
+
+
+def npy_header(fp) -> tuple[tuple, bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, data offset)`` of the ``.npy`` stream ``fp`` at its current
+    position (the offset is absolute in ``fp``)."""
+    version = np.lib.format.read_magic(fp)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read(fp)
+    return tuple(int(s) for s in shape), bool(fortran), np.dtype(dtype), fp.tell()
+
+
+def npy_layout(shape: tuple, dtype: np.dtype, offset: int) -> tuple[int, str]:
+    """Bytes a ``.npy`` array needs up to its end, and how they add up (for :func:`check_extent`)."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return offset + nbytes, f"its header (a {offset}-byte header + shape {tuple(shape)} x {dtype.itemsize} bytes of {dtype})"

@@ -21,9 +21,10 @@ PtyRAD's ``load_mat``. With ``key`` unset, the file's only 3-D / 4-D numeric arr
 (struct fields are searched when no top-level variable qualifies); if there are several, the
 first of the usual names (``measurements``, ``dp``, ``data``, ``cbed``).
 
-- v5 / v7 files are read with ``scipy.io.loadmat`` (only the chosen variable), into memory.
-  Needs the ``scipy`` package (``pip install scipy``). Singleton axes are kept (PtyRAD squeezes
-  them).
+- v5 / v7 files are read with ``scipy.io.loadmat`` (only the chosen variable), into memory, and
+  only once the kernel decided to (shape and class come from the header; a struct field is read
+  with its struct to find it). Needs the ``scipy`` package (``pip install scipy``). Singleton
+  axes are kept (PtyRAD squeezes them).
 - v7.3 files are opened with ``h5py`` and the dataset is not read: the kernel reads it whole if
   it fits ``data.memory_budget_MB``, else each batch reads only its own patterns (each pattern
   is contiguous on disk when MATLAB's last axis is the scan axis).
@@ -43,7 +44,7 @@ from ptyrad_core.data import Loader, Measurements
 from ptyrad_core.errors import DataError
 
 from ._common import Options
-from ._loaders import ReversedAxes, check_dtype, check_shape, missing_key, pick_key, require
+from ._loaders import ReversedAxes, WholeArray, check_dtype, check_shape, missing_key, pick_key, require
 
 SKIP_GROUPS = ("#refs#", "#subsystem#")  # MATLAB's storage of cell / object contents in v7.3
 NUMERIC_CLASSES = {"double", "single", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
@@ -136,6 +137,15 @@ class MatLoader(Loader):
         parts = key.replace("/", ".").strip(".").split(".")
         if parts[0] not in variables:
             raise missing_key(path, key, variables, what="a variable", plural="variables")
+        classes = {name: cls for name, _, cls in info}
+        if len(parts) == 1 and classes[parts[0]] in NUMERIC_CLASSES:
+            # a top-level array: its shape from the header, the data read when the kernel decides to
+            name, shape, source = parts[0], variables[parts[0]], f"{path}:{key}"
+            check_shape(source, shape)
+            meta = {"mat_version": "5", "axis_order": "reversed" if order == -1 else "matlab"}
+            read = (lambda: self._read(name).T) if order == -1 else (lambda: self._read(name))
+            dtype = np.dtype("float64" if classes[name] == "double" else "float32" if classes[name] == "single" else classes[name])
+            return Measurements(WholeArray(shape, dtype, read, source), source=source, metadata=meta)
         value = self._read(parts[0])
         for n, part in enumerate(parts[1:], start=1):
             names = getattr(getattr(value, "dtype", None), "names", None)

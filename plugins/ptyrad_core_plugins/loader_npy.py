@@ -7,16 +7,20 @@ The array is used in its stored order, as ``np.load`` gives it: ``(N, ky, kx)`` 
 - ``.npy`` is memory-mapped (``np.load(path, mmap_mode="r")``), not read: the kernel reads it
   whole if it fits ``data.memory_budget_MB``, else each batch reads only its own patterns.
   ``key`` must be unset.
-- ``.npz`` archives cannot be memory-mapped, so the chosen array is read whole. ``key`` is its
+- ``.npz`` archives: an array stored uncompressed (``np.savez``) is memory-mapped like a ``.npy``
+  file; a compressed one (``np.savez_compressed``) can only be read whole, which the kernel does
+  when it fits ``data.memory_budget_MB`` (and refuses otherwise). ``key`` is its
   name (as given to ``np.savez``; ``arr_0`` for unnamed arrays); unset, the archive's only 3-D /
   4-D array is used, or if there are several, the first of the usual names (``measurements``,
   ``dp``, ``data``, ``cbed``). Other arrays of the archive are not read.
 
-Object (pickled) arrays are refused.
+Object (pickled) arrays are refused. A file shorter than its header declares (shape x item size
+after the header) is refused before anything is mapped or read.
 """
 
 from __future__ import annotations
 
+import struct
 import zipfile
 from pathlib import Path
 
@@ -28,7 +32,7 @@ from ptyrad_core.data import Loader, Measurements
 from ptyrad_core.errors import DataError
 
 from ._common import Options
-from ._loaders import check_dtype, check_shape, missing_key, pick_key
+from ._loaders import WholeArray, check_dtype, check_extent, check_shape, missing_key, npy_header, npy_layout, pick_key
 
 MAGIC = b"\x93NUMPY"
 
@@ -60,6 +64,10 @@ class NpyLoader(Loader):
         if zipfile.is_zipfile(self.path):
             return self._load_npz()
         try:
+            with open(self.path, "rb") as fp:  # the header first: a truncated file is refused before the mapping
+                shape, _, dtype, offset = npy_header(fp)
+            if not dtype.hasobject:  # object arrays are refused by np.load below
+                check_extent(str(self.path), self.path, *npy_layout(shape, dtype, offset))
             array = np.load(self.path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             what = ".npz archive (not a zip file)" if self.path.suffix.lower() == ".npz" else ".npy file"
@@ -90,11 +98,41 @@ class NpyLoader(Loader):
         check_shape(source, shape)
         check_dtype(source, shape, dtype)
         try:
-            with np.load(self.path, allow_pickle=False) as npz:
-                array = npz[key]
+            array = npz_member(self.path, key, source)
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise DataError(f"{source}: could not read the array of shape {shape} ({exc})") from None
+        if array is None:  # compressed: read whole, when the kernel decides to
+            path = self.path
+
+            def read():
+                with np.load(path, allow_pickle=False) as npz:
+                    return npz[key]
+
+            array = WholeArray(shape, dtype, read, source)
         return Measurements(array, source=source)
+
+
+def npz_member(path: Path, key: str, source: str) -> np.memmap | None:
+    """The array ``key`` of a ``.npz`` archive memory-mapped in place when the archive stores it
+    uncompressed (``np.savez``); None when it is compressed (``np.savez_compressed``)."""
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(f"{key}.npy")
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:  # compressed or encrypted
+        return None
+    with open(path, "rb") as fp:
+        fp.seek(info.header_offset)
+        local = fp.read(30)  # the member's local header: its name and extra field come before the data
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            raise DataError(f"{source}: the archive's local header of {key}.npy is damaged")
+        start = info.header_offset + 30 + struct.unpack("<H", local[26:28])[0] + struct.unpack("<H", local[28:30])[0]
+        fp.seek(start)
+        shape, fortran, dtype, offset = npy_header(fp)
+    needed, layout = npy_layout(shape, dtype, offset)
+    if needed > start + info.file_size:
+        raise DataError(f"{source}: the archive member holds {info.file_size} bytes, but {layout} needs "
+                        f"{needed - start} bytes; the archive is damaged")
+    check_extent(source, path, needed, f"the member at byte {start}, {layout},")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 def _numeric(dtype) -> bool:
