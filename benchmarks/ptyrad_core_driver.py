@@ -6,18 +6,31 @@ OUT.npz receives the final object phase ``(omode, Nz, NY, NX)``, the object-mode
 and the initial scan positions ``(N, 2)`` (window top-left corners in object pixels). With
 ``--fft`` the FFT floor (``fft_floor.py``) is timed in this process after the run, on the
 config's device; on a GPU the peak GPU memory is reported too.
+
+Threads are configured as ``ptyrad-core run`` configures them (``ptyrad_core.runtime.configure_threads``
+before torch is imported and again after; the plan is reported as ``threads``);
+``PTYRAD_CORE_BENCH_ENV="NAME=VALUE ..."`` (``benchmarks/run.py --ours-env``) sets variables first.
+The run overwrites an earlier result in the config's output folder (the harness's rounds reuse it).
 """
 
+import inspect
 import json
+import os
 import resource
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
+from ptyrad_core import runtime
 
-from ptyrad_core.config import load_config
-from ptyrad_core.engine import Reconstruction
+for item in os.environ.pop("PTYRAD_CORE_BENCH_ENV", "").split():  # benchmarks/run.py --ours-env NAME=VALUE
+    os.environ[item.split("=", 1)[0]] = item.split("=", 1)[1]
+runtime.configure_threads()  # before torch is imported, as ``ptyrad-core run`` does: OpenMP's wait policy
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ptyrad_core.config import load_config  # noqa: E402
+from ptyrad_core.engine import Reconstruction  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fft_floor import fft_floor  # noqa: E402
@@ -28,7 +41,10 @@ if "--fft" in args:
     i = args.index("--fft")
     fft = [int(v) for v in args[i + 1].split(",")]
     del args[i:i + 2]
-run = Reconstruction(load_config(sys.argv[1], args), quiet=True)
+threads = runtime.configure_threads()  # torch imported: the thread count a run gets
+# rounds of the harness reuse one output folder
+kwargs = {"overwrite": True} if "overwrite" in inspect.signature(Reconstruction).parameters else {}
+run = Reconstruction(load_config(sys.argv[1], args), quiet=True, **kwargs)
 model = run.model
 positions = (model.crop.double() + model.frac.double()).cpu().numpy()
 run.run()
@@ -42,6 +58,7 @@ out = {
     "iter_times": run.history["time_s"],
     "loss": run.history["loss"],
     "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "threads": threads.describe(),
 }
 device = next(model.parameters()).device
 if device.type == "cuda":

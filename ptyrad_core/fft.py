@@ -17,6 +17,15 @@ bit-identical transforms (tested in tests/test_resume.py).
 
 ``recon.fft`` chooses: ``auto`` (FFTW on the CPU when pyFFTW is installed, else torch),
 ``torch`` or ``fftw``.
+
+Threads. An FFTW plan runs on ``torch.get_num_threads()`` threads, read at each call, so FFTW
+and torch's own operations use the same count, which :func:`ptyrad_core.runtime.configure_threads`
+sets to the CPUs the process may use unless the user chose one. The two never run at the same
+time (FFTW is called from the thread that runs the torch operations, between them), but they are
+two thread pools: pyFFTW's wheel brings its own copy of libgomp, beside torch's. Idle threads
+that spin in one pool while the other works add to the busy threads, which is why
+``configure_threads`` shortens OpenMP's spin before sleeping (``GOMP_SPINCOUNT``, read by both
+copies when they are loaded).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import threading
 import torch
 from torch import Tensor
 
+from . import runtime
 from .errors import ConfigError
 
 try:  # optional: the ``fftw`` extra
@@ -55,7 +65,8 @@ class TorchFFT:
 
 class FFTWBackend:
     """In-place FFTW transforms of contiguous CPU tensors, one cached plan per shape, type,
-    direction and thread count (``torch.get_num_threads()`` at the call).
+    direction and thread count (``torch.get_num_threads()`` at the call: the same count as
+    torch's operations, never more threads than those; module docstring).
 
     A tensor FFTW cannot take as it is (not contiguous, not aligned, on another device, not
     complex64 / complex128) goes to ``torch.fft`` instead, with the same result.
@@ -115,10 +126,14 @@ def select(name: str, device: torch.device | str = "cpu") -> TorchFFT | FFTWBack
     """The backend ``recon.fft`` names for a model on ``device``.
 
     ``auto``: FFTW for a CPU model when pyFFTW is installed, else torch. ``fftw`` on a GPU or
-    without pyFFTW is an error that says so.
+    without pyFFTW is an error that says so. For a CPU model it first applies
+    :func:`ptyrad_core.runtime.configure_threads` (idempotent; the user's thread count is kept),
+    so that torch and FFTW run on the usable CPUs however the run was started.
     """
     global _FFTW
     device = torch.device(device)
+    if device.type == "cpu":
+        runtime.configure_threads()
     if name not in BACKENDS:
         raise ConfigError(f"recon.fft: {name!r} is not one of {', '.join(BACKENDS)}")
     if name == "torch" or (name == "auto" and (device.type != "cpu" or pyfftw is None)):

@@ -1,0 +1,106 @@
+"""The benchmark harness's own failure modes and its ``--load`` plumbing (issue 15), without
+timing anything: ``benchmarks/run.py`` without PtyRAD's venv stops with one line naming the
+install script (exit 2, no traceback); the load processes start, are measured and are stopped;
+the quiet / loaded record and its table row are computed from the runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+RUN = BENCH / "run.py"
+
+
+def harness(*args, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 2, proc
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    assert proc.stdout == ""  # nothing ran
+
+
+@pytest.mark.parametrize("extra", [[], ["--load"], ["--quick", "--load", "--load-kind", "matmul"]])
+def test_harness_without_ptyrad_venv_is_one_line_exit_2(tmp_path, extra):
+    proc = harness("--ptyrad-python", str(tmp_path / "no-venv" / "bin" / "python"), *extra)
+    assert_one_line_error(proc, "scripts/install-ptyrad-reference.sh", "--ptyrad-python")
+
+
+def test_harness_with_a_python_that_lacks_ptyrad_is_one_line_exit_2():
+    if subprocess.run([sys.executable, "-c", "import ptyrad"], capture_output=True).returncode == 0:
+        pytest.skip("this interpreter has PtyRAD installed")
+    proc = harness("--ptyrad-python", sys.executable, "--cases", "p1-s6-b32")
+    assert_one_line_error(proc, "cannot import ptyrad", "scripts/install-ptyrad-reference.sh")
+
+
+def test_table_only_needs_no_venv(tmp_path):
+    proc = harness("--table", "--results", str(tmp_path), "--ptyrad-python", str(tmp_path / "none"))
+    assert proc.returncode == 0, proc.stderr
+    assert "| case |" in proc.stdout
+
+
+def test_load_processes_run_inside_the_block_and_are_stopped(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from load import Load, LoadSpec
+
+    with Load(LoadSpec(procs=2, nice=5, kind="spin")) as load:
+        pids = [p.pid for p in load.procs]
+        assert all(p.poll() is None for p in load.procs)
+        time.sleep(0.3)
+    assert all(p.poll() is not None for p in load.procs)  # stopped and reaped
+    rec = load.record
+    assert rec["procs"] == 2 and rec["kind"] == "spin" and rec["nice"] == 5 and rec["wall_s"] > 0
+    assert not any(Path(f"/proc/{pid}/cmdline").exists() and p.returncode is None for pid, p in zip(pids, load.procs))
+    if sys.platform.startswith("linux"):  # CPU time read from /proc before the processes stopped
+        assert rec["load_cpus"] is not None and rec["load_cpus"] >= 0
+    with pytest.raises(ValueError):
+        LoadSpec(kind="sleep")
+
+
+def fake_summary(ptyrad: float, ours: float) -> dict:
+    return {"ptyrad": {"s_per_iter": ptyrad}, "ours": {"s_per_iter": ours}}
+
+
+def test_quiet_then_loaded_record_and_table(monkeypatch, tmp_path):
+    """``--load`` runs each case quiet, then beside the load: the case's result keeps the quiet
+    runs (the usual table) and gets a ``load`` entry with both codes' slowdowns."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import compare_ptyrad
+    import run as harness_run
+    from load import LoadSpec
+
+    calls = []
+
+    def fake_run_case(case, args, tmp):
+        loaded = tmp.name == "loaded"
+        calls.append(tmp.name)
+        s = fake_summary(0.5 * (5 if loaded else 1), 0.2 * (2 if loaded else 1))
+        return {"summary": s, "runs": {"ptyrad": [{"loaded": loaded}], "ours": [{"loaded": loaded}]}}
+
+    monkeypatch.setattr(compare_ptyrad, "run_case", fake_run_case)
+    wrapped = harness_run.with_load(LoadSpec(procs=1, nice=19, kind="spin"))
+    res = wrapped(compare_ptyrad.BY_NAME["p1-s6-b32"], None, tmp_path)
+    assert calls == ["quiet", "loaded"]
+    assert res["runs"]["ours"][0]["loaded"] is False and res["load"]["runs"]["ours"][0]["loaded"] is True
+    lo = res["load"]
+    assert lo["ptyrad"]["slowdown"] == pytest.approx(5) and lo["ours"]["slowdown"] == pytest.approx(2)
+    assert lo["ours_over_ptyrad_slowdown"] == pytest.approx(0.4)
+    assert lo["spec"]["kind"] == "spin" and lo["spec"]["nice"] == 19
+    row = harness_run.load_row("p1-s6-b32", res)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == harness_run.LOAD_HEADER.splitlines()[0].count("|") - 1
+    assert cells[0] == "p1-s6-b32" and cells[4] == "5.00" and cells[7] == "2.00" and cells[8] == "0.40"
+    assert cells[9] == "0.40 / 0.16"  # ours / PtyRAD: 0.2 / 0.5 quiet, 0.4 / 2.5 loaded
+    json.dumps(res)  # what the harness writes to <case>.json
