@@ -11,12 +11,24 @@ from __future__ import annotations
 import copy
 import io
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import DataError
+
+log = logging.getLogger("ptyrad_core")
+
+
+def _note(run, message: str, *args) -> None:
+    """Log a resume decision and keep it for run.log (whose handler opens only when the loop starts)."""
+    log.info(message, *args)
+    notes = getattr(run, "resume_notes", None)
+    if isinstance(notes, list):
+        notes.append(message % args)
 
 
 def capture(run) -> dict[str, Any]:
@@ -63,22 +75,74 @@ def write(group, run) -> None:
     group["slice_thickness_A"] = m.slice_thickness.detach().cpu().numpy()
     if run.optimizer is not None:
         group["optimizer"] = _to_bytes(run.optimizer.state_dict())
+        group.attrs["optimizer_class"] = type(run.optimizer).__name__
     if run.scheduler is not None:
         group["scheduler"] = _to_bytes(run.scheduler.state_dict())
+        group.attrs["scheduler_class"] = type(run.scheduler).__name__
     group["torch_rng"] = torch.get_rng_state().numpy()
     group.attrs["numpy_rng"] = json.dumps(run.rng.bit_generator.state)
 
 
-def read(path, run) -> None:
-    """Load a result file's state into ``run`` (built from a compatible config)."""
+#: what a result file must hold to be resumed from
+REQUIRED = ("object/amplitude", "object/phase", "probe/modes", "history/iteration", "history/loss",
+            "history/time_s", "history/slice_thickness_A", "checkpoint/position_shifts_px",
+            "checkpoint/tilts_mrad", "checkpoint/slice_thickness_A", "checkpoint/torch_rng")
+
+
+def inspect(path, what: str = "--resume") -> dict:
+    """Check that ``path`` is a complete ptyrad_core result file with a checkpoint, without
+    reading its arrays; return its root attributes. A missing, truncated, foreign or partial
+    file is a :class:`DataError` naming the file and what is wrong."""
     import h5py
 
     from .results import FORMAT
 
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{what}: {str(path)!r} does not exist")
+    if path.is_dir():
+        raise DataError(f"{what}: {str(path)!r} is a folder; name the result.h5 inside it")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"{what}: {str(path)!r} is not a readable HDF5 file (truncated, or another format): "
+                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    with f:
+        fmt = f.attrs.get("format")
+        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+        if fmt != FORMAT:
+            raise DataError(f"{what}: {str(path)!r} is not a ptyrad_core result file (its 'format' attribute is {fmt!r}, "
+                            f"expected {FORMAT!r})")
+        missing = [key for key in REQUIRED if key not in f]
+        if missing or "iteration" not in f.attrs or "numpy_rng" not in f.get("checkpoint", {}).attrs:
+            raise DataError(f"{what}: {str(path)!r} is a partial result file without a complete checkpoint "
+                            f"(missing {', '.join(missing) or 'attributes'}); resume from a file written by a save")
+        try:
+            iteration = int(f.attrs["iteration"])
+            json.loads(f["checkpoint"].attrs["numpy_rng"])
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{what}: {str(path)!r}: unreadable checkpoint attributes ({exc})") from None
+        n = len(f["history/iteration"])
+        if n != iteration:
+            raise DataError(f"{what}: {str(path)!r} says iteration {iteration} but holds {n} history entries: "
+                            "the file is inconsistent")
+        return {"iteration": iteration, "optimizer_class": f["checkpoint"].attrs.get("optimizer_class")}
+
+
+def read(path, run) -> int:
+    """Load a result file's state into ``run`` (built from a compatible config); return its iteration.
+
+    Array shapes must match the run's model. The optimizer state is matched per parameter by
+    name: a parameter the file's optimizer updated keeps its state (moments, step counts), a
+    newly optimized one starts fresh, and another optimizer class starts fresh altogether (both
+    logged). Learning rates and the other group settings come from the run's config; a
+    scheduler's progress is kept, rescaled to the config's learning rates.
+    """
+    import h5py
+
+    inspect(path)
     m = run.model
     with h5py.File(path, "r") as f:
-        if f.attrs.get("format") != FORMAT or "checkpoint" not in f:
-            raise DataError(f"--resume: {path} is not a ptyrad_core result file with a checkpoint")
         ck = f["checkpoint"]
         expected = {
             "object/amplitude": tuple(m.object_amplitude.shape),
@@ -99,14 +163,27 @@ def read(path, run) -> None:
             m.positions.copy_(torch.from_numpy(ck["position_shifts_px"][()]))
             m.tilts.copy_(torch.from_numpy(ck["tilts_mrad"][()]))
             m.slice_thickness.copy_(torch.from_numpy(np.asarray(ck["slice_thickness_A"][()])))
+        saved_class = ck.attrs.get("optimizer_class")
         if run.optimizer is not None and "optimizer" in ck:
-            run.optimizer.load_state_dict(_from_bytes(ck["optimizer"][()]))
-        if run.scheduler is not None and "scheduler" in ck:
-            run.scheduler.load_state_dict(_from_bytes(ck["scheduler"][()]))
+            if saved_class is not None and saved_class != type(run.optimizer).__name__:
+                _note(run, "resume: the file's optimizer was %s, this run's is %s: its state starts fresh",
+                         saved_class, type(run.optimizer).__name__)
+            else:
+                _load_optimizer(run, _from_bytes(ck["optimizer"][()]))
+                if run.scheduler is not None and "scheduler" in ck \
+                        and ck.attrs.get("scheduler_class", type(run.scheduler).__name__) == type(run.scheduler).__name__:
+                    _load_scheduler(run, _from_bytes(ck["scheduler"][()]))
         torch.set_rng_state(torch.from_numpy(ck["torch_rng"][()]))
         run.rng.bit_generator.state = json.loads(ck.attrs["numpy_rng"])
         run.iteration = int(f.attrs["iteration"])
         hist = f["history"]
+        saved_terms = sorted(hist["loss_terms"]) if "loss_terms" in hist else []
+        if saved_terms != sorted(run.history["loss_terms"]):
+            raise DataError(
+                f"--resume: {path} was made with the loss terms {saved_terms}, this config has "
+                f"{sorted(run.history['loss_terms'])}; a resumed run keeps its loss terms (their weights may change). "
+                "To change them, start a new run initialised from the result (model.*.source: result)"
+            )
         run.history = {
             "iteration": hist["iteration"][()].tolist(),
             "loss": hist["loss"][()].tolist(),
@@ -114,3 +191,56 @@ def read(path, run) -> None:
             "slice_thickness_A": hist["slice_thickness_A"][()].tolist(),
             "loss_terms": {k: hist["loss_terms"][k][()].tolist() for k in run.history["loss_terms"]},
         }
+    return run.iteration
+
+
+def _load_optimizer(run, saved: dict) -> None:
+    """Carry the saved optimizer state into ``run.optimizer`` parameter by parameter (groups are
+    matched by their ``name``); learning rates and other settings stay the config's."""
+    opt = run.optimizer
+    current = opt.state_dict()
+    saved_groups = {g.get("name"): g for g in saved["param_groups"]}
+    state: dict = {}
+    carried, fresh = [], []
+    for group in current["param_groups"]:
+        old = saved_groups.get(group.get("name"))
+        if old is None or len(old["params"]) != len(group["params"]) or group.get("name") is None and len(saved_groups) != 1:
+            fresh.append(str(group.get("name")))
+            continue
+        for new_id, old_id in zip(group["params"], old["params"]):
+            if old_id in saved["state"]:
+                state[new_id] = saved["state"][old_id]
+        carried.append(str(group.get("name")))
+        if "initial_lr" in old and old.get("initial_lr"):  # a scheduler's progress: the same factor on the new rate
+            unchanged = old["initial_lr"] == group.get("initial_lr", group["lr"])
+            group["_resume_lr"] = old["lr"] if unchanged else group["lr"] * old["lr"] / old["initial_lr"]
+    if fresh:
+        _note(run, "resume: optimizer state carried for %s; fresh for %s (not optimized in the file's run)",
+                 ", ".join(carried) or "nothing", ", ".join(fresh))
+    rates = {g.get("name"): g.pop("_resume_lr", None) for g in current["param_groups"]}
+    try:
+        opt.load_state_dict({"state": state, "param_groups": current["param_groups"]})
+    except (ValueError, RuntimeError, KeyError) as exc:  # state of another shape: start fresh, say so
+        _note(run, "resume: the saved optimizer state does not fit this run (%s): it starts fresh", exc)
+        return
+    for group in opt.param_groups:
+        rate = rates.get(group.get("name"))
+        if rate is not None:
+            group["initial_lr"] = group["lr"]
+            group["lr"] = rate
+
+
+def _load_scheduler(run, saved: dict) -> None:
+    """The scheduler's progress (epoch count, internal state) with the config's base rates."""
+    sched = run.scheduler
+    base = getattr(sched, "base_lrs", None)
+    base = list(base) if base is not None else None
+    try:
+        sched.load_state_dict(saved)
+    except (ValueError, RuntimeError, KeyError) as exc:
+        _note(run, "resume: the saved scheduler state does not fit this run (%s): it starts fresh", exc)
+        return
+    if base is not None and len(base) == len(getattr(sched, "base_lrs", [])):
+        sched.base_lrs = base
+    if hasattr(sched, "_last_lr"):
+        sched._last_lr = [g["lr"] for g in run.optimizer.param_groups]

@@ -69,7 +69,9 @@ def launch_local(argv: list[str], nproc: int) -> int:
         elif not arg.startswith("--nproc="):
             rest.append(arg)
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    from .runtime import usable_cpus
+
+    env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // nproc)))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "ptyrad_core.cli", *rest]
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches torchrun and the workers directly
@@ -90,11 +92,11 @@ def cmd_run(args) -> int:
             return launch_local(args.argv, args.nproc)
     config = load_config(args.config, args.set)
     print_notes(config)
-    run = Reconstruction(config, quiet=args.quiet)
-    if args.resume:
-        run.resume(args.resume)
-    run.run()
-    run.world.close()
+    run = Reconstruction(config, quiet=args.quiet, resume=args.resume, overwrite=args.overwrite)
+    try:
+        run.run()
+    finally:
+        run.close()
     if not run.world.is_main:
         return 0
     h = run.history
@@ -347,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display or summary")
     p.add_argument("--resume", metavar="RESULT.h5", help="continue from the checkpoint in a result file of this config")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the result already in the output folder (by default a run refuses to)")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="data-parallel run in N processes on this machine, started by torchrun (docs/scaling.md)")
     p.set_defaults(func=cmd_run)
@@ -434,6 +438,9 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .runtime import configure_threads
+
+    configure_threads()  # before torch loads: thread counts and OpenMP's wait policy
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     handler = logging.StreamHandler()

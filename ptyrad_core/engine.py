@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, initialize, naming, runtime, scan, sources
+from . import checkpoint, initialize, naming, outputs, runtime, scan, sources
 from .config import Config, load_config, resolved_dict, validate_components
 from .distributed import World
-from .errors import DistributedError, NonFiniteLossError, PluginError, PtyradError, RunInterrupted
-from .model import Batch
+from .errors import (DistributedError, NonFiniteLossError, NonFiniteStateError, OutputError, PluginError, PtyradError,
+                     RunInterrupted)
+from .model import PARAMETER_NAMES, Batch
 from .plugin_manager import get_plugin_manager
 from .results import write_result
 
@@ -111,21 +112,35 @@ class Reconstruction:
     process group (:attr:`world`); ranks other than 0 are quiet and write nothing.
     """
 
-    def __init__(self, config: Config, pm=None, quiet: bool = False):
+    def __init__(self, config: Config, pm=None, quiet: bool = False, *, resume=None, overwrite: bool = False):
         self.config = config
         self.quiet = quiet
+        self.overwrite = overwrite
+        self.resume_path = Path(resume) if resume is not None else None
+        self.resumed_from: tuple[Path, int] | None = None
+        self.resume_notes: list[str] = []  # what a resume kept and what starts fresh, for run.log
+        self._lock: outputs.FolderLock | None = None
+        self._saved_iteration: int | None = None  # the iteration in the result file this object wrote last
         self.pm = pm or get_plugin_manager(config.plugins.modules, config.plugins.disable, base_dir=config._base_dir)
         self.components = validate_components(config, self.pm)
         self.resolved_config = resolved_dict(config, self.components)
+        if self.resume_path is not None:  # a missing, partial or foreign file: named before any data are read
+            self._resume_info = checkpoint.inspect(self.resume_path)
         self.pm.hook.ptyrad_configure.call_historic(kwargs=dict(config=config))
         self.device = World.device_for_rank(initialize.select_device(config.recon.device))
         self.world = World.from_env(self.device, config.recon.dist_timeout_s)
         self.quiet = quiet or not self.world.is_main
+        # outputs are checked before the data are read: a folder that cannot be written, a result
+        # that would be replaced, or another run in the folder is an error at second zero
+        if self.world.is_main:
+            outputs.prepare_folder(config.output.dir, "output.dir")
+        if config.output.name is None:
+            self._claim_output(Path(config.output.dir))
         #: peak resident memory of the process and peak allocated device memory (MiB; the maximum over ranks)
         self.peak_memory: dict[str, float] = {}
         torch.manual_seed(config.recon.seed)
         self.rng = np.random.default_rng(config.recon.seed)
-        self.prepared = initialize.prepare_data(config, self.pm, self.components)
+        self.prepared = initialize.prepare_data(config, self.pm, self.components, overwrite=overwrite)
         self.measurements = self.prepared.measurements
         self.model = initialize.build_model(config, self.prepared, self.components, self.device, self.rng, self.pm)
         self.data = self.measurements.to(self.device, config.data.device_dtype)
@@ -148,6 +163,8 @@ class Reconstruction:
         self._named.update({id(d): f"detector[{i}] {config.detector[i].name!r}" for i, d in enumerate(self.model.detectors)})
         self._measurement_stages = [d for d in self.model.detectors if d.transforms_measurements()]
         self.optimizer = make_optimizer(self.model, config.optimizer)
+        optimized = {id(p) for g in (self.optimizer.param_groups if self.optimizer is not None else []) for p in g["params"]}
+        self._optimized = [(n, self.model.parameter(n)) for n in PARAMETER_NAMES if id(self.model.parameter(n)) in optimized]
         self.scheduler = make_scheduler(self.optimizer, config.optimizer.scheduler)
         self._plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
@@ -163,11 +180,52 @@ class Reconstruction:
             nominal = (self.model.crop.to(self.model.frac.dtype) + self.model.frac).cpu().numpy()
             grouping_rng = np.random.default_rng([config.recon.seed, 1])
             self._fixed_batches = scan.make_batches(nominal, self._indices, config.recon.batch_size, config.recon.grouping, grouping_rng)
-        self.output_dir = Path(config.output.dir) / naming.folder_name(config, self.model, len(self._indices))
-        self.result_path = self.output_dir / RESULT_NAME
+        if config.output.name is not None:  # the folder's name needs the model's sizes: claimed now, before any work
+            self._claim_output(Path(config.output.dir) / naming.folder_name(config, self.model, len(self._indices)))
+        self._guarded = [(name, self.model.parameter(name)) for name in PARAMETER_NAMES]
         self._stop_signal: int | None = None
+        self._writing = False
+        self._abort_after_write = False
+        self._start_iteration = 0
         self._snapshot = None
         self._data_digest: str | None = None
+        if self.resume_path is not None:
+            self.resume(self.resume_path)
+
+    def _claim_output(self, folder: Path) -> None:
+        """Check the output folder before the work (every rank reads; rank 0 also proves it writable).
+
+        Refused: a folder that already holds a result, unless this run resumes from that very
+        file or ``overwrite`` was asked for (the message names the three ways on); a folder that
+        another live process is running in. The folder's lock is taken when the loop starts
+        (:meth:`run`), where both checks are made again.
+        """
+        self.output_dir = folder
+        self.result_path = folder / RESULT_NAME
+        self._check_result_slot()
+        if self.world.is_main:
+            outputs.prepare_folder(folder, "output.dir")
+            outputs.FolderLock(folder, "check").check()
+
+    def _check_result_slot(self) -> None:
+        if not (self.result_path.exists() or self.result_path.is_symlink()):
+            return
+        if not self.result_path.is_file():
+            raise OutputError(f"output: {str(self.result_path)!r} exists and is not a file; remove it or choose another output.dir")
+        if self._saved_iteration is not None or self.overwrite:
+            return  # this run's own result, or replacing was asked for
+        if self.resume_path is not None and outputs.same_file(self.resume_path, self.result_path):
+            return
+        raise OutputError(
+            f"output: {str(self.result_path)!r} already holds a result; continue it with --resume "
+            f"{self.result_path}, replace it with --overwrite, or set another output.dir / output.name"
+        )
+
+    def close(self) -> None:
+        """Release the output folder's lock and leave the process group (idempotent)."""
+        if self._lock is not None:
+            self._lock.release()
+        self.world.close()
 
     @classmethod
     def from_file(cls, path, overrides: list[str] | None = None, **kwargs) -> "Reconstruction":
@@ -237,15 +295,17 @@ class Reconstruction:
                 (total / ga).backward()
                 if (b + 1) % ga == 0 or b + 1 == len(batches):
                     agreed = self._step(indices, iteration)
+                    self._check_finite(iteration, self._optimized, None, b)
             sums += values.detach().to(torch.float64)
             if agreed is None:
                 self._check_stop()
             elif agreed:  # a rank was asked to stop: every rank stops after this batch
                 raise _Interrupted(int(agreed))
         with torch.no_grad():
-            for spec, constraint in self.constraints:
+            for i, (spec, constraint) in enumerate(self.constraints):
                 if spec.runs_at(iteration):
                     constraint.apply(self.model, iteration)
+                    self._check_finite(iteration, self._guarded, f"constraints[{i}] {spec.name!r}")
         means = (sums / len(batches)).tolist()
         if self.scheduler is not None:
             if self._plateau:
@@ -255,6 +315,35 @@ class Reconstruction:
         elapsed = _clock(self.device) - t0
         terms = {label: v for (label, _, _), v in zip(self.loss_terms, means)}
         return {"loss": float(sum(means)), "loss_terms": terms, "time_s": elapsed}
+
+    def _check_finite(self, iteration: int, params, culprit: str | None, batch: int | None = None) -> None:
+        """Raise :class:`NonFiniteStateError` if a parameter in ``params`` holds NaN or Inf.
+
+        One sum per parameter (a single pass, no boolean copy of the tensor) decides; only when a
+        sum is not finite are the parameters searched element-wise, to name the culprit (a finite
+        array whose sum overflows is not flagged). ``culprit`` names the constraint that just ran;
+        ``None`` means the optimizer step, and the message names each bad parameter with its
+        learning rate.
+        """
+        if not params:
+            return
+        sums = torch.stack([p.detach().sum() for _, p in params])
+        if bool(torch.isfinite(sums).all()):
+            return
+        bad = [name for name, p in params if not bool(torch.isfinite(p.detach()).all())]
+        if not bad:
+            return
+        if culprit is None:
+            lrs = {g.get("name"): g["lr"] for g in self.optimizer.param_groups} if self.optimizer is not None else {}
+            what = ", ".join(f"{n!r} (lr {lrs[n]:g})" if n in lrs else repr(n) for n in bad)
+            raise NonFiniteStateError(
+                f"iteration {iteration}, batch {batch}: the {self.config.optimizer.name} step made {what} non-finite "
+                "(NaN or Inf); lower that learning rate or check the data"
+            )
+        raise NonFiniteStateError(
+            f"iteration {iteration}: {culprit} made {', '.join(repr(n) for n in bad)} non-finite (NaN or Inf); "
+            "check its options"
+        )
 
     def _step(self, indices: torch.Tensor, iteration: int) -> float | None:
         """One optimizer step; closure-based optimizers (L-BFGS) re-evaluate the last batch.
@@ -329,16 +418,40 @@ class Reconstruction:
         return self._data_digest
 
     def save(self) -> Path:
-        """Write the result file (rank 0; other ranks write nothing and return its path)."""
+        """Write the result file (rank 0; other ranks write nothing and return its path).
+
+        The write is atomic (a temporary file renamed over the old one): whatever stops it, the
+        previous file stays intact. Ctrl-C or SIGTERM during the write are held until it ends.
+        A failed write raises :class:`_SaveFailed` (the run stops; nothing is written again).
+        """
         if not self.world.is_main:
             return self.result_path
-        path = write_result(self.result_path, self)
+        self._writing = True
+        try:
+            path = write_result(self.result_path, self)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            raise _SaveFailed(exc) from exc
+        finally:
+            self._writing = False
+        self._saved_iteration = self.iteration
+        if self._abort_after_write:  # a second Ctrl-C came during the write
+            raise KeyboardInterrupt
         self.pm.call_lifecycle("ptyrad_on_save", run=self, path=path, iteration=self.iteration)
         return path
 
     def resume(self, path) -> "Reconstruction":
-        """Continue from a result file written by a run of the same config (its checkpoint)."""
-        checkpoint.read(path, self)
+        """Continue from a result file written by a run of the same config (its checkpoint).
+
+        The config's hyperparameters apply (learning rates, iteration windows, constraints,
+        iteration count); the optimizer state is carried for every parameter that the file's
+        optimizer also updated, and fresh for the others (logged). Prefer passing ``resume=`` to
+        the constructor, which checks the file and the output folder before any data are read.
+        """
+        self.resumed_from = (Path(path), checkpoint.read(path, self))
+        if self.result_path.exists() and outputs.same_file(path, self.result_path):
+            self._saved_iteration = self.iteration
         log.info("resumed from %s at iteration %d", path, self.iteration)
         return self
 
@@ -349,17 +462,33 @@ class Reconstruction:
 
         SIGINT and SIGTERM stop the run at the end of the current batch: the unfinished
         iteration is undone, a checkpoint of the last completed one is written and
-        :class:`~ptyrad_core.errors.RunInterrupted` is raised. A loss that is not finite does
-        the same and raises :class:`~ptyrad_core.errors.NonFiniteLossError`. In a data-parallel
-        run a process that dies or stops answering for ``recon.dist_timeout_s`` makes the others
-        raise :class:`~ptyrad_core.errors.DistributedError`, after rank 0 wrote the last
-        completed iteration.
+        :class:`~ptyrad_core.errors.RunInterrupted` is raised. Any other failure does the same
+        (the last completed iteration is kept or written, the error names its cause): a loss or
+        a parameter that is not finite (:class:`~ptyrad_core.errors.NonFiniteLossError`,
+        :class:`~ptyrad_core.errors.NonFiniteStateError`), a plugin that raises
+        (:class:`~ptyrad_core.errors.PluginError`), running out of memory, a write that fails
+        (:class:`~ptyrad_core.errors.OutputError`: the previous file stays intact). In a
+        data-parallel run a process that dies or stops answering for ``recon.dist_timeout_s``
+        makes the others raise :class:`~ptyrad_core.errors.DistributedError`, after rank 0
+        wrote the last completed iteration.
         """
         last = self.config.recon.iterations if iterations is None else self.iteration + iterations
+        if last <= self.iteration:
+            log.warning("already at iteration %d (recon.iterations = %d): nothing to run, %s left as it is",
+                        self.iteration, last, self.result_path)
+            return self
         save_every = self.config.output.save_every
         runtime.tune_allocator()
         if self.world.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
+            outputs.prepare_folder(self.output_dir, "output.dir")
+            if self._lock is None or not self._lock.held:
+                self._lock = outputs.FolderLock(self.output_dir, f"run of {self.config._source}").acquire()
+            try:
+                self._check_result_slot()  # another run may have finished here since this one was built
+            except OutputError:
+                self._lock.release()
+                raise
+        self._start_iteration = self.iteration
         self._lifecycle("ptyrad_on_run_start", run=self)
         previous = _catch_signals(self)
         try:
@@ -374,7 +503,7 @@ class Reconstruction:
                     raise
                 except Exception as exc:
                     culprit = blame(exc, self._named)
-                    if culprit is None:
+                    if culprit is None or _out_of_memory(exc):
                         raise
                     raise PluginError(f"{culprit} raised at iteration {iteration}: {type(exc).__name__}: {exc}") from exc
                 self.iteration = iteration
@@ -396,29 +525,106 @@ class Reconstruction:
             error = DistributedError(f"{exc}; {written} (continue with --resume)")
             self._lifecycle("ptyrad_on_exception", run=self, exc=error)
             raise error from None
-        except (_Interrupted, NonFiniteLossError) as exc:
-            checkpoint.restore(self, self._snapshot)
-            path = self.save()
-            if isinstance(exc, _Interrupted):
-                name = signal.Signals(exc.signum).name
-                error: PtyradError = RunInterrupted(
-                    f"{name} received: stopped after iteration {self.iteration}; checkpoint written to {path} "
-                    f"{'' if self.world.is_main else '(by rank 0) '}"
-                    f"(continue with --resume {path})", exc.signum
-                )
-            else:
-                error = NonFiniteLossError(
-                    f"{exc} Restored the state after iteration {self.iteration} and wrote it to {path}."
-                )
-            self._lifecycle("ptyrad_on_exception", run=self, exc=error)
-            raise error from None
         except BaseException as exc:
-            self._lifecycle("ptyrad_on_exception", run=self, exc=exc)
-            raise
+            if isinstance(exc, (SystemExit, GeneratorExit)):
+                raise
+            error = self._fail(exc)
+            self._lifecycle("ptyrad_on_exception", run=self, exc=error)
+            raise error from (exc if error.__cause__ is None else error.__cause__)
         finally:
             _restore_signals(previous)
+            if self._lock is not None:
+                self._lock.release()
         self._lifecycle("ptyrad_on_run_end", run=self)
         return self
+
+    def _fail(self, exc: BaseException) -> PtyradError:
+        """After ``exc`` stopped the loop: restore the last completed iteration, keep or write
+        it, and return the one error that names the cause, what was kept and how to go on."""
+        if self._snapshot is not None:
+            checkpoint.restore(self, self._snapshot)
+        if isinstance(exc, _SaveFailed):
+            kept = self._on_disk()
+            cause = str(exc.exc).strip().splitlines()[0] if str(exc.exc).strip() else type(exc.exc).__name__
+            return OutputError(
+                f"writing {self.result_path} at iteration {self.iteration} failed ({type(exc.exc).__name__}: {cause}); "
+                + (f"the previous checkpoint, iteration {kept}, is intact there" if kept is not None
+                   else "no checkpoint was written")
+                + (f" (continue with --resume {self.result_path} once the cause is fixed)" if kept is not None else "")
+            )
+        where = self._keep_last_good()
+        if isinstance(exc, _Interrupted):
+            return RunInterrupted(
+                f"{signal.Signals(exc.signum).name} received: stopped after iteration {self.iteration}; {where}"
+                f"{'' if self.world.is_main else ' (by rank 0)'}", exc.signum)
+        if isinstance(exc, KeyboardInterrupt):
+            return RunInterrupted(f"interrupted (second Ctrl-C) after iteration {self.iteration}; {where}", signal.SIGINT)
+        if isinstance(exc, (NonFiniteLossError, NonFiniteStateError)):
+            return type(exc)(f"{str(exc).rstrip('.')}. Restored the state after iteration {self.iteration}; {where}")
+        if isinstance(exc, PtyradError):
+            error = type(exc)(f"{exc}; {where}") if type(exc).__init__ is PtyradError.__init__ else PtyradError(f"{exc}; {where}")
+            error.__cause__ = exc.__cause__
+            return error
+        if _out_of_memory(exc):
+            culprit = blame(exc, self._named)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            error = PtyradError(
+                f"out of memory in iteration {self.iteration + 1}{f' in {culprit}' if culprit else ''} "
+                f"({type(exc).__name__}{f': {first}' if first else ''}); lower recon.batch_size or set "
+                f"recon.positions_per_pass; {where}")
+        else:
+            error = PtyradError(
+                f"unexpected {type(exc).__name__} in iteration {self.iteration + 1}: {exc} (--verbose shows the "
+                f"traceback); {where}")
+        error.__cause__ = exc
+        return error
+
+    def _on_disk(self) -> int | None:
+        """The iteration of the result file in the output folder, if there is a readable one."""
+        import h5py
+
+        try:
+            with h5py.File(self.result_path, "r") as f:
+                return int(f.attrs["iteration"])
+        except Exception:
+            return None
+
+    def _keep_last_good(self) -> str:
+        """Write the restored last completed iteration unless the result file already holds it
+        (or something newer); say where it is and how to go on."""
+        if not self.world.is_main:
+            return f"rank 0 keeps iteration {self.iteration} in {self.result_path}"
+        if self.iteration == self._saved_iteration:
+            return f"its checkpoint in {self.result_path} is kept (continue with --resume {self.result_path})"
+        if self.iteration == self._start_iteration:
+            if self.resumed_from is not None:
+                return f"nothing new since {self.resumed_from[0]} (continue with --resume {self.resumed_from[0]})"
+            return "no iteration completed, nothing was written"
+        on_disk = self._on_disk()
+        if on_disk is not None and on_disk > self.iteration and self._saved_iteration is not None:
+            return f"the newer checkpoint in {self.result_path} (iteration {on_disk}) is kept"
+        try:
+            path = self.save()
+        except _SaveFailed as failed:
+            kept = self._on_disk()
+            return (f"writing its checkpoint failed too ({type(failed.exc).__name__}: {failed.exc}); "
+                    + (f"{self.result_path} still holds iteration {kept}" if kept is not None else "nothing was written"))
+        except KeyboardInterrupt:
+            return f"the checkpoint write was abandoned; {self.result_path} is as it was"
+        return f"checkpoint written to {path} (continue with --resume {path})"
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Host ``MemoryError`` or torch's device ``OutOfMemoryError``."""
+    return isinstance(exc, MemoryError) or isinstance(exc, getattr(torch, "OutOfMemoryError", MemoryError))
+
+
+class _SaveFailed(Exception):
+    """Writing the result file failed; carries the cause."""
+
+    def __init__(self, exc: BaseException):
+        super().__init__(str(exc))
+        self.exc = exc
 
 
 class _Interrupted(Exception):
@@ -434,10 +640,14 @@ def _catch_signals(run) -> dict:
 
     def handler(signum, frame):
         if run._stop_signal is not None and signum == signal.SIGINT:
+            if run._writing:  # never break a checkpoint write: stop right after it
+                run._abort_after_write = True
+                return
             raise KeyboardInterrupt  # a second Ctrl-C stops at once
         run._stop_signal = signum
 
     run._stop_signal = None
+    run._abort_after_write = False
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)
@@ -464,8 +674,13 @@ def _clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def run(config_or_path, overrides: list[str] | None = None, quiet: bool = True) -> Reconstruction:
-    """Run a reconstruction from a config object, a dict or a YAML path; return it when done."""
+def run(config_or_path, overrides: list[str] | None = None, quiet: bool = True, *, resume=None,
+        overwrite: bool = False) -> Reconstruction:
+    """Run a reconstruction from a config object, a dict or a YAML path; return it when done.
+
+    :param resume: a result file to continue from (``--resume``).
+    :param overwrite: replace a result already in the output folder (``--overwrite``).
+    """
     from .config import build_config
 
     if isinstance(config_or_path, Config):
@@ -474,7 +689,9 @@ def run(config_or_path, overrides: list[str] | None = None, quiet: bool = True) 
         config = build_config(config_or_path)
     else:
         config = load_config(config_or_path, overrides)
-    rec = Reconstruction(config, quiet=quiet)
-    rec.run()
-    rec.world.close()
+    rec = Reconstruction(config, quiet=quiet, resume=resume, overwrite=overwrite)
+    try:
+        rec.run()
+    finally:
+        rec.close()
     return rec

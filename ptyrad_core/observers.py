@@ -85,6 +85,12 @@ class LogFileObserver:
             log.setLevel(logging.INFO)
         m = run.model
         log.info("run start: config %s, device %s", run.config._source, run.device)
+        if getattr(run, "resumed_from", None) is not None:
+            log.info("resumed from %s at iteration %d", *run.resumed_from)
+            for note in getattr(run, "resume_notes", []):
+                log.info("%s", note)
+        if getattr(run, "overwrite", False):
+            log.info("--overwrite: the result in %s is replaced at the first save", run.output_dir)
         log.info(
             "data %s: %d patterns %s; object %s x %d slices x %d modes; probe %d modes; dx %.5g A",
             run.measurements.source, m.n_positions, m.window, m.object_shape,
@@ -119,8 +125,10 @@ class LogFileObserver:
 
     @hookimpl
     def ptyrad_on_exception(self, run, exc):
-        if self.handler is not None:
-            log.error("run stopped at iteration %d: %s: %s", run.iteration, type(exc).__name__, exc)
+        if self.handler is not None:  # into run.log only: the console gets the error once, from the CLI
+            record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "run stopped at iteration %d: %s: %s",
+                                    (run.iteration, type(exc).__name__, exc), None)
+            self.handler.handle(record)
         self._close()
 
 

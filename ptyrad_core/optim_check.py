@@ -44,8 +44,9 @@ def _classes(module, base) -> dict[str, type]:
 
 def _unknown(kind: str, name: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{name!r} is not a {kind}{hint} Choose one of: {', '.join(sorted(choices))}"
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    usable = sorted(c for c in choices if c not in UNUSABLE)
+    return f"{name!r} is not a {kind}{hint} choose one of: {', '.join(usable)}"
 
 
 def _bind(cls, options: dict) -> str | None:

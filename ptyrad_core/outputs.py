@@ -208,6 +208,15 @@ class FolderLock:
             return self
         raise OutputError(f"{self.what}: could not take the lock {str(self.path)!r} (other processes keep taking it)")
 
+    def check(self) -> None:
+        """Raise :class:`OutputError` if a live process (or another lock object of this one)
+        holds the folder; a stale lock is left for :meth:`acquire` to take over."""
+        if self.held or not self.path.exists():
+            return
+        owner = _read_lock(self.path)
+        if not self._stale(owner) or owner.get("pid") == os.getpid():
+            raise OutputError(self._busy_message(owner))
+
     def _stale(self, owner: dict) -> bool:
         if not owner:  # empty or unreadable: a writer died between create and write, or garbage
             try:  # give a live writer a moment: only a lock file older than a few seconds is stale

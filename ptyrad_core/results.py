@@ -20,6 +20,7 @@ import yaml
 
 from . import checkpoint, runtime
 from .errors import DataError
+from .errors import NonFiniteStateError
 
 FORMAT = "ptyrad_core-result"
 FORMAT_VERSION = 1
@@ -43,10 +44,30 @@ def software_versions() -> dict[str, str]:
     }
 
 
+def _require_finite(run) -> None:
+    """Nothing non-finite is ever written as a result: the last barrier before a write."""
+    import torch
+
+    model = run.model
+    for name in ("object_amplitude", "object_phase", "probe_ri", "positions", "tilts", "slice_thickness"):
+        value = getattr(model, name).detach()
+        if not bool(torch.isfinite(value).all()):
+            raise NonFiniteStateError(f"{name} holds NaN or Inf: not written")
+    for key in ("loss", "slice_thickness_A"):
+        if not np.all(np.isfinite(run.history[key])):
+            raise NonFiniteStateError(f"history/{key} holds NaN or Inf: not written")
+
+
 def write_result(path: Path, run) -> Path:
-    """Write the state of ``run`` (a :class:`~ptyrad_core.engine.Reconstruction`) atomically."""
+    """Write the state of ``run`` (a :class:`~ptyrad_core.engine.Reconstruction`) atomically.
+
+    The file is written under a temporary name in the same folder, flushed to disk (fsync) and
+    renamed over ``path``: a crash, a full disk or an interrupt at any point leaves the previous
+    file intact. A state holding NaN or Inf is refused (:class:`NonFiniteStateError`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _require_finite(run)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     model = run.model
     hist = run.history
@@ -89,6 +110,8 @@ def write_result(path: Path, run) -> Path:
             for name, values in hist["loss_terms"].items():
                 f[f"history/loss_terms/{name}"] = np.asarray(values, dtype=np.float64)
             checkpoint.write(f.create_group("checkpoint"), run)
+        with open(tmp, "rb+") as fh:  # on disk before it replaces the previous file
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():

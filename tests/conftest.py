@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from faultkit import Frozen, assert_clean_error, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -64,3 +65,21 @@ def write_yaml(tmp_path):
 def rel_error(a, b) -> float:
     a, b = np.asarray(a), np.asarray(b)
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+# -- fault injection (tests/faults; helpers in faultkit.py) -----------------------------------
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture
+def frozen():
+    return Frozen
+
+
+@pytest.fixture
+def clean_error():
+    """:func:`assert_clean_error`, for test modules (helpers are reached through fixtures)."""
+    return assert_clean_error

@@ -37,7 +37,7 @@ class Recorder:
         }
 
 
-def make_run(config: dict, every: int = 1):
+def make_run(config: dict, every: int = 1, **kwargs):
     """A reconstruction with a convergence monitor: the core one if the kernel registers it, else ours."""
     recorder = Recorder()
     pm = get_plugin_manager(inline=[recorder])
@@ -47,7 +47,7 @@ def make_run(config: dict, every: int = 1):
             pm.unregister(name="core.convergence")
         monitor = ConvergenceMonitor(every=every)
         pm.register_plugin(monitor, name="test.convergence", source="inline")
-    return Reconstruction(build_config(config), pm=pm, quiet=True), monitor, recorder
+    return Reconstruction(build_config(config), pm=pm, quiet=True, **kwargs), monitor, recorder
 
 
 def test_bg_fg_change():
@@ -112,8 +112,8 @@ def test_resumed_run_continues_the_history(tiny_config):
     first, monitor, _ = make_run(cfg)
     first.run(iterations=2)
     assert monitor.history["iteration"] == [1, 2]
-    second, monitor2, _ = make_run(cfg)
-    second.resume(first.result_path).run()
+    second, monitor2, _ = make_run(cfg, resume=first.result_path)
+    second.run()
     assert monitor2.history["iteration"] == [1, 2, 3]
     assert monitor2.history["positions_A"][:2] == monitor.history["positions_A"]
     saved = json.loads((second.output_dir / FILE_NAME).read_text())

@@ -191,7 +191,9 @@ def test_fused_optimizer_by_default_unless_the_config_chooses(tiny_config):
     make the same updates (they differ only in the rounding where a gradient is near Adam's
     ``eps``: here by less than 1 % of the largest change)."""
     fused = Reconstruction(build_config(tiny_config(optimizer={"name": "Adam"})), quiet=True)
-    plain = Reconstruction(build_config(tiny_config(optimizer={"name": "Adam", "options": {"foreach": False}})), quiet=True)
+    cfg = tiny_config(optimizer={"name": "Adam", "options": {"foreach": False}})
+    cfg["output"]["dir"] += "-plain"  # one run per output folder at a time
+    plain = Reconstruction(build_config(cfg), quiet=True)
     assert all(g["fused"] for g in fused.optimizer.param_groups)
     assert not any(g["fused"] for g in plain.optimizer.param_groups)
     start = {name: plain.model.parameter(name).detach().clone() for name in ("object_phase", "object_amplitude", "probe")}
@@ -216,6 +218,7 @@ def test_positions_per_pass_chooses_chunks_and_does_not_change_the_result(tiny_c
         cfg = tiny_config()
         cfg["model"]["probe"] = {"modes": 2}
         cfg["recon"].update(iterations=3, positions_per_pass=setting)
+        cfg["output"]["dir"] += f"-{setting}"  # each run its own folder: none replaces another's result
         runs[setting] = Reconstruction(build_config(cfg), quiet=True)
     auto = runs["auto"].model
     wave_bytes = 2 * auto.window[0] * auto.window[1] * 8
@@ -243,7 +246,7 @@ def test_positions_per_pass_chooses_chunks_and_does_not_change_the_result(tiny_c
 def test_unknown_optimizer_and_bad_options_are_named(tiny_config):
     from ptyrad_core.errors import PtyradError
 
-    with pytest.raises(PtyradError, match="optimizer.name: 'Adamm' is not a torch.optim optimizer; choose one of .*Adam"):
+    with pytest.raises(PtyradError, match="optimizer.name: 'Adamm' is not a torch.optim optimizer; did you mean 'Adam'\\? choose one of: .*Adam"):
         Reconstruction(build_config(tiny_config(optimizer={"name": "Adamm"})), quiet=True)
     with pytest.raises(PtyradError, match=r"torch.optim.Adam rejected the options \{'betas': 3\}"):
         Reconstruction(build_config(tiny_config(optimizer={"name": "Adam", "options": {"betas": 3}})), quiet=True)

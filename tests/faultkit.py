@@ -1,5 +1,5 @@
 """Fault injection: the helpers every ``tests/faults/test_faults_*.py`` module uses (``import faultkit``;
-``conftest.py`` beside it makes them fixtures).
+``tests/conftest.py`` makes them fixtures).
 
 Each fault case asserts what docs/reliability.md promises: the exit code, no traceback on
 stderr, a message that names the file / key / array, every input file byte-for-byte unchanged
@@ -24,7 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
