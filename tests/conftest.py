@@ -42,9 +42,14 @@ BASE_CONFIG = {
 def tiny_config(tmp_path):
     """A factory for a small valid config dict on tiny.h5 writing into tmp_path."""
 
+    made = []
+
     def make(**sections):
         cfg = copy.deepcopy(BASE_CONFIG)
-        cfg["output"] = {"dir": str(tmp_path / "out"), "figures": False}  # figures are tested in test_report.py
+        # each config its own output folder ("out", "out-2", ...): a run refuses to replace another's result
+        made.append(1)
+        folder = "out" if len(made) == 1 else f"out-{len(made)}"
+        cfg["output"] = {"dir": str(tmp_path / folder), "figures": False}  # figures are tested in test_report.py
         for key, value in sections.items():
             cfg[key] = value
         return cfg

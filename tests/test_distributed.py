@@ -93,7 +93,7 @@ def test_two_processes_equal_one_process(tiny_config, write_yaml, tmp_path, stre
         a, b = two[key], ref[key]
         assert np.linalg.norm(a - b) <= 1e-4 * np.linalg.norm(b), (key, np.linalg.norm(a - b) / np.linalg.norm(b))
     # the run did move everything it optimizes (so the comparison means something)
-    init = Reconstruction(build_config(cfg), quiet=True)
+    init = Reconstruction(build_config(cfg), quiet=True, overwrite=True)  # built, not run: replaces nothing
     assert np.linalg.norm(ref["object/phase"] - init.model.object_phase.detach().numpy()) > 0.1
     assert np.abs(ref["positions/refined_px"] - ref["positions/nominal_px"]).max() > 1e-3
 
@@ -260,7 +260,7 @@ def test_bfloat16_measurements_halve_their_memory_and_barely_change_the_run(tiny
     cfg = equal_config(tiny_config)  # SGD, eps 1e-6: rounding is not amplified (see above)
     full = Reconstruction(build_config(cfg), quiet=True)
     cfg["data"]["device_dtype"] = "bfloat16"
-    half = Reconstruction(build_config(cfg), quiet=True)
+    half = Reconstruction(build_config(cfg), quiet=True, overwrite=True)  # same folder as `full`, run after it
     assert half.data.patterns.dtype == torch.bfloat16
     assert half.data.patterns.nbytes * 2 == full.data.patterns.nbytes
     idx = torch.arange(16)

@@ -10,9 +10,13 @@ import h5py
 import numpy as np
 import pytest
 
-from ptyrad_core.engine import run
+from ptyrad_core.engine import run as _run
 from ptyrad_core.errors import DataError
 from ptyrad_core.plugin_manager import get_plugin_manager
+
+
+def run(cfg):
+    return _run(cfg, overwrite=True)  # one config, run as in memory, streamed and refused: each replaces the last
 
 ROOT = Path(__file__).resolve().parents[1]
 

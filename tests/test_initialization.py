@@ -22,7 +22,7 @@ LAM300 = optics.electron_wavelength(300)
 
 def run_for(cfg, iterations=None):
     config = build_config(cfg)
-    run = Reconstruction(config, quiet=True)
+    run = Reconstruction(config, quiet=True, overwrite=True)  # configs are reused: each run may replace the last
     return run.run(iterations) if iterations else run
 
 
