@@ -199,7 +199,7 @@ MEASURE = textwrap.dedent("""
             return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
 
     warm, big = yaml.safe_load(open(sys.argv[1])), yaml.safe_load(open(sys.argv[2]))
-    Reconstruction(build_config(warm), quiet=True).run()  # imports, plugins, allocator, FFT plans
+    Reconstruction(build_config(warm), quiet=True, overwrite=True).run()  # imports, plugins, allocator, FFT plans
     base = rss()
     rec = Reconstruction(build_config(big), quiet=True).run()
     opt = sum(t.numel() * t.element_size() for s in rec.optimizer.state.values() for t in s.values() if hasattr(t, "numel"))
