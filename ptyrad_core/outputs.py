@@ -78,7 +78,7 @@ def same_file(a: Path | str, b: Path | str) -> bool:
     return a.resolve() == b.resolve()
 
 
-def check_new_file(
+def judge_new_file(
     path: Path | str,
     what: str,
     *,
@@ -86,18 +86,18 @@ def check_new_file(
     overwrite: bool = False,
     is_previous_output: Callable[[Path], bool] | None = None,
     kind: str = "output",
-) -> Path:
-    """The rule for writing one file: check ``path`` before the work that produces it.
+) -> str:
+    """The rule for writing one file, judged without touching anything.
 
     - ``path`` is one of ``inputs`` (the files the command reads): refused, even with
       ``--overwrite`` (no command writes to a file it reads).
     - ``path`` is a folder: refused.
     - ``path`` exists and ``is_previous_output(path)`` says it is a previous output of the same
-      kind: replaced. Any other existing file needs ``overwrite``.
-    - the folder it goes into is created and proved writable (:func:`prepare_folder`).
+      kind, or ``overwrite``: it may be replaced. Any other existing file is refused.
 
     :param what: the option or key that names the path (``-o``, ``data.preprocess[1] 'export'``).
     :param kind: what the file is, for the message (``native config``, ``simulated dataset``).
+    :return: ``"replace"`` or ``"new"``.
     """
     path = Path(path)
     for source in inputs:
@@ -107,18 +107,29 @@ def check_new_file(
             )
     if path.is_dir():
         raise OutputError(f"{what}: {str(path)!r} is a folder, not a file")
-    if path.exists() and not overwrite:
-        previous = False
-        if is_previous_output is not None:
-            try:
-                previous = bool(is_previous_output(path))
-            except Exception:  # unreadable: certainly not ours
-                previous = False
-        if not previous:
-            raise OutputError(
-                f"{what}: {str(path)!r} exists and is not a previous {kind}; pass --overwrite to replace it "
-                "or choose another path"
-            )
+    if not path.exists():
+        return "new"
+    if overwrite:
+        return "replace"
+    previous = False
+    if is_previous_output is not None:
+        try:
+            previous = bool(is_previous_output(path))
+        except Exception:  # unreadable: certainly not ours
+            previous = False
+    if not previous:
+        raise OutputError(
+            f"{what}: {str(path)!r} exists and is not a previous {kind}; pass --overwrite to replace it "
+            "or choose another path"
+        )
+    return "replace"
+
+
+def check_new_file(path: Path | str, what: str, **rule) -> Path:
+    """:func:`judge_new_file`, then create the folder ``path`` goes into and prove it writable
+    (:func:`prepare_folder`): check ``path`` before the work that produces it."""
+    path = Path(path)
+    judge_new_file(path, what, **rule)
     prepare_folder(path.parent if str(path.parent) else Path("."), what)
     return path
 

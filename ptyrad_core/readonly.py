@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import OutputError
-from .outputs import same_file
+from .outputs import judge_new_file
 
 #: root attribute of an HDF5 file ptyrad_core wrote, naming what wrote it
 HDF5_MARK = "ptyrad_core_output"
@@ -115,28 +115,10 @@ def check_new_file_dry(
         written (judged from the nearest existing folder's permissions).
     """
     path = Path(path)
-    for source in inputs:
-        if source is not None and same_file(path, source):
-            raise OutputError(
-                f"{what}: {str(path)!r} is a file this command reads; it is never written to. Choose another path"
-            )
-    if path.is_dir():
-        raise OutputError(f"{what}: {str(path)!r} is a folder, not a file")
-    if path.exists():
-        if overwrite:
-            return "replace"
-        previous = False
-        if is_previous_output is not None:
-            try:
-                previous = bool(is_previous_output(path))
-            except Exception:
-                previous = False
-        if not previous:
-            raise OutputError(
-                f"{what}: {str(path)!r} exists and is not a previous {kind}; pass --overwrite to replace it "
-                "or choose another path"
-            )
-        return "replace"
+    state = judge_new_file(path, what, inputs=inputs, overwrite=overwrite, is_previous_output=is_previous_output,
+                           kind=kind)
+    if state == "replace":
+        return state
     folder = path.parent if str(path.parent) else Path(".")
     for parent in (folder, *folder.parents):
         if parent.exists() or parent.is_symlink():
