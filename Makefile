@@ -1,10 +1,12 @@
 # make demo   set up .venv if needed, then run the embedded demo reconstruction (configs/demo.yaml)
 # make test   set up .venv if needed, then run the test suite
+# make test-fast  the edit loop: the suite without the files that start processes, install packages or
+#                  run long reconstructions (distributed, tune, scaffold, contrib, docs site, reconstruction)
 # make docs   build the documentation site into output/site (strict)
 VENV ?= .venv
 STAMP := $(VENV)/.bootstrap-stamp
 
-.PHONY: demo test setup docs-ref docs
+.PHONY: demo test test-fast setup docs-ref docs
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh $(wildcard contrib/*/pyproject.toml)
 	VENV=$(VENV) scripts/bootstrap.sh
@@ -17,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+SLOW_FILES := tests/test_distributed.py tests/test_tune.py tests/test_scaffold.py tests/test_contrib.py \
+	tests/test_docs_site.py tests/test_reconstruction.py tests/faults/test_faults_tune.py contrib
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q $(addprefix --ignore=,$(SLOW_FILES))
 
 docs-ref: $(STAMP)
 	$(VENV)/bin/ptyrad-core docs hooks > docs/hooks.md

@@ -12,7 +12,6 @@ import copy
 import io
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,50 +82,33 @@ def write(group, run) -> None:
     group.attrs["numpy_rng"] = json.dumps(run.rng.bit_generator.state)
 
 
-#: what a result file must hold to be resumed from
-REQUIRED = ("object/amplitude", "object/phase", "probe/modes", "history/iteration", "history/loss",
-            "history/time_s", "history/slice_thickness_A", "checkpoint/position_shifts_px",
-            "checkpoint/tilts_mrad", "checkpoint/slice_thickness_A", "checkpoint/torch_rng")
+#: what a result file must hold, beyond any result's datasets, to be resumed from
+CHECKPOINT = ("history/iteration", "history/loss", "history/time_s", "history/slice_thickness_A",
+              "checkpoint/position_shifts_px", "checkpoint/tilts_mrad", "checkpoint/slice_thickness_A",
+              "checkpoint/torch_rng")
 
 
 def inspect(path, what: str = "--resume") -> dict:
     """Check that ``path`` is a complete ptyrad_core result file with a checkpoint, without
-    reading its arrays; return its root attributes. A missing, truncated, foreign or partial
-    file is a :class:`DataError` naming the file and what is wrong."""
+    reading its arrays (:func:`ptyrad_core.results.inspect_result`, plus the checkpoint's own
+    parts); return its root attributes. A missing, truncated, foreign or partial file is a
+    :class:`DataError` naming the file and what is wrong."""
     import h5py
 
-    from .results import FORMAT
+    from .results import REQUIRED, inspect_result
 
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{what}: {str(path)!r} does not exist")
-    if path.is_dir():
-        raise DataError(f"{what}: {str(path)!r} is a folder; name the result.h5 inside it")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"{what}: {str(path)!r} is not a readable HDF5 file (truncated, or another format): "
-                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    with f:
-        fmt = f.attrs.get("format")
-        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-        if fmt != FORMAT:
-            raise DataError(f"{what}: {str(path)!r} is not a ptyrad_core result file (its 'format' attribute is {fmt!r}, "
-                            f"expected {FORMAT!r})")
-        missing = [key for key in REQUIRED if key not in f]
-        if missing or "iteration" not in f.attrs or "numpy_rng" not in f.get("checkpoint", {}).attrs:
-            raise DataError(f"{what}: {str(path)!r} is a partial result file without a complete checkpoint "
-                            f"(missing {', '.join(missing) or 'attributes'}); resume from a file written by a save")
+    attrs = inspect_result(path, what, require=REQUIRED + CHECKPOINT)
+    with h5py.File(path, "r") as f:
         try:
-            iteration = int(f.attrs["iteration"])
             json.loads(f["checkpoint"].attrs["numpy_rng"])
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"{what}: {str(path)!r}: unreadable checkpoint attributes ({exc})") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{what}: {path} is a partial result file: its checkpoint has no readable random "
+                            f"state ({type(exc).__name__}); resume from a file written by a save") from None
         n = len(f["history/iteration"])
-        if n != iteration:
-            raise DataError(f"{what}: {str(path)!r} says iteration {iteration} but holds {n} history entries: "
-                            "the file is inconsistent")
-        return {"iteration": iteration, "optimizer_class": f["checkpoint"].attrs.get("optimizer_class")}
+    if n != int(attrs["iteration"]):
+        raise DataError(f"{what}: {path} says iteration {int(attrs['iteration'])} but holds {n} history entries: "
+                        "the file is inconsistent")
+    return attrs
 
 
 def read(path, run) -> int:

@@ -125,7 +125,7 @@ class Reconstruction:
         self.components = validate_components(config, self.pm)
         self.resolved_config = resolved_dict(config, self.components)
         if self.resume_path is not None:  # a missing, partial or foreign file: named before any data are read
-            self._resume_info = checkpoint.inspect(self.resume_path)
+            checkpoint.inspect(self.resume_path)
         self.pm.hook.ptyrad_configure.call_historic(kwargs=dict(config=config))
         self.device = World.device_for_rank(initialize.select_device(config.recon.device))
         self.world = World.from_env(self.device, config.recon.dist_timeout_s)

@@ -92,7 +92,7 @@ ENV_LIMIT = "PTYRAD_CORE_MEMORY_LIMIT_MB"
 MiB = 2**20
 
 #: optimizer state arrays per optimized element, by ``torch.optim`` class name
-_STATE = {"Adam": 2, "AdamW": 2, "NAdam": 2, "RAdam": 2, "Adamax": 2, "Adadelta": 2, "Rprop": 2, "SparseAdam": 2,
+_STATE = {"Adam": 2, "AdamW": 2, "NAdam": 2, "RAdam": 2, "Adamax": 2, "Adadelta": 2, "Rprop": 2,
           "Adafactor": 2, "Adagrad": 1, "ASGD": 1}
 #: what the user can lower for each item of the estimate (config keys, in order of effect)
 SUGGEST = {

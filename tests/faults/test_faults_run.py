@@ -305,8 +305,8 @@ def _broken_copies(setup):
     text = folder / "notes.txt"
     text.write_text("not a result\n")
     return {"missing": (folder / "nope.h5", "does not exist"), "truncated": (truncated, "not a readable HDF5 file"),
-            "partial": (partial, "partial result file"), "text": (text, "not a readable HDF5 file"),
-            "foreign": (setup.data, "not a ptyrad_core result file"), "folder": (folder, "is a folder")}
+            "partial": (partial, "lacks the dataset(s) checkpoint/torch_rng"), "text": (text, "not a readable HDF5 file"),
+            "foreign": (setup.data, "not a ptyrad_core result file"), "folder": (folder, "is a directory")}
 
 
 @pytest.mark.parametrize("what", ["missing", "truncated", "partial", "text", "foreign", "folder"])
