@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import fft as fftlib
 from .errors import DataError
 
 log = logging.getLogger("ptyrad_core")
@@ -158,6 +159,10 @@ def read(path, run) -> int:
         torch.set_rng_state(torch.from_numpy(ck["torch_rng"][()]))
         run.rng.bit_generator.state = json.loads(ck.attrs["numpy_rng"])
         run.iteration = int(f.attrs["iteration"])
+        saved_fft = str(f.attrs.get("fft", ""))  # the library the file's run chose: transforms continue alike
+        if run.config.recon.fft == "auto" and saved_fft in ("torch", "fftw") and saved_fft != m.fft.name:
+            m.fft = fftlib.select(saved_fft, next(m.parameters()).device)
+            _note(run, "resume: FFT library %s, as in %s (recon.fft: auto)", saved_fft, path)
         hist = f["history"]
         saved_terms = sorted(hist["loss_terms"]) if "loss_terms" in hist else []
         if saved_terms != sorted(run.history["loss_terms"]):

@@ -15,8 +15,14 @@ and the FFTs are most of a reconstruction's time. Plans use ``FFTW_ESTIMATE``: t
 microseconds and do not depend on timings, so that a run and its resumed continuation compute
 bit-identical transforms (tested in tests/test_resume.py).
 
-``recon.fft`` chooses: ``auto`` (FFTW on the CPU when pyFFTW is installed, else torch),
-``torch`` or ``fftw``.
+``recon.fft`` chooses: ``auto``, ``torch`` or ``fftw``. Which library is faster depends on the
+CPU: MKL is the slower one on the AMD EPYC machines above and the faster one on Intel Xeons
+(``benchmarks/fft_backends.py``; both measured in docs/benchmarks.md, "FFT libraries"). So
+``auto`` on the CPU times both on the run's own transform shape when the model is built (a few
+milliseconds, :func:`choose`) and takes FFTW only when it is clearly faster: with torch alone
+there is one OpenMP thread pool, which degrades less beside other jobs (below). The choice is
+kept per shape, dtype and thread count for the process, written to the result file and reused
+by ``--resume``, so that a continued run computes the same transforms.
 
 Threads. An FFTW plan runs on ``torch.get_num_threads()`` threads, read at each call, so FFTW
 and torch's own operations use the same count, which :func:`ptyrad_core.runtime.configure_threads`
@@ -31,6 +37,7 @@ copies when they are loaded).
 from __future__ import annotations
 
 import threading
+import time
 
 import torch
 from torch import Tensor
@@ -122,26 +129,71 @@ def fftw_available() -> bool:
     return pyfftw is not None
 
 
-def select(name: str, device: torch.device | str = "cpu") -> TorchFFT | FFTWBackend:
+#: ``auto`` takes FFTW only when its time is below this fraction of torch's: one thread pool is
+#: worth a few per cent (module docstring), and timings this short differ by a few per cent anyway.
+FFTW_MARGIN = 0.9
+_chosen: dict[tuple, str] = {}  # (shape, dtype, threads) -> "torch" | "fftw": one answer per process
+
+
+def _seconds(backend, x: Tensor, repeats: int) -> float:
+    """Least time of ``repeats`` forward + inverse transforms of ``x`` (consumed in place)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        x = backend.ifft_(backend.fft_(x))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def choose(shape: tuple[int, ...], dtype: torch.dtype = torch.complex64, repeats: int = 5) -> str:
+    """``"fftw"`` or ``"torch"``: the faster library on a CPU batch of this shape, timed here.
+
+    Both run alternately on the same random batch (2 warm-up calls each, then the least of
+    ``repeats``); FFTW is taken when it needs under :data:`FFTW_MARGIN` of torch's time. The
+    answer is kept for the process per shape, dtype and thread count. Without pyFFTW: ``"torch"``.
+    """
+    if pyfftw is None:
+        return "torch"
+    key = (tuple(int(n) for n in shape), dtype, torch.get_num_threads())
+    if key not in _chosen:
+        x = torch.randn(key[0], dtype=dtype)
+        fftw = _fftw()
+        for backend in (TorchFFT, fftw):
+            _seconds(backend, x.clone(), 2)
+        t_torch = _seconds(TorchFFT, x.clone(), repeats)
+        t_fftw = _seconds(fftw, x.clone(), repeats)
+        _chosen[key] = "fftw" if t_fftw < FFTW_MARGIN * t_torch else "torch"
+    return _chosen[key]
+
+
+def _fftw() -> FFTWBackend:
+    global _FFTW
+    if _FFTW is None:
+        _FFTW = FFTWBackend()
+    return _FFTW
+
+
+def select(name: str, device: torch.device | str = "cpu", shape: tuple[int, ...] | None = None,
+           dtype: torch.dtype = torch.complex64) -> TorchFFT | FFTWBackend:
     """The backend ``recon.fft`` names for a model on ``device``.
 
-    ``auto``: FFTW for a CPU model when pyFFTW is installed, else torch. ``fftw`` on a GPU or
-    without pyFFTW is an error that says so. For a CPU model it first applies
+    ``auto``: torch on a GPU or without pyFFTW; on the CPU the faster of the two on transforms
+    of ``shape`` (:func:`choose`; without a shape, FFTW). ``fftw`` on a GPU or without pyFFTW is
+    an error that says so. For a CPU model it first applies
     :func:`ptyrad_core.runtime.configure_threads` (idempotent; the user's thread count is kept),
     so that torch and FFTW run on the usable CPUs however the run was started.
     """
-    global _FFTW
     device = torch.device(device)
     if device.type == "cpu":
         runtime.configure_threads()
     if name not in BACKENDS:
         raise ConfigError(f"recon.fft: {name!r} is not one of {', '.join(BACKENDS)}")
+    if name == "auto" and device.type == "cpu" and pyfftw is not None and shape is not None:
+        name = choose(shape, dtype)
     if name == "torch" or (name == "auto" and (device.type != "cpu" or pyfftw is None)):
         return TorchFFT()
     if device.type != "cpu":
         raise ConfigError(f"recon.fft: 'fftw' runs on the CPU, the model is on {device}; use 'auto' or 'torch'")
     if pyfftw is None:
         raise ConfigError("recon.fft: 'fftw' needs pyFFTW, which is not installed: pip install 'ptyrad_core[fftw]'")
-    if _FFTW is None:
-        _FFTW = FFTWBackend()
-    return _FFTW
+    return _fftw()

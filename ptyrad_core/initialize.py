@@ -409,8 +409,12 @@ def build_model(config: Config, data: Data, components: dict, device: torch.devi
         scan_shape=data.preprocess.scan_shape,
         dtype=dtype,
     )
-    model.fft = fftlib.select(config.recon.fft, device)
     wave_bytes = model.probe.numel() * model.probe.element_size() * model.object_amplitude.shape[0]  # per position
     model.positions_per_pass = chunk_size(config.recon.positions_per_pass, wave_bytes, device)
+    # the transforms of one pass of the slice recursion: probe modes x object modes x positions
+    per_pass = min(config.recon.batch_size, model.positions_per_pass or config.recon.batch_size)
+    pmode, ny, nx = model.probe.shape
+    model.fft = fftlib.select(config.recon.fft, device, shape=(pmode * model.object_amplitude.shape[0] * per_pass, ny, nx),
+                              dtype=model.probe.dtype)
     model.memory_estimate = estimates
     return model.to(device)

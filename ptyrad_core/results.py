@@ -79,6 +79,7 @@ def write_result(path: Path, run) -> Path:
             f.attrs["dx_A"] = model.dx
             f.attrs["wavelength_A"] = model.wavelength
             f.attrs["seed"] = run.config.recon.seed
+            f.attrs["fft"] = getattr(model.fft, "name", "torch")  # recon.fft as resolved: --resume keeps it
             f.attrs["data_file"] = str(run.config.resolve(run.config.data.path))
             f.attrs["data_sha256"] = run.data_digest
             f.attrs["config"] = yaml.safe_dump(run.resolved_config, sort_keys=False)

@@ -106,3 +106,47 @@ def test_without_pyfftw_auto_takes_torch_and_fftw_is_refused(monkeypatch):
     assert fftlib.select("auto").name == "torch"
     with pytest.raises(ConfigError, match="recon.fft: 'fftw' needs pyFFTW, which is not installed"):
         fftlib.select("fftw")
+
+
+@pytest.mark.parametrize("t_fftw, expect", [(0.5, "fftw"), (0.89, "fftw"), (0.95, "torch"), (1.5, "torch")])
+def test_auto_takes_fftw_only_when_it_is_clearly_faster_on_the_runs_shape(monkeypatch, t_fftw, expect):
+    """``auto`` on the CPU times both libraries on the shape it is given (torch's time 1.0 here)
+    and keeps the answer for the process: a second model of that shape gets the same library."""
+    monkeypatch.setattr(fftlib, "_chosen", {})
+    calls = []
+
+    def fake_seconds(backend, x, repeats):
+        calls.append((backend.name, tuple(x.shape)))
+        return 1.0 if backend.name == "torch" else t_fftw
+
+    monkeypatch.setattr(fftlib, "_seconds", fake_seconds)
+    assert fftlib.select("auto", shape=(8, 16, 16)).name == expect
+    assert {c[1] for c in calls} == {(8, 16, 16)} and {c[0] for c in calls} == {"torch", "fftw"}
+    n = len(calls)
+    assert fftlib.select("auto", shape=(8, 16, 16)).name == expect and len(calls) == n  # kept, not re-timed
+    assert fftlib.select("auto", "cuda", shape=(8, 16, 16)).name == "torch"
+
+
+def test_the_measured_choice_is_the_run_shape_and_resume_keeps_the_files_library(monkeypatch, tiny_config):
+    """A run records the library ``auto`` chose; a resumed run whose own timing would choose the
+    other one continues with the file's (so that the transforms continue alike) and says so."""
+    shapes = []
+    monkeypatch.setattr(fftlib, "_chosen", {})
+    monkeypatch.setattr(fftlib, "choose", lambda shape, dtype=torch.complex64: shapes.append(shape) or "fftw")
+    cfg = tiny_config()
+    cfg["model"]["probe"] = {**cfg["model"].get("probe", {}), "modes": 2}
+    cfg["recon"].update(iterations=2, batch_size=5)
+    first = Reconstruction(build_config(cfg), quiet=True).run()
+    assert first.model.fft.name == "fftw"
+    ny, nx = first.model.probe.shape[-2:]
+    assert shapes == [(2 * 5, ny, nx)]  # probe modes x object modes (1) x positions of one batch
+    import h5py
+
+    with h5py.File(first.result_path, "r") as f:
+        assert f.attrs["fft"] == "fftw"
+    monkeypatch.setattr(fftlib, "choose", lambda shape, dtype=torch.complex64: "torch")
+    cfg["recon"]["iterations"] = 3
+    cfg["output"]["dir"] = str(first.result_path.parent.parent / "resumed")
+    resumed = Reconstruction(build_config(cfg), quiet=True, resume=first.result_path)
+    assert resumed.model.fft.name == "fftw"
+    assert any("FFT library fftw" in n for n in resumed.resume_notes)
