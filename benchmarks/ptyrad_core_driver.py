@@ -59,6 +59,7 @@ out = {
     "loss": run.history["loss"],
     "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "threads": threads.describe(),
+    "fft_library": getattr(model.fft, "name", "torch"),  # what recon.fft resolved to
 }
 device = next(model.parameters()).device
 if device.type == "cuda":

@@ -129,40 +129,42 @@ def fftw_available() -> bool:
     return pyfftw is not None
 
 
-#: ``auto`` takes FFTW only when its time is below this fraction of torch's: one thread pool is
-#: worth a few per cent (module docstring), and timings this short differ by a few per cent anyway.
-FFTW_MARGIN = 0.9
+#: ``auto`` takes FFTW only when its time is below this fraction of torch's: with torch alone there
+#: is one thread pool, which costs much less beside another job (docs/benchmarks.md, "Under load"),
+#: and timings this short, taken once, differ by ten per cent from call to call.
+FFTW_MARGIN = 0.8
 _chosen: dict[tuple, str] = {}  # (shape, dtype, threads) -> "torch" | "fftw": one answer per process
 
 
-def _seconds(backend, x: Tensor, repeats: int) -> float:
-    """Least time of ``repeats`` forward + inverse transforms of ``x`` (consumed in place)."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        x = backend.ifft_(backend.fft_(x))
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _seconds(backend, x: Tensor) -> float:
+    """Time of one forward + inverse transform of ``x`` (consumed in place)."""
+    t0 = time.perf_counter()
+    backend.ifft_(backend.fft_(x))
+    return time.perf_counter() - t0
 
 
-def choose(shape: tuple[int, ...], dtype: torch.dtype = torch.complex64, repeats: int = 5) -> str:
+def choose(shape: tuple[int, ...], dtype: torch.dtype = torch.complex64, repeats: int = 7) -> str:
     """``"fftw"`` or ``"torch"``: the faster library on a CPU batch of this shape, timed here.
 
-    Both run alternately on the same random batch (2 warm-up calls each, then the least of
-    ``repeats``); FFTW is taken when it needs under :data:`FFTW_MARGIN` of torch's time. The
-    answer is kept for the process per shape, dtype and thread count. Without pyFFTW: ``"torch"``.
+    Both transform copies of one random batch, alternately (2 warm-up calls each, then
+    ``repeats`` rounds; each library's least time counts); FFTW is taken when it needs under
+    :data:`FFTW_MARGIN` of torch's time. The answer is kept for the process per shape, dtype and
+    thread count. Without pyFFTW: ``"torch"``.
     """
     if pyfftw is None:
         return "torch"
     key = (tuple(int(n) for n in shape), dtype, torch.get_num_threads())
     if key not in _chosen:
+        runtime.tune_allocator()  # as a run has it: torch's new tensors reuse freed memory
         x = torch.randn(key[0], dtype=dtype)
-        fftw = _fftw()
-        for backend in (TorchFFT, fftw):
-            _seconds(backend, x.clone(), 2)
-        t_torch = _seconds(TorchFFT, x.clone(), repeats)
-        t_fftw = _seconds(fftw, x.clone(), repeats)
-        _chosen[key] = "fftw" if t_fftw < FFTW_MARGIN * t_torch else "torch"
+        backends = (TorchFFT, _fftw())
+        best = [float("inf"), float("inf")]
+        for i in range(2 + repeats):
+            for j, backend in enumerate(backends):
+                t = _seconds(backend, x.clone())
+                if i >= 2:
+                    best[j] = min(best[j], t)
+        _chosen[key] = "fftw" if best[1] < FFTW_MARGIN * best[0] else "torch"
     return _chosen[key]
 
 
