@@ -47,9 +47,9 @@ def main() -> None:
     case = cp.BY_NAME[args.case]
     path = cp.dataset(case.data)
     info = cp.file_info(path)
-    from ptyrad_core import forward as fwd
-    from ptyrad_core.config import load_config
-    from ptyrad_core.engine import Reconstruction
+    from ptyrad_core.kernel import forward as fwd
+    from ptyrad_core.kernel.config import load_config
+    from ptyrad_core.engine.loop import Reconstruction
 
     parts: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:

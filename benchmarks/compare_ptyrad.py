@@ -16,7 +16,7 @@ both alike. Per case it records, in ``benchmarks/results/<case>.json``, and prin
   timed in ptyrad_core's process after its run, and ours as a multiple of it;
 - peak resident memory (``ru_maxrss``) of each process;
 - the projected-phase error against ``/ground_truth/phase_projected`` after the same number of
-  iterations, computed here the same way for both codes (``ptyrad_core.metrics``: registered
+  iterations, computed here the same way for both codes (``ptyrad_core.apps.metrics``: registered
   sub-pixel onto the truth, relative RMS over the scanned region);
 - the loss of iteration 1 of each code (the same normalised amplitude RMSE: a check that the
   two runs are equivalent).
@@ -278,7 +278,7 @@ def phase_error(npz: Path, path: Path, window: int) -> dict:
     canvas places the raster elsewhere). The integer part of the offset is removed by cropping,
     the rest (and anything the reconstruction drifted by) by the sub-pixel registration.
     """
-    from ptyrad_core.metrics import projected_phase, registered_phase_error, scanned_region
+    from ptyrad_core.apps.metrics import projected_phase, registered_phase_error, scanned_region
 
     d = np.load(npz)
     proj = projected_phase(d["phase"], d["occupancy"])

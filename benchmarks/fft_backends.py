@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fft_floor import _lowest_median  # noqa: E402
 
-from ptyrad_core.fft import FFTWBackend  # noqa: E402
+from ptyrad_core.kernel.fft import FFTWBackend  # noqa: E402
 
 SHAPES = [(32, 64, 64), (128, 64, 64), (576, 64, 64), (32, 128, 128), (128, 128, 128)]
 

@@ -60,7 +60,7 @@ def time_one_transform(batch: int, pmode: int, omode: int, window: tuple[int, in
     n = batch * pmode * omode
     x = torch.randn(n, *window, dtype=torch.complex64, device=device if library == "torch" else "cpu")
     if library == "fftw":
-        from ptyrad_core.fft import FFTWBackend
+        from ptyrad_core.kernel.fft import FFTWBackend
 
         backend = FFTWBackend()
         return _lowest_median(lambda: backend.fft_(x), repeats, blocks) / n

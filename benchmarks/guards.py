@@ -47,9 +47,10 @@ def main(argv=None) -> int:
     p.add_argument("--case", default="p1-s6-b32")
     args = p.parse_args(argv)
 
-    from ptyrad_core import results, runtime
-    from ptyrad_core.config import build_config
-    from ptyrad_core.engine import Reconstruction
+    from ptyrad_core.engine import results
+    from ptyrad_core.kernel import runtime
+    from ptyrad_core.kernel.config import build_config
+    from ptyrad_core.engine.loop import Reconstruction
 
     runtime.configure_threads()
     shipped_check, shipped_require = Reconstruction._check_finite, results._require_finite

@@ -1,4 +1,4 @@
-"""The memory estimate (ptyrad_core.memory) against the measured peak, per case.
+"""The memory estimate (ptyrad_core.setup.memory) against the measured peak, per case.
 
     .venv/bin/python benchmarks/memory_estimate.py [CASE ...] [--device cpu|cuda]
 
@@ -74,9 +74,9 @@ CASES = ["tiny", "tiny_b64_p2", "sto", "sto_b576_p4", "sto_obj1024", "sto_obj102
 CHILD = r"""
 import json, sys
 import torch
-from ptyrad_core import memory
-from ptyrad_core.config import build_config
-from ptyrad_core.engine import Reconstruction
+from ptyrad_core.setup import memory
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.engine.loop import Reconstruction
 
 def status(key):
     with open("/proc/self/status") as fh:

@@ -4,7 +4,7 @@
 
 'whole': the complex transmission for the whole object (polar), then one complex gather;
 'patch': amplitude and phase gathered under the windows, then polar on the patches. The model
-takes 'patch' when the batch's windows hold fewer pixels than ``ptyrad_core.model.PATCH_FIRST``
+takes 'patch' when the batch's windows hold fewer pixels than ``ptyrad_core.kernel.model.PATCH_FIRST``
 times one object slice. Prints the best of two alternating rounds of 30 repetitions, in ms.
 """
 
@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from ptyrad_core import forward as fwd
-from ptyrad_core import runtime  # noqa: F401  (the allocator settings a run uses)
+from ptyrad_core.kernel import forward as fwd
+from ptyrad_core.kernel import runtime  # noqa: F401  (the allocator settings a run uses)
 
 WINDOW = (64, 64)
 

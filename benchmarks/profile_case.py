@@ -39,8 +39,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.code == "ours":
-            from ptyrad_core.config import load_config
-            from ptyrad_core.engine import Reconstruction
+            from ptyrad_core.kernel.config import load_config
+            from ptyrad_core.engine.loop import Reconstruction
 
             cfg = tmp / "ours.yaml"
             cfg.write_text(yaml.safe_dump(cp.ours_config(case, path, info, 1 + args.iters, tmp / "out")))

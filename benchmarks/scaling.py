@@ -58,7 +58,7 @@ def make_config(data: Path, n: int, iterations: int, device: str, out: Path) -> 
 
 def run_once(cfg_path: Path, procs: int, threads: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "ptyrad_core.cli", "run", str(cfg_path), "-q"]
+    cmd = [sys.executable, "-m", "ptyrad_core.apps.cli", "run", str(cfg_path), "-q"]
     if procs > 1:
         cmd += ["--nproc", str(procs)]
     t0 = time.perf_counter()

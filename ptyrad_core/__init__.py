@@ -1,30 +1,27 @@
 """ptyrad_core: plugin-based multislice electron ptychography by automatic differentiation."""
 
-from pluggy import HookimplMarker
+from ptyrad_core.kernel.hookspecs import hookimpl  # kept here for plugins written before ptyrad_core.plugin
 
 __version__ = "0.1.0"
 
-#: Decorator for plugin hook implementations: ``@ptyrad_core.hookimpl``.
-hookimpl = HookimplMarker("ptyrad_core")
-
 
 def run(config_or_path, overrides: list[str] | None = None, quiet: bool = True):
-    """Run a reconstruction from a YAML path, a config dict or a :class:`~ptyrad_core.config.Config`.
+    """Run a reconstruction from a YAML path, a config dict or a :class:`~ptyrad_core.kernel.config.Config`.
 
-    :return: the finished :class:`~ptyrad_core.engine.Reconstruction` (model, history, result path).
+    :return: the finished :class:`~ptyrad_core.engine.loop.Reconstruction` (model, history, result path).
     """
-    from .engine import run as _run
+    from ptyrad_core.engine.loop import run as _run
 
     return _run(config_or_path, overrides, quiet)
 
 
 def load_result(path):
     """Read a ``result.h5`` (or the output folder holding one) into a typed
-    :class:`~ptyrad_core.result_view.Result`: object amplitude / phase per mode and slice, probe
+    :class:`~ptyrad_core.apps.result_view.Result`: object amplitude / phase per mode and slice, probe
     modes and powers, nominal and refined positions, tilts, loss history per term, config,
     iteration, and ``plot_phase()`` / ``plot_probe()`` / ``plot_loss()`` / ... returning
     matplotlib figures.
     """
-    from .result_view import load_result as _load_result
+    from ptyrad_core.apps.result_view import load_result as _load_result
 
     return _load_result(path)

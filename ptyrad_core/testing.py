@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from .plugin_manager import get_plugin_manager
+from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
 
 @pytest.fixture

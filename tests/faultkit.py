@@ -39,7 +39,7 @@ class Outcome:
 
 def run_cli(*args) -> Outcome:
     """``ptyrad-core ARGS`` in this process; stdout, stderr and the exit code."""
-    from ptyrad_core import cli
+    from ptyrad_core.apps import cli
 
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
@@ -59,7 +59,7 @@ def cli_subprocess(*args, timeout: float = 120, env: dict | None = None, cwd=Non
     """``ptyrad-core ARGS`` as a child process (for signals and concurrent processes)."""
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.Popen(
-        [sys.executable, "-m", "ptyrad_core.cli", *map(str, args)],
+        [sys.executable, "-m", "ptyrad_core.apps.cli", *map(str, args)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=cwd, **popen,
     )
 

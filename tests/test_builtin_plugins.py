@@ -10,12 +10,12 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from ptyrad_core.config import build_config
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.errors import ConfigError
-from ptyrad_core.model import Batch, PtychoModel
-from ptyrad_core.optics import electron_wavelength, make_mixed_probe, make_probe
-from ptyrad_core.plugin_manager import get_plugin_manager
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.errors import ConfigError
+from ptyrad_core.kernel.model import Batch, PtychoModel
+from ptyrad_core.setup.optics import electron_wavelength, make_mixed_probe, make_probe
+from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
 PM = get_plugin_manager(autoload=False)
 RNG = np.random.default_rng(11)

@@ -25,12 +25,12 @@ import pytest
 import torch
 import yaml
 
-import ptyrad_core.plugin_manager as plugin_manager
+import ptyrad_core.kernel.plugin_manager as plugin_manager
 import ptyrad_core_plugins
-from ptyrad_core.cli import main
-from ptyrad_core.config import build_config, load_config, validate_components
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.errors import ConfigError
+from ptyrad_core.apps.cli import main
+from ptyrad_core.kernel.config import build_config, load_config, validate_components
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.errors import ConfigError
 from ptyrad_core_plugins import _ptyrad_defaults as defaults
 from ptyrad_core_plugins.compat_ptyrad import leaves, output_fields, translate
 
@@ -619,14 +619,14 @@ def test_convert_writes_a_native_yaml_that_loads_back_to_the_same_config(tmp_pat
 
 RUN_WRAPPER = """
 import importlib, importlib.metadata, pkgutil, sys
-import ptyrad_core.plugin_manager as m
+import ptyrad_core.kernel.plugin_manager as m
 import ptyrad_core_plugins
 installed = {ep.value for ep in importlib.metadata.entry_points(group=m.ENTRY_POINT_GROUP)}
 names = [f"ptyrad_core_plugins.{i.name}" for i in pkgutil.iter_modules(ptyrad_core_plugins.__path__)]
 extra = [importlib.import_module(n) for n in names if not n.split(".")[-1].startswith("_") and n not in installed]
 original = m.get_plugin_manager
 m.get_plugin_manager = lambda *a, inline=(), **k: original(*a, inline=(*inline, *extra), **k)
-from ptyrad_core.cli import main
+from ptyrad_core.apps.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

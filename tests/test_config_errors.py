@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-from ptyrad_core.config import apply_overrides, build_config, load_config
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.errors import ConfigError, DataError, PtyradError
+from ptyrad_core.kernel.config import apply_overrides, build_config, load_config
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.errors import ConfigError, DataError, PtyradError
 
 
 def test_valid_config_loads(tiny_config, write_yaml):
@@ -160,7 +160,7 @@ def test_cli_reports_errors_without_traceback(tiny_config, write_yaml):
     cfg = tiny_config()
     cfg["recon"]["batch_sise"] = 3
     path = write_yaml(cfg)
-    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.cli", "run", str(path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "run", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "recon.batch_sise: unknown key 'batch_sise'; did you mean 'batch_size'?" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -57,7 +57,7 @@ def test_one_reconstruction_with_all_three_contrib_plugins(tmp_path):
     from rsciio.hspy import file_writer
 
     import ptyrad_core
-    from ptyrad_core.results import read_result
+    from ptyrad_core.engine.results import read_result
 
     with h5py.File(DATA, "r") as f:
         patterns = f["measurements"][()]

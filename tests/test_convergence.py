@@ -1,4 +1,4 @@
-"""The convergence monitor (ptyrad_core.convergence), a lifecycle observer."""
+"""The convergence monitor (ptyrad_core.observers.convergence), a lifecycle observer."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from ptyrad_core import hookimpl
-from ptyrad_core.config import build_config
-from ptyrad_core.convergence import FILE_NAME, METRICS, ConvergenceMonitor, bg_fg_change
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.plugin_manager import get_plugin_manager
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.observers.convergence import FILE_NAME, METRICS, ConvergenceMonitor, bg_fg_change
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
 
 class Recorder:

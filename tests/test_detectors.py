@@ -14,16 +14,16 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
-from ptyrad_core import detector as detector_grid
-from ptyrad_core.config import build_config
-from ptyrad_core.data import Measurements
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.errors import ConfigError
-from ptyrad_core.initialize import Data, sampling
-from ptyrad_core.preprocess import PreprocessResult
-from ptyrad_core.model import PtychoModel
-from ptyrad_core.optics import electron_wavelength, make_probe
-from ptyrad_core.plugin_manager import get_plugin_manager
+from ptyrad_core.kernel import detector as detector_grid
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.kernel.data import Measurements
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.errors import ConfigError
+from ptyrad_core.setup.initialize import Data, sampling
+from ptyrad_core.kernel.preprocess import PreprocessResult
+from ptyrad_core.kernel.model import PtychoModel
+from ptyrad_core.setup.optics import electron_wavelength, make_probe
+from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 from ptyrad_core_plugins import (
     detector_bin_simulation,
     detector_crop_simulation,

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from ptyrad_core.config import build_config
-from ptyrad_core.distributed import World, split_sizes
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.results import read_result
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.engine.distributed import World, split_sizes
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.engine.results import read_result
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ("object/phase", "object/amplitude", "probe/modes", "positions/refined_px")
@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 def cli(*args) -> list[str]:
-    return [sys.executable, "-m", "ptyrad_core.cli", *args]
+    return [sys.executable, "-m", "ptyrad_core.apps.cli", *args]
 
 
 def single_thread_env(**extra) -> dict:
@@ -193,8 +193,8 @@ def test_a_stop_signal_to_one_rank_stops_every_rank_after_the_same_batch(tiny_co
 
 MEASURE = textwrap.dedent("""
     import json, sys, yaml
-    from ptyrad_core.config import build_config
-    from ptyrad_core.engine import Reconstruction
+    from ptyrad_core.kernel.config import build_config
+    from ptyrad_core.engine.loop import Reconstruction
 
     def rss():  # the high-water mark of this process (ru_maxrss would start at the parent's size)
         with open("/proc/self/status") as fh:

@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from ptyrad_core.engine import run as _run
-from ptyrad_core.errors import DataError
-from ptyrad_core.plugin_manager import get_plugin_manager
+from ptyrad_core.engine.loop import run as _run
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
 
 def run(cfg):

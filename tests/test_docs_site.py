@@ -84,7 +84,7 @@ def test_every_page_of_the_nav_is_built(site):
     assert expected <= {p.name for p in pages(site)}
     assert {"config.html", "hooks.html", "api.html", "ptyrad-users.html", "authoring.html"} <= expected
     api = (site / "api.html").read_text(encoding="utf-8")
-    for name in ("ptyrad_core.engine.Reconstruction", "ptyrad_core.data.Loader", "ptyrad_core.forward.ForwardExtension"):
+    for name in ("ptyrad_core.engine.loop.Reconstruction", "ptyrad_core.kernel.data.Loader", "ptyrad_core.kernel.forward.ForwardExtension"):
         assert f'id="{name}"' in api, f"API page lacks {name}"
 
 

@@ -10,12 +10,12 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from ptyrad_core import hookimpl
-from ptyrad_core.config import ConstraintSpec, build_config
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.errors import NonFiniteLossError
-from ptyrad_core.model import ParamSchedule
-from ptyrad_core.results import read_result
-from ptyrad_core.scan import affine_matrix, make_batches, place_in_object, raster_positions
+from ptyrad_core.kernel.config import ConstraintSpec, build_config
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.errors import NonFiniteLossError
+from ptyrad_core.kernel.model import ParamSchedule
+from ptyrad_core.engine.results import read_result
+from ptyrad_core.setup.scan import affine_matrix, make_batches, place_in_object, raster_positions
 
 
 def test_param_schedule_and_constraint_schedule():
@@ -210,8 +210,8 @@ def test_positions_per_pass_chooses_chunks_and_does_not_change_the_result(tiny_c
     """The slice recursion in chunks of positions gives the reconstruction of the whole batch at
     once up to rounding; 'auto' makes about 2 MiB of waves per chunk on the CPU; bad values are
     named."""
-    from ptyrad_core import forward as fwd
-    from ptyrad_core.errors import ConfigError
+    from ptyrad_core.kernel import forward as fwd
+    from ptyrad_core.kernel.errors import ConfigError
 
     runs = {}
     for setting in ("auto", 5, 1000):
@@ -244,7 +244,7 @@ def test_positions_per_pass_chooses_chunks_and_does_not_change_the_result(tiny_c
 
 
 def test_unknown_optimizer_and_bad_options_are_named(tiny_config):
-    from ptyrad_core.errors import PtyradError
+    from ptyrad_core.kernel.errors import PtyradError
 
     with pytest.raises(PtyradError, match="optimizer.name: 'Adamm' is not a torch.optim optimizer; did you mean 'Adam'\\? choose one of: .*Adam"):
         Reconstruction(build_config(tiny_config(optimizer={"name": "Adamm"})), quiet=True)

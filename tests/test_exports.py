@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ptyrad_core.config import build_config
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.exports import scale_to_bits
-from ptyrad_core.metrics import scanned_region
-from ptyrad_core.results import read_result
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.observers.tiff import scale_to_bits
+from ptyrad_core.apps.metrics import scanned_region
+from ptyrad_core.engine.results import read_result
 
 tifffile = pytest.importorskip("tifffile", reason="the TIFF exports need tifffile (the 'formats' extra)")
 

@@ -1,4 +1,4 @@
-"""FFT backends of the multislice (ptyrad_core.fft): FFTW against torch.fft, selection, errors."""
+"""FFT backends of the multislice (ptyrad_core.kernel.fft): FFTW against torch.fft, selection, errors."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ptyrad_core import fft as fftlib
-from ptyrad_core.config import build_config
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.errors import ConfigError
+from ptyrad_core.kernel import fft as fftlib
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.errors import ConfigError
 
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from ptyrad_core import forward as fwd
-from ptyrad_core.model import PtychoModel
-from ptyrad_core.optics import electron_wavelength, make_mixed_probe, make_probe
+from ptyrad_core.kernel import forward as fwd
+from ptyrad_core.kernel.model import PtychoModel
+from ptyrad_core.setup.optics import electron_wavelength, make_mixed_probe, make_probe
 
 from conftest import dataset, rel_error
 
@@ -46,7 +46,7 @@ def test_forward_reproduces_abtem_patterns(name):
 def test_both_ways_of_cutting_patches_give_the_same_patterns_and_gradients():
     """Small batches build the transmission from amplitude / phase patches, large ones for the
     whole object first (model.PATCH_FIRST): the same patterns and object gradients either way."""
-    from ptyrad_core import model as model_module
+    from ptyrad_core.kernel import model as model_module
 
     d = dataset("sto_small.h5")
     pos = d["positions_true_px"]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ptyrad_core import fft as fftlib
-from ptyrad_core.model import PARAMETER_NAMES, ParamSchedule, PtychoModel
-from ptyrad_core.optics import electron_wavelength, make_mixed_probe, make_probe
+from ptyrad_core.kernel import fft as fftlib
+from ptyrad_core.kernel.model import PARAMETER_NAMES, ParamSchedule, PtychoModel
+from ptyrad_core.setup.optics import electron_wavelength, make_mixed_probe, make_probe
 
 
 def small_model(per_position_tilts: bool) -> PtychoModel:
@@ -69,7 +69,7 @@ def test_autograd_matches_finite_differences(name, per_position_tilts, backend):
 def test_hand_written_multislice_backward_equals_autograd(nz, omode, per_position, n, backend, chunk):
     """The hand-written adjoint equals autograd's, for the whole batch at once and in chunks of 2
     of the 3 positions (a full chunk and a remainder)."""
-    from ptyrad_core import forward as fwd
+    from ptyrad_core.kernel import forward as fwd
 
     g = torch.Generator().manual_seed(nz * 10 + omode)
 
@@ -99,7 +99,7 @@ def test_hand_written_multislice_backward_equals_autograd(nz, omode, per_positio
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_transmission_equals_polar_and_its_gradients(dtype):
-    from ptyrad_core import forward as fwd
+    from ptyrad_core.kernel import forward as fwd
 
     g = torch.Generator().manual_seed(3)
     amplitude = torch.rand(2, 3, 9, 7, dtype=dtype, generator=g) + 0.5
@@ -127,7 +127,7 @@ def test_window_gather_equals_slicing_and_its_adjoint(omode, nz, batch, window, 
     """The patches are the object's windows, and their backward the scatter-add of autograd's
     slicing, also when the scatter is split into one partial sum per thread (one slice, many
     more window pixels than object pixels)."""
-    from ptyrad_core import forward as fwd
+    from ptyrad_core.kernel import forward as fwd
 
     g = torch.Generator().manual_seed(4)
     ny, nx = 23, 19
@@ -153,7 +153,7 @@ def test_window_gather_equals_slicing_and_its_adjoint(omode, nz, batch, window, 
 def test_gaussian_loss_gradient_equals_autograd_of_its_formula(p, eps):
     """The Gaussian loss's written-out backward against autograd of the plain formula, with
     zero predictions (where ``x^(p-1)`` is 0 or 1, not 0/0) and at a perfect fit (gradient 0)."""
-    from ptyrad_core.plugin_manager import get_plugin_manager
+    from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
     cls = get_plugin_manager(autoload=False).registry("loss").get("gaussian").cls
     term = cls(cls.Options(dp_pow=p, eps=eps))
@@ -179,7 +179,7 @@ def test_gaussian_loss_gradient_equals_autograd_of_its_formula(p, eps):
 def test_ramps_on_the_centred_grid_equal_ramps_in_fft_order(n):
     """Shift ramps made on the centred frequency grid (as the model makes them) give the same
     patterns and the same shift gradients as ramps in FFT order, for even and odd windows."""
-    from ptyrad_core import forward as fwd
+    from ptyrad_core.kernel import forward as fwd
 
     g = torch.Generator().manual_seed(n)
     probe = torch.randn(2, n, n, dtype=torch.complex128, generator=g)

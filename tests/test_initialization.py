@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from ptyrad_core import optics, scan, sources
-from ptyrad_core.config import build_config
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.errors import ConfigError, DataError
-from ptyrad_core.initialize import fit_rbf
+from ptyrad_core.setup import optics
+from ptyrad_core.setup import scan
+from ptyrad_core.setup import sources
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.errors import ConfigError, DataError
+from ptyrad_core.setup.initialize import fit_rbf
 
 from conftest import DATA, dataset
 

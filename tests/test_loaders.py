@@ -12,9 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
-from ptyrad_core.config import build_config
-from ptyrad_core.errors import DataError
-from ptyrad_core.plugin_manager import get_plugin_manager
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 from ptyrad_core_plugins import loader_empad, loader_hdf5, loader_mat, loader_npy, loader_tiff, loader_zarr
 
 zarr = pytest.importorskip("zarr")
@@ -547,7 +547,7 @@ def _tiny_measurements():
 
 @pytest.mark.parametrize("fmt,budget_MB", [("npy", 4096), ("npy", 0.5), ("empad", 4096)], ids=["npy", "npy_streamed", "empad"])
 def test_end_to_end_reconstruction(pm, tmp_path, tiny_config, fmt, budget_MB):
-    from ptyrad_core.engine import Reconstruction
+    from ptyrad_core.engine.loop import Reconstruction
 
     meas = _tiny_measurements()
     if fmt == "npy":

@@ -1,4 +1,4 @@
-"""Registration, registered phase error and Fourier ring correlation (ptyrad_core.metrics)."""
+"""Registration, registered phase error and Fourier ring correlation (ptyrad_core.apps.metrics)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from ptyrad_core.metrics import (
+from ptyrad_core.apps.metrics import (
     fourier_shift,
     frc,
     frc_command,

@@ -14,12 +14,12 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from ptyrad_core import hookimpl
-from ptyrad_core.config import build_config
-from ptyrad_core.docgen import config_reference, hooks_reference, plugins_reference
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.errors import ConfigError, PluginError
-from ptyrad_core.plugin_manager import get_plugin_manager
-from ptyrad_core.results import read_result
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.apps.docgen import config_reference, hooks_reference, plugins_reference
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.errors import ConfigError, PluginError
+from ptyrad_core.kernel.plugin_manager import get_plugin_manager
+from ptyrad_core.engine.results import read_result
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = Path(__file__).parent / "example_plugin"
@@ -71,7 +71,7 @@ def _env(site: Path) -> dict:
 
 def test_installed_package_is_discovered_listed_and_used(installed_example, tiny_config, write_yaml, tmp_path):
     env = _env(installed_example)
-    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.cli", "plugins", "--json"], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "plugins", "--json"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     listing = json.loads(proc.stdout)
     rows = {r["name"]: r for r in listing["components"]}
@@ -83,7 +83,7 @@ def test_installed_package_is_discovered_listed_and_used(installed_example, tiny
 
     cfg = tiny_config(loss=[{"name": "example_l1", "weight": 2.0}])
     path = write_yaml(cfg)
-    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.cli", "run", str(path), "-q"], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "run", str(path), "-q"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     out = Path(cfg["output"]["dir"])
     result = read_result(out / "result.h5")
@@ -92,14 +92,14 @@ def test_installed_package_is_discovered_listed_and_used(installed_example, tiny
     assert (out / "example_plugin_saw_end.txt").read_text() == "2"
 
     # autoload off: the third-party loss is gone, and the error mentions the broken plugin? no: it is not loaded at all
-    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.cli", "run", str(path), "-q"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "run", str(path), "-q"], capture_output=True, text=True,
                           env={**env, "PTYRAD_CORE_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert proc.returncode == 2 and "unknown loss 'example_l1'" in proc.stderr
 
 
 def test_selecting_a_component_of_a_broken_plugin_names_the_load_error(installed_example, tiny_config, write_yaml):
     cfg = tiny_config(loss=[{"name": "broken_loss"}])
-    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.cli", "run", str(write_yaml(cfg)), "-q"],
+    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "run", str(write_yaml(cfg)), "-q"],
                           capture_output=True, text=True, env=_env(installed_example))
     assert proc.returncode == 2
     assert "unknown loss 'broken_loss'" in proc.stderr and "example_broken" in proc.stderr
@@ -148,7 +148,7 @@ def test_local_py_file_from_the_config_is_discovered_listed_and_used(tiny_config
 
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.cli", "plugins", str(path), "--json"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "plugins", str(path), "--json"], capture_output=True, text=True)
     rows = {r["name"]: r for r in json.loads(proc.stdout)["components"]}
     assert rows["clamp_amplitude"]["source"] == "config file"
 

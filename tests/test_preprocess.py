@@ -15,10 +15,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from ptyrad_core.data import Measurements
-from ptyrad_core.errors import DataError
-from ptyrad_core.plugin_manager import get_plugin_manager
-from ptyrad_core.preprocess import PreprocessContext, run_pipeline
+from ptyrad_core.kernel.data import Measurements
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.kernel.plugin_manager import get_plugin_manager
+from ptyrad_core.kernel.preprocess import PreprocessContext, run_pipeline
 from ptyrad_core_plugins import (
     preprocess_add_detector_blur,
     preprocess_add_poisson_noise,
@@ -520,9 +520,9 @@ def test_memmap_source_streams_too(step, tmp_path):
 
 
 def test_config_chain_through_prepare_data(tiny_config):
-    from ptyrad_core.config import build_config, validate_components
-    from ptyrad_core.errors import ConfigError
-    from ptyrad_core.initialize import prepare_data
+    from ptyrad_core.kernel.config import build_config, validate_components
+    from ptyrad_core.kernel.errors import ConfigError
+    from ptyrad_core.setup.initialize import prepare_data
 
     base = get_plugin_manager(autoload=False)
     modules = [m.__name__ for m in MODULES if not base.is_registered(m)]

@@ -9,9 +9,9 @@ import pytest
 from matplotlib.figure import Figure
 
 import ptyrad_core
-from ptyrad_core.errors import DataError
-from ptyrad_core.result_view import Result
-from ptyrad_core.results import read_result
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.apps.result_view import Result
+from ptyrad_core.engine.results import read_result
 
 
 @pytest.fixture(scope="module")

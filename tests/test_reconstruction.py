@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import torch
 
-from ptyrad_core.config import load_config
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.metrics import phase_error, projected_phase, scanned_region
+from ptyrad_core.kernel.config import load_config
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.apps.metrics import phase_error, projected_phase, scanned_region
 
 from conftest import DATA, ROOT, dataset
 
@@ -50,18 +50,18 @@ def test_sto_small_reconstruction_reaches_stated_phase_error(tmp_path):
 
 def test_demo_config_validates_and_runs_from_the_cli(tmp_path):
     demo = ROOT / "configs" / "demo.yaml"
-    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.cli", "validate", str(demo)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "validate", str(demo)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "valid" in proc.stdout and "576 patterns of 64 x 64" in proc.stdout
     proc = subprocess.run(
-        [sys.executable, "-m", "ptyrad_core.cli", "run", str(demo), "-q", "--set", "recon.iterations=2", "--set", f"output.dir={tmp_path}"],
+        [sys.executable, "-m", "ptyrad_core.apps.cli", "run", str(demo), "-q", "--set", "recon.iterations=2", "--set", f"output.dir={tmp_path}"],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "result.h5").is_file() and (tmp_path / "run.log").is_file()
     assert "iter 2: loss" in (tmp_path / "run.log").read_text()
     assert (tmp_path / "report.html").is_file() and (tmp_path / "figures" / "object_phase_sum.png").is_file()
-    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.cli", "show", str(tmp_path / "result.h5"), "--truth", str(DATA / "sto_small.h5")],
+    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "show", str(tmp_path / "result.h5"), "--truth", str(DATA / "sto_small.h5")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     error = float(proc.stdout.split("projected-phase error against")[1].split(":")[1].split()[0])

@@ -18,10 +18,10 @@ import h5py
 import numpy as np
 import pytest
 
-from ptyrad_core.config import build_config
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.errors import DataError
-from ptyrad_core.plugin_manager import get_plugin_manager
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 from ptyrad_core_plugins import reader_ptychoshelves, reader_ptyrad, reader_ptyrad_core, reader_py4dstem
 
 ROOT = Path(__file__).resolve().parents[1]

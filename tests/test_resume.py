@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from ptyrad_core.config import build_config
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.results import read_result
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.engine.results import read_result
 
 STATE = ("object_amplitude", "object_phase", "probe_ri", "positions", "tilts", "slice_thickness")
 
@@ -56,7 +56,7 @@ def test_resume_with_an_incompatible_config_is_named(tiny_config):
 
 
 def start(cfg_path: Path, *extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ptyrad_core.cli", "run", str(cfg_path), "-q", *extra],
+    return subprocess.Popen([sys.executable, "-m", "ptyrad_core.apps.cli", "run", str(cfg_path), "-q", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

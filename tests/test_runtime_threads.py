@@ -1,4 +1,4 @@
-"""Thread counts follow the CPUs the process may use (ptyrad_core.runtime; issue 15, "under load it
+"""Thread counts follow the CPUs the process may use (ptyrad_core.kernel.runtime; issue 15, "under load it
 degrades gracefully"): affinity, the cgroup CPU quota (v1 and v2), SLURM_CPUS_PER_TASK, and an
 explicit choice of the user, which is never overridden. No timing here: speed under load is
 measured by ``benchmarks/run.py --load``."""
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ptyrad_core import runtime
+from ptyrad_core.kernel import runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -179,7 +179,7 @@ def test_configure_never_oversubscribes(tmp_path, torch_threads, monkeypatch, ma
 
 
 def test_fftw_plans_use_torchs_thread_count(torch_threads):
-    fft = pytest.importorskip("ptyrad_core.fft")
+    fft = pytest.importorskip("ptyrad_core.kernel.fft")
     if not fft.fftw_available():
         pytest.skip("pyFFTW is not installed")
     backend = fft.FFTWBackend()
@@ -217,7 +217,7 @@ def test_fresh_process_with_one_cpu_gets_one_thread_and_a_short_spin():
     cpu = sorted(os.sched_getaffinity(0))[0]
     code = (
         "import json, os\n"
-        "from ptyrad_core import runtime\n"
+        "from ptyrad_core.kernel import runtime\n"
         "first = runtime.configure_threads()\n"
         "import torch\n"
         "plan = runtime.configure_threads()\n"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ptyrad_core.cli import main
-from ptyrad_core.errors import PtyradError
-from ptyrad_core.plugin_manager import ENTRY_POINT_GROUP, FAMILIES
-from ptyrad_core.scaffold import names_for, new_plugin
+from ptyrad_core.apps.cli import main
+from ptyrad_core.kernel.errors import PtyradError
+from ptyrad_core.kernel.plugin_manager import ENTRY_POINT_GROUP, FAMILIES
+from ptyrad_core.apps.scaffold import names_for, new_plugin
 
 ALL = list(FAMILIES)
 
@@ -77,7 +77,7 @@ def test_generated_package_tests_pass_unchanged(scaffolded, family):
 
 
 def test_the_installed_packages_are_listed_as_installed(scaffolded):
-    proc = subprocess.run([str(scaffolded["python"]), "-m", "ptyrad_core.cli", "plugins", "--json"],
+    proc = subprocess.run([str(scaffolded["python"]), "-m", "ptyrad_core.apps.cli", "plugins", "--json"],
                           capture_output=True, text=True, env=scaffolded["env"])
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)["components"]}
@@ -90,7 +90,7 @@ def test_the_installed_packages_are_listed_as_installed(scaffolded):
 
 
 def _own_registry(family):
-    from ptyrad_core.plugin_manager import get_plugin_manager
+    from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
     return get_plugin_manager().registry(family)
 

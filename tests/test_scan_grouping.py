@@ -1,4 +1,4 @@
-"""Mini-batch grouping (ptyrad_core.scan.make_batches): farthest-point sampling against the others.
+"""Mini-batch grouping (ptyrad_core.setup.scan.make_batches): farthest-point sampling against the others.
 
 Each check can fail: a partition that loses or repeats a position, batches no farther apart
 than random ones, or a result that depends on anything but the positions and the generator.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ptyrad_core import scan
+from ptyrad_core.setup import scan
 
 
 def min_intra_distance(pos: np.ndarray, batch: np.ndarray) -> float:
@@ -74,7 +74,7 @@ def test_fps_degenerate_sizes():
 
 
 def test_fps_is_a_config_value(tiny_config):
-    from ptyrad_core.config import build_config
+    from ptyrad_core.kernel.config import build_config
 
     cfg = tiny_config()
     cfg["recon"]["grouping"] = "fps"
@@ -85,8 +85,8 @@ def test_fps_is_a_config_value(tiny_config):
 
 def test_a_run_with_fps_batches(tiny_config):
     """recon.grouping: fps through the engine: its batches are the fps partition of the nominal positions."""
-    from ptyrad_core.config import build_config
-    from ptyrad_core.engine import Reconstruction
+    from ptyrad_core.kernel.config import build_config
+    from ptyrad_core.engine.loop import Reconstruction
 
     cfg = tiny_config()
     cfg["recon"].update(grouping="fps", iterations=1, batch_size=16)

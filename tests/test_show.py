@@ -1,4 +1,4 @@
-"""The result-file summary (ptyrad_core.show) and FRC of result files."""
+"""The result-file summary (ptyrad_core.apps.show) and FRC of result files."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from ptyrad_core.config import build_config
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.errors import DataError
-from ptyrad_core.metrics import frc_command, load_projected_phase
-from ptyrad_core.results import read_result
-from ptyrad_core.show import position_statistics, show_command, summary
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.apps.metrics import frc_command, load_projected_phase
+from ptyrad_core.engine.results import read_result
+from ptyrad_core.apps.show import position_statistics, show_command, summary
 
 from conftest import BASE_CONFIG, DATA
 

@@ -1,4 +1,4 @@
-"""Synthetic datasets (ptyrad_core.simulate) against the shipped abTEM files and through a run."""
+"""Synthetic datasets (ptyrad_core.apps.simulate) against the shipped abTEM files and through a run."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import yaml
 from pydantic import BaseModel
 from rich.console import Console
 
-from ptyrad_core.config import build_config
-from ptyrad_core.engine import Reconstruction
-from ptyrad_core.errors import ConfigError, DataError
-from ptyrad_core.optics import make_probe
-from ptyrad_core.simulate import SimulationSpec, build_spec, simulate, simulate_command
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.errors import ConfigError, DataError
+from ptyrad_core.setup.optics import make_probe
+from ptyrad_core.apps.simulate import SimulationSpec, build_spec, simulate, simulate_command
 
 from conftest import DATA, dataset, rel_error
 

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from ptyrad_core.config import load_config
-from ptyrad_core.errors import ConfigError
-from ptyrad_core.tune import Study, tune_command
+from ptyrad_core.kernel.config import load_config
+from ptyrad_core.kernel.errors import ConfigError
+from ptyrad_core.apps.tune import Study, tune_command
 
 from conftest import BASE_CONFIG
 
@@ -68,7 +68,7 @@ def test_two_workers_share_one_study_and_an_interrupted_study_resumes(tmp_path):
     )
     cfg["plugins"] = {"modules": ["slow_trial.py"]}
     path = write(tmp_path, cfg)
-    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.cli", "tune", str(path), "--workers", "2"],
+    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "tune", str(path), "--workers", "2"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     study = load(path, cfg)
@@ -153,9 +153,9 @@ def test_bad_search_space_entries_are_named(tmp_path, entry, message):
         Study(write(tmp_path, cfg))
 
 
-@pytest.mark.parametrize("name", sorted(__import__("ptyrad_core.tune", fromlist=["SAMPLERS"]).SAMPLERS))
+@pytest.mark.parametrize("name", sorted(__import__("ptyrad_core.apps.tune", fromlist=["SAMPLERS"]).SAMPLERS))
 def test_every_sampler_by_name_finds_the_minimum_of_a_parabola(name):
-    from ptyrad_core.tune import ComponentChoice, TuneSection, make_sampler
+    from ptyrad_core.apps.tune import ComponentChoice, TuneSection, make_sampler
 
     tune = TuneSection(params={"a": {"type": "float", "low": 0, "high": 1, "step": 0.125}}, sampler=ComponentChoice(name=name))
     study = optuna.create_study(sampler=make_sampler(tune, seed=0))
@@ -166,14 +166,14 @@ def test_every_sampler_by_name_finds_the_minimum_of_a_parabola(name):
 @pytest.mark.parametrize("name, options", [("median", {}), ("percentile", {"percentile": 25}), ("successive_halving", {}),
                                            ("hyperband", {}), ("threshold", {"upper": 1.0}), ("patient", {}), ("none", {})])
 def test_every_pruner_by_name_is_built(name, options):
-    from ptyrad_core.tune import PRUNERS, ComponentChoice, TuneSection, make_pruner
+    from ptyrad_core.apps.tune import PRUNERS, ComponentChoice, TuneSection, make_pruner
 
     tune = TuneSection(params={"a": {"type": "categorical", "choices": [0]}}, pruner=ComponentChoice(name=name, options=options))
     assert type(make_pruner(tune)).__name__ == PRUNERS[name]
 
 
 def test_unknown_sampler_and_bad_options_are_named():
-    from ptyrad_core.tune import ComponentChoice, TuneSection, make_pruner, make_sampler
+    from ptyrad_core.apps.tune import ComponentChoice, TuneSection, make_pruner, make_sampler
 
     params = {"a": {"type": "float", "low": 0, "high": 1}}
     with pytest.raises(ConfigError, match="unknown sampler 'TPS'.*TPE"):

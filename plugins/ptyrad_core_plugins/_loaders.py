@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptyrad_core.errors import DataError
+from ptyrad_core.kernel.errors import DataError
 
 #: names tried, in order, when a file holds several 3-D / 4-D arrays and no key is set
 USUAL_KEYS = ("measurements", "dp", "data", "cbed")

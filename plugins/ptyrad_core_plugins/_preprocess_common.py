@@ -24,7 +24,7 @@ def gaussian_filter1d(x: np.ndarray, sigma: float, axis: int, truncate: float = 
     scipy's ``reflect`` extends the data by mirroring about the outer pixel *edge* (``d c b a |
     a b c d | d c b a``, the edge pixel repeated), which is NumPy's ``np.pad(mode="symmetric")``,
     also for kernels wider than the axis (both repeat the reflection periodically). (torch's and
-    ``ptyrad_core.ops``' ``"reflect"`` is scipy's ``"mirror"``, which does not repeat the edge
+    ``ptyrad_core.kernel.ops``' ``"reflect"`` is scipy's ``"mirror"``, which does not repeat the edge
     pixel: hence NumPy here.)
     """
     w = gaussian_weights(sigma, truncate)

@@ -7,7 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ptyrad_core.errors import DataError
+from ptyrad_core.kernel.errors import DataError
 
 
 def require_file(path: Path, what: str) -> Path:

@@ -17,7 +17,7 @@ filled in (``ortho_pmode: {step: 2}`` has no ``start_iter``, so it is off).
 
 Every option of the file is either carried into the native config, or named in a note
 (inert here: output naming, figures, ``torch.compile``, ...), or rejected with a
-:class:`~ptyrad_core.errors.ConfigError` naming it when it would change the reconstruction and
+:class:`~ptyrad_core.kernel.errors.ConfigError` naming it when it would change the reconstruction and
 ptyrad_core cannot do it. Nothing is dropped silently (the translation checks every key of the
 file). The notes are printed by ``run`` / ``validate`` and written as comments by ``convert``.
 
@@ -125,7 +125,7 @@ import os
 from pathlib import Path
 
 from ptyrad_core import hookimpl
-from ptyrad_core.errors import ConfigError
+from ptyrad_core.kernel.errors import ConfigError
 
 from . import _ptyrad_defaults as D
 
@@ -158,14 +158,14 @@ LEGACY_ABERRATIONS = {"probe_defocus": ("defocus", ("defocus", "C1", "C10")),
 
 
 def native_sections() -> set[str]:
-    from ptyrad_core.config import Config
+    from ptyrad_core.kernel.config import Config
 
     return set(Config.model_fields)
 
 
 def output_fields() -> set[str]:
     """The native ``output`` section's keys (folder naming and figures where the kernel has them)."""
-    from ptyrad_core.config import OutputSection
+    from ptyrad_core.kernel.config import OutputSection
 
     return set(OutputSection.model_fields)
 
@@ -484,7 +484,7 @@ def finish_hypertune(tr: Translation) -> None:
 
 def _cartesian_aberrations(cfg: dict) -> None:
     """Rewrite the translated aberrations as Krivanek Cartesian keys (C10, C12a, C12b, ...)."""
-    from ptyrad_core.optics import parse_aberrations
+    from ptyrad_core.setup.optics import parse_aberrations
 
     current = cfg["experiment"].get("aberrations") or {}
     out = {}

@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.ops import relative_frequency_radius, sigmoid_mask
+from ptyrad_core.kernel.ops import relative_frequency_radius, sigmoid_mask
 
 from ._common import ObjType, Options, obj_type_field, transform_object
 

@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.ops import dct2, idct2
+from ptyrad_core.kernel.ops import dct2, idct2
 
 from ._common import ObjType, Options, obj_type_field, transform_object
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.ops import gaussian_blur
+from ptyrad_core.kernel.ops import gaussian_blur
 
 from ._common import ObjType, Options, obj_type_field, transform_object
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.ops import convolve_along, gaussian_kernel
+from ptyrad_core.kernel.ops import convolve_along, gaussian_kernel
 
 from ._common import ObjType, Options, obj_type_field, transform_object
 

@@ -10,7 +10,7 @@ strongest first. Run it every iteration when reconstructing more than one probe 
 from __future__ import annotations
 
 from ptyrad_core import hookimpl
-from ptyrad_core.ops import orthogonalize_modes
+from ptyrad_core.kernel.ops import orthogonalize_modes
 
 from ._common import Options
 

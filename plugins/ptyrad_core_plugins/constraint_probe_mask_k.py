@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.ops import mode_powers, relative_frequency_radius, sigmoid_mask, sort_modes
+from ptyrad_core.kernel.ops import mode_powers, relative_frequency_radius, sigmoid_mask, sort_modes
 
 from ._common import Options
 

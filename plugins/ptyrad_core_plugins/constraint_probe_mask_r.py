@@ -17,8 +17,8 @@ import torch
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.forward import fresnel_propagator
-from ptyrad_core.ops import sort_modes, super_gaussian_window
+from ptyrad_core.kernel.forward import fresnel_propagator
+from ptyrad_core.kernel.ops import sort_modes, super_gaussian_window
 
 from ._common import Options
 from .constraint_probe_mask_k import modes_to_mask

@@ -38,8 +38,9 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from ptyrad_core import hookimpl, ops
-from ptyrad_core.detector import DetectorModel
+from ptyrad_core import hookimpl
+from ptyrad_core.kernel import ops
+from ptyrad_core.kernel.detector import DetectorModel
 
 from ._common import Options
 

@@ -17,9 +17,10 @@ direct-electron detector, about 0.5 px); the blur is differentiable and adds no 
 from __future__ import annotations
 
 
-from ptyrad_core import hookimpl, ops
-from ptyrad_core.detector import DetectorModel
-from ptyrad_core.errors import ConfigError
+from ptyrad_core import hookimpl
+from ptyrad_core.kernel import ops
+from ptyrad_core.kernel.detector import DetectorModel
+from ptyrad_core.kernel.errors import ConfigError
 
 from ._common import GaussianBlurOptions
 

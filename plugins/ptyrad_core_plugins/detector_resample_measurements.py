@@ -33,8 +33,8 @@ import math
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.detector import DetectorModel
-from ptyrad_core.errors import ConfigError
+from ptyrad_core.kernel.detector import DetectorModel
+from ptyrad_core.kernel.errors import ConfigError
 
 from ptyrad_core_plugins.detector_resample_simulation import Align, BilinearResampler
 

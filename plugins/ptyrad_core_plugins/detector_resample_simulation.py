@@ -39,8 +39,8 @@ import torch
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.detector import DetectorModel
-from ptyrad_core.errors import ConfigError
+from ptyrad_core.kernel.detector import DetectorModel
+from ptyrad_core.kernel.errors import ConfigError
 
 from ._common import Options
 

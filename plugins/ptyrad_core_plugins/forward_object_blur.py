@@ -19,8 +19,9 @@ physically; treat it as a visual exploration tool. ``std`` in object pixels (``d
 from __future__ import annotations
 
 
-from ptyrad_core import hookimpl, ops
-from ptyrad_core.forward import ForwardExtension
+from ptyrad_core import hookimpl
+from ptyrad_core.kernel import ops
+from ptyrad_core.kernel.forward import ForwardExtension
 
 from ._common import GaussianBlurOptions, ObjType, obj_type_field
 

@@ -23,8 +23,8 @@ import numpy as np
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.data import Loader, Measurements
-from ptyrad_core.errors import DataError
+from ptyrad_core.kernel.data import Loader, Measurements
+from ptyrad_core.kernel.errors import DataError
 
 from ._common import Options
 from ._loaders import check_dtype, check_shape, missing_key, pick_key, plain_attrs

@@ -23,8 +23,8 @@ import logging
 from pathlib import Path
 
 from ptyrad_core import hookimpl
-from ptyrad_core.data import Loader, Measurements
-from ptyrad_core.errors import DataError
+from ptyrad_core.kernel.data import Loader, Measurements
+from ptyrad_core.kernel.errors import DataError
 
 from ._common import Options
 from ._loaders import WholeArray, check_dtype, check_extent, check_shape, require

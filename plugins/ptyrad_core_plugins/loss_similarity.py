@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.errors import ConfigError
-from ptyrad_core.ops import gaussian_blur
+from ptyrad_core.kernel.errors import ConfigError
+from ptyrad_core.kernel.ops import gaussian_blur
 
 from ._common import ObjType, Options, obj_type_field
 

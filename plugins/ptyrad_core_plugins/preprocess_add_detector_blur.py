@@ -21,7 +21,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.preprocess import Preprocessor
+from ptyrad_core.kernel.preprocess import Preprocessor
 
 from ._common import Options
 from ._preprocess_common import gaussian_filter

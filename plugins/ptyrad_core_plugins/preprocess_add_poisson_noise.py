@@ -30,9 +30,9 @@ import numpy as np
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.data import CHUNK_BYTES
-from ptyrad_core.errors import DataError
-from ptyrad_core.preprocess import Preprocessor
+from ptyrad_core.kernel.data import CHUNK_BYTES
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.kernel.preprocess import Preprocessor
 
 from ._common import Options
 

@@ -26,8 +26,8 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ptyrad_core import hookimpl
-from ptyrad_core.errors import DataError
-from ptyrad_core.preprocess import Preprocessor
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.kernel.preprocess import Preprocessor
 
 from ._common import Options
 

@@ -16,7 +16,7 @@ to ``shape`` (C order, e.g. ``[n_slow, n_fast, ky, kx]`` for py4DGUI; one entry 
 so it works on streamed data without holding them all (except one output row: ``prod(shape[1:])``
 values). The file is written under a temporary name and renamed when complete.
 
-The target is checked before anything is read (``ptyrad_core.outputs.check_new_file``):
+The target is checked before anything is read (``ptyrad_core.engine.outputs.check_new_file``):
 
 - a file the run reads (the measurement file, the config, the scan / probe / object / tilt files
   it names) is refused, whatever the options: the step never writes to an input;
@@ -44,9 +44,9 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ptyrad_core import hookimpl
-from ptyrad_core.errors import DataError
-from ptyrad_core.preprocess import Preprocessor
-from ptyrad_core.readonly import HDF5_MARK, check_new_file_dry, hdf5_marked, npy_matches, tiff_software
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.kernel.preprocess import Preprocessor
+from ptyrad_core.setup.readonly import HDF5_MARK, check_new_file_dry, hdf5_marked, npy_matches, tiff_software
 
 from ._common import Options
 
@@ -137,7 +137,7 @@ class Export(Preprocessor):
         return tiff_software(path) == SOFTWARE
 
     def apply(self, measurements, context) -> None:
-        from ptyrad_core.outputs import check_new_file
+        from ptyrad_core.engine.outputs import check_new_file
 
         o = self.options
         measurements.as_patterns()

@@ -28,7 +28,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from ptyrad_core import hookimpl
-from ptyrad_core.preprocess import Preprocessor
+from ptyrad_core.kernel.preprocess import Preprocessor
 
 from ._common import Options
 

@@ -44,8 +44,8 @@ import torch
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.errors import DataError
-from ptyrad_core.preprocess import Preprocessor
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.kernel.preprocess import Preprocessor
 
 from ._common import Options
 from .detector_resample_simulation import Align, BilinearResampler

@@ -49,8 +49,8 @@ import numpy as np
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.errors import DataError
-from ptyrad_core.prior import PriorResult, ResultReader
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.kernel.prior import PriorResult, ResultReader
 
 from ._common import Options
 from ._result_common import as_complex, h5_contents, is_hdf5, require_file

@@ -32,8 +32,8 @@ import h5py
 import numpy as np
 
 from ptyrad_core import hookimpl
-from ptyrad_core.errors import DataError
-from ptyrad_core.prior import PriorResult, ResultReader
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.kernel.prior import PriorResult, ResultReader
 
 from ._common import Options
 from ._result_common import as_complex, h5_contents, h5_get, is_hdf5, open_h5, scalar

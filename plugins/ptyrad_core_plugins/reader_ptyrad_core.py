@@ -1,7 +1,7 @@
 """Result reader `ptyrad_core`: start from an earlier ptyrad_core run's `result.h5`.
 
 The file is the one every run writes (format `ptyrad_core-result`, docs/results.md), read with
-:func:`ptyrad_core.results.read_result`. It is already in ptyrad_core's conventions, so the
+:func:`ptyrad_core.engine.results.read_result`. It is already in ptyrad_core's conventions, so the
 only conversion is the object, stored as amplitude and phase:
 
 | PriorResult | from | conversion |
@@ -27,9 +27,9 @@ import numpy as np
 from pydantic import Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.errors import DataError
-from ptyrad_core.prior import PriorResult, ResultReader
-from ptyrad_core.results import FORMAT
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.kernel.prior import PriorResult, ResultReader
+from ptyrad_core.engine.results import FORMAT
 
 from ._common import Options
 from ._result_common import is_hdf5, require_file, scalar
@@ -47,7 +47,7 @@ class PtyradCoreResultReader(ResultReader):
         )
 
     def read(self) -> PriorResult:
-        from ptyrad_core.results import read_result
+        from ptyrad_core.engine.results import read_result
 
         path = require_file(self.path, "ptyrad_core result file")
         try:

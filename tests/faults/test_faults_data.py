@@ -211,7 +211,7 @@ def case_damaged_chunk_positions(tmp_path, tiny_config, write_yaml):
 
 def test_streamed_reads_name_the_chunk_only_where_it_is_read(tmp_path):
     """Per-batch reads (streamed data): rows outside the damaged chunk read; rows inside name it."""
-    from ptyrad_core.errors import DataError
+    from ptyrad_core.kernel.errors import DataError
     from ptyrad_core_plugins.loader_hdf5 import HDF5Loader
 
     path = damaged_copy(tmp_path)
@@ -390,8 +390,8 @@ def test_a_few_zero_patterns_warn_many_and_none_do_not_fail(tmp_path, tiny_confi
 def test_bright_field_criterion_accepts_shifted_and_blurred_disks():
     """The contrast criterion finds the disk where it is (centre of intensity), and holds for a
     blurred disk; noise of any level fails it."""
-    from ptyrad_core.data import check_bright_field
-    from ptyrad_core.errors import DataError
+    from ptyrad_core.kernel.data import check_bright_field
+    from ptyrad_core.kernel.errors import DataError
 
     mean = tiny_patterns().reshape(N, 64, 64).mean(axis=0).astype(np.float64)
     radius = 21.4e-3 / (0.019687488 * 0.0800256)  # conv angle / (lambda dk): 13.6 px
@@ -414,8 +414,8 @@ def test_bright_field_criterion_accepts_shifted_and_blurred_disks():
 @pytest.fixture(scope="module")
 def result_file(tmp_path_factory):
     """A 1-iteration run on tiny.h5."""
-    from ptyrad_core.config import build_config
-    from ptyrad_core.engine import Reconstruction
+    from ptyrad_core.kernel.config import build_config
+    from ptyrad_core.engine.loop import Reconstruction
 
     cfg = {
         "data": {"path": str(TINY), "loader": "hdf5", "options": {"key": "measurements"}},
@@ -561,8 +561,8 @@ def test_show_on_a_config_of_another_layout(result_file, tmp_path, cli, clean_er
 
 
 def test_inspect_result_for_resume(result_file, tmp_path):
-    from ptyrad_core.errors import DataError
-    from ptyrad_core.results import REQUIRED, inspect_result
+    from ptyrad_core.kernel.errors import DataError
+    from ptyrad_core.engine.results import REQUIRED, inspect_result
 
     attrs = inspect_result(result_file, what="--resume")
     assert attrs["config"]["recon"]["iterations"] == 1 and isinstance(attrs["plugins"], list)

@@ -18,10 +18,10 @@ import h5py
 import numpy as np
 import pytest
 
-from ptyrad_core import scan
-from ptyrad_core.config import build_config, validate_components
-from ptyrad_core.initialize import build_model, prepare_data, select_device
-from ptyrad_core.plugin_manager import get_plugin_manager
+from ptyrad_core.setup import scan
+from ptyrad_core.kernel.config import build_config, validate_components
+from ptyrad_core.setup.initialize import build_model, prepare_data, select_device
+from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY, STO = ROOT / "data" / "tiny.h5", ROOT / "data" / "sto_small.h5"

@@ -206,8 +206,8 @@ def test_simulate_replaces_its_previous_dataset(cli, tmp_path):
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     """A finished 1-iteration reconstruction of tiny.h5: its result.h5 (figures off)."""
-    from ptyrad_core.config import build_config
-    from ptyrad_core.engine import Reconstruction
+    from ptyrad_core.kernel.config import build_config
+    from ptyrad_core.engine.loop import Reconstruction
 
     folder = tmp_path_factory.mktemp("result")
     cfg = {

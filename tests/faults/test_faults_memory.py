@@ -1,6 +1,6 @@
 """Guarantee 8, memory is estimated before it is allocated.
 
-``validate`` and ``run`` estimate the peak memory of a run (``ptyrad_core.memory``) before the
+``validate`` and ``run`` estimate the peak memory of a run (``ptyrad_core.setup.memory``) before the
 measurements are read and before the model, the optimizer state and the batches are allocated,
 and refuse with the estimate, the limit and what to change when it does not fit. The tests
 simulate a small machine with ``PTYRAD_CORE_MEMORY_LIMIT_MB`` (never the real machine's memory).
@@ -25,10 +25,11 @@ import h5py
 import numpy as np
 import pytest
 
-from ptyrad_core import initialize, memory
-from ptyrad_core.config import build_config
-from ptyrad_core.data import Measurements
-from ptyrad_core.errors import MemoryBudgetError
+from ptyrad_core.setup import initialize
+from ptyrad_core.setup import memory
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.kernel.data import Measurements
+from ptyrad_core.kernel.errors import MemoryBudgetError
 
 from faultkit import assert_clean_error
 
@@ -266,7 +267,7 @@ def test_precision_and_streaming_change_the_estimate_as_they_should(tiny_config)
 def test_the_estimate_bounds_a_tiny_runs_measured_peak(tiny_config, write_yaml, monkeypatch):
     """The estimate is an upper bound of the resident memory the run adds (``VmHWM`` after the run
     minus ``VmRSS`` when the check was made), with the whole scan in one batch (waves dominate)."""
-    from ptyrad_core import engine
+    from ptyrad_core.engine import loop as engine
 
     try:
         with open("/proc/self/clear_refs", "w") as fh:

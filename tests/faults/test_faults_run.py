@@ -24,7 +24,7 @@ import pytest
 import yaml
 from faultkit import assert_clean_error, cli_subprocess, nonfinite_arrays
 
-from ptyrad_core.outputs import LOCK_NAME
+from ptyrad_core.engine.outputs import LOCK_NAME
 
 FAULT_PLUGINS = Path(__file__).with_name("fault_plugins.py")
 
@@ -236,7 +236,7 @@ def _disk_full_at(monkeypatch, n: int):
     """Make the ``n``-th checkpoint write (1-based) fail as a full disk does."""
     import errno
 
-    from ptyrad_core import checkpoint
+    from ptyrad_core.engine import checkpoint
 
     real, calls = checkpoint.write, []
 
@@ -271,7 +271,7 @@ def test_disk_full_at_the_only_save_writes_nothing(setup, cli, monkeypatch):
 def test_ctrl_c_twice_during_a_save_finishes_the_write(setup, cli, monkeypatch):
     """The second Ctrl-C arrives while the checkpoint is written: the write completes (no
     half file, no ignored-exception traceback), then the run stops with that checkpoint."""
-    from ptyrad_core import checkpoint
+    from ptyrad_core.engine import checkpoint
 
     real = checkpoint.write
 
@@ -332,8 +332,8 @@ def _optimizer_state(path: Path):
 
 
 def test_resume_applies_changed_learning_rates_and_keeps_the_optimizer_state(setup, cli):
-    from ptyrad_core.config import load_config
-    from ptyrad_core.engine import Reconstruction
+    from ptyrad_core.kernel.config import load_config
+    from ptyrad_core.engine.loop import Reconstruction
 
     assert cli("run", setup.config(recon__iterations=2), "-q").code == 0
     saved = _optimizer_state(setup.result)

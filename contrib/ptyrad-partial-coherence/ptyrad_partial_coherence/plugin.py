@@ -33,7 +33,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.forward import ForwardExtension
+from ptyrad_core.kernel.forward import ForwardExtension
 
 
 def defocus_samples(sigma: float, n: int) -> tuple[np.ndarray, np.ndarray]:

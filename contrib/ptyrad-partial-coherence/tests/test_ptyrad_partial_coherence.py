@@ -15,8 +15,8 @@ ppc = pytest.importorskip("ptyrad_partial_coherence")
 
 from pydantic import ValidationError  # noqa: E402
 
-from ptyrad_core.model import PtychoModel  # noqa: E402
-from ptyrad_core.optics import electron_wavelength, make_probe  # noqa: E402
+from ptyrad_core.kernel.model import PtychoModel  # noqa: E402
+from ptyrad_core.setup.optics import electron_wavelength, make_probe  # noqa: E402
 from ptyrad_partial_coherence import DefocusSpread, defocus_samples  # noqa: E402
 
 KV, CONV, DX, NPIX, DEFOCUS = 300.0, 21.4, 0.25, 48, 80.0
@@ -93,7 +93,7 @@ def test_options_are_validated():
 
 
 def test_installed_entry_point_registers_the_extension():
-    from ptyrad_core.plugin_manager import get_plugin_manager
+    from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
     pm = get_plugin_manager()
     assert pm.registry("forward").get("defocus_spread").cls is DefocusSpread
@@ -112,7 +112,7 @@ def tiny_h5() -> Path:
 
 def test_reconstruction_with_a_defocus_spread(tmp_path):
     import ptyrad_core
-    from ptyrad_core.results import read_result
+    from ptyrad_core.engine.results import read_result
 
     data = str(tiny_h5())
     run = ptyrad_core.run({

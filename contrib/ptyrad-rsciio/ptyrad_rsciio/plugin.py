@@ -37,8 +37,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ptyrad_core import hookimpl
-from ptyrad_core.data import Loader, Measurements
-from ptyrad_core.errors import DataError
+from ptyrad_core.kernel.data import Loader, Measurements
+from ptyrad_core.kernel.errors import DataError
 
 #: extensions that ``data.loader: auto`` sends to this loader (formats that hold 4D-STEM data and
 #: that no built-in loader reads)

@@ -13,7 +13,7 @@ pytest.importorskip("ptyrad_rsciio")
 hspy = pytest.importorskip("rsciio.hspy")
 emd = pytest.importorskip("rsciio.emd")
 
-from ptyrad_core.errors import DataError  # noqa: E402
+from ptyrad_core.kernel.errors import DataError  # noqa: E402
 from ptyrad_rsciio import RsciioLoader  # noqa: E402
 
 
@@ -72,7 +72,7 @@ def test_emd_written_by_rosettasciio_3d_stack(tmp_path):
 
 
 def test_sniffing_prefers_rsciio_for_hspy_but_leaves_emd_to_hdf5(tmp_path, stack4d):
-    from ptyrad_core.plugin_manager import get_plugin_manager
+    from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
     pm = get_plugin_manager()
     info = pm.info["ptyrad_rsciio"]
@@ -159,7 +159,7 @@ def test_reconstruction_from_hspy_streamed_equals_the_hdf5_run(tmp_path):
     import h5py
 
     import ptyrad_core
-    from ptyrad_core.results import read_result
+    from ptyrad_core.engine.results import read_result
 
     tiny = tiny_h5()
     with h5py.File(tiny, "r") as f:

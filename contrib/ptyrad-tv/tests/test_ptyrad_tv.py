@@ -123,7 +123,7 @@ def test_options_reject_unknown_and_bad_values():
 
 
 def test_installed_entry_point_registers_both_components():
-    from ptyrad_core.plugin_manager import get_plugin_manager
+    from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
     pm = get_plugin_manager()
     assert pm.registry("loss").get("tv_phase").cls is TVPhaseLoss
@@ -159,7 +159,7 @@ def tiny_config(out: Path, **sections) -> dict:
 
 def test_reconstruction_with_the_tv_loss_and_constraint(tmp_path):
     import ptyrad_core
-    from ptyrad_core.results import read_result
+    from ptyrad_core.engine.results import read_result
 
     plain = ptyrad_core.run(tiny_config(tmp_path / "plain"))
     run = ptyrad_core.run(tiny_config(

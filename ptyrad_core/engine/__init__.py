@@ -1,0 +1,1 @@
+"""The optimizer loop, data-parallel runs, result and checkpoint files, output folders."""

@@ -1,0 +1,703 @@
+"""The optimizer loop.
+
+One iteration is one pass over all scan positions in mini-batches: forward, weighted loss
+terms, backward, and an optimizer step every ``grad_accumulation`` batches. After the last
+batch the scheduled constraints run in config order, the lifecycle hook
+``ptyrad_on_iter_end`` fires, and every ``output.save_every`` iterations the result file is
+written. The hot path touches no pluggy machinery: components were resolved once.
+
+Under ``torchrun`` the same loop runs data-parallel (:mod:`ptyrad_core.engine.distributed`): every
+rank holds the model, runs the forward pass for its share of each batch, and the gradients are
+averaged before each step. Rank 0 alone calls the lifecycle hooks (progress, log, figures) and
+writes the result file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ptyrad_core.engine import checkpoint
+from ptyrad_core.setup import initialize
+from ptyrad_core.setup import naming
+from ptyrad_core.engine import outputs
+from ptyrad_core.kernel import runtime
+from ptyrad_core.setup import scan
+from ptyrad_core.setup import sources
+from ptyrad_core.kernel.config import Config, load_config, resolved_dict, validate_components
+from ptyrad_core.engine.distributed import World
+from ptyrad_core.kernel.errors import (DistributedError, NonFiniteLossError, NonFiniteStateError, OutputError, PluginError, PtyradError,
+                     RunInterrupted)
+from ptyrad_core.kernel.model import PARAMETER_NAMES, Batch
+from ptyrad_core.kernel.plugin_manager import get_plugin_manager
+from ptyrad_core.engine.results import write_result
+
+log = logging.getLogger("ptyrad_core")
+
+RESULT_NAME = "result.h5"
+
+
+def make_optimizer(model, spec) -> torch.optim.Optimizer | None:
+    """A ``torch.optim`` optimizer by name, one parameter group per parameter with lr > 0."""
+    cls = getattr(torch.optim, spec.name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        names = sorted(n for n, c in vars(torch.optim).items() if isinstance(c, type) and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer)
+        raise PtyradError(f"optimizer.name: {spec.name!r} is not a torch.optim optimizer; choose one of {', '.join(names)}")
+    groups = [
+        {"params": [model.parameter(name)], "lr": sched.lr, "name": name}
+        for name, sched in model.schedules.items()
+        if sched.lr > 0
+    ]
+    if not groups:
+        return None
+    if cls is torch.optim.LBFGS:
+        # L-BFGS takes one parameter group: it gets the smallest learning rate (as in PtyRAD)
+        lr = min(g["lr"] for g in groups)
+        log.warning("optimizer LBFGS has one learning rate for all parameters: using the smallest, %g", lr)
+        groups = [{"params": [p for g in groups for p in g["params"]], "lr": lr}]
+    if _fused_by_default(cls, spec.options):
+        try:
+            return cls(groups, **spec.options, fused=True)
+        except Exception:  # a dtype or device without a fused kernel, or options it rejects: the default
+            pass
+    try:
+        return cls(groups, **spec.options)
+    except Exception as exc:
+        raise PtyradError(f"optimizer: torch.optim.{spec.name} rejected the options {spec.options}: {exc}") from None
+
+
+def _fused_by_default(cls, options: dict) -> bool:
+    """Whether to ask ``cls`` for its fused implementation (one kernel per parameter for the
+    whole update): where it has one and the config chose no implementation itself. The same
+    update up to rounding, several times faster on the CPU for whole-object parameters
+    (``docs/benchmarks.md``)."""
+    if {"fused", "foreach", "differentiable"} & set(options):
+        return False
+    return "fused" in inspect.signature(cls.__init__).parameters
+
+
+def make_scheduler(optimizer, spec):
+    """A ``torch.optim.lr_scheduler`` by name, or ``None``."""
+    if spec is None or optimizer is None:
+        return None
+    cls = getattr(torch.optim.lr_scheduler, spec.name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.lr_scheduler.LRScheduler)):
+        raise PtyradError(f"optimizer.scheduler.name: {spec.name!r} is not a torch.optim.lr_scheduler class")
+    try:
+        return cls(optimizer, **spec.options)
+    except Exception as exc:
+        raise PtyradError(f"optimizer.scheduler: torch.optim.lr_scheduler.{spec.name} rejected {spec.options}: {exc}") from None
+
+
+def blame(exc: BaseException, named: dict[int, str]) -> str | None:
+    """The name of the component (by object identity) whose method raised ``exc``."""
+    tb, found = exc.__traceback__, None
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if owner is not None and id(owner) in named:
+            found = named[id(owner)]
+        tb = tb.tb_next
+    return found
+
+
+class Reconstruction:
+    """A configured reconstruction: plugins, data, model, optimizer and history.
+
+    :param config: a validated :class:`~ptyrad_core.kernel.config.Config`.
+    :param pm: a plugin manager; by default one is built from ``config.plugins``.
+    :param quiet: suppress the console progress display.
+
+    In a process started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) it joins the
+    process group (:attr:`world`); ranks other than 0 are quiet and write nothing.
+    """
+
+    def __init__(self, config: Config, pm=None, quiet: bool = False, *, resume=None, overwrite: bool = False):
+        self.config = config
+        self.quiet = quiet
+        self.overwrite = overwrite
+        self.resume_path = Path(resume) if resume is not None else None
+        self.resumed_from: tuple[Path, int] | None = None
+        self.resume_notes: list[str] = []  # what a resume kept and what starts fresh, for run.log
+        self._lock: outputs.FolderLock | None = None
+        self._saved_iteration: int | None = None  # the iteration in the result file this object wrote last
+        self.pm = pm or get_plugin_manager(config.plugins.modules, config.plugins.disable, base_dir=config._base_dir)
+        self.components = validate_components(config, self.pm)
+        self.resolved_config = resolved_dict(config, self.components)
+        if self.resume_path is not None:  # a missing, partial or foreign file: named before any data are read
+            checkpoint.inspect(self.resume_path)
+        self.pm.hook.ptyrad_configure.call_historic(kwargs=dict(config=config))
+        self.device = World.device_for_rank(initialize.select_device(config.recon.device))
+        self.world = World.from_env(self.device, config.recon.dist_timeout_s)
+        self.quiet = quiet or not self.world.is_main
+        # outputs are checked before the data are read: a folder that cannot be written, a result
+        # that would be replaced, or another run in the folder is an error at second zero
+        if self.world.is_main:
+            outputs.prepare_folder(config.output.dir, "output.dir")
+        if config.output.name is None:
+            self._claim_output(Path(config.output.dir))
+        #: peak resident memory of the process and peak allocated device memory (MiB; the maximum over ranks)
+        self.peak_memory: dict[str, float] = {}
+        torch.manual_seed(config.recon.seed)
+        self.rng = np.random.default_rng(config.recon.seed)
+        self.prepared = initialize.prepare_data(config, self.pm, self.components, overwrite=overwrite)
+        self.measurements = self.prepared.measurements
+        self.model = initialize.build_model(config, self.prepared, self.components, self.device, self.rng, self.pm)
+        self.data = self.measurements.to(self.device, config.data.device_dtype)
+        if not self.data.streamed and (self.device.type != "cpu" or config.data.device_dtype != "float32"):
+            self.measurements.release()  # the device holds its own copy: no second one on the host
+        self.loss_terms = []
+        names: dict[str, int] = {}
+        for i, spec in enumerate(config.loss):
+            cls, options = self.components[("loss", i)]
+            names[spec.name] = names.get(spec.name, 0) + 1
+            label = spec.name if names[spec.name] == 1 else f"{spec.name}_{names[spec.name]}"
+            self.loss_terms.append((label, float(spec.weight), _setup(cls(options), self.model)))
+        self.constraints = []
+        for i, spec in enumerate(config.constraints):
+            cls, options = self.components[("constraints", i)]
+            self.constraints.append((spec, _setup(cls(options), self.model)))
+        self._named = {id(obj): f"loss[{i}] {label!r}" for i, (label, _, obj) in enumerate(self.loss_terms)}
+        self._named.update({id(c): f"constraints[{i}] {s.name!r}" for i, (s, c) in enumerate(self.constraints)})
+        self._named.update({id(e): f"forward[{i}] {config.forward[i].name!r}" for i, e in enumerate(self.model.extensions)})
+        self._named.update({id(d): f"detector[{i}] {config.detector[i].name!r}" for i, d in enumerate(self.model.detectors)})
+        self._measurement_stages = [d for d in self.model.detectors if d.transforms_measurements()]
+        self.optimizer = make_optimizer(self.model, config.optimizer)
+        optimized = {id(p) for g in (self.optimizer.param_groups if self.optimizer is not None else []) for p in g["params"]}
+        self._optimized = [(n, self.model.parameter(n)) for n in PARAMETER_NAMES if id(self.model.parameter(n)) in optimized]
+        self.scheduler = make_scheduler(self.optimizer, config.optimizer.scheduler)
+        self._plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+        self.iteration = 0
+        self.history: dict = {"iteration": [], "loss": [], "time_s": [], "slice_thickness_A": []}
+        self.history["loss_terms"] = {label: [] for label, _, _ in self.loss_terms}
+        ind = config.recon.indices
+        if ind.mode != "full" and self.model.scan_shape is None:
+            raise PtyradError("recon.indices: 'sub' and 'center' need a raster scan shape")
+        self._indices = scan.select_indices(self.model.scan_shape, ind.mode, ind.subscan) if ind.mode != "full" else np.arange(self.model.n_positions)
+        self._fixed_batches = None
+        if config.recon.grouping != "random":  # built once, from the nominal positions, with its own generator
+            nominal = (self.model.crop.to(self.model.frac.dtype) + self.model.frac).cpu().numpy()
+            grouping_rng = np.random.default_rng([config.recon.seed, 1])
+            self._fixed_batches = scan.make_batches(nominal, self._indices, config.recon.batch_size, config.recon.grouping, grouping_rng)
+        if config.output.name is not None:  # the folder's name needs the model's sizes: claimed now, before any work
+            self._claim_output(Path(config.output.dir) / naming.folder_name(config, self.model, len(self._indices)))
+        self._guarded = [(name, self.model.parameter(name)) for name in PARAMETER_NAMES]
+        self._stop_signal: int | None = None
+        self._writing = False
+        self._abort_after_write = False
+        self._start_iteration = 0
+        self._snapshot = None
+        self._data_digest: str | None = None
+        if self.resume_path is not None:
+            self.resume(self.resume_path)
+
+    def _claim_output(self, folder: Path) -> None:
+        """Check the output folder before the work (every rank reads; rank 0 also proves it writable).
+
+        Refused: a folder that already holds a result, unless this run resumes from that very
+        file or ``overwrite`` was asked for (the message names the three ways on); a folder that
+        another live process is running in. The folder's lock is taken when the loop starts
+        (:meth:`run`), where both checks are made again.
+        """
+        self.output_dir = folder
+        self.result_path = folder / RESULT_NAME
+        self._check_result_slot()
+        if self.world.is_main:
+            outputs.prepare_folder(folder, "output.dir")
+            outputs.FolderLock(folder, "check").check()
+
+    def _check_result_slot(self) -> None:
+        if not (self.result_path.exists() or self.result_path.is_symlink()):
+            return
+        if not self.result_path.is_file():
+            raise OutputError(f"output: {str(self.result_path)!r} exists and is not a file; remove it or choose another output.dir")
+        if self._saved_iteration is not None or self.overwrite:
+            return  # this run's own result, or replacing was asked for
+        if self.resume_path is not None and outputs.same_file(self.resume_path, self.result_path):
+            return
+        raise OutputError(
+            f"output: {str(self.result_path)!r} already holds a result; continue it with --resume "
+            f"{self.result_path}, replace it with --overwrite, or set another output.dir / output.name"
+        )
+
+    def close(self) -> None:
+        """Release the output folder's lock and leave the process group (idempotent)."""
+        if self._lock is not None:
+            self._lock.release()
+        self.world.close()
+
+    @classmethod
+    def from_file(cls, path, overrides: list[str] | None = None, **kwargs) -> "Reconstruction":
+        return cls(load_config(path, overrides), **kwargs)
+
+    # -- pieces of an iteration ------------------------------------------------------------
+
+    def batches(self) -> list[np.ndarray]:
+        rc = self.config.recon
+        if self._fixed_batches is None:
+            return scan.make_batches(None, self._indices, rc.batch_size, "random", self.rng)
+        order = self.rng.permutation(len(self._fixed_batches))
+        return [self._fixed_batches[i] for i in order]
+
+    def plugin_table(self) -> list[dict]:
+        return [
+            {"name": i.name, "source": i.source, "distribution": i.distribution, "version": i.version}
+            for i in self.pm.info.values()
+        ]
+
+    def _loss(self, indices: torch.Tensor, iteration: int) -> torch.Tensor:
+        """Weighted loss terms ``(n_terms,)`` for one batch (on every rank: of the whole batch)."""
+        if self.world.enabled:
+            start, stop = self.world.share(len(indices))
+            local = indices[start:stop] if stop > start else indices[:1]  # an empty share runs one dummy row
+            pred = self.world.gather_rows(self.model(local, iteration)[0], len(indices))
+            if self.data.streamed:  # each rank reads only its share from disk
+                with torch.no_grad():
+                    meas = self.world.gather_rows(self.data.batch(local), len(indices))
+            else:  # every rank holds all patterns: no need to send them
+                meas = self.data.batch(indices)
+            batch = Batch(indices, iteration, self.model)
+        else:
+            pred, batch = self.model(indices, iteration)
+            meas = self.data.batch(indices)
+        for stage in self._measurement_stages:
+            meas = stage.measurements(meas, batch)
+        if pred.shape != meas.shape:
+            raise PtyradError(
+                f"predicted patterns have shape {tuple(pred.shape[1:])} but the measurements "
+                f"{tuple(meas.shape[1:])}: the forward extensions / detector model must produce the measured shape"
+            )
+        return torch.stack([w * term(pred, meas, batch) for _, w, term in self.loss_terms])
+
+    def run_iteration(self, iteration: int) -> dict:
+        """Run one iteration; return its metrics."""
+        ga = self.config.recon.grad_accumulation
+        t0 = _clock(self.device)
+        active = self.model.set_iteration(iteration)
+        batches = self.batches()
+        sums = torch.zeros(len(self.loss_terms), dtype=torch.float64, device=self.device)
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+        for b, idx in enumerate(batches):
+            indices = torch.as_tensor(idx, device=self.device)
+            with torch.set_grad_enabled(bool(active)):
+                values = self._loss(indices, iteration)
+                total = values.sum()
+            if not bool(torch.isfinite(total)):
+                terms = {label: float(v) for (label, _, _), v in zip(self.loss_terms, values.detach().cpu())}
+                raise NonFiniteLossError(
+                    f"iteration {iteration}, batch {b}: the loss is not finite ({terms}); the model was not "
+                    "updated with it. Lower the learning rates or check the data."
+                )
+            agreed = None
+            if active:
+                (total / ga).backward()
+                if (b + 1) % ga == 0 or b + 1 == len(batches):
+                    agreed = self._step(indices, iteration)
+                    self._check_finite(iteration, self._optimized, None, b)
+            sums += values.detach().to(torch.float64)
+            if agreed is None:
+                self._check_stop()
+            elif agreed:  # a rank was asked to stop: every rank stops after this batch
+                raise _Interrupted(int(agreed))
+        with torch.no_grad():
+            for i, (spec, constraint) in enumerate(self.constraints):
+                if spec.runs_at(iteration):
+                    constraint.apply(self.model, iteration)
+                    self._check_finite(iteration, self._guarded, f"constraints[{i}] {spec.name!r}")
+        means = (sums / len(batches)).tolist()
+        if self.scheduler is not None:
+            if self._plateau:
+                self.scheduler.step(float(sum(means)))
+            elif self.config.optimizer.scheduler.step_unit == "iter":
+                self.scheduler.step()
+        elapsed = _clock(self.device) - t0
+        terms = {label: v for (label, _, _), v in zip(self.loss_terms, means)}
+        return {"loss": float(sum(means)), "loss_terms": terms, "time_s": elapsed}
+
+    def _check_finite(self, iteration: int, params, culprit: str | None, batch: int | None = None) -> None:
+        """Raise :class:`NonFiniteStateError` if a parameter in ``params`` holds NaN or Inf.
+
+        One sum per parameter (a single pass, no boolean copy of the tensor) decides; only when a
+        sum is not finite are the parameters searched element-wise, to name the culprit (a finite
+        array whose sum overflows is not flagged). ``culprit`` names the constraint that just ran;
+        ``None`` means the optimizer step, and the message names each bad parameter with its
+        learning rate.
+        """
+        if not params:
+            return
+        sums = torch.stack([p.detach().sum() for _, p in params])
+        if bool(torch.isfinite(sums).all()):
+            return
+        bad = [name for name, p in params if not bool(torch.isfinite(p.detach()).all())]
+        if not bad:
+            return
+        if culprit is None:
+            lrs = {g.get("name"): g["lr"] for g in self.optimizer.param_groups} if self.optimizer is not None else {}
+            what = ", ".join(f"{n!r} (lr {lrs[n]:g})" if n in lrs else repr(n) for n in bad)
+            raise NonFiniteStateError(
+                f"iteration {iteration}, batch {batch}: the {self.config.optimizer.name} step made {what} non-finite "
+                "(NaN or Inf); lower that learning rate or check the data"
+            )
+        raise NonFiniteStateError(
+            f"iteration {iteration}: {culprit} made {', '.join(repr(n) for n in bad)} non-finite (NaN or Inf); "
+            "check its options"
+        )
+
+    def _step(self, indices: torch.Tensor, iteration: int) -> float | None:
+        """One optimizer step; closure-based optimizers (L-BFGS) re-evaluate the last batch.
+
+        In a data-parallel run the stop requests of the ranks travel with the gradients: the
+        largest signal number is returned (0: none); ``None`` when they were not exchanged.
+        """
+        agreed = None
+        if isinstance(self.optimizer, torch.optim.LBFGS):
+
+            def closure():
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self._loss(indices, iteration).sum()
+                loss.backward()
+                self.world.average_gradients(self.model.parameters())
+                return loss
+
+            self.optimizer.step(closure)
+        else:
+            agreed = self.world.average_gradients(self.model.parameters(), [float(self._stop_signal or 0)])
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        spec = self.config.optimizer.scheduler
+        if self.scheduler is not None and spec.step_unit == "batch" and not self._plateau:
+            self.scheduler.step()
+        return None if agreed is None else (agreed[0] if agreed else 0.0)
+
+    def _check_stop(self, measure: bool = False) -> None:
+        """Raise if a stop signal reached this rank or (in a data-parallel run) any other one.
+
+        With ``measure``, also update :attr:`peak_memory` (one collective for both).
+        """
+        local = [float(self._stop_signal or 0)]
+        if measure:
+            peaks = runtime.peak_memory_MiB(self.device)
+            local += list(peaks.values())
+        agreed = self.world.maximum(local) if self.world.enabled else local
+        if measure:
+            self.peak_memory = dict(zip(peaks, agreed[1:]))
+        if agreed[0]:
+            raise _Interrupted(int(agreed[0]))
+
+    def _sync(self) -> None:
+        """Make every rank's parameters rank 0's (they should already be: say so if not)."""
+        drift = self.world.broadcast_parameters(self.model)
+        if drift > 0:
+            log.warning(
+                "rank %d: parameters had drifted from rank 0's by up to %.3g by iteration %d (now reset): a component "
+                "does not compute identically on every rank (random numbers, non-deterministic kernels?)",
+                self.world.rank, drift, self.iteration,
+            )
+
+    def _lifecycle(self, hook: str, **kwargs) -> None:
+        """Lifecycle hooks run on rank 0 only: observers write files and draw progress."""
+        if self.world.is_main:
+            self.pm.call_lifecycle(hook, **kwargs)
+
+    def _record(self, iteration: int, metrics: dict) -> None:
+        h = self.history
+        h["iteration"].append(iteration)
+        h["loss"].append(metrics["loss"])
+        h["time_s"].append(metrics["time_s"])
+        h["slice_thickness_A"].append(float(self.model.slice_thickness.detach()))
+        for label, value in metrics["loss_terms"].items():
+            h["loss_terms"][label].append(value)
+
+    @property
+    def data_digest(self) -> str:
+        """SHA-256 of the measurement file (computed once, at the first save)."""
+        if self._data_digest is None:
+            self._data_digest = sources.file_digest(self.config.resolve(self.config.data.path))
+        return self._data_digest
+
+    def save(self) -> Path:
+        """Write the result file (rank 0; other ranks write nothing and return its path).
+
+        The write is atomic (a temporary file renamed over the old one): whatever stops it, the
+        previous file stays intact. Ctrl-C or SIGTERM during the write are held until it ends.
+        A failed write raises :class:`_SaveFailed` (the run stops; nothing is written again).
+        """
+        if not self.world.is_main:
+            return self.result_path
+        self._writing = True
+        try:
+            path = write_result(self.result_path, self)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            raise _SaveFailed(exc) from exc
+        finally:
+            self._writing = False
+        self._saved_iteration = self.iteration
+        if self._abort_after_write:  # a second Ctrl-C came during the write
+            raise KeyboardInterrupt
+        self.pm.call_lifecycle("ptyrad_on_save", run=self, path=path, iteration=self.iteration)
+        return path
+
+    def resume(self, path) -> "Reconstruction":
+        """Continue from a result file written by a run of the same config (its checkpoint).
+
+        The config's hyperparameters apply (learning rates, iteration windows, constraints,
+        iteration count); the optimizer state is carried for every parameter that the file's
+        optimizer also updated, and fresh for the others (logged). Prefer passing ``resume=`` to
+        the constructor, which checks the file and the output folder before any data are read.
+        """
+        self.resumed_from = (Path(path), checkpoint.read(path, self))
+        if self.result_path.exists() and outputs.same_file(path, self.result_path):
+            self._saved_iteration = self.iteration
+        log.info("resumed from %s at iteration %d", path, self.iteration)
+        return self
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, iterations: int | None = None) -> "Reconstruction":
+        """Run ``iterations`` more iterations (default: up to ``recon.iterations``) and save.
+
+        SIGINT and SIGTERM stop the run at the end of the current batch: the unfinished
+        iteration is undone, a checkpoint of the last completed one is written and
+        :class:`~ptyrad_core.kernel.errors.RunInterrupted` is raised. Any other failure does the same
+        (the last completed iteration is kept or written, the error names its cause): a loss or
+        a parameter that is not finite (:class:`~ptyrad_core.kernel.errors.NonFiniteLossError`,
+        :class:`~ptyrad_core.kernel.errors.NonFiniteStateError`), a plugin that raises
+        (:class:`~ptyrad_core.kernel.errors.PluginError`), running out of memory, a write that fails
+        (:class:`~ptyrad_core.kernel.errors.OutputError`: the previous file stays intact). In a
+        data-parallel run a process that dies or stops answering for ``recon.dist_timeout_s``
+        makes the others raise :class:`~ptyrad_core.kernel.errors.DistributedError`, after rank 0
+        wrote the last completed iteration.
+        """
+        last = self.config.recon.iterations if iterations is None else self.iteration + iterations
+        if last <= self.iteration:
+            log.warning("already at iteration %d (recon.iterations = %d): nothing to run, %s left as it is",
+                        self.iteration, last, self.result_path)
+            return self
+        save_every = self.config.output.save_every
+        runtime.tune_allocator()
+        if self.world.is_main:
+            outputs.prepare_folder(self.output_dir, "output.dir")
+            if self._lock is None or not self._lock.held:
+                self._lock = outputs.FolderLock(self.output_dir, f"run of {self.config._source}").acquire()
+            try:
+                self._check_result_slot()  # another run may have finished here since this one was built
+            except OutputError:
+                self._lock.release()
+                raise
+        self._start_iteration = self.iteration
+        self._lifecycle("ptyrad_on_run_start", run=self)
+        previous = _catch_signals(self)
+        try:
+            self._snapshot = checkpoint.capture(self)
+            if self.world.enabled:  # every rank starts from rank 0's parameters
+                self.world.broadcast_parameters(self.model)
+                self._snapshot = checkpoint.capture(self)
+            for iteration in range(self.iteration + 1, last + 1):
+                try:
+                    metrics = self.run_iteration(iteration)
+                except (PtyradError, KeyboardInterrupt, _Interrupted):
+                    raise
+                except Exception as exc:
+                    culprit = blame(exc, self._named)
+                    if culprit is None or _out_of_memory(exc):
+                        raise
+                    raise PluginError(f"{culprit} raised at iteration {iteration}: {type(exc).__name__}: {exc}") from exc
+                self.iteration = iteration
+                self._record(iteration, metrics)
+                self._snapshot = checkpoint.capture(self)
+                self._lifecycle("ptyrad_on_iter_end", run=self, iteration=iteration, metrics=metrics)
+                if save_every and iteration % save_every == 0 and iteration != last:
+                    self._sync()
+                    self.save()
+                self._check_stop(measure=True)
+            self._sync()
+            self.save()
+        except DistributedError as exc:
+            # the last completed iteration is the same on every rank: rank 0 keeps it
+            checkpoint.restore(self, self._snapshot)
+            path = self.save()
+            written = (f"checkpoint of iteration {self.iteration} written to {path}" if self.world.is_main
+                       else f"rank 0, if it is still running, writes iteration {self.iteration} to {path}")
+            error = DistributedError(f"{exc}; {written} (continue with --resume)")
+            self._lifecycle("ptyrad_on_exception", run=self, exc=error)
+            raise error from None
+        except BaseException as exc:
+            if isinstance(exc, (SystemExit, GeneratorExit)):
+                raise
+            error = self._fail(exc)
+            self._lifecycle("ptyrad_on_exception", run=self, exc=error)
+            raise error from (exc if error.__cause__ is None else error.__cause__)
+        finally:
+            _restore_signals(previous)
+            if self._lock is not None:
+                self._lock.release()
+        self._lifecycle("ptyrad_on_run_end", run=self)
+        return self
+
+    def _fail(self, exc: BaseException) -> PtyradError:
+        """After ``exc`` stopped the loop: restore the last completed iteration, keep or write
+        it, and return the one error that names the cause, what was kept and how to go on."""
+        if self._snapshot is not None:
+            checkpoint.restore(self, self._snapshot)
+        if isinstance(exc, _SaveFailed):
+            kept = self._on_disk()
+            cause = str(exc.exc).strip().splitlines()[0] if str(exc.exc).strip() else type(exc.exc).__name__
+            return OutputError(
+                f"writing {self.result_path} at iteration {self.iteration} failed ({type(exc.exc).__name__}: {cause}); "
+                + (f"the previous checkpoint, iteration {kept}, is intact there" if kept is not None
+                   else "no checkpoint was written")
+                + (f" (continue with --resume {self.result_path} once the cause is fixed)" if kept is not None else "")
+            )
+        where = self._keep_last_good()
+        if isinstance(exc, _Interrupted):
+            return RunInterrupted(
+                f"{signal.Signals(exc.signum).name} received: stopped after iteration {self.iteration}; {where}"
+                f"{'' if self.world.is_main else ' (by rank 0)'}", exc.signum)
+        if isinstance(exc, KeyboardInterrupt):
+            return RunInterrupted(f"interrupted (second Ctrl-C) after iteration {self.iteration}; {where}", signal.SIGINT)
+        if isinstance(exc, (NonFiniteLossError, NonFiniteStateError)):
+            return type(exc)(f"{str(exc).rstrip('.')}. Restored the state after iteration {self.iteration}; {where}")
+        if isinstance(exc, PtyradError):
+            error = type(exc)(f"{exc}; {where}") if type(exc).__init__ is PtyradError.__init__ else PtyradError(f"{exc}; {where}")
+            error.__cause__ = exc.__cause__
+            return error
+        if _out_of_memory(exc):
+            culprit = blame(exc, self._named)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            error = PtyradError(
+                f"out of memory in iteration {self.iteration + 1}{f' in {culprit}' if culprit else ''} "
+                f"({type(exc).__name__}{f': {first}' if first else ''}); lower recon.batch_size or set "
+                f"recon.positions_per_pass; {where}")
+        else:
+            error = PtyradError(
+                f"unexpected {type(exc).__name__} in iteration {self.iteration + 1}: {exc} (--verbose shows the "
+                f"traceback); {where}")
+        error.__cause__ = exc
+        return error
+
+    def _on_disk(self) -> int | None:
+        """The iteration of the result file in the output folder, if there is a readable one."""
+        import h5py
+
+        try:
+            with h5py.File(self.result_path, "r") as f:
+                return int(f.attrs["iteration"])
+        except Exception:
+            return None
+
+    def _keep_last_good(self) -> str:
+        """Write the restored last completed iteration unless the result file already holds it
+        (or something newer); say where it is and how to go on."""
+        if not self.world.is_main:
+            return f"rank 0 keeps iteration {self.iteration} in {self.result_path}"
+        if self.iteration == self._saved_iteration:
+            return f"its checkpoint in {self.result_path} is kept (continue with --resume {self.result_path})"
+        if self.iteration == self._start_iteration:
+            if self.resumed_from is not None:
+                return f"nothing new since {self.resumed_from[0]} (continue with --resume {self.resumed_from[0]})"
+            return "no iteration completed, nothing was written"
+        on_disk = self._on_disk()
+        if on_disk is not None and on_disk > self.iteration and self._saved_iteration is not None:
+            return f"the newer checkpoint in {self.result_path} (iteration {on_disk}) is kept"
+        try:
+            path = self.save()
+        except _SaveFailed as failed:
+            kept = self._on_disk()
+            return (f"writing its checkpoint failed too ({type(failed.exc).__name__}: {failed.exc}); "
+                    + (f"{self.result_path} still holds iteration {kept}" if kept is not None else "nothing was written"))
+        except KeyboardInterrupt:
+            return f"the checkpoint write was abandoned; {self.result_path} is as it was"
+        return f"checkpoint written to {path} (continue with --resume {path})"
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Host ``MemoryError`` or torch's device ``OutOfMemoryError``."""
+    return isinstance(exc, MemoryError) or isinstance(exc, getattr(torch, "OutOfMemoryError", MemoryError))
+
+
+class _SaveFailed(Exception):
+    """Writing the result file failed; carries the cause."""
+
+    def __init__(self, exc: BaseException):
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+class _Interrupted(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _catch_signals(run) -> dict:
+    """Turn SIGINT / SIGTERM into a request to stop after the current batch (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum, frame):
+        if run._stop_signal is not None and signum == signal.SIGINT:
+            if run._writing:  # never break a checkpoint write: stop right after it
+                run._abort_after_write = True
+                return
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        run._stop_signal = signum
+
+    run._stop_signal = None
+    run._abort_after_write = False
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signals(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def _setup(component, model):
+    setup = getattr(component, "setup", None)
+    if callable(setup):
+        setup(model)
+    if isinstance(component, torch.nn.Module):
+        component.to(next(model.parameters()).device)
+    return component
+
+
+def _clock(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def run(config_or_path, overrides: list[str] | None = None, quiet: bool = True, *, resume=None,
+        overwrite: bool = False) -> Reconstruction:
+    """Run a reconstruction from a config object, a dict or a YAML path; return it when done.
+
+    :param resume: a result file to continue from (``--resume``).
+    :param overwrite: replace a result already in the output folder (``--overwrite``).
+    """
+    from ptyrad_core.kernel.config import build_config
+
+    if isinstance(config_or_path, Config):
+        config = config_or_path
+    elif isinstance(config_or_path, dict):
+        config = build_config(config_or_path)
+    else:
+        config = load_config(config_or_path, overrides)
+    rec = Reconstruction(config, quiet=quiet, resume=resume, overwrite=overwrite)
+    try:
+        rec.run()
+    finally:
+        rec.close()
+    return rec

@@ -1,0 +1,295 @@
+"""The result file: one HDF5 file per run (``result.h5``), written atomically.
+
+The layout (format ``ptyrad_core-result``, version 1) is documented in docs/results.md; a
+test checks that every dataset written here is listed there.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import yaml
+
+from ptyrad_core.engine import checkpoint
+from ptyrad_core.kernel import runtime
+from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.kernel.errors import NonFiniteStateError
+
+FORMAT = "ptyrad_core-result"
+FORMAT_VERSION = 1
+
+
+def software_versions() -> dict[str, str]:
+    import pluggy
+    import pydantic
+    import torch
+
+    from ptyrad_core import __version__
+
+    return {
+        "ptyrad_core": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+        "pydantic": pydantic.__version__,
+        "pluggy": pluggy.__version__,
+    }
+
+
+def _require_finite(run) -> None:
+    """Nothing non-finite is ever written as a result: the last barrier before a write."""
+    import torch
+
+    model = run.model
+    for name in ("object_amplitude", "object_phase", "probe_ri", "positions", "tilts", "slice_thickness"):
+        value = getattr(model, name).detach()
+        if not bool(torch.isfinite(value).all()):
+            raise NonFiniteStateError(f"{name} holds NaN or Inf: not written")
+    for key in ("loss", "slice_thickness_A"):
+        if not np.all(np.isfinite(run.history[key])):
+            raise NonFiniteStateError(f"history/{key} holds NaN or Inf: not written")
+
+
+def write_result(path: Path, run) -> Path:
+    """Write the state of ``run`` (a :class:`~ptyrad_core.engine.loop.Reconstruction`) atomically.
+
+    The file is written under a temporary name in the same folder, flushed to disk (fsync) and
+    renamed over ``path``: a crash, a full disk or an interrupt at any point leaves the previous
+    file intact. A state holding NaN or Inf is refused (:class:`NonFiniteStateError`).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _require_finite(run)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    model = run.model
+    hist = run.history
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["iteration"] = run.iteration
+            f.attrs["dx_A"] = model.dx
+            f.attrs["wavelength_A"] = model.wavelength
+            f.attrs["seed"] = run.config.recon.seed
+            f.attrs["fft"] = getattr(model.fft, "name", "torch")  # recon.fft as resolved: --resume keeps it
+            f.attrs["data_file"] = str(run.config.resolve(run.config.data.path))
+            f.attrs["data_sha256"] = run.data_digest
+            f.attrs["config"] = yaml.safe_dump(run.resolved_config, sort_keys=False)
+            f.attrs["plugins"] = json.dumps(run.plugin_table())
+            f.attrs["versions"] = json.dumps(software_versions())
+            f.attrs["created"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+            world = getattr(run, "world", None)
+            f.attrs["world_size"] = world.size if world is not None else 1
+            peaks = getattr(run, "peak_memory", None) or runtime.peak_memory_MiB(getattr(run, "device", None))
+            for key, value in peaks.items():
+                f.attrs[f"peak_{key}_MiB"] = float(value)
+            amp = model.object_amplitude.detach().cpu().numpy()
+            f.create_dataset("object/amplitude", data=amp, compression="gzip", compression_opts=1)
+            f.create_dataset("object/phase", data=model.object_phase.detach().cpu().numpy(), compression="gzip", compression_opts=1)
+            f["object/occupancy"] = model.occupancy.cpu().numpy().astype(np.float64)
+            probe = model.probe.detach().cpu().numpy()
+            f["probe/modes"] = probe.astype(np.complex64)
+            power = np.sum(np.abs(probe) ** 2, axis=(1, 2), dtype=np.float64)
+            f["probe/powers"] = power / power.sum()
+            nominal = (model.crop.to(model.frac.dtype) + model.frac).detach().cpu().numpy().astype(np.float64)
+            f["positions/nominal_px"] = nominal
+            f["positions/refined_px"] = model.refined_positions().detach().cpu().numpy().astype(np.float64)
+            f["tilts_mrad"] = model.tilts.detach().cpu().numpy().astype(np.float64)
+            f["slice_thickness_A"] = float(model.slice_thickness.detach())
+            f["history/iteration"] = np.asarray(hist["iteration"], dtype=np.int64)
+            f["history/loss"] = np.asarray(hist["loss"], dtype=np.float64)
+            f["history/time_s"] = np.asarray(hist["time_s"], dtype=np.float64)
+            f["history/slice_thickness_A"] = np.asarray(hist["slice_thickness_A"], dtype=np.float64)
+            for name, values in hist["loss_terms"].items():
+                f[f"history/loss_terms/{name}"] = np.asarray(values, dtype=np.float64)
+            checkpoint.write(f.create_group("checkpoint"), run)
+        with open(tmp, "rb+") as fh:  # on disk before it replaces the previous file
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+#: datasets every result file holds (``write_result`` writes them all; docs/results.md)
+REQUIRED = (
+    "object/amplitude", "object/phase", "object/occupancy", "probe/modes", "probe/powers",
+    "positions/nominal_px", "positions/refined_px", "tilts_mrad", "slice_thickness_A",
+)
+#: root attributes every result file holds, numbers
+REQUIRED_NUMBERS = ("iteration", "dx_A", "wavelength_A")
+#: root attributes stored as text: (language, type the text must parse to)
+TEXT_ATTRS = {"config": ("YAML", dict), "plugins": ("JSON", list), "versions": ("JSON", dict)}
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """Read a result file into a flat dict of arrays (keys are HDF5 paths) plus ``attrs``.
+
+    :raises DataError: the file is missing, not HDF5, truncated or damaged, not a ptyrad_core
+        result file, lacks a dataset of :data:`REQUIRED`, or holds an attribute that does not
+        parse (:func:`inspect_result`); the message names the file and the dataset or attribute.
+    """
+    path = Path(path)
+    out: dict[str, Any] = {}
+    with _open(path, "result file") as f:
+        attrs = _check(f, path, "result file", REQUIRED)
+
+        def read(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                try:
+                    out[name] = obj[()]
+                except Exception as exc:  # noqa: BLE001 - a damaged chunk, a truncated file
+                    raise DataError(
+                        f"result file {path}: dataset {name!r} cannot be read ({type(exc).__name__}: {exc}); "
+                        "the file is damaged or truncated"
+                    ) from None
+
+        try:
+            f.visititems(read)
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken group or link
+            raise DataError(f"result file {path}: cannot list its datasets ({type(exc).__name__}: {exc}); the file is damaged") from None
+    out["attrs"] = attrs
+    return out
+
+
+def inspect_result(path, what: str = "result file", require: tuple[str, ...] = REQUIRED) -> dict[str, Any]:
+    """Check that ``path`` is a readable ptyrad_core result file without reading its arrays.
+
+    Opens the file, checks the format attributes, that every dataset in ``require`` exists, and
+    parses the text attributes (``config`` as YAML with ``yaml.safe_load``, ``plugins`` and
+    ``versions`` as JSON). Any problem is a :class:`DataError`, one line that starts with
+    ``what`` (e.g. ``"--resume"``) and names the file and the attribute or dataset.
+
+    :return: the root attributes, ``config`` / ``plugins`` / ``versions`` parsed.
+    """
+    path = Path(path)
+    with _open(path, what) as f:
+        return _check(f, path, what, tuple(require))
+
+
+def _open(path: Path, what: str):
+    if path.is_dir():
+        raise DataError(f"{what}: {path} is a directory; expected a ptyrad_core result file (result.h5)")
+    if not path.is_file():
+        raise DataError(f"{what}: {path} does not exist")
+    try:
+        return h5py.File(path, "r")
+    except Exception as exc:  # noqa: BLE001 - not HDF5, truncated, locked
+        reason = str(exc).split("\n")[0]
+        raise DataError(
+            f"{what}: {path} is not a readable HDF5 file ({type(exc).__name__}: {reason}); expected a ptyrad_core "
+            "result file (truncated or damaged?)"
+        ) from None
+
+
+def _check(f, path: Path, what: str, require: tuple[str, ...]) -> dict[str, Any]:
+    """The parsed root attributes of an open result file; DataError on anything unexpected."""
+    head = f"{what}: {path}"
+    try:
+        attrs = {str(k): f.attrs[k] for k in f.attrs.keys()}
+    except Exception as exc:  # noqa: BLE001 - an attribute of a type h5py cannot read
+        raise DataError(f"{head}: its root attributes cannot be read ({type(exc).__name__}: {exc})") from None
+    attrs = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in attrs.items()}
+    fmt = attrs.get("format")
+    if fmt != FORMAT:
+        raise DataError(f"{head} is not a ptyrad_core result file (root attribute format is {fmt!r}, expected {FORMAT!r})")
+    version = attrs.get("format_version")
+    if not isinstance(version, (int, np.integer)) or not 1 <= int(version) <= FORMAT_VERSION:
+        raise DataError(
+            f"{head}: attribute 'format_version' is {version.item() if isinstance(version, np.generic) else version!r}; expected an integer from 1 to {FORMAT_VERSION} "
+            "(a file of a newer ptyrad_core?)"
+        )
+    for key in REQUIRED_NUMBERS:
+        value = attrs.get(key)
+        if isinstance(value, np.ndarray) and value.shape == ():
+            value = value[()]
+        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool) or not np.isfinite(value):
+            raise DataError(f"{head}: attribute {key!r} is {value!r}; expected a finite number")
+    for key, (language, kind) in TEXT_ATTRS.items():
+        attrs[key] = _parse(attrs.get(key), key, language, kind, head)
+    missing = [name for name in require if not _is_dataset(f, name)]
+    if missing:
+        raise DataError(f"{head} lacks the dataset(s) {', '.join(missing)}; a ptyrad_core result file holds {', '.join(require)}")
+    _check_shapes(f, head)
+    return attrs
+
+
+def _check_shapes(f, head: str) -> None:
+    """The shapes of the datasets of :data:`REQUIRED` that are present, as docs/results.md gives them."""
+    shapes = {name: tuple(f[name].shape) for name in REQUIRED if _is_dataset(f, name)}
+    for name in shapes:
+        if f[name].dtype.kind not in "biufc":
+            raise DataError(f"{head}: dataset {name!r} holds {f[name].dtype} values; expected numbers")
+    amp, n_pos = shapes.get("object/amplitude"), shapes.get("positions/nominal_px", (None,))[0]
+    omode = amp[0] if amp and len(amp) == 4 else None
+    pmode = shapes.get("probe/modes", (None,))[0]
+    expected = {
+        "object/amplitude": ("(omode, Nz, NY, NX)", lambda s: len(s) == 4),
+        "object/phase": ("the shape of object/amplitude", lambda s: s == amp),
+        "object/occupancy": ("(omode,)", lambda s: s == (omode,)),
+        "probe/modes": ("(pmode, Ny, Nx)", lambda s: len(s) == 3),
+        "probe/powers": ("(pmode,)", lambda s: s == (pmode,)),
+        "positions/nominal_px": ("(N, 2)", lambda s: len(s) == 2 and s[1] == 2),
+        "positions/refined_px": ("(N, 2) as positions/nominal_px", lambda s: s == (n_pos, 2)),
+        "tilts_mrad": ("(1, 2) or (N, 2)", lambda s: len(s) == 2 and s[1] == 2 and s[0] in (1, n_pos)),
+        "slice_thickness_A": ("a scalar ()", lambda s: s == ()),
+    }
+    for name, shape in shapes.items():
+        text, ok = expected[name]
+        if not ok(shape):
+            raise DataError(f"{head}: dataset {name!r} has shape {shape}; expected {text}")
+
+
+def _is_dataset(f, name: str) -> bool:
+    try:
+        return isinstance(f.get(name), h5py.Dataset)
+    except Exception:  # noqa: BLE001 - a broken link
+        return False
+
+
+def _parse(text, key: str, language: str, kind: type, head: str):
+    """The value of a text attribute: ``config`` as YAML (safe_load: plain data, no tags that
+    build Python objects), the others as JSON."""
+    if not isinstance(text, str):
+        raise DataError(f"{head}: attribute {key!r} is {type(text).__name__ if text is not None else 'missing'}; expected {language} text")
+    try:
+        value = yaml.safe_load(text) if language == "YAML" else json.loads(text)
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "problem", None) or str(exc).split("\n")[0]
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise DataError(f"{head}: attribute {key!r} is not valid {language}{at} ({reason}); expected plain {language} data") from None
+    if not isinstance(value, kind):
+        raise DataError(f"{head}: attribute {key!r} holds a {type(value).__name__}; expected a {language} {'mapping' if kind is dict else 'list'}")
+    return value
+
+
+#: what a result file's content can raise in code that expects the documented layout (a value
+#: of another type or shape than docs/results.md describes, in a file that passed read_result)
+CONTENT_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError)
+
+
+@contextmanager
+def unexpected_content(path):
+    """Turn an error from reading a result file's values into a one-line DataError naming the file."""
+    try:
+        yield
+    except DataError:
+        raise
+    except CONTENT_ERRORS as exc:
+        raise DataError(
+            f"{path}: a value in the file is not what a ptyrad_core result file holds ({type(exc).__name__}: {exc}); "
+            "expected the layout of docs/results.md"
+        ) from exc

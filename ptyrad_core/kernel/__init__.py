@@ -1,0 +1,1 @@
+"""The kernel: hooks, registries, config schema, model, forward engine, FFT, data containers."""

@@ -1,0 +1,77 @@
+"""Detector models: from far-field intensities to what the detector records.
+
+The config's ``detector`` list is a chain of stages, applied in order to the predicted
+patterns; a stage may also transform the measured patterns of each batch (on-the-fly padding or
+resampling) and may change the grid the forward model simulates on. The kernel derives that
+grid from the chain, so no stage is known to it by name:
+
+1. Start from the measured patterns' shape ``(My, Mx)`` and detector pixel ``dk``
+   (1/Angstrom). Each stage in order maps them with :meth:`DetectorModel.measurement_grid`:
+   the grid the (transformed) measurements end up on, which the predictions must match.
+2. From that grid, each stage in *reverse* order gives :meth:`DetectorModel.simulation_grid`:
+   the grid its input must have. The result is the simulation grid ``(Ny, Nx)``, ``dk_sim``;
+   the real-space pixel is ``dx = 1 / (Ny * dk_sim)``.
+
+Each stage is a ``torch.nn.Module`` with a nested pydantic ``Options`` model, constructed as
+``cls(options)``. Everything in :meth:`forward` must be differentiable.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel
+from torch import Tensor
+
+Grid = tuple[tuple[int, int], float]  # ((Ny, Nx), dk in 1/Angstrom)
+
+
+class DetectorModel(torch.nn.Module):
+    """Base class of detector stages (plugin family ``detector``)."""
+
+    Options: ClassVar[type[BaseModel]]
+
+    def __init__(self, options: BaseModel):
+        super().__init__()
+        self.options = options
+
+    def measurement_grid(self, shape: tuple[int, int], dk: float) -> Grid:
+        """The grid the measurements are on after :meth:`measurements` (default: unchanged)."""
+        return shape, dk
+
+    def simulation_grid(self, shape: tuple[int, int], dk: float) -> Grid:
+        """The grid this stage's input must have to produce ``shape`` at ``dk`` (default: the same)."""
+        return shape, dk
+
+    def prepare(self, measurements) -> None:
+        """Called once with the loaded :class:`~ptyrad_core.kernel.data.Measurements`, before the model exists."""
+
+    def setup(self, model) -> None:
+        """Called once with the :class:`~ptyrad_core.kernel.model.PtychoModel`."""
+
+    def measurements(self, meas: Tensor, batch) -> Tensor:
+        """Transform a batch of measured patterns ``(B, My, Mx)`` (default: unchanged)."""
+        return meas
+
+    def forward(self, patterns: Tensor, batch) -> Tensor:
+        """Map predicted intensities ``(B, Ny, Nx)`` to the detector's ``(B, My, Mx)``."""
+        return patterns
+
+    @classmethod
+    def transforms_measurements(cls) -> bool:
+        return cls.measurements is not DetectorModel.measurements
+
+
+def compare_grid(stages, shape: tuple[int, int], dk: float) -> Grid:
+    """The grid on which predictions and measurements are compared."""
+    for stage in stages:
+        shape, dk = stage.measurement_grid(tuple(shape), dk)
+    return tuple(shape), dk
+
+
+def simulation_grid(stages, shape: tuple[int, int], dk: float) -> Grid:
+    """The grid the forward model simulates on, for a comparison grid ``(shape, dk)``."""
+    for stage in reversed(list(stages)):
+        shape, dk = stage.simulation_grid(tuple(shape), dk)
+    return tuple(shape), dk

@@ -1,0 +1,297 @@
+"""Hook specifications: every extension point of ptyrad_core, in one module.
+
+A plugin is a module (or object) with functions decorated by ``@ptyrad_core.hookimpl`` whose
+names match the specifications below. Plugins are found through the ``ptyrad_core.plugins``
+entry-point group (the built-in plugins use it too) and through ``plugins.modules`` in a config
+(dotted module names or paths to ``.py`` files).
+
+There are two kinds of hook:
+
+* *Registration hooks* (``ptyrad_register_*``) are called once when the plugin manager is
+  built. Each receives a :class:`~ptyrad_core.kernel.registry.Registry` and adds named component
+  classes to it. A config then selects components by name; what it does not name never runs,
+  and the hot path never goes through pluggy.
+* *Lifecycle hooks* (``ptyrad_on_*``) observe a run. Their return values are ignored.
+
+``docs/hooks.md`` is generated from the docstrings here (``ptyrad-core docs hooks``).
+"""
+
+from __future__ import annotations
+
+from pluggy import HookimplMarker, HookspecMarker
+
+#: Marks the specifications below.
+hookspec = HookspecMarker("ptyrad_core")
+#: Marks a plugin's implementation of a hook: ``@hookimpl`` (import it from :mod:`ptyrad_core.plugin`).
+hookimpl = HookimplMarker("ptyrad_core")
+
+
+# --------------------------------------------------------------------------------------------
+# setup
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def ptyrad_configure(config):
+    """Receive the validated run configuration.
+
+    Called once per run after the config and every plugin option validated, before data are
+    loaded. Historic: a plugin registered later still receives the call.
+
+    :param config: the validated :class:`~ptyrad_core.kernel.config.Config`.
+    :return: ignored. Return value ignored.
+
+    .. versionadded:: 0.1
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# registration
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def ptyrad_register_loss_terms(registry):
+    """Register loss terms.
+
+    Called once when the plugin manager is built. Each loss term is an ``torch.nn.Module``
+    subclass with a nested pydantic ``Options`` model and
+    ``forward(pred, meas, batch) -> Tensor`` (a scalar), where ``pred`` and ``meas`` are
+    ``(B, Ky, Kx)`` float32 patterns (zero frequency centred) and ``batch`` a
+    :class:`~ptyrad_core.kernel.model.Batch`. The total loss is the sum of ``weight * term`` over the
+    config's ``loss`` list, in list order.
+
+    :param registry: the loss-term :class:`~ptyrad_core.kernel.registry.Registry`; call
+        ``registry.add(name, cls)``.
+    :return: ignored. All implementations are called (registration order).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def ptyrad_register_constraints(registry):
+    """Register constraints.
+
+    Called once when the plugin manager is built. Each constraint is a class with a nested
+    ``Options`` model and ``apply(model, iteration)``, which changes the model's tensors in place
+    (under ``torch.no_grad``). The kernel applies the config's ``constraints`` list in list
+    order after the last batch of every iteration that the entry's ``start_iter / step /
+    end_iter`` schedule selects.
+
+    :param registry: the constraint :class:`~ptyrad_core.kernel.registry.Registry`.
+    :return: ignored. All implementations are called (registration order).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def ptyrad_register_forward_extensions(registry):
+    """Register forward-model extensions.
+
+    Called once when the plugin manager is built. An extension is a
+    :class:`~ptyrad_core.kernel.forward.ForwardExtension` subclass with a nested ``Options`` model; it
+    overrides any of ``object``, ``probe``, ``propagator`` and ``patterns`` to transform that
+    quantity inside the differentiable forward model. Extensions named in the config's
+    ``forward`` list chain in list order.
+
+    :param registry: the forward-extension :class:`~ptyrad_core.kernel.registry.Registry`.
+    :return: ignored. All implementations are called (registration order).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def ptyrad_register_detectors(registry):
+    """Register detector models.
+
+    Called once when the plugin manager is built. A detector stage is a
+    :class:`~ptyrad_core.kernel.detector.DetectorModel` subclass with a nested ``Options`` model; its
+    ``forward(patterns, batch)`` maps far-field intensities to what the detector records, and it
+    may also transform the measured patterns of each batch and set the grid the forward model
+    simulates on. The config's ``detector`` list chains stages in list order; with none named,
+    predicted patterns are compared as they are.
+
+    :param registry: the detector :class:`~ptyrad_core.kernel.registry.Registry`.
+    :return: ignored. All implementations are called (registration order).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def ptyrad_register_loaders(registry):
+    """Register data loaders.
+
+    Called once when the plugin manager is built. A loader is a class with a nested
+    ``Options`` model, constructed as ``cls(path, options)``, whose ``load()`` returns a
+    :class:`~ptyrad_core.kernel.data.Measurements`.
+
+    :param registry: the loader :class:`~ptyrad_core.kernel.registry.Registry`.
+    :return: ignored. All implementations are called (registration order).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def ptyrad_register_preprocessors(registry):
+    """Register preprocessing steps.
+
+    Called once when the plugin manager is built. A step is a
+    :class:`~ptyrad_core.kernel.preprocess.Preprocessor` subclass with a nested ``Options`` model; the
+    config's ``data.preprocess`` list applies steps in list order to the loaded measurements,
+    before calibration.
+
+    :param registry: the preprocessing :class:`~ptyrad_core.kernel.registry.Registry`.
+    :return: ignored. All implementations are called (registration order).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def ptyrad_register_result_readers(registry):
+    """Register readers of previous reconstructions.
+
+    Called once when the plugin manager is built. A reader is a
+    :class:`~ptyrad_core.kernel.prior.ResultReader` subclass with a nested ``Options`` model, constructed
+    as ``cls(path, options)``, whose ``read()`` returns a :class:`~ptyrad_core.kernel.prior.PriorResult`
+    (probe, object, positions, tilts in ptyrad_core's conventions). Used when the config takes
+    the probe, object, positions or tilts from a file (``source: result``).
+
+    :param registry: the result-reader :class:`~ptyrad_core.kernel.registry.Registry`.
+    :return: ignored. All implementations are called (registration order).
+
+    .. versionadded:: 0.1
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def ptyrad_sniff_loader(path):
+    """Name the loader that can read ``path``.
+
+    Called when the config's ``data.loader`` is ``auto``, once per run, before loading.
+
+    :param path: a :class:`pathlib.Path` to an existing file or folder.
+    :return: a registered loader name, or ``None`` if this plugin cannot tell.
+        Stops at first non-None result.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def ptyrad_sniff_result(path):
+    """Name the result reader that can read the previous reconstruction at ``path``.
+
+    Called when a config takes arrays from a result file with ``reader: auto``.
+
+    :param path: a :class:`pathlib.Path` to an existing file.
+    :return: a registered result-reader name, or ``None``. Stops at first non-None result.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def ptyrad_translate_config(raw, path):
+    """Translate a config written for another program into a native ptyrad_core config.
+
+    Called when a YAML file is loaded whose top level is not a native config (e.g. a PtyRAD
+    params file), before validation; also by ``ptyrad-core convert``.
+
+    :param raw: the parsed YAML (a dict).
+    :param path: the :class:`pathlib.Path` of the file.
+    :return: ``(native config dict, list of notes)`` if this plugin recognises the format, else
+        ``None``. Stops at first non-None result. Options the translation cannot carry over must
+        raise :class:`~ptyrad_core.kernel.errors.ConfigError` naming them, never be dropped silently.
+
+    .. versionadded:: 0.1
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# lifecycle
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def ptyrad_on_run_start(run):
+    """Observe the start of a reconstruction.
+
+    Called once, after the model, data and optimizer exist and before the first iteration. In a data-parallel run (torchrun) only rank 0 calls it.
+
+    :param run: the :class:`~ptyrad_core.engine.loop.Reconstruction` (config, model, data,
+        output folder, iteration counter).
+    :return: ignored. Return value ignored.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def ptyrad_on_iter_end(run, iteration, metrics):
+    """Observe the end of an iteration.
+
+    Called once per iteration, after all batches and constraints of that iteration. In a data-parallel run (torchrun) only rank 0 calls it.
+
+    :param run: the :class:`~ptyrad_core.engine.loop.Reconstruction`.
+    :param iteration: the iteration just finished (1-based).
+    :param metrics: a dict with ``loss`` (total, float), ``loss_terms`` (``{name: float}``,
+        weighted, averaged over batches) and ``time_s`` (wall time of the iteration).
+    :return: ignored. Return value ignored.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def ptyrad_on_save(run, path, iteration):
+    """Observe that a result file was written.
+
+    Called after each atomic write of the result file (every ``output.save_every``
+    iterations and at the end). Only rank 0 writes the file and calls it.
+
+    :param run: the :class:`~ptyrad_core.engine.loop.Reconstruction`.
+    :param path: the :class:`pathlib.Path` of the result file.
+    :param iteration: the iteration the file holds.
+    :return: ignored. Return value ignored.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def ptyrad_on_run_end(run):
+    """Observe the end of a reconstruction.
+
+    Called once after the last iteration and the final save. In a data-parallel run (torchrun) only rank 0 calls it.
+
+    :param run: the :class:`~ptyrad_core.engine.loop.Reconstruction`.
+    :return: ignored. Return value ignored.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def ptyrad_on_exception(run, exc):
+    """Observe an exception that ends a reconstruction.
+
+    Called once when an exception (including ``KeyboardInterrupt``) leaves the optimizer loop,
+    before it propagates. In a data-parallel run (torchrun) only rank 0 calls it.
+
+    :param run: the :class:`~ptyrad_core.engine.loop.Reconstruction`.
+    :param exc: the exception.
+    :return: ignored. Return value ignored.
+
+    .. versionadded:: 0.1
+    """

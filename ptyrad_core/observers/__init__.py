@@ -1,0 +1,1 @@
+"""Lifecycle plugins shipped with ptyrad_core: progress, run log, figures, TIFF, convergence."""

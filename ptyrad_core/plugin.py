@@ -1,0 +1,42 @@
+"""Everything a plugin author imports: ``from ptyrad_core.plugin import ...``.
+
+The one public module for plugins (as ``pytest`` is for pytest's plugins, over ``_pytest``):
+the hook marker, the options base and ``Field``, the base class of each of the seven families,
+the objects the kernel hands to components, the errors to raise and the tensor operations
+plugins share. Anything not listed in ``__all__`` is internal and may move.
+
+A whole constraint plugin::
+
+    from ptyrad_core.plugin import Constraint, Field, PluginOptions, hookimpl
+
+
+    class ClipPhase(Constraint):
+        class Options(PluginOptions):
+            high: float = Field(1.0, description="Largest phase kept (rad).")
+
+        def enforce(self, model, iteration):
+            model.object_phase.clamp_(max=self.options.high)
+
+
+    @hookimpl
+    def ptyrad_register_constraints(registry):
+        registry.add("clip_phase", ClipPhase)
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ptyrad_core.kernel import ops
+from ptyrad_core.kernel.components import Constraint, LossTerm, PluginOptions
+from ptyrad_core.kernel.errors import ConfigError, DataError, PluginError, PtyradError
+from ptyrad_core.kernel.hookspecs import hookimpl
+from ptyrad_core.kernel.model import Batch
+
+__all__ = [
+    "hookimpl", "PluginOptions", "Field",
+    "LossTerm", "Constraint",
+    "Batch",
+    "PtyradError", "ConfigError", "DataError", "PluginError",
+    "ops",
+]

@@ -1,0 +1,1 @@
+"""From a config to data and an initialised model: optics, scan, sources, memory, checks."""

@@ -1,0 +1,236 @@
+"""Initial arrays from files: generic array files, previous reconstructions, object depth operations.
+
+- :func:`read_array` reads one array from ``.npy``, ``.npz``, HDF5 (``.h5``, ``.hdf5``, MATLAB
+  v7.3 ``.mat``, with a key), MATLAB v5 ``.mat`` (with scipy) or text files.
+- :func:`read_prior` reads a previous reconstruction with a result-reader plugin.
+- :func:`z_crop`, :func:`z_pad`, :func:`z_resample` change a complex object along depth.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ptyrad_core.kernel.data import read_error
+from ptyrad_core.kernel.errors import ConfigError, DataError, PluginError
+from ptyrad_core.kernel.prior import PriorResult
+
+HDF5_SUFFIXES = {".h5", ".hdf5", ".hdf", ".nxs", ".emd", ".mat"}
+
+
+def _h5_datasets(f) -> list[str]:
+    names: list[str] = []
+    f.visititems(lambda n, o: names.append(f"{n} {o.shape}") if isinstance(o, h5py.Dataset) else None)
+    return names
+
+
+def file_digest(path: Path) -> str:
+    """``sha256:<hex>`` of a file's bytes, or of every file under a folder (names and bytes)."""
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def check_array(arr, label: str, where: str) -> np.ndarray:
+    """``arr`` as a NumPy array of numbers, non-empty and finite; else a DataError naming ``where``
+    (the YAML path), ``label`` (file and key) and the first bad element (its row and index)."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "biufc":
+        raise DataError(f"{where}: {label} holds {arr.dtype} values (shape {arr.shape}); expected an array of numbers")
+    if arr.size == 0:
+        raise DataError(f"{where}: {label} is empty (shape {arr.shape}); expected an array of numbers")
+    if arr.dtype.kind in "fc":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = tuple(int(i) for i in np.unravel_index(np.argmax(bad), arr.shape))
+            raise DataError(
+                f"{where}: {label} holds {int(bad.sum())} NaN or infinite values, the first in row {first[0]} "
+                f"(index {first}, value {arr[first]}); expected finite numbers"
+            )
+    return arr
+
+
+def read_array(path: Path, key: str | None, where: str) -> np.ndarray:
+    """One array from a file; errors name ``where`` (the YAML path), the file and the key.
+
+    The array is checked with :func:`check_array` (numbers, non-empty, no NaN or Inf).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{where}: {str(path)!r} is a directory; expected an array file")
+    if not path.is_file():
+        raise DataError(f"{where}: file {str(path)!r} does not exist")
+    arr, key = _read_array(path, key, where)
+    return check_array(arr, f"{path}:{key}" if key is not None else str(path), where)
+
+
+def _read_array(path: Path, key: str | None, where: str) -> tuple[np.ndarray, str | None]:
+    """The array and the key it was read from."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(path), None
+        if suffix == ".npz":
+            with np.load(path) as z:
+                if key is None and len(z.files) == 1:
+                    key = z.files[0]
+                if key not in z.files:
+                    raise DataError(f"{where}: {path} has no array {key!r}; arrays: {', '.join(z.files)}")
+                return z[key], key
+        if suffix in HDF5_SUFFIXES and h5py.is_hdf5(path):
+            with h5py.File(path, "r") as f:
+                if key is None or key not in f or not isinstance(f[key], h5py.Dataset):
+                    raise DataError(f"{where}: {path} has no dataset {key!r}; datasets: {', '.join(_h5_datasets(f))}")
+                try:
+                    arr = f[key][()]
+                except Exception as exc:  # noqa: BLE001 - a damaged chunk, a truncated file
+                    raise read_error(f[key], (), f"{path}:{key}", exc) from exc
+                if suffix == ".mat":  # MATLAB v7.3 stores arrays with reversed axes
+                    arr = arr.transpose(range(arr.ndim)[::-1])
+                    if arr.dtype.names == ("real", "imag"):
+                        arr = arr["real"] + 1j * arr["imag"]
+                return arr, key
+        if suffix == ".mat":
+            try:
+                from scipy.io import loadmat
+            except ImportError:
+                raise DataError(f"{where}: reading MATLAB v5 file {path} needs scipy (pip install scipy)") from None
+            content = {k: v for k, v in loadmat(path).items() if not k.startswith("__")}
+            if key is None and len(content) == 1:
+                key = next(iter(content))
+            if key not in content:
+                raise DataError(f"{where}: {path} has no variable {key!r}; variables: {', '.join(content)}")
+            return np.asarray(content[key]), key
+        return np.loadtxt(path, ndmin=2), None
+    except DataError as exc:
+        if str(exc).startswith(f"{where}:"):
+            raise
+        raise DataError(f"{where}: {exc}") from exc
+    except Exception as exc:
+        raise DataError(f"{where}: cannot read {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def read_prior(spec, where: str, pm, config, cache: dict) -> PriorResult:
+    """The previous reconstruction named by ``spec`` (path, reader), read once per file."""
+    from ptyrad_core.kernel.config import validate_options
+
+    path = config.resolve(spec.path)
+    if not path.is_file():
+        raise DataError(f"{where}.path: result file {str(path)!r} does not exist")
+    name = spec.reader
+    registry = pm.registry("result_reader")
+    if name == "auto":
+        name = pm.hook.ptyrad_sniff_result(path=path)
+        if name is None:
+            raise DataError(f"{where}.reader: no result reader recognises {str(path)!r}; name one of: {', '.join(registry.names())}")
+    key = (str(path), name, repr(sorted(spec.reader_options.items())))
+    if key not in cache:
+        entry = registry.get(name, where=f"{where}.reader")
+        loc = tuple(where.split("."))
+        reader = entry.cls(path, validate_options(entry.cls, spec.reader_options, loc, config, field="reader_options"))
+        try:
+            cache[key] = reader.read()
+        except (DataError, ConfigError, PluginError):
+            raise
+        except Exception as exc:
+            raise DataError(f"{where}: result reader {name!r} (plugin {entry.plugin!r}) failed on {path}: {type(exc).__name__}: {exc}") from exc
+    return cache[key]
+
+
+def need(prior: PriorResult, field: str, where: str) -> np.ndarray:
+    value = getattr(prior, field)
+    if value is None:
+        raise DataError(f"{where}: the result file {prior.source} holds no {field.replace('_', ' ')}")
+    return check_array(value, f"{prior.source} ({field.replace('_', ' ')})", where)
+
+
+# --------------------------------------------------------------------------------------------
+# object depth operations (complex objects (omode, Nz, NY, NX))
+# --------------------------------------------------------------------------------------------
+
+
+def z_crop(obj: np.ndarray, start: int, stop: int) -> np.ndarray:
+    out = obj[:, start:stop]
+    if out.shape[1] == 0:
+        raise ConfigError(f"model.object.z_crop [{start}, {stop}) keeps no slice of the {obj.shape[1]} loaded")
+    return out
+
+
+def z_pad(obj: np.ndarray, layers: tuple[int, int], kinds: tuple[str, str]) -> np.ndarray:
+    """Add slices before / after: vacuum (transmission 1) or copies of the edge slice."""
+    parts = []
+    for n, kind, edge in ((layers[0], kinds[0], obj[:, :1]), (layers[1], kinds[1], obj[:, -1:])):
+        block = np.ones_like(edge) if kind == "vacuum" else edge
+        parts.append(np.repeat(block, n, axis=1))
+    return np.concatenate([parts[0], obj, parts[1]], axis=1)
+
+
+def z_resample(obj: np.ndarray, dz: float, mode: str, value: float) -> tuple[np.ndarray, float]:
+    """Resample along depth keeping the phase sum, the amplitude product and the thickness.
+
+    Area-weighted (box) resampling of ``phase`` and ``log(amplitude)``, both scaled by the ratio
+    of slice thicknesses (as PtyRAD's ``obj_z_resample``). Returns the object and the new dz.
+    """
+    nz = obj.shape[1]
+    total = nz * dz
+    if mode == "scale_slices":
+        new = nz * value
+    elif mode == "scale_thickness":
+        new = nz / value
+    elif mode == "target_slices":
+        new = value
+    else:  # target_thickness
+        new = total / value
+    n_new = int(round(new))
+    if n_new < 1:
+        raise ConfigError(f"model.object.z_resample gives {new:.3f} slices")
+    edges_old = np.arange(nz + 1) / nz
+    edges_new = np.arange(n_new + 1) / n_new
+    # overlap matrix W[j, i] = fraction of old slice i inside new slice j
+    lo = np.maximum(edges_new[:-1, None], edges_old[None, :-1])
+    hi = np.minimum(edges_new[1:, None], edges_old[None, 1:])
+    w = np.clip(hi - lo, 0, None) * nz  # weights: each new slice collects nz/n_new old slices' worth
+    amp = np.log(np.abs(obj))
+    phase = np.angle(obj)
+    new_amp = np.einsum("ji,mi...->mj...", w, amp)
+    new_phase = np.einsum("ji,mi...->mj...", w, phase)
+    return np.exp(new_amp + 1j * new_phase), total / n_new
+
+
+def set_object_modes(obj: np.ndarray, modes: int) -> np.ndarray:
+    """Keep the first ``modes`` object modes, or add copies of the first one."""
+    if obj.shape[0] >= modes:
+        return obj[:modes]
+    return np.concatenate([obj, np.repeat(obj[:1], modes - obj.shape[0], axis=0)], axis=0)
+
+
+def probe_with_modes(probe: np.ndarray, modes: int, mode_power: float) -> np.ndarray:
+    """Cap a loaded probe at ``modes`` or add Hermite-like modes of ``mode_power``; intensity kept.
+
+    Follows PtyRAD's ``_probe_set_pmode_max``: new modes come from the strongest mode, the
+    total intensity is restored, and the modes are orthogonalised and sorted.
+    """
+    from ptyrad_core.setup.optics import make_mixed_probe, orthogonalize_modes
+
+    total = float(np.sum(np.abs(probe) ** 2))
+    if probe.shape[0] >= modes:
+        out = probe[:modes]
+    else:
+        extra = modes - probe.shape[0]
+        power = min(mode_power) if isinstance(mode_power, (list, tuple)) else mode_power
+        new = make_mixed_probe(probe[0] / math.sqrt(total), extra + 1, power)[1:] * math.sqrt(total)
+        out = np.concatenate([probe, new])
+    out = out * math.sqrt(total / np.sum(np.abs(out) ** 2))
+    return orthogonalize_modes(out)
