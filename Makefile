@@ -2,11 +2,12 @@
 # make test   set up .venv if needed, then run the test suite
 # make test-fast  the edit loop: the suite without the files that start processes, install packages or
 #                  run long reconstructions (distributed, tune, scaffold, contrib, docs site, reconstruction)
+# make lint   ruff (format check + lint, line length 110) over the code, mypy over ptyrad_core/kernel
 # make docs   build the documentation site into output/site (strict)
 VENV ?= .venv
 STAMP := $(VENV)/.bootstrap-stamp
 
-.PHONY: demo test test-fast setup docs-ref docs
+.PHONY: demo test test-fast lint setup docs-ref docs
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh $(wildcard contrib/*/pyproject.toml)
 	VENV=$(VENV) scripts/bootstrap.sh
@@ -24,6 +25,12 @@ SLOW_FILES := tests/test_distributed.py tests/test_tune.py tests/test_scaffold.p
 	tests/test_docs_site.py tests/test_reconstruction.py tests/faults/test_faults_tune.py contrib
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(addprefix --ignore=,$(SLOW_FILES))
+
+LINT_PATHS := ptyrad_core plugins contrib tests benchmarks scripts
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 docs-ref: $(STAMP)
 	$(VENV)/bin/ptyrad-core docs hooks > docs/hooks.md
