@@ -503,9 +503,9 @@ def test_unknown_top_level_section_and_ignored_keys():
 
 def test_a_key_the_translation_forgets_is_an_error(monkeypatch):
     """The check that nothing is dropped silently can fail: forget one inert option."""
-    from ptyrad_core_plugins import compat_ptyrad
+    from ptyrad_core_plugins.compat_ptyrad import recon  # the section that reads INERT_RECON
 
-    monkeypatch.setattr(compat_ptyrad, "INERT_RECON", tuple(k for k in compat_ptyrad.INERT_RECON if k != "copy_params"))
+    monkeypatch.setattr(recon, "INERT_RECON", tuple(k for k in recon.INERT_RECON if k != "copy_params"))
     p = base_params()
     p["recon_params"] = {"copy_params": False}
     with pytest.raises(ConfigError, match=r"does not handle recon_params\.copy_params"):
