@@ -24,20 +24,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ptyrad_core.engine import checkpoint
+from ptyrad_core.engine import results
 from ptyrad_core.setup import initialize
 from ptyrad_core.setup import naming
 from ptyrad_core.engine import outputs
 from ptyrad_core.kernel import runtime
 from ptyrad_core.setup import scan
 from ptyrad_core.setup import sources
+from ptyrad_core.kernel.components import enforce
 from ptyrad_core.kernel.config import Config, load_config, resolved_dict, validate_components
 from ptyrad_core.engine.distributed import World
 from ptyrad_core.kernel.errors import (DistributedError, NonFiniteLossError, NonFiniteStateError, OutputError, PluginError, PtyradError,
                      RunInterrupted)
 from ptyrad_core.kernel.model import PARAMETER_NAMES, Batch
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
-from ptyrad_core.engine.results import write_result
+
 
 log = logging.getLogger("ptyrad_core")
 
@@ -131,7 +132,7 @@ class Reconstruction:
         self.components = validate_components(config, self.pm)
         self.resolved_config = resolved_dict(config, self.components)
         if self.resume_path is not None:  # a missing, partial or foreign file: named before any data are read
-            checkpoint.inspect(self.resume_path)
+            results.inspect(self.resume_path)
         self.pm.hook.ptyrad_configure.call_historic(kwargs=dict(config=config))
         self.device = World.device_for_rank(initialize.select_device(config.recon.device))
         self.world = World.from_env(self.device, config.recon.dist_timeout_s)
@@ -310,7 +311,7 @@ class Reconstruction:
         with torch.no_grad():
             for i, (spec, constraint) in enumerate(self.constraints):
                 if spec.runs_at(iteration):
-                    constraint.apply(self.model, iteration)
+                    enforce(constraint, self.model, iteration)
                     self._check_finite(iteration, self._guarded, f"constraints[{i}] {spec.name!r}")
         means = (sums / len(batches)).tolist()
         if self.scheduler is not None:
@@ -434,7 +435,7 @@ class Reconstruction:
             return self.result_path
         self._writing = True
         try:
-            path = write_result(self.result_path, self)
+            path = results.write_result(self.result_path, self)
         except KeyboardInterrupt:
             raise
         except Exception as exc:
@@ -455,7 +456,7 @@ class Reconstruction:
         optimizer also updated, and fresh for the others (logged). Prefer passing ``resume=`` to
         the constructor, which checks the file and the output folder before any data are read.
         """
-        self.resumed_from = (Path(path), checkpoint.read(path, self))
+        self.resumed_from = (Path(path), results.read(path, self))
         if self.result_path.exists() and outputs.same_file(path, self.result_path):
             self._saved_iteration = self.iteration
         log.info("resumed from %s at iteration %d", path, self.iteration)
@@ -498,10 +499,10 @@ class Reconstruction:
         self._lifecycle("ptyrad_on_run_start", run=self)
         previous = _catch_signals(self)
         try:
-            self._snapshot = checkpoint.capture(self)
+            self._snapshot = results.capture(self)
             if self.world.enabled:  # every rank starts from rank 0's parameters
                 self.world.broadcast_parameters(self.model)
-                self._snapshot = checkpoint.capture(self)
+                self._snapshot = results.capture(self)
             for iteration in range(self.iteration + 1, last + 1):
                 try:
                     metrics = self.run_iteration(iteration)
@@ -514,7 +515,7 @@ class Reconstruction:
                     raise PluginError(f"{culprit} raised at iteration {iteration}: {type(exc).__name__}: {exc}") from exc
                 self.iteration = iteration
                 self._record(iteration, metrics)
-                self._snapshot = checkpoint.capture(self)
+                self._snapshot = results.capture(self)
                 self._lifecycle("ptyrad_on_iter_end", run=self, iteration=iteration, metrics=metrics)
                 if save_every and iteration % save_every == 0 and iteration != last:
                     self._sync()
@@ -524,7 +525,7 @@ class Reconstruction:
             self.save()
         except DistributedError as exc:
             # the last completed iteration is the same on every rank: rank 0 keeps it
-            checkpoint.restore(self, self._snapshot)
+            results.restore(self, self._snapshot)
             path = self.save()
             written = (f"checkpoint of iteration {self.iteration} written to {path}" if self.world.is_main
                        else f"rank 0, if it is still running, writes iteration {self.iteration} to {path}")
@@ -548,7 +549,7 @@ class Reconstruction:
         """After ``exc`` stopped the loop: restore the last completed iteration, keep or write
         it, and return the one error that names the cause, what was kept and how to go on."""
         if self._snapshot is not None:
-            checkpoint.restore(self, self._snapshot)
+            results.restore(self, self._snapshot)
         if isinstance(exc, _SaveFailed):
             kept = self._on_disk()
             cause = str(exc.exc).strip().splitlines()[0] if str(exc.exc).strip() else type(exc.exc).__name__

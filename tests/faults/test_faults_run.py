@@ -236,9 +236,9 @@ def _disk_full_at(monkeypatch, n: int):
     """Make the ``n``-th checkpoint write (1-based) fail as a full disk does."""
     import errno
 
-    from ptyrad_core.engine import checkpoint
+    from ptyrad_core.engine import results
 
-    real, calls = checkpoint.write, []
+    real, calls = results.write, []
 
     def write(group, run):
         calls.append(run.iteration)
@@ -247,7 +247,7 @@ def _disk_full_at(monkeypatch, n: int):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(group, run)
 
-    monkeypatch.setattr(checkpoint, "write", write)
+    monkeypatch.setattr(results, "write", write)
 
 
 def test_disk_full_during_a_save_keeps_the_previous_checkpoint(setup, cli, monkeypatch):
@@ -271,9 +271,9 @@ def test_disk_full_at_the_only_save_writes_nothing(setup, cli, monkeypatch):
 def test_ctrl_c_twice_during_a_save_finishes_the_write(setup, cli, monkeypatch):
     """The second Ctrl-C arrives while the checkpoint is written: the write completes (no
     half file, no ignored-exception traceback), then the run stops with that checkpoint."""
-    from ptyrad_core.engine import checkpoint
+    from ptyrad_core.engine import results
 
-    real = checkpoint.write
+    real = results.write
 
     def write(group, run):
         if run.iteration == 1:
@@ -281,7 +281,7 @@ def test_ctrl_c_twice_during_a_save_finishes_the_write(setup, cli, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)  # the second, during the write, would abort it
         return real(group, run)
 
-    monkeypatch.setattr(checkpoint, "write", write)
+    monkeypatch.setattr(results, "write", write)
     outcome = cli("run", setup.config(output={"dir": str(setup.out), "figures": False, "save_every": 1}), "-q")
     assert_clean_error(outcome, "after iteration 1", str(setup.result), code=130)
     assert "Exception ignored" not in outcome.err
