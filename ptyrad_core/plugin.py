@@ -28,15 +28,34 @@ from __future__ import annotations
 from pydantic import Field
 
 from ptyrad_core.kernel import ops
-from ptyrad_core.kernel.components import Constraint, LossTerm, PluginOptions
+from ptyrad_core.kernel.components import (
+    Constraint,
+    DetectorModel,
+    ForwardExtension,
+    Grid,
+    Loader,
+    LossTerm,
+    PluginOptions,
+    Preprocessor,
+    ResultReader,
+)
+from ptyrad_core.kernel.data import Measurements
 from ptyrad_core.kernel.errors import ConfigError, DataError, PluginError, PtyradError
 from ptyrad_core.kernel.hookspecs import hookimpl
 from ptyrad_core.kernel.model import Batch
+from ptyrad_core.kernel.preprocess import PreprocessContext
+from ptyrad_core.kernel.prior import PriorResult
+from ptyrad_core.kernel.registry import Registry
 
 __all__ = [
+    # hooks and options
     "hookimpl", "PluginOptions", "Field",
-    "LossTerm", "Constraint",
-    "Batch",
+    # the seven family bases
+    "LossTerm", "Constraint", "ForwardExtension", "DetectorModel", "Loader", "Preprocessor", "ResultReader",
+    # what the kernel hands to components and takes back
+    "Batch", "Measurements", "PriorResult", "PreprocessContext", "Registry", "Grid",
+    # errors to raise
     "PtyradError", "ConfigError", "DataError", "PluginError",
+    # tensor operations plugins share
     "ops",
 ]

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel
 
+# the family base lives in components.py with the other six; imported here for old imports
+from ptyrad_core.kernel.components import Loader  # noqa: F401
 from ptyrad_core.kernel.errors import ConfigError, DataError
 
 log = logging.getLogger("ptyrad_core")
@@ -548,23 +548,3 @@ class StreamedMeasurements:
         return torch.from_numpy(block).to(self.device, non_blocking=True)
 
 
-class Loader:
-    """Base class of data loaders (plugin family ``loader``).
-
-    Subclasses define a nested pydantic ``Options`` model and :meth:`load`, which returns a
-    :class:`Measurements` wrapping the file's array *without reading it* when the format allows
-    (``h5py`` / ``zarr`` datasets, ``np.load(..., mmap_mode="r")``, ``np.memmap``): the kernel
-    decides from ``data.memory_budget_MB`` whether to read it whole or stream it per batch.
-    The kernel constructs loaders as ``cls(path, options)`` with ``path`` an existing
-    :class:`pathlib.Path`. Open files or stores the array needs go into the Measurements'
-    ``resources`` (closed once the data are in memory or no longer needed).
-    """
-
-    Options: ClassVar[type[BaseModel]]
-
-    def __init__(self, path: Path, options: BaseModel):
-        self.path = Path(path)
-        self.options = options
-
-    def load(self) -> Measurements:
-        raise NotImplementedError

@@ -18,49 +18,8 @@ Each stage is a ``torch.nn.Module`` with a nested pydantic ``Options`` model, co
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-import torch
-from pydantic import BaseModel
-from torch import Tensor
-
-Grid = tuple[tuple[int, int], float]  # ((Ny, Nx), dk in 1/Angstrom)
-
-
-class DetectorModel(torch.nn.Module):
-    """Base class of detector stages (plugin family ``detector``)."""
-
-    Options: ClassVar[type[BaseModel]]
-
-    def __init__(self, options: BaseModel):
-        super().__init__()
-        self.options = options
-
-    def measurement_grid(self, shape: tuple[int, int], dk: float) -> Grid:
-        """The grid the measurements are on after :meth:`measurements` (default: unchanged)."""
-        return shape, dk
-
-    def simulation_grid(self, shape: tuple[int, int], dk: float) -> Grid:
-        """The grid this stage's input must have to produce ``shape`` at ``dk`` (default: the same)."""
-        return shape, dk
-
-    def prepare(self, measurements) -> None:
-        """Called once with the loaded :class:`~ptyrad_core.kernel.data.Measurements`, before the model exists."""
-
-    def setup(self, model) -> None:
-        """Called once with the :class:`~ptyrad_core.kernel.model.PtychoModel`."""
-
-    def measurements(self, meas: Tensor, batch) -> Tensor:
-        """Transform a batch of measured patterns ``(B, My, Mx)`` (default: unchanged)."""
-        return meas
-
-    def forward(self, patterns: Tensor, batch) -> Tensor:
-        """Map predicted intensities ``(B, Ny, Nx)`` to the detector's ``(B, My, Mx)``."""
-        return patterns
-
-    @classmethod
-    def transforms_measurements(cls) -> bool:
-        return cls.measurements is not DetectorModel.measurements
+# the family base lives in components.py with the other six; imported here for old imports
+from ptyrad_core.kernel.components import DetectorModel, Grid  # noqa: F401
 
 
 def compare_grid(stages, shape: tuple[int, int], dk: float) -> Grid:

@@ -20,12 +20,12 @@ The same code runs on CPU and CUDA, in complex64 (default) or complex128.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
-from pydantic import BaseModel
 from torch import Tensor
 
+# the family base lives in components.py with the other six; imported here for old imports
+from ptyrad_core.kernel.components import ForwardExtension  # noqa: F401
 from ptyrad_core.kernel.fft import FFTWBackend, TorchFFT
 
 FFT_DIMS = (-2, -1)
@@ -411,41 +411,3 @@ def multislice_autograd(
     return torch.fft.fftshift(intensity, dim=FFT_DIMS)
 
 
-class ForwardExtension(torch.nn.Module):
-    """Base class of forward-model extensions (plugin family ``forward``).
-
-    Override any of the methods below; the engine calls only the overridden ones, in the order
-    of the config's ``forward`` list. Each receives and returns tensors inside the autograd graph.
-    Subclasses define a nested pydantic ``Options`` model and take it as their only constructor
-    argument (``self.options``); :meth:`setup` runs once the model exists.
-    """
-
-    Options: ClassVar[type[BaseModel]]
-    HOOKS: ClassVar[tuple[str, ...]] = ("object", "probe", "propagator", "patterns")
-
-    def __init__(self, options: BaseModel):
-        super().__init__()
-        self.options = options
-
-    def setup(self, model) -> None:
-        """Called once with the :class:`~ptyrad_core.kernel.model.PtychoModel` before the first iteration."""
-
-    def object(self, amplitude: Tensor, phase: Tensor, model) -> tuple[Tensor, Tensor]:
-        """Transform the whole object, amplitude and phase ``(omode, Nz, NY, NX)``."""
-        return amplitude, phase
-
-    def probe(self, probe: Tensor, model) -> Tensor:
-        """Transform the probe modes ``(pmode, Ny, Nx)`` complex; may change ``pmode``."""
-        return probe
-
-    def propagator(self, propagator: Tensor, batch, model) -> Tensor:
-        """Transform the slice propagators ``(T, Ny, Nx)``; may return ``(B, Ny, Nx)``."""
-        return propagator
-
-    def patterns(self, patterns: Tensor, batch, model) -> Tensor:
-        """Transform the far-field intensities ``(B, Ky, Kx)`` before the detector model."""
-        return patterns
-
-    @classmethod
-    def overrides(cls, hook: str) -> bool:
-        return getattr(cls, hook) is not getattr(ForwardExtension, hook)

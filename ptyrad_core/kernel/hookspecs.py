@@ -18,7 +18,16 @@ There are two kinds of hook:
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from pluggy import HookimplMarker, HookspecMarker
+
+# annotations only; ``run`` stays ``Any``: it is the engine's Reconstruction, and the kernel names
+# no layer above it
+if TYPE_CHECKING:
+    from ptyrad_core.kernel.config import Config
+    from ptyrad_core.kernel.registry import Registry
 
 #: Marks the specifications below.
 hookspec = HookspecMarker("ptyrad_core")
@@ -32,7 +41,7 @@ hookimpl = HookimplMarker("ptyrad_core")
 
 
 @hookspec(historic=True)
-def ptyrad_configure(config):
+def ptyrad_configure(config: Config) -> None:
     """Receive the validated run configuration.
 
     Called once per run after the config and every plugin option validated, before data are
@@ -51,11 +60,12 @@ def ptyrad_configure(config):
 
 
 @hookspec
-def ptyrad_register_loss_terms(registry):
+def ptyrad_register_loss_terms(registry: Registry) -> None:
     """Register loss terms.
 
-    Called once when the plugin manager is built. Each loss term is an ``torch.nn.Module``
-    subclass with a nested pydantic ``Options`` model and
+    Called once when the plugin manager is built. Each loss term is a
+    :class:`~ptyrad_core.plugin.LossTerm` subclass (a ``torch.nn.Module``) with a nested
+    ``Options(PluginOptions)`` model and
     ``forward(pred, meas, batch) -> Tensor`` (a scalar), where ``pred`` and ``meas`` are
     ``(B, Ky, Kx)`` float32 patterns (zero frequency centred) and ``batch`` a
     :class:`~ptyrad_core.kernel.model.Batch`. The total loss is the sum of ``weight * term`` over the
@@ -70,12 +80,14 @@ def ptyrad_register_loss_terms(registry):
 
 
 @hookspec
-def ptyrad_register_constraints(registry):
+def ptyrad_register_constraints(registry: Registry) -> None:
     """Register constraints.
 
-    Called once when the plugin manager is built. Each constraint is a class with a nested
-    ``Options`` model and ``apply(model, iteration)``, which changes the model's tensors in place
-    (under ``torch.no_grad``). The kernel applies the config's ``constraints`` list in list
+    Called once when the plugin manager is built. Each constraint is a
+    :class:`~ptyrad_core.plugin.Constraint` subclass with a nested ``Options(PluginOptions)``
+    model and ``enforce(model, iteration)``, which changes the model's tensors in place (under
+    ``torch.no_grad``). (A class that defines the old name ``apply`` instead still runs, with a
+    DeprecationWarning.) The kernel enforces the config's ``constraints`` list in list
     order after the last batch of every iteration that the entry's ``start_iter / step /
     end_iter`` schedule selects.
 
@@ -87,7 +99,7 @@ def ptyrad_register_constraints(registry):
 
 
 @hookspec
-def ptyrad_register_forward_extensions(registry):
+def ptyrad_register_forward_extensions(registry: Registry) -> None:
     """Register forward-model extensions.
 
     Called once when the plugin manager is built. An extension is a
@@ -104,7 +116,7 @@ def ptyrad_register_forward_extensions(registry):
 
 
 @hookspec
-def ptyrad_register_detectors(registry):
+def ptyrad_register_detectors(registry: Registry) -> None:
     """Register detector models.
 
     Called once when the plugin manager is built. A detector stage is a
@@ -122,11 +134,12 @@ def ptyrad_register_detectors(registry):
 
 
 @hookspec
-def ptyrad_register_loaders(registry):
+def ptyrad_register_loaders(registry: Registry) -> None:
     """Register data loaders.
 
-    Called once when the plugin manager is built. A loader is a class with a nested
-    ``Options`` model, constructed as ``cls(path, options)``, whose ``load()`` returns a
+    Called once when the plugin manager is built. A loader is a
+    :class:`~ptyrad_core.plugin.Loader` subclass with a nested ``Options(PluginOptions)`` model,
+    constructed as ``cls(path, options)``, whose ``load()`` returns a
     :class:`~ptyrad_core.kernel.data.Measurements`.
 
     :param registry: the loader :class:`~ptyrad_core.kernel.registry.Registry`.
@@ -137,13 +150,14 @@ def ptyrad_register_loaders(registry):
 
 
 @hookspec
-def ptyrad_register_preprocessors(registry):
+def ptyrad_register_preprocessors(registry: Registry) -> None:
     """Register preprocessing steps.
 
     Called once when the plugin manager is built. A step is a
-    :class:`~ptyrad_core.kernel.preprocess.Preprocessor` subclass with a nested ``Options`` model; the
-    config's ``data.preprocess`` list applies steps in list order to the loaded measurements,
-    before calibration.
+    :class:`~ptyrad_core.kernel.preprocess.Preprocessor` subclass with a nested ``Options`` model
+    whose ``transform(measurements, context)`` changes the measurements in place (the old name
+    ``apply`` still runs, with a DeprecationWarning); the config's ``data.preprocess`` list runs
+    the steps in list order on the loaded measurements, before calibration.
 
     :param registry: the preprocessing :class:`~ptyrad_core.kernel.registry.Registry`.
     :return: ignored. All implementations are called (registration order).
@@ -153,7 +167,7 @@ def ptyrad_register_preprocessors(registry):
 
 
 @hookspec
-def ptyrad_register_result_readers(registry):
+def ptyrad_register_result_readers(registry: Registry) -> None:
     """Register readers of previous reconstructions.
 
     Called once when the plugin manager is built. A reader is a
@@ -175,7 +189,7 @@ def ptyrad_register_result_readers(registry):
 
 
 @hookspec(firstresult=True)
-def ptyrad_sniff_loader(path):
+def ptyrad_sniff_loader(path: Path) -> str | None:
     """Name the loader that can read ``path``.
 
     Called when the config's ``data.loader`` is ``auto``, once per run, before loading.
@@ -189,7 +203,7 @@ def ptyrad_sniff_loader(path):
 
 
 @hookspec(firstresult=True)
-def ptyrad_sniff_result(path):
+def ptyrad_sniff_result(path: Path) -> str | None:
     """Name the result reader that can read the previous reconstruction at ``path``.
 
     Called when a config takes arrays from a result file with ``reader: auto``.
@@ -202,7 +216,7 @@ def ptyrad_sniff_result(path):
 
 
 @hookspec(firstresult=True)
-def ptyrad_translate_config(raw, path):
+def ptyrad_translate_config(raw: dict[str, Any], path: Path) -> tuple[dict[str, Any], list[str]] | None:
     """Translate a config written for another program into a native ptyrad_core config.
 
     Called when a YAML file is loaded whose top level is not a native config (e.g. a PtyRAD
@@ -224,7 +238,7 @@ def ptyrad_translate_config(raw, path):
 
 
 @hookspec
-def ptyrad_on_run_start(run):
+def ptyrad_on_run_start(run: Any) -> None:
     """Observe the start of a reconstruction.
 
     Called once, after the model, data and optimizer exist and before the first iteration. In a data-parallel run (torchrun) only rank 0 calls it.
@@ -238,7 +252,7 @@ def ptyrad_on_run_start(run):
 
 
 @hookspec
-def ptyrad_on_iter_end(run, iteration, metrics):
+def ptyrad_on_iter_end(run: Any, iteration: int, metrics: dict[str, Any]) -> None:
     """Observe the end of an iteration.
 
     Called once per iteration, after all batches and constraints of that iteration. In a data-parallel run (torchrun) only rank 0 calls it.
@@ -254,7 +268,7 @@ def ptyrad_on_iter_end(run, iteration, metrics):
 
 
 @hookspec
-def ptyrad_on_save(run, path, iteration):
+def ptyrad_on_save(run: Any, path: Path, iteration: int) -> None:
     """Observe that a result file was written.
 
     Called after each atomic write of the result file (every ``output.save_every``
@@ -270,7 +284,7 @@ def ptyrad_on_save(run, path, iteration):
 
 
 @hookspec
-def ptyrad_on_run_end(run):
+def ptyrad_on_run_end(run: Any) -> None:
     """Observe the end of a reconstruction.
 
     Called once after the last iteration and the final save. In a data-parallel run (torchrun) only rank 0 calls it.
@@ -283,7 +297,7 @@ def ptyrad_on_run_end(run):
 
 
 @hookspec
-def ptyrad_on_exception(run, exc):
+def ptyrad_on_exception(run: Any, exc: BaseException) -> None:
     """Observe an exception that ends a reconstruction.
 
     Called once when an exception (including ``KeyboardInterrupt``) leaves the optimizer loop,

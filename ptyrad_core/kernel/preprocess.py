@@ -3,7 +3,7 @@
 The config's ``data.preprocess`` list runs in order on the loaded
 :class:`~ptyrad_core.kernel.data.Measurements`, before calibration and model building. A step is a
 :class:`Preprocessor` subclass with a nested pydantic ``Options`` model, constructed as
-``cls(options)``, whose :meth:`~Preprocessor.apply` changes the measurements in place through
+``cls(options)``, whose :meth:`~Preprocessor.transform` changes the measurements in place through
 their API (``map`` for per-pattern transforms, ``select`` for scan selections, ``set_array`` for
 whole-array layout changes, ``mean_pattern`` / ``minimum`` / ... for statistics). Written that
 way a step works on data in memory and on data streamed from disk alike; a step that needs the
@@ -24,11 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel
 
+from ptyrad_core.kernel.components import Preprocessor, transform
 from ptyrad_core.kernel.data import Measurements
 from ptyrad_core.kernel.errors import DataError, OutputError
 
@@ -67,26 +66,6 @@ class PreprocessContext:
         return np.random.default_rng([self.seed, salt])
 
 
-class Preprocessor:
-    """Base class of preprocessing steps (plugin family ``preprocess``)."""
-
-    Options: ClassVar[type[BaseModel]]
-    #: True for steps that only rearrange axes (permute, reshape): the calibration refers to the
-    #: patterns after them.
-    layout: ClassVar[bool] = False
-
-    def __init__(self, options: BaseModel):
-        self.options = options
-
-    def apply(self, measurements: Measurements, context: PreprocessContext) -> None:
-        """Change ``measurements`` in place; may update ``context.scan_shape``."""
-        raise NotImplementedError
-
-    def sampling(self, shape_before: tuple[int, int], shape_after: tuple[int, int], dk: float) -> float:
-        """The detector pixel after this step (default: unchanged, e.g. crops and pads)."""
-        return dk
-
-
 @dataclass
 class PreprocessResult:
     """What the chain did, for calibration and for selecting positions and tilts.
@@ -117,7 +96,7 @@ def run_pipeline(meas: Measurements, steps: list[tuple[str, Preprocessor]], cont
             raise DataError(f"{label}: layout steps (permute, reshape) must come before every other preprocessing step")
         before = meas.pattern_shape
         try:
-            step.apply(meas, context)
+            transform(step, meas, context)
         except DataError as exc:
             raise DataError(f"{label}: {exc}") from exc
         except OutputError as exc:

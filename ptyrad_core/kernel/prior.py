@@ -10,11 +10,11 @@ asks ``ptyrad_sniff_result``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel
+
+# the family base lives in components.py with the other six; imported here for old imports
+from ptyrad_core.kernel.components import ResultReader  # noqa: F401
 
 
 @dataclass
@@ -41,18 +41,3 @@ class PriorResult:
     slice_thickness_A: float | None = None
 
 
-class ResultReader:
-    """Base class of result readers (plugin family ``result_reader``).
-
-    Subclasses define a nested pydantic ``Options`` model and :meth:`read`; the kernel constructs
-    them as ``cls(path, options)`` with ``path`` an existing :class:`pathlib.Path`.
-    """
-
-    Options: ClassVar[type[BaseModel]]
-
-    def __init__(self, path: Path, options: BaseModel):
-        self.path = Path(path)
-        self.options = options
-
-    def read(self) -> PriorResult:
-        raise NotImplementedError

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from ptyrad_core.kernel.components import missing_method
 from ptyrad_core.kernel.errors import PluginError, PluginLoadError
 
 
@@ -42,6 +43,12 @@ class Registry:
             raise PluginError(
                 f"plugin {self._plugin!r}: {self.family} {name!r} ({cls!r}) needs a nested pydantic "
                 "'Options' model (class Options(BaseModel): ...)"
+            )
+        missing = missing_method(self.family, cls)
+        if missing:
+            raise PluginError(
+                f"plugin {self._plugin!r}: {self.family} {name!r} ({cls.__qualname__}) "
+                f"defines no {missing} method"
             )
         if name in self._entries:
             other = self._entries[name].plugin
