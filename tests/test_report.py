@@ -17,12 +17,12 @@ import pytest
 
 from conftest import BASE_CONFIG
 from ptyrad_core.observers import figures
-from ptyrad_core.apps import report
+from ptyrad_core.observers import report
 from ptyrad_core.kernel.config import build_config
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.observers.figures import FIGURES
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
-from ptyrad_core.apps.report import FigureObserver, write_report
+from ptyrad_core.observers.report import FigureObserver, write_report
 from ptyrad_core.engine.results import read_result
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,7 +32,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def make_run(config: dict) -> Reconstruction:
     """A Reconstruction whose plugin manager has the figure observer (inline until the kernel registers it)."""
-    from ptyrad_core.observers.core import core_observers
+    from ptyrad_core.kernel.plugin_manager import core_observers
 
     cfg = build_config(config)
     registered = any(isinstance(o, FigureObserver) for o in core_observers().values())

@@ -19,19 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ptyrad_core.setup.scan import scanned_region  # lives beside the scan positions; importable here too
+
 
 def projected_phase(phase: np.ndarray, occupancy: np.ndarray | None = None) -> np.ndarray:
     """``(omode, Nz, NY, NX)`` phase -> ``(NY, NX)`` projected phase (radians)."""
     phase = np.asarray(phase, dtype=np.float64)
     occ = np.full(phase.shape[0], 1.0 / phase.shape[0]) if occupancy is None else np.asarray(occupancy, float)
     return np.tensordot(occ / occ.sum(), phase.sum(axis=1), axes=1)
-
-
-def scanned_region(positions_px: np.ndarray, window: tuple[int, int]) -> tuple[slice, slice]:
-    """The box (object pixels) spanned by the probe-window centres: what the scan illuminated best."""
-    centres = np.floor(positions_px) + np.asarray(window) // 2
-    (y0, x0), (y1, x1) = centres.min(0).astype(int), centres.max(0).astype(int)
-    return slice(y0, y1 + 1), slice(x0, x1 + 1)
 
 
 def phase_error(recon: np.ndarray, truth: np.ndarray, region: tuple[slice, slice]) -> float:

@@ -26,9 +26,10 @@ import socket
 import sys
 import weakref
 from pathlib import Path
-from typing import Callable, Iterable
 
 from ptyrad_core.kernel.errors import OutputError
+# the one-file rule lives in setup (validate's dry run judges it before a run exists); re-exported here
+from ptyrad_core.setup.readonly import judge_new_file, same_file  # noqa: F401
 
 log = logging.getLogger("ptyrad_core")
 
@@ -65,64 +66,6 @@ def prepare_folder(folder: Path | str, what: str) -> Path:
         except OSError:
             pass
     return folder
-
-
-def same_file(a: Path | str, b: Path | str) -> bool:
-    """Whether two paths name the same file (through links and relative parts)."""
-    a, b = Path(a), Path(b)
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
-
-
-def judge_new_file(
-    path: Path | str,
-    what: str,
-    *,
-    inputs: Iterable[Path | str] = (),
-    overwrite: bool = False,
-    is_previous_output: Callable[[Path], bool] | None = None,
-    kind: str = "output",
-) -> str:
-    """The rule for writing one file, judged without touching anything.
-
-    - ``path`` is one of ``inputs`` (the files the command reads): refused, even with
-      ``--overwrite`` (no command writes to a file it reads).
-    - ``path`` is a folder: refused.
-    - ``path`` exists and ``is_previous_output(path)`` says it is a previous output of the same
-      kind, or ``overwrite``: it may be replaced. Any other existing file is refused.
-
-    :param what: the option or key that names the path (``-o``, ``data.preprocess[1] 'export'``).
-    :param kind: what the file is, for the message (``native config``, ``simulated dataset``).
-    :return: ``"replace"`` or ``"new"``.
-    """
-    path = Path(path)
-    for source in inputs:
-        if source is not None and same_file(path, source):
-            raise OutputError(
-                f"{what}: {str(path)!r} is a file this command reads; it is never written to. Choose another path"
-            )
-    if path.is_dir():
-        raise OutputError(f"{what}: {str(path)!r} is a folder, not a file")
-    if not path.exists():
-        return "new"
-    if overwrite:
-        return "replace"
-    previous = False
-    if is_previous_output is not None:
-        try:
-            previous = bool(is_previous_output(path))
-        except Exception:  # unreadable: certainly not ours
-            previous = False
-    if not previous:
-        raise OutputError(
-            f"{what}: {str(path)!r} exists and is not a previous {kind}; pass --overwrite to replace it "
-            "or choose another path"
-        )
-    return "replace"
 
 
 def check_new_file(path: Path | str, what: str, **rule) -> Path:

@@ -2,7 +2,8 @@
 
 Where plugins come from, in order:
 
-1. the kernel's own observers (console progress, log file), named ``core.*``;
+1. the core observers of :data:`DEFAULT_PLUGINS` (progress, run log, convergence, figures and
+   report, TIFF exports), named ``core.*``;
 2. the ``ptyrad_core.plugins`` entry-point group, read by pluggy with the standard library's
    ``importlib.metadata`` - the built-in plugins of ``plugins/`` are registered this way by
    ptyrad-core's own pyproject, exactly as a third-party package registers its own;
@@ -35,6 +36,18 @@ import pluggy
 from ptyrad_core.kernel import hookspecs
 from ptyrad_core.kernel.errors import PluginError, PluginLoadError, PtyradError
 from ptyrad_core.kernel.registry import Registry
+
+#: The core observers, by module name (as pytest's ``default_plugins``), registered first and in this
+#: order. Each module names its plugin (``PLUGIN_NAME``: ``core.progress``, ``core.logfile``,
+#: ``core.convergence``, ``core.figures``, ``core.tiff``; the names ``plugins.disable`` takes) and
+#: makes a fresh instance (``make_plugin()``: observers hold per-run state).
+DEFAULT_PLUGINS = (
+    "ptyrad_core.observers.progress",
+    "ptyrad_core.observers.logfile",
+    "ptyrad_core.observers.convergence",
+    "ptyrad_core.observers.report",
+    "ptyrad_core.observers.tiff",
+)
 
 ENTRY_POINT_GROUP = "ptyrad_core.plugins"
 DISTRIBUTION = "ptyrad-core"
@@ -223,8 +236,6 @@ def get_plugin_manager(
         pm.trace.root.setwriter(lambda msg: print(msg, end="", file=sys.stderr))
         pm.enable_tracing()
 
-    from ptyrad_core.observers.core import core_observers
-
     for name, plugin in core_observers().items():
         pm.register_plugin(plugin, name=name, source="core", distribution=DISTRIBUTION, version=_own_version())
 
@@ -247,6 +258,19 @@ def get_plugin_manager(
         raise PluginError(f"{exc} (hooks are named ptyrad_<verb>_<object>; see docs/hooks.md)") from exc
     pm.build_registries()
     return pm
+
+
+def core_observers() -> dict[str, object]:
+    """Fresh instances of the core observers (:data:`DEFAULT_PLUGINS`), by plugin name.
+
+    Each module is imported by its name, at call time: the observers live in the layer above the
+    kernel (:mod:`ptyrad_core.observers`), and the kernel never imports upward (tests/test_architecture.py).
+    """
+    plugins = {}
+    for modname in DEFAULT_PLUGINS:
+        module = importlib.import_module(modname)
+        plugins[module.PLUGIN_NAME] = module.make_plugin()
+    return plugins
 
 
 def _own_version() -> str:

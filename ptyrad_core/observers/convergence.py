@@ -35,6 +35,8 @@ import numpy as np
 
 from ptyrad_core.kernel.hookspecs import hookimpl
 
+#: the name this observer is registered under (and disabled by)
+PLUGIN_NAME = "core.convergence"
 FILE_NAME = "convergence.json"
 FORMAT = "ptyrad_core-convergence"
 
@@ -197,3 +199,8 @@ class ConvergenceMonitor:
             return
         self._trim(iteration)  # an interrupted iteration was undone before the save
         self.write(Path(run.output_dir))
+
+
+def make_plugin() -> ConvergenceMonitor:
+    """A fresh monitor for one plugin manager (it keeps the run's snapshots and history)."""
+    return ConvergenceMonitor()

@@ -2,7 +2,7 @@
 
 :func:`draw_figures` takes the dict of :func:`ptyrad_core.engine.results.read_result` and writes one PNG
 per figure, each under a stable name (:data:`FIGURES`). Object images are cropped to the scanned
-region (:func:`ptyrad_core.apps.metrics.scanned_region`) so the poorly illuminated edges do not set the
+region (:func:`ptyrad_core.setup.scan.scanned_region`) so the poorly illuminated edges do not set the
 colour scale; ``object_phase_sum.png`` also shows the full field. Colour limits come from the
 0.5 and 99.5 percentiles of what is shown.
 """
@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from ptyrad_core.apps.metrics import scanned_region
+from ptyrad_core.setup.scan import scanned_region
 
 log = logging.getLogger("ptyrad_core")
 

@@ -6,7 +6,7 @@
 - ``parts``: ``phase``, ``amplitude``, ``probe`` (amplitudes of the modes side by side);
 - ``obj_dim``: 2 = the projection (phase summed, amplitude multiplied over slices; modes
   averaged with their occupancies), 3 = the slices (``zstack``), 4 = every mode and slice;
-- ``fov``: ``crop`` (the box spanned by the probe centres, :func:`ptyrad_core.apps.metrics.scanned_region`)
+- ``fov``: ``crop`` (the box spanned by the probe centres, :func:`ptyrad_core.setup.scan.scanned_region`)
   and / or ``full``;
 - ``bit``: ``raw`` (float32 values as they are), ``32`` (float32 scaled to 0..1), ``16`` and ``8``
   (scaled to the full unsigned range).
@@ -23,9 +23,12 @@ import numpy as np
 
 from ptyrad_core.kernel.hookspecs import hookimpl
 from ptyrad_core.kernel.errors import ConfigError
-from ptyrad_core.apps.metrics import scanned_region
+from ptyrad_core.setup.scan import scanned_region
 
 log = logging.getLogger("ptyrad_core")
+
+#: the name this observer is registered under (and disabled by)
+PLUGIN_NAME = "core.tiff"
 BIT_SUFFIX = {"raw": "", "32": "_32bit", "16": "_16bit", "8": "_08bit"}
 
 
@@ -110,3 +113,8 @@ class TiffObserver:
 
         files = export_tiffs(read_result(path), Path(path).parent, spec)
         log.info("wrote %d TIFF files at iteration %d", len(files), iteration)
+
+
+def make_plugin() -> TiffObserver:
+    """A fresh observer for one plugin manager."""
+    return TiffObserver()

@@ -49,6 +49,13 @@ def fitting_object_shape(pos: np.ndarray, window: tuple[int, int]) -> tuple[int,
     return int(top[0]), int(top[1])
 
 
+def scanned_region(positions_px: np.ndarray, window: tuple[int, int]) -> tuple[slice, slice]:
+    """The box (object pixels) spanned by the probe-window centres: what the scan illuminated best."""
+    centres = np.floor(positions_px) + np.asarray(window) // 2
+    (y0, x0), (y1, x1) = centres.min(0).astype(int), centres.max(0).astype(int)
+    return slice(y0, y1 + 1), slice(x0, x1 + 1)
+
+
 def scan_step(pos: np.ndarray, max_queries: int = 2048) -> float:
     """The scan step: the median distance from a position to its nearest neighbour, in the units of ``pos``.
 
