@@ -1,8 +1,9 @@
 """ptyrad_core: plugin-based multislice electron ptychography by automatic differentiation."""
 
+from ptyrad_core.kernel import __version__  # defined in the kernel, so the layers need not import the top
 from ptyrad_core.kernel.hookspecs import hookimpl  # kept here for plugins written before ptyrad_core.plugin
 
-__version__ = "0.1.0"
+__all__ = ["__version__", "hookimpl", "load_result", "run"]
 
 
 def run(config_or_path, overrides: list[str] | None = None, quiet: bool = True):

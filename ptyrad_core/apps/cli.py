@@ -432,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from ptyrad_core import __version__
+    from ptyrad_core.kernel import __version__
 
     return __version__
 

@@ -33,7 +33,7 @@ class Names:
     family: str
 
     def mapping(self) -> dict[str, str]:
-        from ptyrad_core import __version__
+        from ptyrad_core.kernel import __version__
 
         return {"NAME": self.name, "CLASS": self.cls, "PKG": self.pkg, "DIST": self.dist, "FAMILY": self.family,
                 "HOOK": FAMILIES[self.family], "GROUP": ENTRY_POINT_GROUP, "CORE_VERSION": __version__,

@@ -43,7 +43,7 @@ def software_versions() -> dict[str, str]:
     import pydantic
     import torch
 
-    from ptyrad_core import __version__
+    from ptyrad_core.kernel import __version__
 
     return {
         "ptyrad_core": __version__,

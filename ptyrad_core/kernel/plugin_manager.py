@@ -274,6 +274,6 @@ def core_observers() -> dict[str, object]:
 
 
 def _own_version() -> str:
-    from ptyrad_core import __version__
+    from ptyrad_core.kernel import __version__
 
     return __version__
