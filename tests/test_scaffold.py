@@ -117,3 +117,30 @@ def test_cli_writes_the_package(tmp_path, capsys):
     assert main(["new-plugin", "Bad-Name", "--family", "loss", "--dir", str(tmp_path)]) == 2
     with pytest.raises(SystemExit):
         main(["new-plugin", "x", "--family", "nope"])
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_generated_plugin_imports_only_the_sdk(tmp_path, family):
+    """The plugin module a template writes imports ptyrad_core only through ptyrad_core.plugin,
+    subclasses that family's base, and compiles."""
+    import ast
+
+    from ptyrad_core.apps.scaffold import BASES
+
+    source = (new_plugin(f"sdk_{family}", family, tmp_path) / f"ptyrad_sdk_{family}" / "plugin.py").read_text()
+    tree = ast.parse(source)
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert {m for m in modules if m.startswith("ptyrad_core")} == {"ptyrad_core.plugin"}, modules
+    bases = {b.id for n in ast.walk(tree) if isinstance(n, ast.ClassDef) for b in n.bases if isinstance(b, ast.Name)}
+    assert BASES[family] in bases
+
+
+def test_templates_are_files_shipped_as_package_data():
+    """Every template file is matched by the package-data globs of pyproject.toml (so a wheel has them)."""
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["ptyrad_core.apps"]
+    apps = root / "ptyrad_core" / "apps"
+    files = {p for p in (apps / "templates").rglob("*") if p.is_file()}
+    assert len(files) == 4 + 3 * len(ALL), files
+    assert files == {p for g in globs for p in apps.glob(g)}, globs
