@@ -37,6 +37,21 @@ def test_contrib_package_is_complete(pkg):
 
 
 @pytest.mark.parametrize("pkg", PACKAGES, ids=lambda p: p.name)
+def test_contrib_package_imports_only_the_sdk(pkg):
+    """The package's modules reach ptyrad_core only through ptyrad_core.plugin (its tests may use more)."""
+    import ast
+
+    modules = {}
+    for source in (pkg / pkg.name.replace("-", "_")).rglob("*.py"):
+        tree = ast.parse(source.read_text())
+        found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        found |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        modules[source.name] = {m for m in found if m.split(".")[0] == "ptyrad_core"}
+    assert all(m <= {"ptyrad_core.plugin"} for m in modules.values()), modules
+    assert any(modules.values()), f"{pkg.name} does not import ptyrad_core.plugin"
+
+
+@pytest.mark.parametrize("pkg", PACKAGES, ids=lambda p: p.name)
 def test_contrib_package_is_installed(pkg):
     project = _project(pkg)
     try:

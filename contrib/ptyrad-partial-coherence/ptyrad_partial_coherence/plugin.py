@@ -30,10 +30,8 @@ import math
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from ptyrad_core import hookimpl
-from ptyrad_core.kernel.forward import ForwardExtension
+from ptyrad_core.plugin import Field, ForwardExtension, PluginOptions, hookimpl
 
 
 def defocus_samples(sigma: float, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,10 +43,18 @@ def defocus_samples(sigma: float, n: int) -> tuple[np.ndarray, np.ndarray]:
 class DefocusSpread(ForwardExtension):
     """Partial temporal coherence: each probe mode becomes n defocused, weighted modes."""
 
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        focal_spread_A: float = Field(gt=0, description="Standard deviation sigma of the defocus, Angstrom (Cc * sigma_E / E; typically 20 - 60).")
-        n_samples: int = Field(5, ge=1, le=64, description="Gauss-Hermite defocus samples n (the probe modes are multiplied by n); odd n includes the nominal focus.")
+    class Options(PluginOptions):
+        focal_spread_A: float = Field(
+            gt=0,
+            description="Standard deviation sigma of the defocus, Angstrom (Cc * sigma_E / E; typically 20 - 60).",
+        )
+        n_samples: int = Field(
+            5,
+            ge=1,
+            le=64,
+            description="Gauss-Hermite defocus samples n (the probe modes are multiplied by n); odd n includes "
+            "the nominal focus.",
+        )
 
     def __init__(self, options: Options):
         super().__init__(options)

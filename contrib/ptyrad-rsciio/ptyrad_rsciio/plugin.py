@@ -34,11 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from ptyrad_core import hookimpl
-from ptyrad_core.kernel.data import Loader, Measurements
-from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.plugin import DataError, Field, Loader, Measurements, PluginOptions, hookimpl
 
 #: extensions that ``data.loader: auto`` sends to this loader (formats that hold 4D-STEM data and
 #: that no built-in loader reads)
@@ -140,17 +137,23 @@ def _metadata(signal: dict, reader: dict) -> dict[str, Any]:
 class RsciioLoader(Loader):
     """Any 4D-STEM file that RosettaSciIO reads (dm3/dm4, mib, hspy, emd, blo, app5, tvips, ser, ...)."""
 
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+    class Options(PluginOptions):
         format: str | None = Field(
-            None, description="RosettaSciIO format name (e.g. 'HSPY', 'EMD', 'DigitalMicrograph', 'QuantumDetector'); null: from the file extension."
+            None,
+            description="RosettaSciIO format name (e.g. 'HSPY', 'EMD', 'DigitalMicrograph', 'QuantumDetector'); "
+            "null: from the file extension.",
         )
         signal: int | None = Field(
-            None, ge=0, description="Index of the signal to use when the file holds several; null: the only 3-D / 4-D one."
+            None,
+            ge=0,
+            description="Index of the signal to use when the file holds several; null: the only 3-D / 4-D one.",
         )
-        lazy: bool = Field(True, description="Read through dask, so that data larger than data.memory_budget_MB are streamed per batch.")
+        lazy: bool = Field(
+            True, description="Read through dask, so that data larger than data.memory_budget_MB are streamed per batch."
+        )
         reader_options: dict[str, Any] = Field(
-            default_factory=dict, description="Extra keyword arguments of the RosettaSciIO reader (e.g. navigation_shape for .mib)."
+            default_factory=dict,
+            description="Extra keyword arguments of the RosettaSciIO reader (e.g. navigation_shape for .mib).",
         )
 
     def load(self) -> Measurements:

@@ -13,7 +13,7 @@ pytest.importorskip("ptyrad_rsciio")
 hspy = pytest.importorskip("rsciio.hspy")
 emd = pytest.importorskip("rsciio.emd")
 
-from ptyrad_core.kernel.errors import DataError  # noqa: E402
+from ptyrad_core.plugin import DataError  # noqa: E402
 from ptyrad_rsciio import RsciioLoader  # noqa: E402
 
 

@@ -36,10 +36,9 @@ pixels per row shrinks by ``lambda (1/n1 + 1/n2)``.
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from ptyrad_core import hookimpl
+from ptyrad_core.plugin import Constraint, Field, LossTerm, PluginOptions, hookimpl
 
 
 def gradient(u: Tensor) -> tuple[Tensor, Tensor]:
@@ -83,16 +82,15 @@ def tv_prox(f: Tensor, weight: float, n_iter: int = 30, tau: float = 0.125) -> T
     return f - weight * divergence(py, px)
 
 
-class TVPhaseLoss(torch.nn.Module):
+class TVPhaseLoss(LossTerm):
     """Smoothed isotropic total variation of the object phase within the batch's windows."""
 
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        eps: float = Field(1e-3, gt=0, description="Smoothing of |grad phi| near zero, radians per pixel (keeps the gradient finite).")
-
-    def __init__(self, options: Options):
-        super().__init__()
-        self.options = options
+    class Options(PluginOptions):
+        eps: float = Field(
+            1e-3,
+            gt=0,
+            description="Smoothing of |grad phi| near zero, radians per pixel (keeps the gradient finite).",
+        )
 
     def forward(self, pred, meas, batch):
         _, phase = batch.object_patches  # (B, omode, Nz, Ny, Nx)
@@ -100,19 +98,21 @@ class TVPhaseLoss(torch.nn.Module):
         return (per_mode * batch.model.occupancy).sum()
 
 
-class TVPhaseProx:
+class TVPhaseProx(Constraint):
     """Proximal operator of the isotropic TV on every slice and mode of the object phase."""
 
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        weight: float = Field(gt=0, description="lambda: strength of the TV, radians (a step of height h between plateaus of n1, n2 px shrinks by lambda (1/n1 + 1/n2)); typical 1e-3 - 1e-2.")
+    class Options(PluginOptions):
+        weight: float = Field(
+            gt=0,
+            description="lambda: strength of the TV, radians (a step of height h between plateaus of n1, n2 px "
+            "shrinks by lambda (1/n1 + 1/n2)); typical 1e-3 - 1e-2.",
+        )
         n_iter: int = Field(30, ge=1, description="Iterations of Chambolle's projection algorithm.")
-        tau: float = Field(0.125, gt=0, le=0.25, description="Step of Chambolle's algorithm (converges for tau <= 1/8).")
+        tau: float = Field(
+            0.125, gt=0, le=0.25, description="Step of Chambolle's algorithm (converges for tau <= 1/8)."
+        )
 
-    def __init__(self, options: Options):
-        self.options = options
-
-    def apply(self, model, iteration):
+    def enforce(self, model, iteration):
         o = self.options
         model.object_phase.copy_(tv_prox(model.object_phase, o.weight, o.n_iter, o.tau))
 

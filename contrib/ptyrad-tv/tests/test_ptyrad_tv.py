@@ -103,7 +103,7 @@ def test_constraint_applies_the_prox_to_every_slice_and_mode():
     rng = np.random.default_rng(4)
     phase = rng.normal(size=(2, 3, 10, 10))
     model = SimpleNamespace(object_phase=torch.from_numpy(phase.copy()))
-    TVPhaseProx(TVPhaseProx.Options(weight=0.2, n_iter=50)).apply(model, 1)
+    TVPhaseProx(TVPhaseProx.Options(weight=0.2, n_iter=50)).enforce(model, 1)
     for m in range(2):
         for z in range(3):
             one = tv_prox(torch.from_numpy(phase[m, z]), 0.2, 50).numpy()
