@@ -8,12 +8,11 @@ Both compute *unnormalised* transforms over the last two dimensions of a complex
 and may overwrite their argument: the caller treats ``x`` as consumed and uses the returned
 tensor (which, for FFTW, is ``x`` itself, transformed in place; for torch a new tensor).
 
-Why FFTW: PyTorch's CPU transforms call MKL, which on the project's AMD EPYC machines takes
-1.2x to 1.8x the time FFTW takes on the same batches (128 transforms of 64 x 64 complex64 with 2
-threads: 1.60 ms with torch.fft, 0.93 ms with FFTW in place; ``benchmarks/fft_backends.py``),
-and the FFTs are most of a reconstruction's time. Plans use ``FFTW_ESTIMATE``: they are made in
-microseconds and do not depend on timings, so that a run and its resumed continuation compute
-bit-identical transforms (tested in tests/test_resume.py).
+Why FFTW: PyTorch's CPU transforms call MKL, which on the project's AMD EPYC machines is slower
+than FFTW in place on the same batches (``benchmarks/fft_backends.py``; figures in
+docs/benchmarks.md, "FFT libraries"), and the FFTs are most of a reconstruction's time. Plans use
+``FFTW_ESTIMATE``: they are made in microseconds and do not depend on timings, so that a run and
+its resumed continuation compute bit-identical transforms (tested in tests/test_resume.py).
 
 ``recon.fft`` chooses: ``auto``, ``torch`` or ``fftw``. Which library is faster depends on the
 CPU: MKL is the slower one on the AMD EPYC machines above and the faster one on Intel Xeons
@@ -131,7 +130,7 @@ def fftw_available() -> bool:
 
 #: ``auto`` takes FFTW only when its time is below this fraction of torch's: with torch alone there
 #: is one thread pool, which costs much less beside another job (docs/benchmarks.md, "Under load"),
-#: and timings this short, taken once, differ by ten per cent from call to call.
+#: and timings this short, taken once, vary from call to call (docs/benchmarks.md, "FFT libraries").
 FFTW_MARGIN = 0.8
 _chosen: dict[tuple, str] = {}  # (shape, dtype, threads) -> "torch" | "fftw": one answer per process
 

@@ -232,8 +232,8 @@ def _times_real_conj(wave: Tensor, real: Tensor, factor: float) -> Tensor:
     """``conj(wave * real * factor)`` in place, ``real`` broadcast against ``wave``.
 
     Written on the real and imaginary parts: torch's product of a complex tensor with a real one
-    is slow on the CPU (576 x 64 x 64 in place: 1.7 to 2.2 ms, against 0.8 ms for the two real
-    products and 0.6 ms for a complex-by-complex product, on the development machine).
+    is slow on the CPU, slower than the two real products and even than a complex-by-complex
+    product (docs/benchmarks.md, "What made the difference").
     """
     scaled = real * factor
     parts = torch.view_as_real(wave)
@@ -244,10 +244,9 @@ def _times_real_conj(wave: Tensor, real: Tensor, factor: float) -> Tensor:
 
 #: Bytes of one chunk of waves (pmode x omode x positions x Ny x Nx) that ``chunk_size`` aims at on
 #: the CPU: the products and transforms of a slice then work within the cache instead of
-#: streaming the whole batch from memory once per pass. Measured on a 2-core AMD EPYC (32 MB
-#: L3), with the allocator settings of :mod:`ptyrad_core.kernel.runtime` as in a run: forward and
-#: adjoint of 576 positions of 64 x 64, 1 probe mode, 22-24 ms whole, 17-19 ms in chunks of 64
-#: (2 MiB); 4 modes 76-79 -> 54-61 ms in chunks of 16; batches of 32 unchanged.
+#: streaming the whole batch from memory once per pass. The size suits a 32 MB L3 cache; large
+#: batches gain, batches of 32 (one chunk) are unchanged (docs/benchmarks.md, "What made the
+#: difference").
 CPU_CHUNK_BYTES = 2 * 2**20
 
 

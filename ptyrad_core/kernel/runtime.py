@@ -2,9 +2,9 @@
 
 :func:`tune_allocator` keeps freed memory in glibc's heap instead of handing every large block
 back to the kernel: the engine allocates and frees tensors of a few MB per FFT, and on Linux
-each fresh block costs one page fault per 4 kB page when first written. Measured on the 2-core
-development VM (sto_small, 4 probe modes, 6 slices, batch 32): minor page faults 625k -> 97k per
-run and 9 % less time per iteration. The process's resident memory then stays at its peak,
+each fresh block costs one page fault per 4 kB page when first written; keeping the blocks
+removes most of those faults and some time per iteration (docs/benchmarks.md, "What made the
+difference"). The process's resident memory then stays at its peak,
 which for a reconstruction is what it needs anyway. Set ``PTYRAD_CORE_NO_MALLOPT=1`` to skip it.
 
 :func:`configure_threads` sizes the CPU thread pools to the CPUs this process may use
