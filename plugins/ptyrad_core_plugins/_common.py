@@ -36,10 +36,9 @@ def measured_power(meas: torch.Tensor, p: float) -> torch.Tensor:
     """``meas ** p`` for measured counts; for ``p = 0.5`` with ``0 ** 0.5`` given as
     ``sqrt(tiny)`` (``tiny``: the smallest normal number of the dtype; 1.1e-19 in float32).
 
-    torch's vectorised square root on x86 CPUs takes 5 to 8 times as long on exact zeros as on
-    other numbers (576 patterns of ``data/sto_small.h5``, 74 % zeros: 3.3 to 4.5 ms, against
-    0.6 to 0.8 ms with the zeros moved to ``tiny``), and counted data are mostly zeros; other
-    powers take the same time on zeros as elsewhere and are computed as they are. Adding
+    torch's vectorised square root on x86 CPUs takes several times as long on exact zeros as on
+    other numbers (docs/benchmarks.md, "What made the difference"), and counted data are mostly
+    zeros; other powers take the same time on zeros as elsewhere and are computed as they are. Adding
     ``tiny`` leaves every other value as it is (it is far below half an ulp of any count), and
     negative values still give NaN.
     """

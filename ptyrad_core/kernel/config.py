@@ -326,9 +326,8 @@ class ReconSection(Strict):
     )
     positions_per_pass: Literal["auto"] | int = Field(
         "auto", description="Scan positions of a batch carried through the slices together. 'auto': on the CPU as many "
-        "as make about 2 MiB of waves, which then stay in cache between the products and transforms of a slice (the "
-        "slice recursion of 576 one-mode 64 px patterns: about 20 % faster); on a GPU the whole batch. Changes the result "
-        "only by rounding."
+        "as make about 2 MiB of waves, which then stay in cache between the products and transforms of a slice (faster "
+        "for large batches: docs/benchmarks.md); on a GPU the whole batch. Changes the result only by rounding."
     )
     dist_timeout_s: float = Field(
         600, gt=0, description="Data-parallel runs (torchrun): seconds a process waits for the others in a collective "

@@ -78,9 +78,9 @@ class Batch:
 
 #: Build the transmission from amplitude and phase patches (two real gathers, polar on the
 #: patches) rather than for the whole object (polar, one complex gather) when the batch's windows
-#: hold fewer pixels than this fraction of one object slice. Measured crossover on a 2-core CPU
-#: about 0.8; for a 1024^2 object and 32 windows of 64^2 the patch path takes 42 instead of 185 ms
-#: per batch (forward and backward).
+#: hold fewer pixels than this fraction of one object slice: just below the measured crossover,
+#: so that large scans with small batches skip a whole-object polar and its backward per batch
+#: (benchmarks/patch_paths.py; figures in docs/benchmarks.md, "What made the difference").
 PATCH_FIRST = 0.75
 
 
