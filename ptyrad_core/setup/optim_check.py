@@ -5,7 +5,7 @@
 only once the model exists (:func:`ptyrad_core.engine.loop.make_optimizer`), after the data are
 loaded and preprocessed. :func:`check_optimizer` finds every mistake the engine would find, at
 config validation (``ptyrad-core validate`` and ``run``, through
-:func:`ptyrad_core.kernel.config.validate_components`):
+:func:`ptyrad_core.kernel.config.validate_components` with ``checks=(check_config,)``):
 
 - the names: a class of the right family (closest names suggested for a typo);
 - the options: bound to the constructor's signature (unknown keywords, a keyword the engine sets
@@ -76,6 +76,13 @@ def _bind(cls, options: dict) -> str | None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def check_config(config) -> list[tuple[tuple, str]]:
+    """:func:`check_optimizer` of a whole config, as :func:`ptyrad_core.kernel.config.validate_components`
+    takes it (``checks=(check_config,)``): the kernel validates the components and reports these
+    problems with theirs, without importing this layer."""
+    return check_optimizer(config.optimizer)
 
 
 def check_optimizer(section) -> list[tuple[tuple, str]]:
