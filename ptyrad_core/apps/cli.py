@@ -143,7 +143,9 @@ def cmd_validate(args) -> int:
 
     pm, config = _plugin_manager_for(args)
     print_notes(config)
-    components = validate_components(config, pm)
+    from ptyrad_core.setup.optim_check import check_config
+
+    components = validate_components(config, pm, checks=(check_config,))
     data = prepare_data(config, pm, components, dry_run=True, overwrite=args.overwrite)  # writes nothing
     meas = data.measurements
     from ptyrad_core.setup.memory import describe, target_device
@@ -193,7 +195,9 @@ def cmd_convert(args) -> int:
         raise ConfigError(f"{path}: no installed plugin translates this file")
     native, notes = translated
     config = build_config(native, str(path), "", path.resolve().parent)
-    validate_components(config, pm)
+    from ptyrad_core.setup.optim_check import check_config
+
+    validate_components(config, pm, checks=(check_config,))
     if args.output:  # never the file it reads, nor any file the converted config reads
         from ptyrad_core.engine.outputs import check_new_file
         from ptyrad_core.setup.readonly import config_inputs, starts_with

@@ -183,6 +183,7 @@ def apply_values(raw: dict, values: dict[str, Any]) -> dict:
 def check_space(raw: dict, tune: TuneSection, source: str, base_dir: Path, pm) -> None:
     """Every path must exist and every bound must make a valid config, plugin options included."""
     from ptyrad_core.kernel.config import build_config, validate_components
+    from ptyrad_core.setup.optim_check import check_config
 
     for path, spec in tune.params.items():
         probes = spec.choices if spec.type == "categorical" else [spec.low, spec.high]
@@ -191,7 +192,7 @@ def check_space(raw: dict, tune: TuneSection, source: str, base_dir: Path, pm) -
                 value = int(value)
             try:
                 cfg = build_config(apply_values(raw, {path: value}), source, base_dir=base_dir)
-                validate_components(cfg, pm)
+                validate_components(cfg, pm, checks=(check_config,))
                 _check_known_path(raw, path)
             except (ConfigError, PtyradError) as exc:
                 raise ConfigError(f"tune.params[{path!r}] = {value!r} does not give a valid config:\n{exc}") from None

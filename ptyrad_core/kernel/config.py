@@ -737,7 +737,7 @@ def validate_options(cls: type, options: dict, loc: tuple, config: Config, field
         raise ConfigError(f"{msg}\n  (options of {cls.__module__}.{cls.__name__})") from None
 
 
-def validate_components(config: Config, pm) -> dict[tuple, tuple[type, BaseModel]]:
+def validate_components(config: Config, pm, checks=()) -> dict[tuple, tuple[type, BaseModel]]:
     """Resolve every selected component by name and validate its options.
 
     :return: ``{YAML path: (component class, validated options)}``
@@ -754,11 +754,12 @@ def validate_components(config: Config, pm) -> dict[tuple, tuple[type, BaseModel
             problems.append(f"{config._source}:{line}: {exc}" if line else f"{config._source}: {exc}")
         except ConfigError as exc:
             problems.append(str(exc))
-    from ptyrad_core.setup.optim_check import check_optimizer  # optimizer / scheduler names and options, before any data are read
-
-    for loc, message in check_optimizer(config.optimizer):
-        line = _line_for(lines, loc)
-        problems.append(f"{config._source}:{line}: {dotted(loc)}: {message}" if line else f"{config._source}: {dotted(loc)}: {message}")
+    # further checks passed in by the layer above, e.g. setup.optim_check.check_config (optimizer and
+    # scheduler): the kernel imports nothing above it; their problems are reported with the components'
+    for check in checks:
+        for loc, message in check(config):
+            line = _line_for(lines, loc)
+            problems.append(f"{config._source}:{line}: {dotted(loc)}: {message}" if line else f"{config._source}: {dotted(loc)}: {message}")
     if problems:
         raise ConfigError("\n".join(problems))
     return resolved
