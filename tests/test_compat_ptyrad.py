@@ -138,7 +138,7 @@ def test_every_shipped_params_file_translates_and_validates(name, pm):
     # the kernel's way in: load_config offers the file to the hook
     loaded = load_config(path, pm=pm)
     assert loaded.model_dump() == config.model_dump()
-    assert loaded._notes == tr.notes and loaded._source == str(path)
+    assert loaded._notes == tr.notes and loaded.origin.source == str(path)
 
 
 def test_which_shipped_files_are_rejected():

@@ -36,7 +36,7 @@ def make_run(config: dict) -> Reconstruction:
 
     cfg = build_config(config)
     registered = any(isinstance(o, FigureObserver) for o in core_observers().values())
-    pm = get_plugin_manager(cfg.plugins.modules, cfg.plugins.disable, base_dir=cfg._base_dir,
+    pm = get_plugin_manager(cfg.plugins.modules, cfg.plugins.disable, base_dir=cfg.origin.folder,
                             inline=[] if registered else [FigureObserver()])
     return Reconstruction(cfg, pm=pm, quiet=True)
 

@@ -47,7 +47,7 @@ def _plugin_manager_for(args):
 
     if getattr(args, "config", None):
         config = load_config(args.config, args.set)
-        return get_plugin_manager(config.plugins.modules, config.plugins.disable, base_dir=config._base_dir), config
+        return get_plugin_manager(config.plugins.modules, config.plugins.disable, base_dir=config.origin.folder), config
     return get_plugin_manager(), None
 
 

@@ -14,7 +14,6 @@ writes the result file.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import signal
 import threading
@@ -24,77 +23,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ptyrad_core.engine import results
-from ptyrad_core.setup import initialize
-from ptyrad_core.setup import naming
-from ptyrad_core.engine import outputs
-from ptyrad_core.kernel import runtime
-from ptyrad_core.setup import scan
-from ptyrad_core.setup import sources
-from ptyrad_core.kernel.components import enforce
-from ptyrad_core.kernel.config import Config, load_config, resolved_dict, validate_components
+from ptyrad_core.engine import builder, outputs, results
+from ptyrad_core.engine.builder import Settings
 from ptyrad_core.engine.distributed import World
+from ptyrad_core.kernel import runtime
+from ptyrad_core.kernel.components import enforce
+from ptyrad_core.kernel.config import Config, load_config
 from ptyrad_core.kernel.errors import (DistributedError, NonFiniteLossError, NonFiniteStateError, OutputError, PluginError, PtyradError,
                      RunInterrupted)
 from ptyrad_core.kernel.model import PARAMETER_NAMES, Batch
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
+from ptyrad_core.setup import sources
 
 
 log = logging.getLogger("ptyrad_core")
 
 RESULT_NAME = "result.h5"
-
-
-def make_optimizer(model, spec) -> torch.optim.Optimizer | None:
-    """A ``torch.optim`` optimizer by name, one parameter group per parameter with lr > 0."""
-    cls = getattr(torch.optim, spec.name, None)
-    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        names = sorted(n for n, c in vars(torch.optim).items() if isinstance(c, type) and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer)
-        raise PtyradError(f"optimizer.name: {spec.name!r} is not a torch.optim optimizer; choose one of {', '.join(names)}")
-    groups = [
-        {"params": [model.parameter(name)], "lr": sched.lr, "name": name}
-        for name, sched in model.schedules.items()
-        if sched.lr > 0
-    ]
-    if not groups:
-        return None
-    if cls is torch.optim.LBFGS:
-        # L-BFGS takes one parameter group: it gets the smallest learning rate (as in PtyRAD)
-        lr = min(g["lr"] for g in groups)
-        log.warning("optimizer LBFGS has one learning rate for all parameters: using the smallest, %g", lr)
-        groups = [{"params": [p for g in groups for p in g["params"]], "lr": lr}]
-    if _fused_by_default(cls, spec.options):
-        try:
-            return cls(groups, **spec.options, fused=True)
-        except Exception:  # a dtype or device without a fused kernel, or options it rejects: the default
-            pass
-    try:
-        return cls(groups, **spec.options)
-    except Exception as exc:
-        raise PtyradError(f"optimizer: torch.optim.{spec.name} rejected the options {spec.options}: {exc}") from None
-
-
-def _fused_by_default(cls, options: dict) -> bool:
-    """Whether to ask ``cls`` for its fused implementation (one kernel per parameter for the
-    whole update): where it has one and the config chose no implementation itself. The same
-    update up to rounding, several times faster on the CPU for whole-object parameters
-    (``docs/benchmarks.md``)."""
-    if {"fused", "foreach", "differentiable"} & set(options):
-        return False
-    return "fused" in inspect.signature(cls.__init__).parameters
-
-
-def make_scheduler(optimizer, spec):
-    """A ``torch.optim.lr_scheduler`` by name, or ``None``."""
-    if spec is None or optimizer is None:
-        return None
-    cls = getattr(torch.optim.lr_scheduler, spec.name, None)
-    if not (isinstance(cls, type) and issubclass(cls, torch.optim.lr_scheduler.LRScheduler)):
-        raise PtyradError(f"optimizer.scheduler.name: {spec.name!r} is not a torch.optim.lr_scheduler class")
-    try:
-        return cls(optimizer, **spec.options)
-    except Exception as exc:
-        raise PtyradError(f"optimizer.scheduler: torch.optim.lr_scheduler.{spec.name} rejected {spec.options}: {exc}") from None
 
 
 def blame(exc: BaseException, named: dict[int, str]) -> str | None:
@@ -120,6 +64,8 @@ class Reconstruction:
     """
 
     def __init__(self, config: Config, pm=None, quiet: bool = False, *, resume=None, overwrite: bool = False):
+        # the builder (engine/builder.py) reads the config; here it is an opaque record kept for
+        # observers and the result file
         self.config = config
         self.quiet = quiet
         self.overwrite = overwrite
@@ -128,67 +74,50 @@ class Reconstruction:
         self.resume_notes: list[str] = []  # what a resume kept and what starts fresh, for run.log
         self._lock: outputs.FolderLock | None = None
         self._saved_iteration: int | None = None  # the iteration in the result file this object wrote last
-        self.pm = pm or get_plugin_manager(config.plugins.modules, config.plugins.disable, base_dir=config._base_dir)
-        self.components = validate_components(config, self.pm)
-        self.resolved_config = resolved_dict(config, self.components)
+        self.pm = pm or builder.plugin_manager(config)
+        self.components, self.resolved_config = builder.resolve_components(config, self.pm)
+        #: what the loop knows of the config (:class:`~ptyrad_core.engine.builder.Settings`)
+        self.settings: Settings = builder.settings(config)
         if self.resume_path is not None:  # a missing, partial or foreign file: named before any data are read
             results.inspect(self.resume_path)
         self.pm.hook.ptyrad_configure.call_historic(kwargs=dict(config=config))
-        self.device = World.device_for_rank(initialize.select_device(config.recon.device))
-        self.world = World.from_env(self.device, config.recon.dist_timeout_s)
+        self.device = World.device_for_rank(builder.select_device(config))
+        self.world = World.from_env(self.device, self.settings.dist_timeout_s)
         self.quiet = quiet or not self.world.is_main
         # outputs are checked before the data are read: a folder that cannot be written, a result
         # that would be replaced, or another run in the folder is an error at second zero
         if self.world.is_main:
-            outputs.prepare_folder(config.output.dir, "output.dir")
-        if config.output.name is None:
-            self._claim_output(Path(config.output.dir))
+            outputs.prepare_folder(self.settings.output_dir, "output.dir")
+        folder = builder.output_folder(config)
+        if folder is not None:
+            self._claim_output(folder)
         #: peak resident memory of the process and peak allocated device memory (MiB; the maximum over ranks)
         self.peak_memory: dict[str, float] = {}
-        torch.manual_seed(config.recon.seed)
-        self.rng = np.random.default_rng(config.recon.seed)
-        self.prepared = initialize.prepare_data(config, self.pm, self.components, overwrite=overwrite)
-        self.measurements = self.prepared.measurements
-        self.model = initialize.build_model(config, self.prepared, self.components, self.device, self.rng, self.pm)
-        self.data = self.measurements.to(self.device, config.data.device_dtype)
-        if not self.data.streamed and (self.device.type != "cpu" or config.data.device_dtype != "float32"):
-            self.measurements.release()  # the device holds its own copy: no second one on the host
-        self.loss_terms = []
-        names: dict[str, int] = {}
-        for i, spec in enumerate(config.loss):
-            cls, options = self.components[("loss", i)]
-            names[spec.name] = names.get(spec.name, 0) + 1
-            label = spec.name if names[spec.name] == 1 else f"{spec.name}_{names[spec.name]}"
-            self.loss_terms.append((label, float(spec.weight), _setup(cls(options), self.model)))
-        self.constraints = []
-        for i, spec in enumerate(config.constraints):
-            cls, options = self.components[("constraints", i)]
-            self.constraints.append((spec, _setup(cls(options), self.model)))
-        self._named = {id(obj): f"loss[{i}] {label!r}" for i, (label, _, obj) in enumerate(self.loss_terms)}
-        self._named.update({id(c): f"constraints[{i}] {s.name!r}" for i, (s, c) in enumerate(self.constraints)})
-        self._named.update({id(e): f"forward[{i}] {config.forward[i].name!r}" for i, e in enumerate(self.model.extensions)})
-        self._named.update({id(d): f"detector[{i}] {config.detector[i].name!r}" for i, d in enumerate(self.model.detectors)})
+        torch.manual_seed(self.settings.seed)
+        self.rng = np.random.default_rng(self.settings.seed)
+        #: the parts the builder made (:class:`~ptyrad_core.engine.builder.Parts`); the main ones are attributes
+        self.parts = parts = builder.build_parts(config, self.pm, self.components, self.device, self.rng,
+                                                 overwrite=overwrite)
+        self.prepared = parts.prepared
+        self.measurements = parts.measurements
+        self.model = parts.model
+        self.data = parts.data
+        self.loss_terms = parts.loss_terms
+        self.constraints = parts.constraints
+        self.optimizer = parts.optimizer
+        self.scheduler = parts.scheduler
+        self.plan = parts.plan
+        self._named = parts.labels
         self._measurement_stages = [d for d in self.model.detectors if d.transforms_measurements()]
-        self.optimizer = make_optimizer(self.model, config.optimizer)
         optimized = {id(p) for g in (self.optimizer.param_groups if self.optimizer is not None else []) for p in g["params"]}
         self._optimized = [(n, self.model.parameter(n)) for n in PARAMETER_NAMES if id(self.model.parameter(n)) in optimized]
-        self.scheduler = make_scheduler(self.optimizer, config.optimizer.scheduler)
         self._plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
         self.iteration = 0
         self.history: dict = {"iteration": [], "loss": [], "time_s": [], "slice_thickness_A": []}
         self.history["loss_terms"] = {label: [] for label, _, _ in self.loss_terms}
-        ind = config.recon.indices
-        if ind.mode != "full" and self.model.scan_shape is None:
-            raise PtyradError("recon.indices: 'sub' and 'center' need a raster scan shape")
-        self._indices = scan.select_indices(self.model.scan_shape, ind.mode, ind.subscan) if ind.mode != "full" else np.arange(self.model.n_positions)
-        self._fixed_batches = None
-        if config.recon.grouping != "random":  # built once, from the nominal positions, with its own generator
-            nominal = (self.model.crop.to(self.model.frac.dtype) + self.model.frac).cpu().numpy()
-            grouping_rng = np.random.default_rng([config.recon.seed, 1])
-            self._fixed_batches = scan.make_batches(nominal, self._indices, config.recon.batch_size, config.recon.grouping, grouping_rng)
-        if config.output.name is not None:  # the folder's name needs the model's sizes: claimed now, before any work
-            self._claim_output(Path(config.output.dir) / naming.folder_name(config, self.model, len(self._indices)))
+        if folder is None:  # the folder's name needs the model's sizes: claimed now, before any work
+            self._claim_output(parts.output_dir)
         self._guarded = [(name, self.model.parameter(name)) for name in PARAMETER_NAMES]
         self._stop_signal: int | None = None
         self._writing = False
@@ -241,11 +170,8 @@ class Reconstruction:
     # -- pieces of an iteration ------------------------------------------------------------
 
     def batches(self) -> list[np.ndarray]:
-        rc = self.config.recon
-        if self._fixed_batches is None:
-            return scan.make_batches(None, self._indices, rc.batch_size, "random", self.rng)
-        order = self.rng.permutation(len(self._fixed_batches))
-        return [self._fixed_batches[i] for i in order]
+        """This iteration's mini-batches of position indices (:class:`~ptyrad_core.engine.builder.BatchPlan`)."""
+        return self.plan.batches(self.rng)
 
     def plugin_table(self) -> list[dict]:
         return [
@@ -279,7 +205,7 @@ class Reconstruction:
 
     def run_iteration(self, iteration: int) -> dict:
         """Run one iteration; return its metrics."""
-        ga = self.config.recon.grad_accumulation
+        ga = self.settings.grad_accumulation
         t0 = _clock(self.device)
         active = self.model.set_iteration(iteration)
         batches = self.batches()
@@ -309,15 +235,15 @@ class Reconstruction:
             elif agreed:  # a rank was asked to stop: every rank stops after this batch
                 raise _Interrupted(int(agreed))
         with torch.no_grad():
-            for i, (spec, constraint) in enumerate(self.constraints):
-                if spec.runs_at(iteration):
+            for label, constraint, schedule in self.constraints:
+                if schedule.runs_at(iteration):
                     enforce(constraint, self.model, iteration)
-                    self._check_finite(iteration, self._guarded, f"constraints[{i}] {spec.name!r}")
+                    self._check_finite(iteration, self._guarded, label)
         means = (sums / len(batches)).tolist()
         if self.scheduler is not None:
             if self._plateau:
                 self.scheduler.step(float(sum(means)))
-            elif self.config.optimizer.scheduler.step_unit == "iter":
+            elif self.settings.scheduler_step_unit == "iter":
                 self.scheduler.step()
         elapsed = _clock(self.device) - t0
         terms = {label: v for (label, _, _), v in zip(self.loss_terms, means)}
@@ -344,7 +270,7 @@ class Reconstruction:
             lrs = {g.get("name"): g["lr"] for g in self.optimizer.param_groups} if self.optimizer is not None else {}
             what = ", ".join(f"{n!r} (lr {lrs[n]:g})" if n in lrs else repr(n) for n in bad)
             raise NonFiniteStateError(
-                f"iteration {iteration}, batch {batch}: the {self.config.optimizer.name} step made {what} non-finite "
+                f"iteration {iteration}, batch {batch}: the {self.settings.optimizer} step made {what} non-finite "
                 "(NaN or Inf); lower that learning rate or check the data"
             )
         raise NonFiniteStateError(
@@ -373,8 +299,7 @@ class Reconstruction:
             agreed = self.world.average_gradients(self.model.parameters(), [float(self._stop_signal or 0)])
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        spec = self.config.optimizer.scheduler
-        if self.scheduler is not None and spec.step_unit == "batch" and not self._plateau:
+        if self.scheduler is not None and self.settings.scheduler_step_unit == "batch" and not self._plateau:
             self.scheduler.step()
         return None if agreed is None else (agreed[0] if agreed else 0.0)
 
@@ -421,7 +346,7 @@ class Reconstruction:
     def data_digest(self) -> str:
         """SHA-256 of the measurement file (computed once, at the first save)."""
         if self._data_digest is None:
-            self._data_digest = sources.file_digest(self.config.resolve(self.config.data.path))
+            self._data_digest = sources.file_digest(self.settings.data_file)
         return self._data_digest
 
     def save(self) -> Path:
@@ -479,17 +404,17 @@ class Reconstruction:
         makes the others raise :class:`~ptyrad_core.kernel.errors.DistributedError`, after rank 0
         wrote the last completed iteration.
         """
-        last = self.config.recon.iterations if iterations is None else self.iteration + iterations
+        last = self.settings.iterations if iterations is None else self.iteration + iterations
         if last <= self.iteration:
             log.warning("already at iteration %d (recon.iterations = %d): nothing to run, %s left as it is",
                         self.iteration, last, self.result_path)
             return self
-        save_every = self.config.output.save_every
+        save_every = self.settings.save_every
         runtime.tune_allocator()
         if self.world.is_main:
             outputs.prepare_folder(self.output_dir, "output.dir")
             if self._lock is None or not self._lock.held:
-                self._lock = outputs.FolderLock(self.output_dir, f"run of {self.config._source}").acquire()
+                self._lock = outputs.FolderLock(self.output_dir, f"run of {self.settings.source}").acquire()
             try:
                 self._check_result_slot()  # another run may have finished here since this one was built
             except OutputError:
@@ -664,15 +589,6 @@ def _catch_signals(run) -> dict:
 def _restore_signals(previous: dict) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
-
-
-def _setup(component, model):
-    setup = getattr(component, "setup", None)
-    if callable(setup):
-        setup(model)
-    if isinstance(component, torch.nn.Module):
-        component.to(next(model.parameters()).device)
-    return component
 
 
 def _clock(device: torch.device) -> float:

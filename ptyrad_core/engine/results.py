@@ -90,9 +90,9 @@ def write_result(path: Path, run) -> Path:
             f.attrs["iteration"] = run.iteration
             f.attrs["dx_A"] = model.dx
             f.attrs["wavelength_A"] = model.wavelength
-            f.attrs["seed"] = run.config.recon.seed
+            f.attrs["seed"] = run.settings.seed
             f.attrs["fft"] = getattr(model.fft, "name", "torch")  # recon.fft as resolved: --resume keeps it
-            f.attrs["data_file"] = str(run.config.resolve(run.config.data.path))
+            f.attrs["data_file"] = str(run.settings.data_file)
             f.attrs["data_sha256"] = run.data_digest
             f.attrs["config"] = yaml.safe_dump(run.resolved_config, sort_keys=False)
             f.attrs["plugins"] = json.dumps(run.plugin_table())
@@ -457,7 +457,7 @@ def read(path, run) -> int:
         run.rng.bit_generator.state = json.loads(ck.attrs["numpy_rng"])
         run.iteration = int(f.attrs["iteration"])
         saved_fft = str(f.attrs.get("fft", ""))  # the library the file's run chose: transforms continue alike
-        if run.config.recon.fft == "auto" and saved_fft in ("torch", "fftw") and saved_fft != m.fft.name:
+        if run.settings.fft == "auto" and saved_fft in ("torch", "fftw") and saved_fft != m.fft.name:
             m.fft = fftlib.select(saved_fft, next(m.parameters()).device)
             _note(run, "resume: FFT library %s, as in %s (recon.fft: auto)", saved_fft, path)
         hist = f["history"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ptyrad_core.kernel.errors import ConfigError, PluginError
+from ptyrad_core.kernel.schedule import Schedule
 
 
 class Strict(BaseModel):
@@ -52,12 +55,13 @@ class ConstraintSpec(ComponentSpec):
     step: int = Field(1, ge=1, description="Runs every `step` iterations from start_iter.")
     end_iter: int | None = Field(None, ge=1, description="Iteration from which it stops (exclusive); null = never stops.")
 
+    @property
+    def schedule(self) -> Schedule:
+        """The iterations it runs at (the rule shared with the parameters' windows)."""
+        return Schedule(start_iter=self.start_iter, end_iter=self.end_iter, step=self.step)
+
     def runs_at(self, iteration: int) -> bool:
-        if self.start_iter is None or iteration < self.start_iter:
-            return False
-        if self.end_iter is not None and iteration >= self.end_iter:
-            return False
-        return (iteration - self.start_iter) % self.step == 0
+        return self.schedule.runs_at(iteration)
 
 
 class DataSection(Strict):
@@ -383,6 +387,32 @@ class OutputSection(Strict):
     tiff: TiffExports | None = Field(None, description="TIFF exports of object and probe at every save (needs tifffile); null = none.")
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a config came from: relative paths resolve from it, error messages point into it.
+
+    :ivar file: the YAML file read (absolute), or ``None`` for a config built from a dict.
+    :ivar folder: the folder relative paths in the config are taken from (the file's folder).
+    :ivar source: the name messages start with: the file as given, or ``"<config>"``.
+    :ivar lines: ``{key path: 1-based line}`` of the YAML text, e.g. ``("loss", 0, "name")``;
+        empty when there was no text (a dict, a translated file).
+    """
+
+    file: Path | None = None
+    folder: Path = Path(".")
+    source: str = "<config>"
+    lines: Mapping[tuple, int] = field(default_factory=dict)
+
+    def line(self, loc: tuple) -> int | None:
+        """The line of ``loc``, or of its nearest enclosing key that has one."""
+        return _line_for(self.lines, tuple(loc))
+
+    def where(self, loc: tuple = ()) -> str:
+        """``file:line`` of ``loc`` for the start of a message (``file`` alone without a line)."""
+        line = self.line(loc)
+        return f"{self.source}:{line}" if line else self.source
+
+
 class Config(Strict):
     """A complete reconstruction config."""
 
@@ -408,9 +438,7 @@ class Config(Strict):
     )
 
     # set by build_config: where relative paths resolve from, the YAML source and its line map
-    _base_dir: Path = PrivateAttr(default=Path("."))
-    _source: str = PrivateAttr(default="<config>")
-    _lines: dict = PrivateAttr(default_factory=dict)
+    _origin: Origin = PrivateAttr(default_factory=Origin)
     # set by load_config for a file in another program's format: the translating plugin's notes
     _notes: list = PrivateAttr(default_factory=list)
 
@@ -429,10 +457,15 @@ class Config(Strict):
                 raise ValueError(f"loss[{i}].weight must be finite")
         return v
 
+    @property
+    def origin(self) -> Origin:
+        """The file, folder and line map this config came from (:class:`Origin`)."""
+        return self._origin
+
     def resolve(self, path: Path) -> Path:
         """A path from the config, relative paths taken from the config file's folder."""
         path = Path(path).expanduser()
-        return path if path.is_absolute() else (self._base_dir / path).resolve()
+        return path if path.is_absolute() else (self._origin.folder / path).resolve()
 
 
 # --------------------------------------------------------------------------------------------
@@ -650,9 +683,13 @@ def build_config(raw: dict, source: str = "<config>", text: str = "", base_dir: 
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, Config, source, lines)) from None
-    config._base_dir = Path(base_dir)
-    config._source = source
-    config._lines = lines
+    file = None
+    if not source.startswith("<"):
+        try:
+            file = Path(source).resolve() if Path(source).is_file() else None
+        except OSError:
+            file = None
+    config._origin = Origin(file=file, folder=Path(base_dir), source=source, lines=lines)
     return config
 
 
@@ -732,34 +769,69 @@ def validate_options(cls: type, options: dict, loc: tuple, config: Config, field
     try:
         return cls.Options.model_validate(options)
     except ValidationError as exc:
-        lines = config._lines
-        msg = format_validation_error(exc, cls.Options, config._source, lines, prefix=loc + (field,))
+        origin = config.origin
+        msg = format_validation_error(exc, cls.Options, origin.source, origin.lines, prefix=loc + (field,))
         raise ConfigError(f"{msg}\n  (options of {cls.__module__}.{cls.__name__})") from None
 
 
-def validate_components(config: Config, pm, checks=()) -> dict[tuple, tuple[type, BaseModel]]:
-    """Resolve every selected component by name and validate its options.
+#: the sections that may start from a previous reconstruction (``source: result``), by YAML path
+RESULT_SOURCES = (("scan",), ("model", "probe"), ("model", "object"), ("model", "tilts"))
 
-    :return: ``{YAML path: (component class, validated options)}``
+
+def file_components(config: Config) -> list[tuple[str, tuple, str, str, str, dict, Path]]:
+    """The components that read the config's files: the data loader and the result reader of
+    each section with ``source: result``. Each as (family, YAML path of the section, key of the
+    name, key of the options, name or ``"auto"``, options, file)."""
+    out = [("loader", ("data",), "loader", "options", config.data.loader, config.data.options,
+            config.resolve(config.data.path))]
+    for loc in RESULT_SOURCES:
+        holder: Any = config
+        for part in loc:
+            holder = getattr(holder, part)
+        if holder.source == "result" and holder.path is not None:
+            out.append(("result_reader", loc, "reader", "reader_options", holder.reader, holder.reader_options,
+                        config.resolve(holder.path)))
+    return out
+
+
+def validate_components(config: Config, pm, checks=()) -> dict[tuple, tuple[type, BaseModel]]:
+    """Resolve every selected component by name and validate its options, before any data are read.
+
+    Every family goes through :meth:`~ptyrad_core.kernel.registry.Registry.resolve`: the
+    components of :func:`component_specs`, the data loader and the result readers
+    (:func:`file_components`; ``auto`` asks the family's sniff hook). A loader or reader left to
+    ``auto`` whose file is missing or recognised by no plugin is not resolved here: reading the
+    file reports that (:func:`ptyrad_core.setup.initialize.load_measurements`,
+    :func:`ptyrad_core.setup.sources.read_prior`).
+
+    :return: ``{YAML path: (component class, validated options)}``; the loader under
+        ``("data", "loader")``, a result reader under the section's path plus ``"reader"``.
     """
     resolved: dict[tuple, tuple[type, BaseModel]] = {}
     problems = []
-    lines = config._lines
-    for family, loc, spec in component_specs(config):
+    origin = config.origin
+    hooks = {"loader": "ptyrad_sniff_loader", "result_reader": "ptyrad_sniff_result"}
+    wanted = [(family, loc, "name", "options", spec.name, spec.options, None) for family, loc, spec in component_specs(config)]
+    for family, loc, name_key, field, name, options, path in wanted + file_components(config):
         try:
-            entry = pm.registry(family).get(spec.name, where=dotted(loc + ("name",)))
-            resolved[loc] = (entry.cls, validate_options(entry.cls, spec.options, loc, config))
+            sniff = None
+            if family in hooks:
+                if name == "auto" and not (path.exists() if family == "loader" else path.is_file()):
+                    continue  # reading it says so (a loader's data may be a folder: zarr)
+                sniff = getattr(pm.hook, hooks[family])
+            found = pm.registry(family).resolve(name, options, loc, origin=origin, name_key=name_key, field=field,
+                                                sniff=sniff, path=path)
+            if found is not None:
+                resolved[loc if family not in hooks else loc + (name_key,)] = (found[0].cls, found[1])
         except PluginError as exc:
-            line = _line_for(lines, loc + ("name",))
-            problems.append(f"{config._source}:{line}: {exc}" if line else f"{config._source}: {exc}")
+            problems.append(f"{origin.where(loc + (name_key,))}: {exc}")
         except ConfigError as exc:
             problems.append(str(exc))
     # further checks passed in by the layer above, e.g. setup.optim_check.check_config (optimizer and
     # scheduler): the kernel imports nothing above it; their problems are reported with the components'
     for check in checks:
         for loc, message in check(config):
-            line = _line_for(lines, loc)
-            problems.append(f"{config._source}:{line}: {dotted(loc)}: {message}" if line else f"{config._source}: {dotted(loc)}: {message}")
+            problems.append(f"{origin.where(loc)}: {dotted(loc)}: {message}")
     if problems:
         raise ConfigError("\n".join(problems))
     return resolved
@@ -768,7 +840,8 @@ def validate_components(config: Config, pm, checks=()) -> dict[tuple, tuple[type
 def resolved_dict(config: Config, components: dict[tuple, tuple[type, BaseModel]]) -> dict:
     """The config with defaults filled in, component options included (for the result file)."""
     data = config.model_dump(mode="json")
-    for loc, (_, options) in components.items():
+    for _, loc, _ in component_specs(config):
+        _, options = components[loc]
         node = data
         for part in loc:
             node = node[part]

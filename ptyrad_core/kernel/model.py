@@ -32,22 +32,20 @@ from torch import Tensor, nn
 
 from ptyrad_core.kernel import forward as fwd
 from ptyrad_core.kernel.fft import TorchFFT
+from ptyrad_core.kernel.schedule import Schedule
 
 PARAMETER_NAMES = ("object_amplitude", "object_phase", "probe", "positions", "tilts", "slice_thickness")
 
 
-@dataclass
-class ParamSchedule:
-    """When and how fast one parameter is optimized."""
+@dataclass(frozen=True)
+class ParamSchedule(Schedule):
+    """When and how fast one parameter is optimized: the :class:`Schedule` window (``step`` 1)
+    and the learning rate ``lr`` (0: frozen). Built from ``update.<parameter>``."""
 
     lr: float = 0.0
-    start_iter: int | None = 1
-    end_iter: int | None = None
 
     def active(self, iteration: int) -> bool:
-        if self.lr == 0 or self.start_iter is None or iteration < self.start_iter:
-            return False
-        return self.end_iter is None or iteration < self.end_iter
+        return self.lr != 0 and self.runs_at(iteration)
 
 
 class Batch:

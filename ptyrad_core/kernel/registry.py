@@ -10,10 +10,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ptyrad_core.kernel.components import missing_method
-from ptyrad_core.kernel.errors import PluginError, PluginLoadError
+from ptyrad_core.kernel.errors import ConfigError, PluginError, PluginLoadError
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,33 @@ class Registry:
         raise PluginError(
             f"{at}unknown {self.family} {name!r}{hint} Registered: {', '.join(self.names()) or '(none)'}{broken}"
         )
+
+    def resolve(self, name: str, options: dict, where: tuple = (), *, origin=None, name_key: str = "name",
+                field: str = "options", sniff=None, path=None) -> tuple[Entry, BaseModel] | None:
+        """The entry that ``name`` selects and ``options`` validated by its ``Options`` model: the
+        one path from a config's ``{name, options}`` to a component, for every family.
+
+        :param name: a registered name, or ``"auto"`` (loaders and result readers): ``sniff(path=path)``
+            (the family's ``ptyrad_sniff_*`` hook) names it; ``None`` is returned when it names none
+            (the caller reports that the file is not recognised, where it reads the file).
+        :param where: the YAML key path of the component's mapping, e.g. ``("loss", 0)``, ``("data",)``.
+        :param origin: the config's :class:`~ptyrad_core.kernel.config.Origin`, for ``file:line`` in messages.
+        :param name_key: the key that holds the name there (``name``, ``loader``, ``reader``).
+        :param field: the key that holds the options there (``options``, ``reader_options``).
+        :raises PluginError: an unknown name (naming ``where.name_key`` and the closest spelling).
+        :raises ConfigError: options the component's ``Options`` reject, one line per problem
+            (``file:line: where.field.key: message``).
+        """
+        from ptyrad_core.kernel.config import Origin, dotted, format_validation_error
+
+        if name == "auto" and sniff is not None:
+            name = sniff(path=path)
+            if name is None:
+                return None
+        entry = self.get(name, where=dotted(tuple(where) + (name_key,)))
+        try:
+            return entry, entry.cls.Options.model_validate(options)
+        except ValidationError as exc:
+            origin = origin if origin is not None else Origin()
+            msg = format_validation_error(exc, entry.cls.Options, origin.source, origin.lines, prefix=tuple(where) + (field,))
+            raise ConfigError(f"{msg}\n  (options of {entry.cls.__module__}.{entry.cls.__name__})") from None

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
 from ptyrad_core.kernel import detector as detector_grid
 from ptyrad_core.kernel import fft as fftlib
@@ -33,12 +34,14 @@ from ptyrad_core.setup import memory
 from ptyrad_core.setup import optics
 from ptyrad_core.setup import scan
 from ptyrad_core.setup import sources
-from ptyrad_core.kernel.config import Config, validate_options
+from ptyrad_core.kernel.config import Config
 from ptyrad_core.kernel.data import Measurements, check_bright_field
 from ptyrad_core.kernel.errors import ConfigError, DataError
 from ptyrad_core.kernel.forward import chunk_size, fresnel_propagator, frequency_grid
 from ptyrad_core.kernel.model import PARAMETER_NAMES, ParamSchedule, PtychoModel
 from ptyrad_core.kernel.preprocess import PreprocessContext, PreprocessResult, run_pipeline
+from ptyrad_core.kernel.prior import PriorResult
+from ptyrad_core.kernel.registry import Entry
 
 log = logging.getLogger("ptyrad_core")
 
@@ -55,21 +58,35 @@ def select_device(name: str) -> torch.device:
     return device
 
 
-def load_measurements(config: Config, pm) -> Measurements:
-    """The loader's measurements, read into memory when they fit ``data.memory_budget_MB``."""
+def resolved_entry(pm, family: str, found: tuple[type, BaseModel]) -> tuple[Entry, BaseModel]:
+    """The registry entry (name, plugin) of a component resolved by ``validate_components``."""
+    cls, options = found
+    return next(e for e in pm.registry(family).entries() if e.cls is cls), options
+
+
+def load_measurements(config: Config, pm, components: dict | None = None) -> Measurements:
+    """The loader's measurements, read into memory when they fit ``data.memory_budget_MB``.
+
+    :param components: from :func:`~ptyrad_core.kernel.config.validate_components`: the loader
+        resolved there (``("data", "loader")``) is used; without it, or for ``loader: auto`` on a
+        file no plugin recognises, it is resolved here by the same path.
+    """
     path = config.resolve(config.data.path)
     if not path.exists():
         raise DataError(f"data.path: measurement file {str(path)!r} does not exist")
-    name = config.data.loader
     registry = pm.registry("loader")
-    if name == "auto":
-        name = pm.hook.ptyrad_sniff_loader(path=path)
-        if name is None:
+    found = (components or {}).get(("data", "loader"))
+    if found is not None:
+        entry, options = resolved_entry(pm, "loader", found)
+    else:
+        resolved = registry.resolve(config.data.loader, config.data.options, ("data",), origin=config.origin,
+                                    name_key="loader", sniff=pm.hook.ptyrad_sniff_loader, path=path)
+        if resolved is None:
             raise DataError(
                 f"data.loader: no loader recognises {str(path)!r}; name one of: {', '.join(registry.names())}"
             )
-    entry = registry.get(name, where="data.loader")
-    options = validate_options(entry.cls, config.data.options, ("data",), config)
+        entry, options = resolved
+    name = entry.name
     try:
         meas = entry.cls(path, options).load()
     except (DataError, ConfigError):
@@ -131,7 +148,7 @@ def prepare_data(config: Config, pm, components: dict, *, dry_run: bool = False,
     """
     from ptyrad_core.setup.readonly import config_inputs
 
-    meas = load_measurements(config, pm)
+    meas = load_measurements(config, pm, components)
     steps = [
         (f"data.preprocess[{i}] {spec.name!r}", cls(options))
         for i, spec in enumerate(config.data.preprocess)
@@ -141,7 +158,7 @@ def prepare_data(config: Config, pm, components: dict, *, dry_run: bool = False,
         scan_shape=(config.scan.n_slow, config.scan.n_fast),
         scan_step_A=config.scan.step_A,
         seed=config.recon.seed,
-        base_dir=config._base_dir,
+        base_dir=config.origin.folder,
         data_path=config.resolve(config.data.path),
         inputs=tuple(config_inputs(config)),
         dry_run=dry_run,
@@ -166,6 +183,29 @@ def prepare_data(config: Config, pm, components: dict, *, dry_run: bool = False,
                        f"{config.experiment.calibration_text}, energy_kV = {config.experiment.energy_kV:g}, "
                        f"conv_angle_mrad = {config.experiment.conv_angle_mrad:g}")
     return Data(meas, result, dk, wavelength, rbf, context.notes)
+
+
+@dataclass
+class Priors:
+    """Previous reconstructions that initial values come from (``source: result``), each file read once.
+
+    :ivar config: the run's config (paths resolve from its origin).
+    :ivar pm: the plugin manager whose result readers read the files.
+    :ivar components: the resolved components (the readers validated with the config).
+    :ivar dx: this run's real-space pixel in Angstrom, to compare with a result's ``dx_A``.
+    """
+
+    config: Config
+    pm: object
+    components: dict
+    dx: float
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def read(self, spec, where: str) -> PriorResult:
+        """The result file of the section ``spec`` at YAML path ``where`` (e.g. ``model.probe``)."""
+        found = self.components.get(tuple(where.split(".")) + ("reader",))
+        resolved = resolved_entry(self.pm, "result_reader", found) if found is not None else None
+        return sources.read_prior(spec, where, self.pm, self.config, self._cache, resolved)
 
 
 def sampling(config: Config, data: Data, stages) -> tuple[tuple[int, int], float]:
@@ -212,7 +252,7 @@ def rescale_positions(pos: np.ndarray, pixel_A: float, dx: float, of: str) -> np
     return pos * factor
 
 
-def initial_positions(config: Config, data: Data, window: tuple[int, int], dx: float, rng, priors) -> tuple[np.ndarray, tuple[int, int] | None]:
+def initial_positions(config: Config, data: Data, window: tuple[int, int], dx: float, rng, priors: Priors) -> tuple[np.ndarray, tuple[int, int] | None]:
     """Nominal positions ``(N, 2)`` in object pixels (of ``dx`` Angstrom), and the object shape for a raster (else None).
 
     Every source keeps the scan's geometry in Angstrom when ``dx`` differs from the pixel the
@@ -241,7 +281,7 @@ def initial_positions(config: Config, data: Data, window: tuple[int, int], dx: f
             pos = sources.read_array(config.resolve(sc.path), sc.key, "scan").astype(np.float64)
             pixel, of = data.dx_calibrated, "the calibrated data"
         else:
-            prior = sources.read_prior(sc, "scan", priors["pm"], config, priors)
+            prior = priors.read(sc, "scan")
             pos = sources.need(prior, "positions_px", "scan")
             if prior.dx_A:
                 pixel, of = float(prior.dx_A), f"the previous reconstruction {prior.source}"
@@ -261,7 +301,7 @@ def initial_positions(config: Config, data: Data, window: tuple[int, int], dx: f
     return pos, placed_shape
 
 
-def initial_probe(config: Config, data: Data, window: tuple[int, int], dx: float, priors) -> np.ndarray:
+def initial_probe(config: Config, data: Data, window: tuple[int, int], dx: float, priors: Priors) -> np.ndarray:
     """Probe modes ``(pmode, Ny, Nx)`` complex, scaled to the measured intensity."""
     p = config.model.probe
     if p.source == "simulate":
@@ -272,7 +312,7 @@ def initial_probe(config: Config, data: Data, window: tuple[int, int], dx: float
         if p.source == "file":
             probe = sources.read_array(config.resolve(p.path), p.key, "model.probe")
         else:
-            probe = sources.need(sources.read_prior(p, "model.probe", priors["pm"], config, priors), "probe", "model.probe")
+            probe = sources.need(priors.read(p, "model.probe"), "probe", "model.probe")
         if p.permute is not None:
             probe = np.transpose(probe, p.permute)
         probe = np.asarray(probe, dtype=np.complex128)
@@ -298,7 +338,7 @@ def initial_probe(config: Config, data: Data, window: tuple[int, int], dx: float
     return probe * math.sqrt(target / np.sum(np.abs(probe) ** 2))
 
 
-def initial_object(config: Config, shape: tuple[int, int] | None, rng, priors) -> tuple[np.ndarray, np.ndarray, float]:
+def initial_object(config: Config, shape: tuple[int, int] | None, rng, priors: Priors) -> tuple[np.ndarray, np.ndarray, float]:
     """Amplitude and phase ``(omode, Nz, NY, NX)`` and the slice thickness."""
     o = config.model.object
     if o.modes > 1 and o.phase_noise == 0 and o.source == "flat":
@@ -317,12 +357,12 @@ def initial_object(config: Config, shape: tuple[int, int] | None, rng, priors) -
     if o.source == "file":
         obj = sources.read_array(config.resolve(o.path), o.key, "model.object")
     else:
-        prior = sources.read_prior(o, "model.object", priors["pm"], config, priors)
+        prior = priors.read(o, "model.object")
         obj = sources.need(prior, "object", "model.object")
         dz = prior.slice_thickness_A or dz
-        if prior.dx_A and abs(prior.dx_A / priors["dx"] - 1) > 1e-3:
+        if prior.dx_A and abs(prior.dx_A / priors.dx - 1) > 1e-3:
             log.warning("model.object: %s has dx = %.5g A but this run has dx = %.5g A; the object is used pixel for pixel",
-                        prior.source, prior.dx_A, priors["dx"])
+                        prior.source, prior.dx_A, priors.dx)
     obj = np.asarray(obj, dtype=np.complex128)
     obj = obj.reshape((1,) * (4 - obj.ndim) + obj.shape) if obj.ndim < 4 else obj
     if obj.ndim != 4:
@@ -343,14 +383,14 @@ def initial_object(config: Config, shape: tuple[int, int] | None, rng, priors) -
     return np.abs(obj).astype(np.float32), phase.astype(np.float32), dz
 
 
-def initial_tilts(config: Config, data: Data, n_positions: int, priors) -> np.ndarray:
+def initial_tilts(config: Config, data: Data, n_positions: int, priors: Priors) -> np.ndarray:
     t = config.model.tilts
     if t.source == "value":
         tilts = np.asarray(t.init_mrad, dtype=np.float64)[None]
     elif t.source == "file":
         tilts = sources.read_array(config.resolve(t.path), t.key, "model.tilts").astype(np.float64)
     else:
-        tilts = sources.need(sources.read_prior(t, "model.tilts", priors["pm"], config, priors), "tilts_mrad", "model.tilts")
+        tilts = sources.need(priors.read(t, "model.tilts"), "tilts_mrad", "model.tilts")
     tilts = np.asarray(tilts, dtype=np.float64).reshape(-1, 2) if tilts.size in (2, 2 * len(tilts)) else tilts
     if tilts.ndim != 2 or tilts.shape[1] != 2:
         raise DataError(f"model.tilts: tilts must have shape (1, 2) or (N, 2) (t_y, t_x), got {tilts.shape}")
@@ -376,7 +416,7 @@ def build_model(config: Config, data: Data, components: dict, device: torch.devi
     for stage in stages:
         stage.prepare(data.measurements)
     window, dx = sampling(config, data, stages)
-    priors = {"pm": pm, "dx": dx}
+    priors = Priors(config, pm, components, dx)
     pos, placed_shape = initial_positions(config, data, window, dx, rng, priors)
 
     def check_memory(object_shape):

@@ -2,7 +2,7 @@
 
 ``optimizer.name`` and ``optimizer.scheduler.name`` name classes of ``torch.optim`` and
 ``torch.optim.lr_scheduler``; their ``options`` are keyword arguments. The engine builds them
-only once the model exists (:func:`ptyrad_core.engine.loop.make_optimizer`), after the data are
+only once the model exists (:func:`ptyrad_core.engine.builder.make_optimizer`), after the data are
 loaded and preprocessed. :func:`check_optimizer` finds every mistake the engine would find, at
 config validation (``ptyrad-core validate`` and ``run``, through
 :func:`ptyrad_core.kernel.config.validate_components` with ``checks=(check_config,)``):

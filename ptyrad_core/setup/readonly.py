@@ -68,11 +68,10 @@ def _existing_files(value, base_dir: Path) -> list[Path]:
 
 def config_inputs(config) -> list[Path]:
     """Every file a reconstruction of ``config`` reads (resolved; those that exist or are named)."""
-    base = Path(config._base_dir)
+    base = Path(config.origin.folder)
     found: list[Path] = []
-    source = getattr(config, "_source", None)
-    if source and Path(source).is_file():
-        found.append(Path(source).resolve())
+    if config.origin.file is not None and config.origin.file.is_file():
+        found.append(config.origin.file)
     found.append(config.resolve(config.data.path))
     for holder in (config.scan, config.model.probe, config.model.object, config.model.tilts):
         if getattr(holder, "path", None) is not None:

@@ -122,24 +122,26 @@ def _read_array(path: Path, key: str | None, where: str) -> tuple[np.ndarray, st
         raise DataError(f"{where}: cannot read {path}: {type(exc).__name__}: {exc}") from exc
 
 
-def read_prior(spec, where: str, pm, config, cache: dict) -> PriorResult:
-    """The previous reconstruction named by ``spec`` (path, reader), read once per file."""
-    from ptyrad_core.kernel.config import validate_options
+def read_prior(spec, where: str, pm, config, cache: dict, resolved=None) -> PriorResult:
+    """The previous reconstruction named by ``spec`` (path, reader), read once per file.
 
+    ``resolved``: the (registry entry, options) of its reader, resolved with the config; without
+    it the reader is resolved here, by the same :meth:`Registry.resolve`.
+    """
     path = config.resolve(spec.path)
     if not path.is_file():
         raise DataError(f"{where}.path: result file {str(path)!r} does not exist")
-    name = spec.reader
     registry = pm.registry("result_reader")
-    if name == "auto":
-        name = pm.hook.ptyrad_sniff_result(path=path)
-        if name is None:
+    if resolved is None:
+        resolved = registry.resolve(spec.reader, spec.reader_options, tuple(where.split(".")), origin=config.origin,
+                                    name_key="reader", field="reader_options", sniff=pm.hook.ptyrad_sniff_result, path=path)
+        if resolved is None:
             raise DataError(f"{where}.reader: no result reader recognises {str(path)!r}; name one of: {', '.join(registry.names())}")
+    entry, options = resolved
+    name = entry.name
     key = (str(path), name, repr(sorted(spec.reader_options.items())))
     if key not in cache:
-        entry = registry.get(name, where=f"{where}.reader")
-        loc = tuple(where.split("."))
-        reader = entry.cls(path, validate_options(entry.cls, spec.reader_options, loc, config, field="reader_options"))
+        reader = entry.cls(path, options)
         try:
             cache[key] = reader.read()
         except (DataError, ConfigError, PluginError):
