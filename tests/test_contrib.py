@@ -5,11 +5,11 @@ root (pyproject's testpaths)."""
 from __future__ import annotations
 
 import importlib.metadata
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = sorted(p.parent for p in (ROOT / "contrib").glob("*/pyproject.toml"))
@@ -28,7 +28,9 @@ def test_there_are_at_least_three_contrib_packages():
 def test_contrib_package_is_complete(pkg):
     project = _project(pkg)
     assert project["name"] == pkg.name and project["version"]
-    assert project["entry-points"]["ptyrad_core.plugins"], "needs an entry point in the ptyrad_core.plugins group"
+    assert project["entry-points"]["ptyrad_core.plugins"], (
+        "needs an entry point in the ptyrad_core.plugins group"
+    )
     assert (pkg / "README.md").is_file()
     tests = list((pkg / "tests").glob("test_*.py"))
     assert tests, f"{pkg.name} has no tests/test_*.py"
@@ -57,9 +59,14 @@ def test_contrib_package_is_installed(pkg):
     try:
         dist = importlib.metadata.distribution(project["name"])
     except importlib.metadata.PackageNotFoundError:
-        pytest.fail(f"{project['name']} is not installed: run scripts/bootstrap.sh (pip install -e contrib/{pkg.name})")
+        pytest.fail(
+            f"{project['name']} is not installed: run scripts/bootstrap.sh "
+            f"(pip install -e contrib/{pkg.name})"
+        )
     assert dist.version == project["version"]
-    assert {ep.name for ep in dist.entry_points if ep.group == "ptyrad_core.plugins"} == set(project["entry-points"]["ptyrad_core.plugins"])
+    assert {ep.name for ep in dist.entry_points if ep.group == "ptyrad_core.plugins"} == set(
+        project["entry-points"]["ptyrad_core.plugins"]
+    )
 
 
 def test_one_reconstruction_with_all_three_contrib_plugins(tmp_path):
@@ -77,29 +84,56 @@ def test_one_reconstruction_with_all_three_contrib_plugins(tmp_path):
     with h5py.File(DATA, "r") as f:
         patterns = f["measurements"][()]
     hspy = tmp_path / "tiny.hspy"
-    axes = [{"name": n, "size": s, "scale": 1.0, "offset": 0.0, "units": "px", "navigate": i < 2}
-            for i, (n, s) in enumerate(zip(("y", "x", "ky", "kx"), patterns.shape))]
-    file_writer(str(hspy), {
-        "data": patterns, "axes": axes, "metadata": {"General": {"title": "tiny"}, "Signal": {"signal_type": ""}},
-        "original_metadata": {}, "tmp_parameters": {}, "attributes": {"_lazy": False}, "learning_results": {},
-        "models": {}, "package_info": {"name": "rsciio", "version": "0"},
-    }, show_progressbar=False)
+    axes = [
+        {"name": n, "size": s, "scale": 1.0, "offset": 0.0, "units": "px", "navigate": i < 2}
+        for i, (n, s) in enumerate(zip(("y", "x", "ky", "kx"), patterns.shape))
+    ]
+    file_writer(
+        str(hspy),
+        {
+            "data": patterns,
+            "axes": axes,
+            "metadata": {"General": {"title": "tiny"}, "Signal": {"signal_type": ""}},
+            "original_metadata": {},
+            "tmp_parameters": {},
+            "attributes": {"_lazy": False},
+            "learning_results": {},
+            "models": {},
+            "package_info": {"name": "rsciio", "version": "0"},
+        },
+        show_progressbar=False,
+    )
 
-    run = ptyrad_core.run({
-        "data": {"path": str(hspy)},
-        "experiment": {"energy_kV": 300, "conv_angle_mrad": 21.4, "dx_A": 0.19525, "aberrations": {"defocus": 100}},
-        "scan": {"source": "file", "path": str(DATA), "key": "positions_nominal_px", "n_slow": 8, "n_fast": 8},
-        "model": {"object": {"slices": 2, "slice_thickness_A": 3.905}},
-        "forward": [{"name": "defocus_spread", "options": {"focal_spread_A": 20.0, "n_samples": 2}}],
-        "loss": [{"name": "gaussian"}, {"name": "tv_phase", "weight": 0.05}],
-        "constraints": [{"name": "tv_phase", "options": {"weight": 0.01}}],
-        "recon": {"iterations": 2, "batch_size": 16},
-        "output": {"dir": str(tmp_path / "out"), "figures": False},
-    })
+    run = ptyrad_core.run(
+        {
+            "data": {"path": str(hspy)},
+            "experiment": {
+                "energy_kV": 300,
+                "conv_angle_mrad": 21.4,
+                "dx_A": 0.19525,
+                "aberrations": {"defocus": 100},
+            },
+            "scan": {
+                "source": "file",
+                "path": str(DATA),
+                "key": "positions_nominal_px",
+                "n_slow": 8,
+                "n_fast": 8,
+            },
+            "model": {"object": {"slices": 2, "slice_thickness_A": 3.905}},
+            "forward": [{"name": "defocus_spread", "options": {"focal_spread_A": 20.0, "n_samples": 2}}],
+            "loss": [{"name": "gaussian"}, {"name": "tv_phase", "weight": 0.05}],
+            "constraints": [{"name": "tv_phase", "options": {"weight": 0.01}}],
+            "recon": {"iterations": 2, "batch_size": 16},
+            "output": {"dir": str(tmp_path / "out"), "figures": False},
+        }
+    )
     result = read_result(run.result_path)
     used = {p["distribution"] for p in result["attrs"]["plugins"]}
     assert {"ptyrad-rsciio", "ptyrad-tv", "ptyrad-partial-coherence"} <= used
     assert run.pm.hook.ptyrad_sniff_loader(path=hspy) == "rsciio"
     assert set(run.history["loss_terms"]) == {"gaussian", "tv_phase"}
-    assert np.all(np.isfinite(result["history/loss"])) and result["history/loss"][-1] < result["history/loss"][0]
+    assert (
+        np.all(np.isfinite(result["history/loss"])) and result["history/loss"][-1] < result["history/loss"][0]
+    )
     assert run.measurements.source == str(hspy)
