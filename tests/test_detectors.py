@@ -24,22 +24,20 @@ from ptyrad_core.kernel.preprocess import PreprocessResult
 from ptyrad_core.kernel.model import PtychoModel
 from ptyrad_core.setup.optics import electron_wavelength, make_probe
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
-from ptyrad_core_plugins import (
-    detector_bin_simulation,
-    detector_crop_simulation,
-    detector_pad_measurements,
-    detector_psf_blur,
-    detector_resample_measurements,
-    detector_resample_simulation,
-    forward_object_blur,
-)
-from ptyrad_core_plugins.detector_bin_simulation import BinSimulation
-from ptyrad_core_plugins.detector_crop_simulation import CropSimulation
-from ptyrad_core_plugins.detector_pad_measurements import PadMeasurements, background_canvas, fit_background, one_hot_mask
-from ptyrad_core_plugins.detector_psf_blur import PSFBlur
-from ptyrad_core_plugins.detector_resample_measurements import ResampleMeasurements
-from ptyrad_core_plugins.detector_resample_simulation import ResampleSimulation
-from ptyrad_core_plugins.forward_object_blur import ObjectBlur
+from ptyrad_core_plugins.detectors import bin_simulation as detector_bin_simulation
+from ptyrad_core_plugins.detectors import crop_simulation as detector_crop_simulation
+from ptyrad_core_plugins.detectors import pad_measurements as detector_pad_measurements
+from ptyrad_core_plugins.detectors import psf_blur as detector_psf_blur
+from ptyrad_core_plugins.detectors import resample_measurements as detector_resample_measurements
+from ptyrad_core_plugins.detectors import resample_simulation as detector_resample_simulation
+from ptyrad_core_plugins.forward import object_blur as forward_object_blur
+from ptyrad_core_plugins.detectors.bin_simulation import BinSimulation
+from ptyrad_core_plugins.detectors.crop_simulation import CropSimulation
+from ptyrad_core_plugins.detectors.pad_measurements import PadMeasurements, background_canvas, fit_background, one_hot_mask
+from ptyrad_core_plugins.detectors.psf_blur import PSFBlur
+from ptyrad_core_plugins.detectors.resample_measurements import ResampleMeasurements
+from ptyrad_core_plugins.detectors.resample_simulation import ResampleSimulation
+from ptyrad_core_plugins.forward.object_blur import ObjectBlur
 
 from conftest import dataset, rel_error
 

@@ -15,7 +15,12 @@ import pytest
 from ptyrad_core.kernel.config import build_config
 from ptyrad_core.kernel.errors import DataError
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
-from ptyrad_core_plugins import loader_empad, loader_hdf5, loader_mat, loader_npy, loader_tiff, loader_zarr
+from ptyrad_core_plugins.loaders import empad as loader_empad
+from ptyrad_core_plugins.loaders import hdf5 as loader_hdf5
+from ptyrad_core_plugins.loaders import mat as loader_mat
+from ptyrad_core_plugins.loaders import npy as loader_npy
+from ptyrad_core_plugins.loaders import tiff as loader_tiff
+from ptyrad_core_plugins.loaders import zarr as loader_zarr
 
 zarr = pytest.importorskip("zarr")
 tifffile = pytest.importorskip("tifffile")
@@ -262,7 +267,7 @@ def test_mat_finds_arrays_in_structs_and_keeps_plain_hdf5_order(pm, tmp_path):
 
 
 def test_reversed_axes_view_indexes_like_the_transposed_array(tmp_path):
-    from ptyrad_core_plugins._loaders import ReversedAxes
+    from ptyrad_core_plugins.loaders._files import ReversedAxes
 
     with h5py.File(tmp_path / "r.h5", "w") as f:
         f["a"] = A4

@@ -33,8 +33,8 @@ def test_builtins_come_through_the_entry_point_group(ptyrad_pm):
         assert (info.source, info.distribution) == ("built-in", "ptyrad-core")
     # pluggy recorded the distribution, i.e. they were read from the entry points
     assert {p.__name__ for p, _ in pm.list_plugin_distinfo()} >= {
-        "ptyrad_core_plugins.loss_gaussian",
-        "ptyrad_core_plugins.loader_hdf5",
+        "ptyrad_core_plugins.losses.gaussian",
+        "ptyrad_core_plugins.loaders.hdf5",
     }
 
 
@@ -219,7 +219,7 @@ def test_registering_a_name_twice_is_an_error():
     class Dup:
         @hookimpl
         def ptyrad_register_loss_terms(self, registry):
-            from ptyrad_core_plugins.loss_gaussian import GaussianLoss
+            from ptyrad_core_plugins.losses.gaussian import GaussianLoss
 
             registry.add("gaussian", GaussianLoss)
 

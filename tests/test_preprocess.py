@@ -19,22 +19,20 @@ from ptyrad_core.kernel.data import Measurements
 from ptyrad_core.kernel.errors import DataError
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 from ptyrad_core.kernel.preprocess import PreprocessContext, run_pipeline
-from ptyrad_core_plugins import (
-    preprocess_add_detector_blur,
-    preprocess_add_poisson_noise,
-    preprocess_add_source_size,
-    preprocess_crop,
-    preprocess_export,
-    preprocess_flipt,
-    preprocess_negative,
-    preprocess_normalize,
-    preprocess_pad,
-    preprocess_permute,
-    preprocess_reshape,
-    preprocess_resample,
-)
-from ptyrad_core_plugins.detector_pad_measurements import PadMeasurements, background_canvas
-from ptyrad_core_plugins.detector_resample_measurements import ResampleMeasurements
+from ptyrad_core_plugins.preprocess import add_detector_blur as preprocess_add_detector_blur
+from ptyrad_core_plugins.preprocess import add_poisson_noise as preprocess_add_poisson_noise
+from ptyrad_core_plugins.preprocess import add_source_size as preprocess_add_source_size
+from ptyrad_core_plugins.preprocess import crop as preprocess_crop
+from ptyrad_core_plugins.preprocess import export as preprocess_export
+from ptyrad_core_plugins.preprocess import flipt as preprocess_flipt
+from ptyrad_core_plugins.preprocess import negative as preprocess_negative
+from ptyrad_core_plugins.preprocess import normalize as preprocess_normalize
+from ptyrad_core_plugins.preprocess import pad as preprocess_pad
+from ptyrad_core_plugins.preprocess import permute as preprocess_permute
+from ptyrad_core_plugins.preprocess import reshape as preprocess_reshape
+from ptyrad_core_plugins.preprocess import resample as preprocess_resample
+from ptyrad_core_plugins.detectors.pad_measurements import PadMeasurements, background_canvas
+from ptyrad_core_plugins.detectors.resample_measurements import ResampleMeasurements
 
 MODULES = [
     preprocess_permute,
@@ -93,7 +91,7 @@ def context(scan_shape=SCAN, **kw) -> PreprocessContext:
 def run(step_obj, arr, ctx=None):
     meas = Measurements(arr.copy(), "test")
     ctx = ctx or context()
-    step_obj.apply(meas, ctx)
+    step_obj.transform(meas, ctx)
     meas.as_patterns()
     return meas.read(np.arange(meas.n)), meas, ctx
 

@@ -22,7 +22,10 @@ from ptyrad_core.kernel.config import build_config
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.errors import DataError
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
-from ptyrad_core_plugins import reader_ptychoshelves, reader_ptyrad, reader_ptyrad_core, reader_py4dstem
+from ptyrad_core_plugins.readers import ptychoshelves as reader_ptychoshelves
+from ptyrad_core_plugins.readers import ptyrad as reader_ptyrad
+from ptyrad_core_plugins.readers import ptyrad_core as reader_ptyrad_core
+from ptyrad_core_plugins.readers import py4dstem as reader_py4dstem
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "ptyrad_model_iter0001.hdf5"

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import field_validator
+
+from ptyrad_core.plugin import Field, PluginOptions
 
 ObjType = Literal["amplitude", "phase", "both"]
 
 
-class Options(BaseModel):
-    """Base of the built-in option models: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
+#: the built-in plugins' options base: the public one (unknown keys are errors)
+Options = PluginOptions
 
 
 def obj_type_field(default: ObjType = "both"):
@@ -49,7 +49,7 @@ def measured_power(meas: torch.Tensor, p: float) -> torch.Tensor:
     return meas.pow(p)
 
 
-class GaussianBlurOptions(Options):
+class GaussianBlurOptions(PluginOptions):
     """A Gaussian blur: ``std`` in pixels and an odd number of taps (default as PtyRAD's detector blur)."""
 
     std: float = Field(gt=0, description="Standard deviation of the Gaussian in pixels.")

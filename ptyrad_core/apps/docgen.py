@@ -29,7 +29,7 @@ def hooks_reference() -> str:
             continue
         opts = getattr(func, "ptyrad_core_spec", {}) or {}
         flags = [k for k in ("firstresult", "historic") if opts.get(k)]
-        sig = str(inspect.signature(func))
+        sig = str(inspect.signature(func)).replace("'", "")  # annotations are strings (postponed)
         lines += [f"## `{name}{sig}`", ""]
         if flags:
             lines += [f"*{', '.join(flags)}*", ""]

@@ -52,6 +52,9 @@ class Measurements:
         called by :meth:`close`.
     """
 
+    #: the default of :attr:`chunk_bytes`, for steps that work in chunks of their own
+    CHUNK_BYTES = CHUNK_BYTES
+
     def __init__(self, patterns, source: str, metadata: dict[str, Any] | None = None, resources=()):
         if not hasattr(patterns, "shape") or not hasattr(patterns, "__getitem__"):
             patterns = np.asarray(patterns)

@@ -133,3 +133,8 @@ def idct2(x: Tensor) -> Tensor:
     cy = dct_matrix(x.shape[-2], x.dtype, x.device)
     cx = dct_matrix(x.shape[-1], x.dtype, x.device)
     return cy.T @ x @ cx
+
+
+# the forward model's slice propagator, for plugins that propagate the probe (probe_mask_r); imported
+# last because the forward module is heavier than these helpers
+from ptyrad_core.kernel.forward import fresnel_propagator  # noqa: E402, F401

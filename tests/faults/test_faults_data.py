@@ -212,7 +212,7 @@ def case_damaged_chunk_positions(tmp_path, tiny_config, write_yaml):
 def test_streamed_reads_name_the_chunk_only_where_it_is_read(tmp_path):
     """Per-batch reads (streamed data): rows outside the damaged chunk read; rows inside name it."""
     from ptyrad_core.kernel.errors import DataError
-    from ptyrad_core_plugins.loader_hdf5 import HDF5Loader
+    from ptyrad_core_plugins.loaders.hdf5 import HDF5Loader
 
     path = damaged_copy(tmp_path)
     meas = HDF5Loader(path, HDF5Loader.Options(key="measurements")).load()

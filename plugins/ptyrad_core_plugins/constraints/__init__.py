@@ -1,0 +1,2 @@
+"""Built-in plugins of the ``constraints`` family: one module per component, each listed in
+ptyrad-core's pyproject under the ``ptyrad_core.plugins`` entry-point group."""

@@ -1,0 +1,92 @@
+"""HDF5 loader: a 3-D ``(N, ky, kx)`` or 4-D ``(Ny, Nx, ky, kx)`` dataset under any key.
+
+Files: ``.h5``, ``.hdf5``, ``.hdf``, ``.he5``, ``.nxs``, ``.emd``, or any other HDF5 file except
+``.mat`` (MATLAB v7.3 files go to the ``mat`` loader). The array is used in the order h5py
+reads it (C order: the last axis is the fastest in the file).
+
+With ``key`` unset, the file's only 3-D / 4-D dataset is used; if there are several, the first
+of the usual names (``measurements``, ``dp``, ``data``, ``cbed``) that exists. The file's root
+attributes are passed on as metadata.
+
+The dataset is not read here: the measurements wrap it and the file stays open as long as they
+live, so that the kernel can read it whole (if it fits ``data.memory_budget_MB``) or stream
+the patterns of each batch. Datasets chunked per pattern (chunks ``(1, ky, kx)``) stream
+fastest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ptyrad_core.plugin import DataError, Field, Loader, Measurements, PluginOptions, hookimpl
+
+from ._files import check_dtype, check_shape, missing_key, pick_key, plain_attrs
+
+SUFFIXES = {".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".emd"}
+
+
+def datasets(f) -> dict[str, tuple]:
+    """Every dataset in an open HDF5 file: path -> shape."""
+    found = {}
+    f.visititems(lambda n, o: found.__setitem__(n, o.shape) if isinstance(o, h5py.Dataset) else None)
+    return found
+
+
+def numeric(f, names) -> dict[str, tuple]:
+    out = {}
+    for name, shape in names.items():
+        dtype = f[name].dtype
+        if np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating):
+            out[name] = shape
+    return out
+
+
+class HDF5Loader(Loader):
+    """A dataset of an HDF5 file, read lazily."""
+
+    class Options(PluginOptions):
+        key: str | None = Field(None, description="Dataset path inside the file; null picks the 3-D/4-D dataset.")
+
+    file: h5py.File | None = None
+
+    def load(self) -> Measurements:
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise DataError(f"{self.path}: not a readable HDF5 file ({exc})") from None
+        try:
+            key = self.options.key
+            names = datasets(f)
+            if key is None:
+                key = pick_key(self.path, numeric(f, names))
+            if key not in f or not isinstance(f[key], h5py.Dataset):
+                raise missing_key(self.path, key, names)
+            dset = f[key]
+            source = f"{self.path}:{key}"
+            check_shape(source, dset.shape)
+            check_dtype(source, dset.shape, dset.dtype)
+            meta = plain_attrs(f.attrs)
+            meas = Measurements(dset, source=source, metadata=meta)
+        except BaseException:
+            f.close()
+            raise
+        meas.resources.append(f)
+        return meas
+
+
+@hookimpl
+def ptyrad_register_loaders(registry):
+    registry.add("hdf5", HDF5Loader)
+
+
+@hookimpl
+def ptyrad_sniff_loader(path):
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() == ".mat":
+        return None
+    if path.suffix.lower() in SUFFIXES or h5py.is_hdf5(path):
+        return "hdf5"
+    return None
