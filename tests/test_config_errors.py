@@ -168,3 +168,73 @@ def test_cli_reports_errors_without_traceback(tiny_config, write_yaml):
 
 def test_all_errors_share_a_base_class():
     assert issubclass(ConfigError, PtyradError) and issubclass(DataError, PtyradError)
+
+
+def test_loader_and_result_reader_options_are_checked_before_any_data_are_read(tiny_config, tmp_path, monkeypatch):
+    """Registry.resolve validates the loader's and the result readers' options with the other
+    components: a wrong key is named with the rest, and nothing is read."""
+    from ptyrad_core.setup import initialize
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("data were read before the options were checked")
+
+    monkeypatch.setattr(initialize, "prepare_data", no_reading)
+    result = tmp_path / "previous.h5"
+    result.write_bytes(b"not read")  # a named reader needs no sniffing: the file is not opened
+    cfg = tiny_config(loss=[{"name": "gaussian", "options": {"dp_pow": 1, "nope": 2}}])
+    cfg["data"]["options"] = {"key": "measurements", "kee": 1}
+    cfg["model"]["probe"] = {"source": "result", "path": str(result), "reader": "ptyrad_core",
+                             "reader_options": {"positions": "sideways"}}
+    with pytest.raises(ConfigError) as err:
+        Reconstruction(build_config(cfg, "cfg.yaml"), quiet=True)
+    msg = str(err.value)
+    assert "loss[0].options.nope: unknown key 'nope'" in msg
+    assert "data.options.kee: unknown key 'kee'; did you mean 'key'?" in msg
+    assert "model.probe.reader_options.positions" in msg
+
+
+def test_unknown_loader_name_is_a_config_error_before_reading(tiny_config):
+    cfg = tiny_config()
+    cfg["data"]["loader"] = "hdf"
+    with pytest.raises(ConfigError, match=r"data\.loader: unknown loader 'hdf'; did you mean 'hdf5'\?"):
+        Reconstruction(build_config(cfg, "cfg.yaml"), quiet=True)
+
+
+def test_config_origin_is_public(tiny_config, write_yaml, tmp_path):
+    path = write_yaml(tiny_config())
+    config = load_config(path)
+    assert config.origin.file == path.resolve() and config.origin.folder == path.resolve().parent
+    assert config.origin.source == str(path)
+    assert config.origin.where(("recon", "iterations")).startswith(f"{path}:")
+    assert config.resolve("x.npy") == path.resolve().parent / "x.npy"
+    built = build_config(tiny_config())
+    assert built.origin.file is None and built.origin.source == "<config>" and built.origin.where(("loss",)) == "<config>"
+
+
+def test_registry_resolve_names_validates_and_sniffs():
+    from pydantic import BaseModel, ConfigDict
+
+    from ptyrad_core.kernel.config import Origin
+    from ptyrad_core.kernel.errors import PluginError
+    from ptyrad_core.kernel.registry import Registry
+
+    class Reader:
+        class Options(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            positions: str = "refined"
+
+        def read(self):  # pragma: no cover - never called
+            raise AssertionError
+
+    reg = Registry("result_reader")
+    reg.add("mine", Reader)
+    origin = Origin(source="c.yaml", lines={("scan", "reader_options", "positon"): 7})
+    entry, options = reg.resolve("mine", {}, ("scan",), origin=origin, name_key="reader", field="reader_options")
+    assert entry.cls is Reader and options.positions == "refined"
+    entry, _ = reg.resolve("auto", {}, ("scan",), sniff=lambda path: "mine", path="x.h5")
+    assert entry.name == "mine"
+    assert reg.resolve("auto", {}, ("scan",), sniff=lambda path: None, path="x.h5") is None
+    with pytest.raises(PluginError, match=r"scan\.reader: unknown result_reader 'mien'; did you mean 'mine'\?"):
+        reg.resolve("mien", {}, ("scan",), name_key="reader")
+    with pytest.raises(ConfigError, match=r"^c\.yaml:7: scan\.reader_options\.positon: unknown key 'positon'"):
+        reg.resolve("mine", {"positon": 1}, ("scan",), origin=origin, name_key="reader", field="reader_options")

@@ -14,6 +14,7 @@ from ptyrad_core.kernel.config import ConstraintSpec, build_config
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.errors import NonFiniteLossError
 from ptyrad_core.kernel.model import ParamSchedule
+from ptyrad_core.kernel.schedule import Schedule
 from ptyrad_core.engine.results import read_result
 from ptyrad_core.setup.scan import affine_matrix, make_batches, place_in_object, raster_positions
 
@@ -25,6 +26,47 @@ def test_param_schedule_and_constraint_schedule():
     c = ConstraintSpec(name="x", start_iter=2, step=3, end_iter=9)
     assert [i for i in range(1, 15) if c.runs_at(i)] == [2, 5, 8]
     assert not any(ConstraintSpec(name="x", start_iter=None).runs_at(i) for i in range(1, 5))
+
+
+def test_one_schedule_type_for_parameters_and_constraints():
+    """ParamSchedule and a constraint's schedule are the one kernel Schedule (same rule, keys unchanged)."""
+    assert Schedule(start_iter=2, end_iter=9, step=3) == ConstraintSpec(name="x", start_iter=2, step=3, end_iter=9).schedule
+    assert isinstance(ParamSchedule(lr=1.0), Schedule)
+    assert [i for i in range(1, 6) if Schedule(start_iter=None).runs_at(i)] == []
+    assert [i for i in range(1, 6) if Schedule().runs_at(i)] == [1, 2, 3, 4, 5]
+    assert [i for i in range(1, 9) if Schedule(start_iter=3, end_iter=7).runs_at(i)] == [3, 4, 5, 6]
+    window = Schedule(start_iter=3, end_iter=7)
+    p = ParamSchedule(lr=1e-3, start_iter=3, end_iter=7)
+    assert all(p.active(i) == window.runs_at(i) for i in range(1, 12))
+    assert not any(ParamSchedule(lr=0.0, start_iter=3, end_iter=7).active(i) for i in range(1, 12))
+
+
+def test_the_loop_reads_no_config():
+    """Only the builder reads the config: the loop takes Settings and Parts (issue 16)."""
+    import inspect as _inspect
+
+    from ptyrad_core.engine import loop
+
+    source = _inspect.getsource(loop)
+    assert "self.config." not in source and "config.recon" not in source and "config.output" not in source
+
+
+def test_builder_parts_and_settings(tiny_config):
+    from ptyrad_core.engine import builder
+
+    cfg = tiny_config(constraints=[{"name": "objp_postiv", "start_iter": 2, "step": 2}],
+                      loss=[{"name": "gaussian"}, {"name": "gaussian", "weight": 0.5}])
+    rec = Reconstruction(build_config(cfg), quiet=True)
+    assert isinstance(rec.settings, builder.Settings) and rec.settings.iterations == 2
+    with pytest.raises(AttributeError):  # frozen
+        rec.settings.iterations = 3
+    assert [(t.label, t.weight) for t in rec.loss_terms] == [("gaussian", 1.0), ("gaussian_2", 0.5)]
+    (label, constraint, schedule), = rec.constraints
+    assert label == "constraints[0] 'objp_postiv'" and schedule == Schedule(start_iter=2, step=2)
+    assert rec.parts.output_dir == rec.output_dir
+    batches = rec.batches()
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.sort(rec.plan.indices))
+    rec.close()
 
 
 @pytest.mark.parametrize("mode", ["random", "spread", "compact"])

@@ -257,3 +257,26 @@ def test_streamed_run_equals_in_memory_run(tiny_config):
     for name in ("object_phase", "object_amplitude", "probe_ri"):
         assert torch.equal(getattr(streamed.model, name), getattr(in_memory.model, name)), name
     assert streamed.history["loss"] == in_memory.history["loss"]
+
+
+def test_a_result_used_by_several_sections_is_resolved_early_and_read_once(tiny_config, monkeypatch):
+    """The reader of ``source: result`` is resolved with the config (Registry.resolve, sniffed for
+    ``auto``) and initialize.Priors reads each file once for positions, object and tilts."""
+    from ptyrad_core.kernel.plugin_manager import get_plugin_manager
+
+    first = run_for(tiny_config(), 1)
+    pm = get_plugin_manager()
+    reader = pm.registry("result_reader").get("ptyrad_core").cls
+    calls = []
+    real = reader.read
+    monkeypatch.setattr(reader, "read", lambda self: calls.append(1) or real(self))
+    path = str(first.result_path)
+    cfg = tiny_config()
+    cfg["scan"] = {"source": "result", "path": path, "n_slow": 8, "n_fast": 8}
+    cfg["model"] = {"object": {"source": "result", "path": path, "slices": 2, "slice_thickness_A": 3.905},
+                    "tilts": {"source": "result", "path": path}}
+    run = Reconstruction(build_config(cfg), pm=pm, quiet=True)
+    assert {("scan", "reader"), ("model", "object", "reader"), ("model", "tilts", "reader")} <= set(run.components)
+    assert run.components[("scan", "reader")][0] is reader
+    assert len(calls) == 1
+    run.close()
