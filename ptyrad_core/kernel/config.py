@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import difflib
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -389,28 +388,24 @@ class OutputSection(Strict):
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a config came from: relative paths resolve from it, error messages point into it.
-
-    :ivar file: the YAML file read (absolute), or ``None`` for a config built from a dict.
-    :ivar folder: the folder relative paths in the config are taken from (the file's folder).
-    :ivar source: the name messages start with: the file as given, or ``"<config>"``.
-    :ivar lines: ``{key path: 1-based line}`` of the YAML text, e.g. ``("loss", 0, "name")``;
-        empty when there was no text (a dict, a translated file).
-    """
+    """Where a config came from: relative paths resolve from ``folder`` (the file's folder);
+    messages start with ``source`` (the file as given, or ``"<config>"``) and the line of a key path
+    from ``lines`` (``{("loss", 0, "name"): 1-based line}``, empty without YAML text). ``file``: the
+    YAML file read (absolute), ``None`` for a config built from a dict."""
 
     file: Path | None = None
     folder: Path = Path(".")
     source: str = "<config>"
-    lines: Mapping[tuple, int] = field(default_factory=dict)
-
-    def line(self, loc: tuple) -> int | None:
-        """The line of ``loc``, or of its nearest enclosing key that has one."""
-        return _line_for(self.lines, tuple(loc))
+    lines: dict[tuple, int] = field(default_factory=dict)
 
     def where(self, loc: tuple = ()) -> str:
-        """``file:line`` of ``loc`` for the start of a message (``file`` alone without a line)."""
-        line = self.line(loc)
+        """``file:line`` of key path ``loc`` (or its nearest enclosing key with a line) for a message."""
+        line = _line_for(self.lines, tuple(loc))
         return f"{self.source}:{line}" if line else self.source
+
+    def options_error(self, exc: ValidationError, model: type[BaseModel], loc: tuple) -> str:
+        """Options rejected by a component's ``Options`` ``model``: one line per problem, keys under ``loc``."""
+        return format_validation_error(exc, model, self.source, self.lines, prefix=tuple(loc))
 
 
 class Config(Strict):
@@ -683,12 +678,7 @@ def build_config(raw: dict, source: str = "<config>", text: str = "", base_dir: 
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, Config, source, lines)) from None
-    file = None
-    if not source.startswith("<"):
-        try:
-            file = Path(source).resolve() if Path(source).is_file() else None
-        except OSError:
-            file = None
+    file = Path(source).resolve() if not source.startswith("<") and Path(source).is_file() else None
     config._origin = Origin(file=file, folder=Path(base_dir), source=source, lines=lines)
     return config
 
@@ -764,30 +754,13 @@ def component_specs(config: Config) -> list[tuple[str, tuple, ComponentSpec]]:
     return out
 
 
-def validate_options(cls: type, options: dict, loc: tuple, config: Config, field: str = "options") -> BaseModel:
-    """Validate one component's options with its own ``Options`` model; errors carry ``loc.field``."""
-    try:
-        return cls.Options.model_validate(options)
-    except ValidationError as exc:
-        origin = config.origin
-        msg = format_validation_error(exc, cls.Options, origin.source, origin.lines, prefix=loc + (field,))
-        raise ConfigError(f"{msg}\n  (options of {cls.__module__}.{cls.__name__})") from None
-
-
-#: the sections that may start from a previous reconstruction (``source: result``), by YAML path
-RESULT_SOURCES = (("scan",), ("model", "probe"), ("model", "object"), ("model", "tilts"))
-
-
 def file_components(config: Config) -> list[tuple[str, tuple, str, str, str, dict, Path]]:
-    """The components that read the config's files: the data loader and the result reader of
-    each section with ``source: result``. Each as (family, YAML path of the section, key of the
-    name, key of the options, name or ``"auto"``, options, file)."""
+    """The data loader and the result reader of each ``source: result`` section: (family, YAML path,
+    key of the name, key of the options, name or ``"auto"``, options, file)."""
     out = [("loader", ("data",), "loader", "options", config.data.loader, config.data.options,
             config.resolve(config.data.path))]
-    for loc in RESULT_SOURCES:
-        holder: Any = config
-        for part in loc:
-            holder = getattr(holder, part)
+    for loc in (("scan",), ("model", "probe"), ("model", "object"), ("model", "tilts")):
+        holder: Any = config.scan if loc == ("scan",) else getattr(config.model, loc[1])
         if holder.source == "result" and holder.path is not None:
             out.append(("result_reader", loc, "reader", "reader_options", holder.reader, holder.reader_options,
                         config.resolve(holder.path)))
@@ -795,14 +768,10 @@ def file_components(config: Config) -> list[tuple[str, tuple, str, str, str, dic
 
 
 def validate_components(config: Config, pm, checks=()) -> dict[tuple, tuple[type, BaseModel]]:
-    """Resolve every selected component by name and validate its options, before any data are read.
-
-    Every family goes through :meth:`~ptyrad_core.kernel.registry.Registry.resolve`: the
-    components of :func:`component_specs`, the data loader and the result readers
-    (:func:`file_components`; ``auto`` asks the family's sniff hook). A loader or reader left to
-    ``auto`` whose file is missing or recognised by no plugin is not resolved here: reading the
-    file reports that (:func:`ptyrad_core.setup.initialize.load_measurements`,
-    :func:`ptyrad_core.setup.sources.read_prior`).
+    """Resolve every selected component by name and validate its options, before any data are read:
+    all families through :meth:`Registry.resolve <ptyrad_core.kernel.registry.Registry.resolve>`, the
+    loader and result readers too (:func:`file_components`); ``auto`` for a missing file or one no
+    plugin recognises is left to the reading, which reports it.
 
     :return: ``{YAML path: (component class, validated options)}``; the loader under
         ``("data", "loader")``, a result reader under the section's path plus ``"reader"``.
@@ -813,14 +782,11 @@ def validate_components(config: Config, pm, checks=()) -> dict[tuple, tuple[type
     hooks = {"loader": "ptyrad_sniff_loader", "result_reader": "ptyrad_sniff_result"}
     wanted = [(family, loc, "name", "options", spec.name, spec.options, None) for family, loc, spec in component_specs(config)]
     for family, loc, name_key, field, name, options, path in wanted + file_components(config):
+        if family in hooks and name == "auto" and not (path.exists() if family == "loader" else path.is_file()):
+            continue  # reading it says so (a loader's data may be a folder: zarr)
         try:
-            sniff = None
-            if family in hooks:
-                if name == "auto" and not (path.exists() if family == "loader" else path.is_file()):
-                    continue  # reading it says so (a loader's data may be a folder: zarr)
-                sniff = getattr(pm.hook, hooks[family])
             found = pm.registry(family).resolve(name, options, loc, origin=origin, name_key=name_key, field=field,
-                                                sniff=sniff, path=path)
+                                                sniff=getattr(pm.hook, hooks.get(family, ""), None), path=path)
             if found is not None:
                 resolved[loc if family not in hooks else loc + (name_key,)] = (found[0].cls, found[1])
         except PluginError as exc:

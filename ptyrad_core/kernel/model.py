@@ -39,8 +39,7 @@ PARAMETER_NAMES = ("object_amplitude", "object_phase", "probe", "positions", "ti
 
 @dataclass(frozen=True)
 class ParamSchedule(Schedule):
-    """When and how fast one parameter is optimized: the :class:`Schedule` window (``step`` 1)
-    and the learning rate ``lr`` (0: frozen). Built from ``update.<parameter>``."""
+    """When and how fast one parameter is optimized (``update.<parameter>``): a :class:`Schedule` and ``lr`` (0: frozen)."""
 
     lr: float = 0.0
 

@@ -81,30 +81,25 @@ class Registry:
 
     def resolve(self, name: str, options: dict, where: tuple = (), *, origin=None, name_key: str = "name",
                 field: str = "options", sniff=None, path=None) -> tuple[Entry, BaseModel] | None:
-        """The entry that ``name`` selects and ``options`` validated by its ``Options`` model: the
-        one path from a config's ``{name, options}`` to a component, for every family.
-
-        :param name: a registered name, or ``"auto"`` (loaders and result readers): ``sniff(path=path)``
-            (the family's ``ptyrad_sniff_*`` hook) names it; ``None`` is returned when it names none
-            (the caller reports that the file is not recognised, where it reads the file).
-        :param where: the YAML key path of the component's mapping, e.g. ``("loss", 0)``, ``("data",)``.
-        :param origin: the config's :class:`~ptyrad_core.kernel.config.Origin`, for ``file:line`` in messages.
-        :param name_key: the key that holds the name there (``name``, ``loader``, ``reader``).
-        :param field: the key that holds the options there (``options``, ``reader_options``).
-        :raises PluginError: an unknown name (naming ``where.name_key`` and the closest spelling).
-        :raises ConfigError: options the component's ``Options`` reject, one line per problem
-            (``file:line: where.field.key: message``).
-        """
-        from ptyrad_core.kernel.config import Origin, dotted, format_validation_error
-
+        """The entry ``name`` selects and ``options`` validated by its ``Options``: the one path from a
+        config's ``{name, options}`` at YAML path ``where`` (under the keys ``name_key`` and ``field``)
+        to a component, for every family. ``"auto"``: ``sniff(path=path)`` (a ``ptyrad_sniff_*`` hook)
+        names it, ``None`` when it names none. ``origin`` (the config's ``Origin``) gives messages their
+        ``file:line``. Raises PluginError for an unknown name, ConfigError for bad options (one line each)."""
         if name == "auto" and sniff is not None:
             name = sniff(path=path)
             if name is None:
                 return None
-        entry = self.get(name, where=dotted(tuple(where) + (name_key,)))
+        entry = self.get(name, where=_dotted(tuple(where) + (name_key,)))
         try:
             return entry, entry.cls.Options.model_validate(options)
         except ValidationError as exc:
-            origin = origin if origin is not None else Origin()
-            msg = format_validation_error(exc, entry.cls.Options, origin.source, origin.lines, prefix=tuple(where) + (field,))
+            loc = tuple(where) + (field,)
+            msg = origin.options_error(exc, entry.cls.Options, loc) if origin is not None else "\n".join(
+                f"{_dotted(loc + tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ConfigError(f"{msg}\n  (options of {entry.cls.__module__}.{entry.cls.__name__})") from None
+
+
+def _dotted(loc: tuple) -> str:
+    """``('loss', 0, 'name')`` -> ``loss[0].name`` (as :func:`ptyrad_core.kernel.config.dotted`)."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f"{'.' if i else ''}{p}" for i, p in enumerate(loc))
