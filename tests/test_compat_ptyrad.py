@@ -397,6 +397,15 @@ def test_loaders_by_extension(tmp_path):
     assert missing.config["data"]["options"] == {"axis_order": "reversed"} and "v7.3" in "\n".join(missing.notes)
 
 
+def test_the_native_schema_the_translation_knows_is_the_kernels():
+    """The plugin names the native sections and output keys itself (it imports only ptyrad_core.plugin)."""
+    from ptyrad_core.kernel.config import Config, OutputSection
+    from ptyrad_core_plugins.compat_ptyrad import native_sections
+
+    assert native_sections() == set(Config.model_fields)
+    assert output_fields() == set(OutputSection.model_fields)
+
+
 def test_output_folder_naming_and_figures():
     assert {"name", "figures"} <= output_fields()
     p = base_params()

@@ -9,16 +9,23 @@ from .tables import ALIASES, CALIBRATION, HAIDER, XRAY
 
 
 def _cartesian_aberrations(cfg: dict) -> None:
-    """Rewrite the translated aberrations as Krivanek Cartesian keys (C10, C12a, C12b, ...)."""
-    from ptyrad_core.setup.optics import parse_aberrations
+    """Rewrite the translated aberrations as Krivanek Cartesian keys (C10, C12a, C12b, ...).
 
+    The input is :func:`aberrations`' canonical polar form (``C{n}{m}`` in Angstrom,
+    ``phi{n}{m}`` in degrees), or already Cartesian from an earlier call:
+    ``C{n}{m}a = C cos(m phi)``, ``C{n}{m}b = C sin(m phi)``; round ones (m = 0) stay ``C{n}0``.
+    """
     current = cfg["experiment"].get("aberrations") or {}
     out = {}
-    for (n, m), (a, b) in parse_aberrations(current).items():
-        if m == 0:
-            out[f"C{n}{m}"] = a
-        else:
-            out[f"C{n}{m}a"], out[f"C{n}{m}b"] = a, b
+    for key, value in current.items():
+        if key.startswith("phi"):
+            continue
+        if key.endswith(("a", "b")) or key.endswith("0"):
+            out[key] = value
+            continue
+        n, m = int(key[1]), int(key[2:])
+        phi = math.radians(current.get(f"phi{n}{m}", 0.0))
+        out[f"C{n}{m}a"], out[f"C{n}{m}b"] = value * math.cos(m * phi), value * math.sin(m * phi)
     cfg["experiment"]["aberrations"] = out
 
 

@@ -10,20 +10,17 @@ from pathlib import Path
 from ptyrad_core.plugin import ConfigError
 
 from .. import _ptyrad_defaults as D
-from .tables import LEGACY_ABERRATIONS, SECTIONS
+from .tables import LEGACY_ABERRATIONS, NATIVE_SECTIONS, OUTPUT_FIELDS, SECTIONS
 
 
 def native_sections() -> set[str]:
-    from ptyrad_core.kernel.config import Config
-
-    return set(Config.model_fields)
+    """The native config's top-level sections."""
+    return set(NATIVE_SECTIONS)
 
 
 def output_fields() -> set[str]:
     """The native ``output`` section's keys (folder naming and figures where the kernel has them)."""
-    from ptyrad_core.kernel.config import OutputSection
-
-    return set(OutputSection.model_fields)
+    return set(OUTPUT_FIELDS)
 
 
 # --------------------------------------------------------------------------------------------

@@ -85,3 +85,25 @@ LEGACY_ABERRATIONS = {
     "probe_c3": ("C30", ("C30", "C3", "Cs")),
     "probe_c5": ("C50", ("C50", "C5")),
 }
+# The native config's top-level sections and output keys, as ptyrad_core.kernel.config's Config and
+# OutputSection define them (a plugin reads no kernel module; tests/test_compat_ptyrad.py keeps
+# these equal to the kernel's).
+NATIVE_SECTIONS = frozenset(
+    {
+        "plugins",
+        "data",
+        "experiment",
+        "scan",
+        "model",
+        "update",
+        "optimizer",
+        "loss",
+        "constraints",
+        "forward",
+        "detector",
+        "recon",
+        "output",
+        "tune",
+    }
+)
+OUTPUT_FIELDS = frozenset({"dir", "save_every", "log_file", "name", "figures", "tiff"})
