@@ -11,10 +11,19 @@ from pathlib import Path
 
 from ptyrad_core.observers.report import FIGURES_DIR, REPORT_NAME, FigureObserver, render_html, write_report
 
-__all__ = ["FIGURES_DIR", "REPORT_NAME", "FigureObserver", "check_report_targets", "render_html", "write_report"]
+__all__ = [
+    "FIGURES_DIR",
+    "REPORT_NAME",
+    "FigureObserver",
+    "check_report_targets",
+    "render_html",
+    "write_report",
+]
 
 
-def check_report_targets(result_path: Path, out_dir: Path | None = None, *, overwrite: bool = False) -> list[Path]:
+def check_report_targets(
+    result_path: Path, out_dir: Path | None = None, *, overwrite: bool = False
+) -> list[Path]:
     """``ptyrad-core report RESULT [-o DIR]``: check every file the report would write, before drawing.
 
     The report never writes onto the result file it reads (nor into a folder that is that file).
@@ -25,9 +34,9 @@ def check_report_targets(result_path: Path, out_dir: Path | None = None, *, over
     :return: the files that would be written.
     :raises OutputError: one line naming ``-o`` and the path.
     """
+    from ptyrad_core.engine.outputs import check_new_file, same_file
     from ptyrad_core.kernel.errors import OutputError
     from ptyrad_core.observers.figures import FIGURES
-    from ptyrad_core.engine.outputs import check_new_file, same_file
     from ptyrad_core.setup.readonly import has_marker, starts_with
 
     result_path = Path(result_path)
@@ -35,15 +44,21 @@ def check_report_targets(result_path: Path, out_dir: Path | None = None, *, over
     what = "-o" if out_dir is not None else "report (next to the result)"
     if folder.exists() and not folder.is_dir():
         if same_file(folder, result_path):
-            raise OutputError(f"{what}: {str(folder)!r} is the result file this command reads; it is never written to. "
-                              "Name a folder for figures/ and report.html")
+            raise OutputError(
+                f"{what}: {str(folder)!r} is the result file this command reads; it is never written to. "
+                "Name a folder for figures/ and report.html"
+            )
         raise OutputError(f"{what}: {str(folder)!r} is a file, not a folder")
     targets = [folder / REPORT_NAME] + [folder / FIGURES_DIR / name for name in FIGURES]
     for target in targets:
         page = target.name == REPORT_NAME
         check_new_file(
-            target, what, inputs=[result_path], overwrite=overwrite,
-            is_previous_output=(lambda p: has_marker(p, b"<title>ptyrad_core report")) if page
+            target,
+            what,
+            inputs=[result_path],
+            overwrite=overwrite,
+            is_previous_output=(lambda p: has_marker(p, b"<title>ptyrad_core report"))
+            if page
             else (lambda p: starts_with(p, b"\x89PNG") and has_marker(p, b"Matplotlib")),
             kind="ptyrad_core report" if page else "ptyrad_core figure",
         )

@@ -6,8 +6,9 @@
     >>> r.loss_terms                    # {term name: (n,) weighted loss per iteration}
     >>> fig = r.plot_phase()            # a matplotlib Figure; shown inline in Jupyter
 
-Built on :func:`ptyrad_core.engine.results.read_result` (the reader), :mod:`ptyrad_core.observers.figures` (the
-same figures a run draws) and :func:`ptyrad_core.apps.show.summary` (the ``ptyrad-core show`` text).
+Built on :func:`ptyrad_core.engine.results.read_result` (the reader),
+:mod:`ptyrad_core.observers.figures` (the same figures a run draws) and
+:func:`ptyrad_core.apps.show.summary` (the ``ptyrad-core show`` text).
 The arrays are those of the file; docs/results.md describes each.
 """
 
@@ -107,8 +108,9 @@ class Result:
         om, nz, ny, nx = self.object_phase.shape
         final = f", final loss {self.loss[-1]:.6g}" if len(self.loss) else ""
         return (
-            f"Result({str(self.path)!r}, iteration {self.iteration}{final}: object {om} mode(s) x {nz} slice(s) x "
-            f"{ny} x {nx} px, probe {self.probe.shape[0]} mode(s) of {self.probe.shape[1]} x {self.probe.shape[2]} px, "
+            f"Result({str(self.path)!r}, iteration {self.iteration}{final}: object {om} mode(s) x {nz} "
+            f"slice(s) x {ny} x {nx} px, probe {self.probe.shape[0]} mode(s) of {self.probe.shape[1]} x "
+            f"{self.probe.shape[2]} px, "
             f"{len(self.positions_nominal_px)} positions, dx {self.dx_A:.5g} A)"
         )
 
@@ -136,11 +138,15 @@ class Result:
         return self._single(ctx, self.object_phase, slice, mode, full, "Object phase", "phase (rad)", np.sum)
 
     def plot_amplitude(self, slice: int | None = None, mode: int | None = None, full: bool = False):
-        """The object amplitude as a Figure: one slice, or the product over slices (the transmission of the stack)."""
-        return self._single(self._ctx(), self.object_amplitude, slice, mode, full, "Object amplitude", "amplitude", np.prod)
+        """The object amplitude as a Figure: one slice, or the product over slices (the
+        transmission of the stack)."""
+        return self._single(
+            self._ctx(), self.object_amplitude, slice, mode, full, "Object amplitude", "amplitude", np.prod
+        )
 
     def plot_slices(self, part: str = "phase"):
-        """Every slice side by side (``part`` 'phase' or 'amplitude'), scanned region: the run's ``object_*_slices.png``."""
+        """Every slice side by side (``part`` 'phase' or 'amplitude'), scanned region: the run's
+        ``object_*_slices.png``."""
         from ptyrad_core.observers import figures
 
         draw = {"phase": figures.fig_object_phase_slices, "amplitude": figures.fig_object_amplitude_slices}
@@ -149,7 +155,8 @@ class Result:
         return draw[part](self._ctx())
 
     def plot_probe(self):
-        """Probe modes, real-space and Fourier-space amplitude with their powers: the run's ``probe_modes.png``."""
+        """Probe modes, real-space and Fourier-space amplitude with their powers: the run's
+        ``probe_modes.png``."""
         from ptyrad_core.observers.figures import fig_probe_modes
 
         return fig_probe_modes(self._ctx())
@@ -190,14 +197,28 @@ class Result:
             raise IndexError(f"slice {slice} out of range: the object has {nz} slice(s)")
         modes = stack[mode][None] if mode is not None else stack
         img = modes[:, slice] if slice is not None else combine(modes, axis=1, dtype=np.float64)
-        img = img[0] if mode is not None else _mode_mean(np.asarray(img, np.float32), _weights(self.raw, omode))
-        region = (np.s_[0:ctx.NY], np.s_[0:ctx.NX]) if full else ctx.region
+        img = (
+            img[0] if mode is not None else _mode_mean(np.asarray(img, np.float32), _weights(self.raw, omode))
+        )
+        region = (np.s_[0 : ctx.NY], np.s_[0 : ctx.NX]) if full else ctx.region
         ys, xs = region
-        which = f"slice {slice % nz}" if slice is not None else ("sum over" if combine is np.sum else "product over") + f" {nz} slices"
+        which = (
+            f"slice {slice % nz}"
+            if slice is not None
+            else ("sum over" if combine is np.sum else "product over") + f" {nz} slices"
+        )
         modes_text = f"mode {mode % omode}" if mode is not None else f"mean over {omode} mode(s)"
         fig = Figure(figsize=(6, 5), layout="constrained")
         ax = fig.subplots()
-        _image(fig, ax, img[ys, xs], ctx, region, f"{what}, {which}, {modes_text}\n({'full field' if full else 'scanned region'})", unit)
+        _image(
+            fig,
+            ax,
+            img[ys, xs],
+            ctx,
+            region,
+            f"{what}, {which}, {modes_text}\n({'full field' if full else 'scanned region'})",
+            unit,
+        )
         return fig
 
 
@@ -241,7 +262,11 @@ def load_result(path) -> Result:
         slice_thickness_A=float(d.get("slice_thickness_A", float("nan"))),
         history_iteration=np.asarray(d.get("history/iteration", np.zeros(0, np.int64))),
         loss=np.asarray(d.get("history/loss", np.zeros(0))),
-        loss_terms={k.removeprefix("history/loss_terms/"): np.asarray(v) for k, v in d.items() if k.startswith("history/loss_terms/")},
+        loss_terms={
+            k.removeprefix("history/loss_terms/"): np.asarray(v)
+            for k, v in d.items()
+            if k.startswith("history/loss_terms/")
+        },
         time_s=np.asarray(d.get("history/time_s", np.zeros(0))),
         slice_thickness_history_A=np.asarray(d.get("history/slice_thickness_A", np.zeros(0))),
         config=a.get("config") or {},

@@ -8,8 +8,8 @@ import numpy as np
 from rich.console import Console, Group
 from rich.table import Table
 
-from ptyrad_core.kernel.errors import DataError
 from ptyrad_core.engine.results import read_result, unexpected_content
+from ptyrad_core.kernel.errors import DataError
 
 
 def _fmt(value: float, digits: int = 6) -> str:
@@ -86,7 +86,10 @@ def _summary(d: dict, path: Path) -> Group:
     recon = cfg.get("recon", {})
     run.add_row("precision, batch size", f"{recon.get('precision', '?')}, {recon.get('batch_size', '?')}")
     opt = cfg.get("optimizer", {})
-    run.add_row("optimizer", str(opt.get("name", "?")) + (f" + {opt['scheduler']['name']}" if opt.get("scheduler") else ""))
+    run.add_row(
+        "optimizer",
+        str(opt.get("name", "?")) + (f" + {opt['scheduler']['name']}" if opt.get("scheduler") else ""),
+    )
 
     loss = _table("loss and time")
     iters = d.get("history/iteration", np.zeros(0))
@@ -101,17 +104,26 @@ def _summary(d: dict, path: Path) -> Group:
     times = np.asarray(d.get("history/time_s", np.zeros(0)), float)
     if len(times):
         steady = times[1:] if len(times) > 1 else times
-        loss.add_row("time / iteration", f"{np.median(steady):.4g} s median ({times.sum():.4g} s in {len(iters)} iterations)")
+        loss.add_row(
+            "time / iteration",
+            f"{np.median(steady):.4g} s median ({times.sum():.4g} s in {len(iters)} iterations)",
+        )
 
     model = _table("model")
     amp = d["object/amplitude"]
     om, nz, ny, nx = amp.shape
-    model.add_row("object", f"{om} mode(s) x {nz} slice(s) x {ny} x {nx} px ({ny * dx:.4g} x {nx * dx:.4g} A)")
+    model.add_row(
+        "object", f"{om} mode(s) x {nz} slice(s) x {ny} x {nx} px ({ny * dx:.4g} x {nx * dx:.4g} A)"
+    )
     occ = d["object/occupancy"]
     if om > 1:
         model.add_row("object occupancy", ", ".join(f"{v:.4g}" for v in occ))
     phase = d["object/phase"]
-    model.add_row("object phase", f"{float(phase.min()):.4g} .. {float(phase.max()):.4g} rad; amplitude {float(amp.min()):.4g} .. {float(amp.max()):.4g}")
+    model.add_row(
+        "object phase",
+        f"{float(phase.min()):.4g} .. {float(phase.max()):.4g} rad; "
+        f"amplitude {float(amp.min()):.4g} .. {float(amp.max()):.4g}",
+    )
     probe = d["probe/modes"]
     model.add_row("probe", f"{probe.shape[0]} mode(s) of {probe.shape[1]} x {probe.shape[2]} px")
     model.add_row("probe mode powers", ", ".join(f"{100 * p:.3g} %" for p in d["probe/powers"]))
@@ -133,7 +145,10 @@ def _summary(d: dict, path: Path) -> Group:
         model.add_row("tilt (y, x)", f"({tilts[0, 0]:+.4g}, {tilts[0, 1]:+.4g}) mrad, global")
     else:
         m, s = tilts.mean(axis=0), tilts.std(axis=0)
-        model.add_row("tilt (y, x)", f"mean ({m[0]:+.4g}, {m[1]:+.4g}) mrad, std ({s[0]:.4g}, {s[1]:.4g}) mrad, {len(tilts)} local")
+        model.add_row(
+            "tilt (y, x)",
+            f"mean ({m[0]:+.4g}, {m[1]:+.4g}) mrad, std ({s[0]:.4g}, {s[1]:.4g}) mrad, {len(tilts)} local",
+        )
 
     software = _table("software and plugins")
     for name, version in a.get("versions", {}).items():
@@ -147,7 +162,11 @@ def _summary(d: dict, path: Path) -> Group:
     software.add_row("plugins loaded", ", ".join(f"{n} {src}" for src, n in by_source.items()))
     for p in plugins:
         if p.get("source") not in ("core", "built-in"):
-            dist = f"{p.get('distribution')} {p.get('version')}" if p.get("distribution") else (p.get("version") or "-")
+            dist = (
+                f"{p.get('distribution')} {p.get('version')}"
+                if p.get("distribution")
+                else (p.get("version") or "-")
+            )
             software.add_row(f"  {p.get('name')}", f"{p.get('source')} ({dist})")
     return Group(run, loss, model, software)
 
@@ -156,12 +175,14 @@ def truth_error(result_path, truth_path) -> tuple[float, tuple[float, float]]:
     """Projected-phase error of a result against a ground truth (a dataset with ``/ground_truth``
     or another result), after removing the constant offset and a sub-pixel registration, over the
     result's scanned region. Both must share the pixel size."""
-    from ptyrad_core.kernel.errors import DataError
     from ptyrad_core.apps.metrics import load_projected_phase, registered_phase_error
+    from ptyrad_core.kernel.errors import DataError
 
     recon, truth = load_projected_phase(result_path), load_projected_phase(truth_path)
     if recon["dx_A"] and truth["dx_A"] and abs(recon["dx_A"] / truth["dx_A"] - 1) > 1e-4:
-        raise DataError(f"--truth: {truth_path} has dx = {truth['dx_A']:.6g} A, the result {recon['dx_A']:.6g} A")
+        raise DataError(
+            f"--truth: {truth_path} has dx = {truth['dx_A']:.6g} A, the result {recon['dx_A']:.6g} A"
+        )
     ny = min(recon["image"].shape[0], truth["image"].shape[0])
     nx = min(recon["image"].shape[1], truth["image"].shape[1])
     region = tuple(slice(s.start, min(s.stop, n)) for s, n in zip(recon["region"], (ny, nx)))
@@ -169,12 +190,16 @@ def truth_error(result_path, truth_path) -> tuple[float, tuple[float, float]]:
 
 
 def show_command(path, console: Console | None = None, truth=None) -> Group:
-    """``ptyrad-core show RESULT.h5 [--truth DATA.h5]``: print :func:`summary` (and the error against a truth)."""
+    """``ptyrad-core show RESULT.h5 [--truth DATA.h5]``: print :func:`summary` (and the error
+    against a truth)."""
     renderable = summary(path)
     console = console or Console()
     console.print(renderable)
     if truth is not None:
         with unexpected_content(f"{path} or {truth}"):
             error, (dy, dx) = truth_error(path, truth)
-        console.print(f"projected-phase error against {truth}: {error:.4f} (offset removed, registered by ({dy:+.2f}, {dx:+.2f}) px)")
+        console.print(
+            f"projected-phase error against {truth}: {error:.4f} "
+            f"(offset removed, registered by ({dy:+.2f}, {dx:+.2f}) px)"
+        )
     return renderable

@@ -40,8 +40,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ptyrad_core.kernel.hookspecs import hookimpl
 from ptyrad_core.kernel.errors import ConfigError, DataError, OutputError, PtyradError, RunInterrupted
+from ptyrad_core.kernel.hookspecs import hookimpl
 
 log = logging.getLogger("ptyrad_core")
 
@@ -80,7 +80,9 @@ class SearchParam(_Strict):
         if self.type == "categorical":
             return trial.suggest_categorical(name, self.choices)
         if self.type == "int":
-            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+            return trial.suggest_int(
+                name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
         return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
 
     def grid(self) -> list:
@@ -100,21 +102,36 @@ class ComponentChoice(_Strict):
 
 
 SAMPLERS = {
-    "TPE": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "CMA-ES": "CmaEsSampler",
-    "QMC": "QMCSampler", "GP": "GPSampler", "NSGA-II": "NSGAIISampler", "brute_force": "BruteForceSampler",
+    "TPE": "TPESampler",
+    "random": "RandomSampler",
+    "grid": "GridSampler",
+    "CMA-ES": "CmaEsSampler",
+    "QMC": "QMCSampler",
+    "GP": "GPSampler",
+    "NSGA-II": "NSGAIISampler",
+    "brute_force": "BruteForceSampler",
 }
 SAMPLER_NEEDS = {"CmaEsSampler": "cmaes", "QMCSampler": "scipy", "GPSampler": "scipy"}
 PRUNERS = {
-    "median": "MedianPruner", "percentile": "PercentilePruner", "successive_halving": "SuccessiveHalvingPruner",
-    "hyperband": "HyperbandPruner", "threshold": "ThresholdPruner", "patient": "PatientPruner", "none": "NopPruner",
+    "median": "MedianPruner",
+    "percentile": "PercentilePruner",
+    "successive_halving": "SuccessiveHalvingPruner",
+    "hyperband": "HyperbandPruner",
+    "threshold": "ThresholdPruner",
+    "patient": "PatientPruner",
+    "none": "NopPruner",
 }
 
 
 class TuneSection(_Strict):
     """The study: search space, objective(s), sampler, pruner, storage."""
 
-    params: dict[str, SearchParam] = Field(min_length=1, description="Search space: dotted config path -> range.")
-    n_trials: int = Field(20, ge=1, description="Finished (complete or pruned) trials the study stops at, over all workers.")
+    params: dict[str, SearchParam] = Field(
+        min_length=1, description="Search space: dotted config path -> range."
+    )
+    n_trials: int = Field(
+        20, ge=1, description="Finished (complete or pruned) trials the study stops at, over all workers."
+    )
     timeout_s: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds.")
     objectives: list[Literal["loss", "time", "contrast"] | str] = Field(
         default_factory=lambda: ["loss"],
@@ -122,18 +139,29 @@ class TuneSection(_Strict):
         "'loss:<term>' (one term), 'time' (wall time per iteration), 'contrast' (minus the phase contrast). "
         "Two or more make a multi-objective study.",
     )
-    report_every: int = Field(1, ge=1, description="Report the first objective to the pruner every N iterations.")
-    sampler: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="TPE"), description="Optuna sampler.")
+    report_every: int = Field(
+        1, ge=1, description="Report the first objective to the pruner every N iterations."
+    )
+    sampler: ComponentChoice = Field(
+        default_factory=lambda: ComponentChoice(name="TPE"), description="Optuna sampler."
+    )
     pruner: ComponentChoice | None = Field(None, description="Optuna pruner; null = no pruning.")
-    storage: str | None = Field(None, description="Optuna storage URL, 'journal:<file>', or null for sqlite in output.dir.")
+    storage: str | None = Field(
+        None, description="Optuna storage URL, 'journal:<file>', or null for sqlite in output.dir."
+    )
     study_name: str | None = Field(
-        None, description="Study name; null = the config file's stem. Its trials, best config and plots go into "
-        "<output.dir>/<study_name>/, so it must be usable as a folder name."
+        None,
+        description="Study name; null = the config file's stem. Its trials, best config and plots go into "
+        "<output.dir>/<study_name>/, so it must be usable as a folder name.",
     )
     storage_wait_s: float = Field(
-        60, gt=0, description="Seconds to wait for a SQLite storage another process holds locked before giving up."
+        60,
+        gt=0,
+        description="Seconds to wait for a SQLite storage another process holds locked before giving up.",
     )
-    keep: Literal["all", "none"] | int = Field("all", description="Trial folders to keep: all, none, or the best k.")
+    keep: Literal["all", "none"] | int = Field(
+        "all", description="Trial folders to keep: all, none, or the best k."
+    )
     seed: int | None = Field(None, description="Sampler seed; null = recon.seed.")
 
     @model_validator(mode="after")
@@ -141,8 +169,14 @@ class TuneSection(_Strict):
         for name in self.objectives:
             if name not in ("loss", "time", "contrast") and not name.startswith("loss:"):
                 raise ValueError(f"unknown objective {name!r}; use loss, loss:<term>, time or contrast")
-        if len(self.objectives) > 1 and self.pruner is not None and self.pruner.name not in ("none", "NopPruner"):
-            raise ValueError("Optuna prunes single-objective studies only: drop the pruner or keep one objective")
+        if (
+            len(self.objectives) > 1
+            and self.pruner is not None
+            and self.pruner.name not in ("none", "NopPruner")
+        ):
+            raise ValueError(
+                "Optuna prunes single-objective studies only: drop the pruner or keep one objective"
+            )
         if self.study_name is not None:
             check_study_name(self.study_name)
         return self
@@ -151,7 +185,9 @@ class TuneSection(_Strict):
 def check_study_name(name: str) -> str:
     """A study name is a folder name under ``output.dir``: no separators, not empty, not ``.`` / ``..``."""
     if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0") or name != name.strip():
-        raise ValueError(f"study_name {name!r} must be usable as a folder name (no '/', '\\', not empty, '.' or '..')")
+        raise ValueError(
+            f"study_name {name!r} must be usable as a folder name (no '/', '\\', not empty, '.' or '..')"
+        )
     return name
 
 
@@ -176,7 +212,10 @@ def apply_values(raw: dict, values: dict[str, Any]) -> dict:
     from ptyrad_core.kernel.config import apply_overrides
 
     out = copy.deepcopy(raw)
-    overrides = [f"{path}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}" for path, v in values.items()]
+    overrides = [
+        f"{path}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+        for path, v in values.items()
+    ]
     return apply_overrides(out, overrides)
 
 
@@ -195,7 +234,9 @@ def check_space(raw: dict, tune: TuneSection, source: str, base_dir: Path, pm) -
                 validate_components(cfg, pm, checks=(check_config,))
                 _check_known_path(raw, path)
             except (ConfigError, PtyradError) as exc:
-                raise ConfigError(f"tune.params[{path!r}] = {value!r} does not give a valid config:\n{exc}") from None
+                raise ConfigError(
+                    f"tune.params[{path!r}] = {value!r} does not give a valid config:\n{exc}"
+                ) from None
 
 
 def _check_known_path(raw: dict, path: str) -> None:
@@ -223,10 +264,14 @@ def make_sampler(tune: TuneSection, seed: int):
     name = SAMPLERS.get(tune.sampler.name, tune.sampler.name)
     cls = getattr(optuna.samplers, name, None)
     if cls is None:
-        raise ConfigError(f"tune.sampler.name: unknown sampler {tune.sampler.name!r}; choose one of {', '.join(SAMPLERS)}")
+        raise ConfigError(
+            f"tune.sampler.name: unknown sampler {tune.sampler.name!r}; choose one of {', '.join(SAMPLERS)}"
+        )
     needs = SAMPLER_NEEDS.get(name)
     if needs and importlib.util.find_spec(needs) is None:
-        raise ConfigError(f"tune.sampler {tune.sampler.name!r} needs the {needs!r} package: pip install 'ptyrad-core[tune]'")
+        raise ConfigError(
+            f"tune.sampler {tune.sampler.name!r} needs the {needs!r} package: pip install 'ptyrad-core[tune]'"
+        )
     options = dict(tune.sampler.options)
     if name == "GridSampler":
         try:
@@ -249,11 +294,15 @@ def make_pruner(tune: TuneSection):
     name = PRUNERS.get(tune.pruner.name, tune.pruner.name)
     cls = getattr(optuna.pruners, name, None)
     if cls is None:
-        raise ConfigError(f"tune.pruner.name: unknown pruner {tune.pruner.name!r}; choose one of {', '.join(PRUNERS)}")
+        raise ConfigError(
+            f"tune.pruner.name: unknown pruner {tune.pruner.name!r}; choose one of {', '.join(PRUNERS)}"
+        )
     options = dict(tune.pruner.options)
     if name == "PatientPruner":
         inner = options.pop("wrapped_pruner", {"name": "median"})
-        options["wrapped_pruner"] = make_pruner(TuneSection(params={"x": {"type": "categorical", "choices": [0]}}, pruner=inner))
+        options["wrapped_pruner"] = make_pruner(
+            TuneSection(params={"x": {"type": "categorical", "choices": [0]}}, pruner=inner)
+        )
         options.setdefault("patience", 2)
     try:
         return cls(**options)
@@ -281,9 +330,10 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 def _locked_advice(path: Path, wait_s: float) -> str:
     return (
-        f"tune.storage: {str(path)!r} stayed locked for {wait_s:g} s: another process holds a write lock on it (a tune "
-        "worker, a second study on this storage, or another program). Wait for it to finish or stop it, or raise "
-        "tune.storage_wait_s; if no process uses it, the file system may not support SQLite locking (network disks): "
+        f"tune.storage: {str(path)!r} stayed locked for {wait_s:g} s: another process holds a write lock "
+        "on it (a tune worker, a second study on this storage, or another program). Wait for it to finish "
+        "or stop it, or raise tune.storage_wait_s; if no process uses it, the file system may not support "
+        "SQLite locking (network disks): "
         "use a 'journal:<file>' storage or a database server"
     )
 
@@ -310,15 +360,19 @@ def check_sqlite(path: Path, wait_s: float) -> None:
             head = fh.read(len(SQLITE_HEADER))
     except OSError as exc:
         raise StorageError(f"tune.storage: cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    damaged = (f"tune.storage: {str(path)!r} is not a readable Optuna SQLite storage ({{}}): it is damaged or another "
-               "kind of file. Move it away (the study in it is lost unless you have a copy) or name another tune.storage")
+    damaged = (
+        f"tune.storage: {str(path)!r} is not a readable Optuna SQLite storage ({{}}): it is damaged or "
+        "another kind of file. Move it away (the study in it is lost unless you have a copy) or name "
+        "another tune.storage"
+    )
     if head and head != SQLITE_HEADER:
         raise StorageError(damaged.format("no SQLite header"))
     uri = f"file:{quote(str(path.resolve()))}"
     said = []
 
     def patiently(action):
-        """``action(timeout)``: at once, then (with a message) waiting up to ``wait_s`` for another process's lock."""
+        """``action(timeout)``: at once, then (with a message) waiting up to ``wait_s`` for another
+        process's lock."""
         for timeout in (0.0, wait_s):
             try:
                 return action(timeout)
@@ -328,8 +382,12 @@ def check_sqlite(path: Path, wait_s: float) -> None:
                 if timeout:
                     raise StorageError(_locked_advice(path, wait_s)) from None
                 if not said:
-                    log.warning("tune: the storage %s is locked by another process; waiting up to %g s "
-                                "(tune.storage_wait_s)", path, wait_s)
+                    log.warning(
+                        "tune: the storage %s is locked by another process; waiting up to %g s "
+                        "(tune.storage_wait_s)",
+                        path,
+                        wait_s,
+                    )
                     said.append(True)
 
     def read_tables(timeout):
@@ -363,7 +421,8 @@ def check_sqlite(path: Path, wait_s: float) -> None:
 
 
 class _storage_errors:
-    """Turns errors of the storage (SQLAlchemy, Optuna's storage layer) into one-line :class:`StorageError`."""
+    """Turns errors of the storage (SQLAlchemy, Optuna's storage layer) into one-line
+    :class:`StorageError`."""
 
     def __init__(self, url: str, wait_s: float):
         self.url, self.wait_s = url, wait_s
@@ -379,8 +438,10 @@ class _storage_errors:
         if cause is not None:
             text += f" ({type(cause).__name__}: {cause})"
         module = type(exc).__module__
-        if not (module.startswith(("sqlalchemy", "optuna.exceptions", "optuna.storages", "sqlite3"))
-                or "StorageInternalError" in type(exc).__name__):
+        if not (
+            module.startswith(("sqlalchemy", "optuna.exceptions", "optuna.storages", "sqlite3"))
+            or "StorageInternalError" in type(exc).__name__
+        ):
             return False
         path = _sqlite_path(self.url)
         where = str(path) if path is not None else self.url
@@ -402,14 +463,18 @@ def make_storage(tune: TuneSection, output_dir: Path):
         try:
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         except Exception as exc:  # a damaged journal: its lines are JSON records
-            raise StorageError(f"tune.storage: the journal {str(path)!r} cannot be read ({type(exc).__name__}: {exc}); "
-                               "move it away or name another tune.storage") from None
+            raise StorageError(
+                f"tune.storage: the journal {str(path)!r} cannot be read ({type(exc).__name__}: {exc}); "
+                "move it away or name another tune.storage"
+            ) from None
     path = _sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         check_sqlite(path, tune.storage_wait_s)
         with _storage_errors(url, tune.storage_wait_s):
-            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": tune.storage_wait_s}})
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": {"timeout": tune.storage_wait_s}}
+            )
     return url
 
 
@@ -445,7 +510,7 @@ class StudyLock:
         except (OSError, ValueError):
             return {}
 
-    def acquire(self) -> "StudyLock":
+    def acquire(self) -> StudyLock:
         if self.lock.held:
             return self
         try:
@@ -456,7 +521,12 @@ class StudyLock:
             if owner.get("purpose") != self.purpose:
                 raise
             if self.joined is None:
-                log.info("tune: joined %s, whose lock process %s on %s holds", self.purpose, owner.get("pid"), owner.get("host"))
+                log.info(
+                    "tune: joined %s, whose lock process %s on %s holds",
+                    self.purpose,
+                    owner.get("pid"),
+                    owner.get("host"),
+                )
             self.joined = owner
         return self
 
@@ -547,7 +617,9 @@ def objective_values(run, objectives: list[str]) -> list[float]:
         elif name.startswith("loss:"):
             term = name.removeprefix("loss:")
             if term not in run.history["loss_terms"]:
-                raise ConfigError(f"tune.objectives: no loss term {term!r}; terms: {', '.join(run.history['loss_terms'])}")
+                raise ConfigError(
+                    f"tune.objectives: no loss term {term!r}; terms: {', '.join(run.history['loss_terms'])}"
+                )
             out.append(float(run.history["loss_terms"][term][-1]))
         else:
             raise ConfigError(f"tune.objectives: unknown objective {name!r}")
@@ -558,7 +630,13 @@ class Study:
     """A configured tuning study over a YAML config (native, with a ``tune`` section)."""
 
     def __init__(self, config_path: Path, overrides: list[str] | None = None, quiet: bool = True):
-        from ptyrad_core.kernel.config import apply_overrides, build_config, is_native, read_yaml, translate_file
+        from ptyrad_core.kernel.config import (
+            apply_overrides,
+            build_config,
+            is_native,
+            read_yaml,
+            translate_file,
+        )
         from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
         self.config_path = Path(config_path)
@@ -573,13 +651,20 @@ class Study:
                 raw, text = translated[0], ""
         self.raw, self.tune = split_config(raw)
         self.base_dir = self.config_path.resolve().parent
-        base = build_config(self.raw, str(self.config_path), text, self.base_dir)  # the reconstruction part must be valid
+        base = build_config(
+            self.raw, str(self.config_path), text, self.base_dir
+        )  # the reconstruction part must be valid
         self.pm_modules = (base.plugins.modules, base.plugins.disable)
         self.output_dir = Path(base.output.dir)
         self.seed = self.tune.seed if self.tune.seed is not None else base.recon.seed
         self.quiet = quiet
-        check_space(self.raw, self.tune, str(self.config_path), self.base_dir,
-                    get_plugin_manager(base.plugins.modules, base.plugins.disable, base_dir=self.base_dir))
+        check_space(
+            self.raw,
+            self.tune,
+            str(self.config_path),
+            self.base_dir,
+            get_plugin_manager(base.plugins.modules, base.plugins.disable, base_dir=self.base_dir),
+        )
         name = self.tune.study_name or self.config_path.stem
         try:
             self.study_name = check_study_name(name)
@@ -598,8 +683,11 @@ class Study:
         raw = copy.deepcopy(self.raw)
         raw.pop("output", None)
         (raw.get("recon") or {}).pop("device", None)
-        what = {"config": raw, "params": {k: v.model_dump() for k, v in self.tune.params.items()},
-                "objectives": list(self.tune.objectives)}
+        what = {
+            "config": raw,
+            "params": {k: v.model_dump() for k, v in self.tune.params.items()},
+            "objectives": list(self.tune.objectives),
+        }
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def lock(self) -> StudyLock:
@@ -620,16 +708,21 @@ class Study:
         storage = make_storage(self.tune, self.output_dir)
         with _storage_errors(self.storage, self.tune.storage_wait_s):
             study = optuna.create_study(
-                storage=storage, study_name=self.study_name, load_if_exists=True,
-                sampler=make_sampler(self.tune, self.seed), pruner=make_pruner(self.tune), directions=directions,
+                storage=storage,
+                study_name=self.study_name,
+                load_if_exists=True,
+                sampler=make_sampler(self.tune, self.seed),
+                pruner=make_pruner(self.tune),
+                directions=directions,
             )
             mark = study.user_attrs.get("ptyrad_core_fingerprint")
             if mark is None:
                 study.set_user_attr("ptyrad_core_fingerprint", self.fingerprint())
         if mark is not None and mark != self.fingerprint():
             raise ConfigError(
-                f"tune: study {self.study_name!r} in {self.storage} was started from another config, search space or "
-                "objectives; its trials would not compare with these. Choose another tune.study_name (or output.dir), "
+                f"tune: study {self.study_name!r} in {self.storage} was started from another config, "
+                "search space or objectives; its trials would not compare with these. Choose another "
+                "tune.study_name (or output.dir), "
                 "or run the study with the config it was started with"
             )
         return study
@@ -640,8 +733,8 @@ class Study:
     def objective(self, trial):
         import optuna
 
-        from ptyrad_core.kernel.config import build_config
         from ptyrad_core.engine.loop import Reconstruction
+        from ptyrad_core.kernel.config import build_config
         from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
         values = {path: spec.suggest(trial, path) for path, spec in self.tune.params.items()}
@@ -651,7 +744,9 @@ class Study:
         config = build_config(raw, str(self.config_path), base_dir=self.base_dir)
         # Optuna prunes single-objective studies only; a multi-objective trial runs to the end
         inline = [_TrialReporter(trial, self.tune.report_every)] if len(self.tune.objectives) == 1 else []
-        pm = get_plugin_manager(config.plugins.modules, config.plugins.disable, base_dir=self.base_dir, inline=inline)
+        pm = get_plugin_manager(
+            config.plugins.modules, config.plugins.disable, base_dir=self.base_dir, inline=inline
+        )
         run = Reconstruction(config, pm=pm, quiet=True)
         try:
             run.run()
@@ -673,7 +768,11 @@ class Study:
 
         study = self.open()
         started, failures = time.time(), 0
-        alive = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # WAITING (enqueued) trials are taken by ask()
+        alive = (
+            TrialState.COMPLETE,
+            TrialState.PRUNED,
+            TrialState.RUNNING,
+        )  # WAITING (enqueued) trials are taken by ask()
         guard = _storage_errors(self.storage, self.tune.storage_wait_s)
         while self.tune.timeout_s is None or time.time() - started < self.tune.timeout_s:
             self._lock.refresh()  # a joined process takes the folder lock over when its holder is gone
@@ -766,7 +865,8 @@ def _resolve_paths(raw: dict, base_dir: Path) -> None:
 
 
 def _plots(study, out_dir: Path, n_objectives: int) -> list[Path]:
-    """Optuna's history, importance and slice plots as PNG (skipped, with a log line, when one cannot be drawn)."""
+    """Optuna's history, importance and slice plots as PNG (skipped, with a log line, when one
+    cannot be drawn)."""
     import warnings
 
     import matplotlib
@@ -778,8 +878,11 @@ def _plots(study, out_dir: Path, n_objectives: int) -> list[Path]:
 
     written = []
     target = (lambda t: t.values[0]) if n_objectives > 1 else None
-    for name, fn in (("tune_history.png", ovm.plot_optimization_history), ("tune_importance.png", ovm.plot_param_importances),
-                     ("tune_slice.png", ovm.plot_slice)):
+    for name, fn in (
+        ("tune_history.png", ovm.plot_optimization_history),
+        ("tune_importance.png", ovm.plot_param_importances),
+        ("tune_slice.png", ovm.plot_slice),
+    ):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -788,14 +891,16 @@ def _plots(study, out_dir: Path, n_objectives: int) -> list[Path]:
             fig.savefig(out_dir / name, dpi=90, bbox_inches="tight")
             plt.close(fig)
             written.append(out_dir / name)
-        except Exception as exc:  # a plot Optuna cannot make (e.g. importance with one trial) must not fail the study
+        except (
+            Exception
+        ) as exc:  # a plot Optuna cannot make (e.g. importance with one trial) must not fail the study
             log.warning("tune: %s not drawn: %s", name, exc)
     return written
 
 
 def summary_table(study, tune: TuneSection, k: int = 10):
-    from rich.table import Table
     from optuna.trial import TrialState
+    from rich.table import Table
 
     table = Table(title=f"best trials of {study.study_name!r}")
     table.add_column("trial", justify="right")
@@ -803,9 +908,18 @@ def summary_table(study, tune: TuneSection, k: int = 10):
         table.add_column(name, justify="right")
     for path in tune.params:
         table.add_column(path)
-    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: tuple(t.values))
+    complete = sorted(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: tuple(t.values)
+    )
     for t in complete[:k]:
-        table.add_row(str(t.number), *(f"{v:.6g}" for v in t.values), *(f"{t.params[p]:.6g}" if isinstance(t.params[p], float) else str(t.params[p]) for p in tune.params))
+        table.add_row(
+            str(t.number),
+            *(f"{v:.6g}" for v in t.values),
+            *(
+                f"{t.params[p]:.6g}" if isinstance(t.params[p], float) else str(t.params[p])
+                for p in tune.params
+            ),
+        )
     pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
     table.caption = f"{len(complete)} complete, {pruned} pruned"
     return table
@@ -819,7 +933,9 @@ def start_workers(config_path: Path, overrides: list[str], n: int) -> list[subpr
     return [subprocess.Popen(cmd) for _ in range(n)]
 
 
-def tune_command(config_path, overrides: list[str] | None = None, workers: int = 1, worker: bool = False, console=None):
+def tune_command(
+    config_path, overrides: list[str] | None = None, workers: int = 1, worker: bool = False, console=None
+):
     """``ptyrad-core tune CONFIG [--workers N]``: run (or join) the study and summarise it."""
     from rich.console import Console
 
@@ -828,7 +944,11 @@ def tune_command(config_path, overrides: list[str] | None = None, workers: int =
     procs: list[subprocess.Popen] = []
     try:
         study_def.open()  # take the folder lock and create the study before workers race to
-        procs = start_workers(Path(config_path), overrides or [], workers - 1) if workers > 1 and not worker else []
+        procs = (
+            start_workers(Path(config_path), overrides or [], workers - 1)
+            if workers > 1 and not worker
+            else []
+        )
         t0 = time.time()
         study = study_def.optimize()
         for p in procs:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -32,11 +32,15 @@ A = "\u00c5"  # Angstrom sign
 
 #: The figures, in report order: file name -> caption.
 FIGURES: dict[str, str] = {
-    "object_phase_sum.png": "Object phase summed over slices (occupancy-weighted mean over object modes): full field and scanned region.",
-    "object_phase_slices.png": "Object phase per slice (occupancy-weighted mean over object modes), scanned region.",
-    "object_amplitude.png": "Object amplitude: product over slices (transmission of the stack), scanned region.",
+    "object_phase_sum.png": "Object phase summed over slices (occupancy-weighted mean over object modes): "
+    "full field and scanned region.",
+    "object_phase_slices.png": "Object phase per slice (occupancy-weighted mean over object modes), "
+    "scanned region.",
+    "object_amplitude.png": "Object amplitude: product over slices (transmission of the stack), "
+    "scanned region.",
     "object_amplitude_slices.png": "Object amplitude per slice, scanned region.",
-    "probe_modes.png": "Probe modes: real-space amplitude (top) and Fourier-space amplitude (bottom), with power fractions.",
+    "probe_modes.png": "Probe modes: real-space amplitude (top) and Fourier-space amplitude (bottom), "
+    "with power fractions.",
     "loss.png": "Loss per term and total per iteration.",
     "positions.png": "Scan positions: nominal window centres (dots) and refined shifts (arrows, magnified).",
     "tilts.png": "Beam tilts.",
@@ -146,8 +150,20 @@ def _image(fig, ax, img, ctx: _Ctx, region, title, unit, cmap="gray", limits=Non
     return im
 
 
-def _manual_grid(nrows: int, ncols: int, pw: float, ph: float, *, wgap: float, hgap: float, left: float = 0.75,
-                 right: float = 1.1, bottom: float = 0.55, top: float = 0.6, cbar_each: bool = False):
+def _manual_grid(
+    nrows: int,
+    ncols: int,
+    pw: float,
+    ph: float,
+    *,
+    wgap: float,
+    hgap: float,
+    left: float = 0.75,
+    right: float = 1.1,
+    bottom: float = 0.55,
+    top: float = 0.6,
+    cbar_each: bool = False,
+):
     """A figure with an ``nrows x ncols`` grid of axes laid out by hand, in inches (no layout engine:
     constrained layout costs seconds for dozens of panels). With ``cbar_each`` every panel gets a colour-bar
     axes on its right; otherwise one colour-bar axes spans the grid on the right.
@@ -167,7 +183,9 @@ def _manual_grid(nrows: int, ncols: int, pw: float, ph: float, *, wgap: float, h
             x0 = left + c * (cell_w + wgap)
             axes[r, c] = fig.add_axes((x0 / width, y0 / height, pw / width, ph / height))
             if cbar_each:
-                caxes[r, c] = fig.add_axes(((x0 + pw + cb_pad) / width, (y0 + 0.1 * ph) / height, cb_w / width, 0.8 * ph / height))
+                caxes[r, c] = fig.add_axes(
+                    ((x0 + pw + cb_pad) / width, (y0 + 0.1 * ph) / height, cb_w / width, 0.8 * ph / height)
+                )
     if cbar_each:
         return fig, axes, caxes
     x0 = left + ncols * cell_w + (ncols - 1) * wgap + cb_pad
@@ -196,7 +214,14 @@ def _slices_figure(ctx: _Ctx, stack: np.ndarray, what: str, unit: str) -> Figure
             ax.set_axis_off()
             continue
         r, c = divmod(i, ncols)
-        im = ax.imshow(crops[i], cmap="gray", vmin=lo, vmax=hi, extent=ctx.extent(ctx.region), interpolation="antialiased")
+        im = ax.imshow(
+            crops[i],
+            cmap="gray",
+            vmin=lo,
+            vmax=hi,
+            extent=ctx.extent(ctx.region),
+            interpolation="antialiased",
+        )
         ax.set_title(f"slice {i} (z = {i * ctx.thickness:.3g} {A})", fontsize=8, pad=3)
         ax.tick_params(labelsize=7)
         if c == 0:
@@ -208,7 +233,10 @@ def _slices_figure(ctx: _Ctx, stack: np.ndarray, what: str, unit: str) -> Figure
         else:
             ax.tick_params(labelbottom=False)
     fig.colorbar(im, cax=cax, label=unit)
-    fig.suptitle(f"{what} per slice ({len(crops)} slices, {ctx.thickness:.4g} {A} each), scanned region", y=1 - 0.2 / fig.get_figheight())
+    fig.suptitle(
+        f"{what} per slice ({len(crops)} slices, {ctx.thickness:.4g} {A} each), scanned region",
+        y=1 - 0.2 / fig.get_figheight(),
+    )
     return fig
 
 
@@ -219,16 +247,32 @@ def _slices_figure(ctx: _Ctx, stack: np.ndarray, what: str, unit: str) -> Figure
 
 def fig_object_phase_sum(ctx: _Ctx) -> Figure:
     # = metrics.projected_phase, summing slices in float64 without a float64 copy of the stack
-    phase = np.tensordot(_weights(ctx.result, ctx.omode), ctx.result["object/phase"].sum(axis=1, dtype=np.float64), axes=1)
+    phase = np.tensordot(
+        _weights(ctx.result, ctx.omode), ctx.result["object/phase"].sum(axis=1, dtype=np.float64), axes=1
+    )
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     ax_full, ax_crop = fig.subplots(1, 2)
     _image(fig, ax_full, phase, ctx, None, f"full field ({ctx.NY} x {ctx.NX} px)", "phase (rad)")
     ys, xs = ctx.region
-    ax_full.add_patch(Rectangle((xs.start * ctx.dx, ys.start * ctx.dx), (xs.stop - xs.start) * ctx.dx,
-                                (ys.stop - ys.start) * ctx.dx, fill=False, edgecolor="tab:red", lw=1.2))
-    title = f"scanned region ({ys.stop - ys.start} x {xs.stop - xs.start} px)" if ctx.cropped else "scanned region = full field"
+    ax_full.add_patch(
+        Rectangle(
+            (xs.start * ctx.dx, ys.start * ctx.dx),
+            (xs.stop - xs.start) * ctx.dx,
+            (ys.stop - ys.start) * ctx.dx,
+            fill=False,
+            edgecolor="tab:red",
+            lw=1.2,
+        )
+    )
+    title = (
+        f"scanned region ({ys.stop - ys.start} x {xs.stop - xs.start} px)"
+        if ctx.cropped
+        else "scanned region = full field"
+    )
     _image(fig, ax_crop, phase[ys, xs], ctx, ctx.region, title, "phase (rad)")
-    fig.suptitle(f"Object phase, sum over {ctx.nz} slices, mean over {ctx.omode} object modes (dx = {ctx.dx:.4g} {A})")
+    fig.suptitle(
+        f"Object phase, sum over {ctx.nz} slices, mean over {ctx.omode} object modes (dx = {ctx.dx:.4g} {A})"
+    )
     return fig
 
 
@@ -243,9 +287,16 @@ def fig_object_amplitude(ctx: _Ctx) -> Figure:
     ys, xs = ctx.region
     fig = Figure(figsize=(6, 5), layout="constrained")
     ax = fig.subplots()
-    _image(fig, ax, product[ys, xs], ctx, ctx.region,
-           f"Object amplitude, product over {ctx.nz} slices\n(mean over {ctx.omode} object modes, scanned region)",
-           "amplitude (transmission, unitless)")
+    _image(
+        fig,
+        ax,
+        product[ys, xs],
+        ctx,
+        ctx.region,
+        f"Object amplitude, product over {ctx.nz} slices\n"
+        f"(mean over {ctx.omode} object modes, scanned region)",
+        "amplitude (transmission, unitless)",
+    )
     return fig
 
 
@@ -264,8 +315,18 @@ def fig_probe_modes(ctx: _Ctx) -> Figure:
     ncols = min(n, 4)
     groups = math.ceil(n / ncols)
     pw = 2.3 if n > 2 else 2.6
-    fig, axes, caxes = _manual_grid(2 * groups, ncols, pw, pw * ny / nx, wgap=1.55, hgap=0.75, left=0.7,
-                                    right=0.85, top=0.75, cbar_each=True)
+    fig, axes, caxes = _manual_grid(
+        2 * groups,
+        ncols,
+        pw,
+        pw * ny / nx,
+        wgap=1.55,
+        hgap=0.75,
+        left=0.7,
+        right=0.85,
+        top=0.75,
+        cbar_each=True,
+    )
     real_ext = [-(nx // 2) * ctx.dx, (nx - nx // 2) * ctx.dx, (ny - ny // 2) * ctx.dx, -(ny // 2) * ctx.dx]
     # scattering angle per Fourier pixel: lambda * k, k = f / dx, in mrad
     da_y, da_x = ctx.wavelength / (ny * ctx.dx) * 1e3, ctx.wavelength / (nx * ctx.dx) * 1e3
@@ -282,10 +343,20 @@ def fig_probe_modes(ctx: _Ctx) -> Figure:
         fourier = np.abs(np.fft.fftshift(np.fft.fft2(modes[i], norm="ortho")))
         for (ax, cax), img, ext, unit, xl, yl, title in (
             (pairs[0], real, real_ext, "amplitude (a.u.)", f"x ({A})", f"y ({A})", "real space"),
-            (pairs[1], fourier, fourier_ext, "Fourier amplitude (a.u.)", "angle x (mrad)", "angle y (mrad)", "|FFT|"),
+            (
+                pairs[1],
+                fourier,
+                fourier_ext,
+                "Fourier amplitude (a.u.)",
+                "angle x (mrad)",
+                "angle y (mrad)",
+                "|FFT|",
+            ),
         ):
             lo, hi = _limits(img)
-            im = ax.imshow(img, cmap="magma", vmin=min(lo, 0.0), vmax=hi, extent=ext, interpolation="antialiased")
+            im = ax.imshow(
+                img, cmap="magma", vmin=min(lo, 0.0), vmax=hi, extent=ext, interpolation="antialiased"
+            )
             ax.set_xlabel(xl, fontsize=8)
             ax.set_ylabel(yl, fontsize=8, labelpad=1)
             ax.tick_params(labelsize=7)
@@ -293,8 +364,10 @@ def fig_probe_modes(ctx: _Ctx) -> Figure:
             cb = fig.colorbar(im, cax=cax)
             cb.set_label(unit, fontsize=8)
             cb.ax.tick_params(labelsize=7)
-    fig.suptitle(f"Probe: {n} modes, {ny} x {nx} px (real-space and Fourier-space amplitude)",
-                 y=1 - 0.2 / fig.get_figheight())
+    fig.suptitle(
+        f"Probe: {n} modes, {ny} x {nx} px (real-space and Fourier-space amplitude)",
+        y=1 - 0.2 / fig.get_figheight(),
+    )
     return fig
 
 
@@ -302,19 +375,39 @@ def fig_loss(ctx: _Ctx) -> Figure:
     r = ctx.result
     it = np.asarray(r["history/iteration"])
     total = np.asarray(r["history/loss"], dtype=np.float64)
-    terms = {k.split("/", 2)[2]: np.asarray(v, dtype=np.float64) for k, v in r.items() if k.startswith("history/loss_terms/")}
+    terms = {
+        k.split("/", 2)[2]: np.asarray(v, dtype=np.float64)
+        for k, v in r.items()
+        if k.startswith("history/loss_terms/")
+    }
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
     marker = "o" if len(it) <= 30 else None
-    ax.plot(it, total, color="k", lw=2, marker=marker, label=f"total (final {total[-1]:.5g})" if len(total) else "total")
+    ax.plot(
+        it,
+        total,
+        color="k",
+        lw=2,
+        marker=marker,
+        label=f"total (final {total[-1]:.5g})" if len(total) else "total",
+    )
     for name, values in terms.items():
-        ax.plot(it, values, ls="--", marker=marker, ms=4, label=f"{name} (final {values[-1]:.5g})" if len(values) else name)
+        ax.plot(
+            it,
+            values,
+            ls="--",
+            marker=marker,
+            ms=4,
+            label=f"{name} (final {values[-1]:.5g})" if len(values) else name,
+        )
     values = np.concatenate([total, *terms.values()]) if terms else total
     finite = values[np.isfinite(values)]
     if finite.size and np.all(finite > 0):
         ax.set_yscale("log")
     elif finite.size:
-        ax.set_yscale("symlog", linthresh=max(np.abs(finite[finite != 0]).min() if np.any(finite != 0) else 1.0, 1e-12))
+        ax.set_yscale(
+            "symlog", linthresh=max(np.abs(finite[finite != 0]).min() if np.any(finite != 0) else 1.0, 1e-12)
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss (weighted, mean over batches)")
@@ -345,7 +438,9 @@ def fig_positions(ctx: _Ctx) -> Figure:
     max_shift = float(mag.max()) if n else 0.0
     # typical spacing of the scan: sqrt(area per position), or extent / N for a line
     span = centre_A.max(0) - centre_A.min(0)
-    step = math.sqrt(span[0] * span[1] / n) if span.min() > 0 else (span.max() / n if span.max() > 0 else ctx.dx)
+    step = (
+        math.sqrt(span[0] * span[1] / n) if span.min() > 0 else (span.max() / n if span.max() > 0 else ctx.dx)
+    )
     # dense scans: arrows for an even subset only (one per cell), every position coloured by its shift
     shown = np.arange(n)
     if n > MAX_ARROWS:
@@ -357,16 +452,38 @@ def fig_positions(ctx: _Ctx) -> Figure:
 
     fig = Figure(figsize=(7, 6.3), layout="constrained")
     ax = fig.subplots()
-    ax.add_patch(Rectangle((0, 0), ctx.NX * ctx.dx, ctx.NY * ctx.dx, fill=False, edgecolor="0.6", lw=1, ls=":"))
+    ax.add_patch(
+        Rectangle((0, 0), ctx.NX * ctx.dx, ctx.NY * ctx.dx, fill=False, edgecolor="0.6", lw=1, ls=":")
+    )
     norm = Normalize(0.0, max(max_shift, 1e-12))
     if n > MAX_ARROWS:
-        ax.scatter(centre_A[:, 1], centre_A[:, 0], s=float(np.clip(2e4 / n, 0.3, 4.0)), c=mag, cmap="viridis",
-                   norm=norm, lw=0, alpha=0.6, zorder=2)
+        ax.scatter(
+            centre_A[:, 1],
+            centre_A[:, 0],
+            s=float(np.clip(2e4 / n, 0.3, 4.0)),
+            c=mag,
+            cmap="viridis",
+            norm=norm,
+            lw=0,
+            alpha=0.6,
+            zorder=2,
+        )
     else:
         ax.scatter(centre_A[:, 1], centre_A[:, 0], s=8.0 if n <= 400 else 3.0, c="k", lw=0, zorder=2)
-    q = ax.quiver(centre_A[shown, 1], centre_A[shown, 0], shift_A[shown, 1] * scale, shift_A[shown, 0] * scale,
-                  mag[shown], angles="xy", scale_units="xy", scale=1.0, cmap="viridis", norm=norm,
-                  width=0.004 if len(shown) <= 100 else 0.0025, zorder=3)
+    q = ax.quiver(
+        centre_A[shown, 1],
+        centre_A[shown, 0],
+        shift_A[shown, 1] * scale,
+        shift_A[shown, 0] * scale,
+        mag[shown],
+        angles="xy",
+        scale_units="xy",
+        scale=1.0,
+        cmap="viridis",
+        norm=norm,
+        width=0.004 if len(shown) <= 100 else 0.0025,
+        zorder=3,
+    )
     fig.colorbar(q, ax=ax, label=f"shift ({A})", shrink=0.9)
     # zoom on the scan (plus a step of margin), the object's outline dotted where in view
     lo, hi = centre_A.min(0) - 1.5 * step, centre_A.max(0) + 1.5 * step
@@ -376,8 +493,11 @@ def fig_positions(ctx: _Ctx) -> Figure:
     ctx.label(ax)
     if max_shift > 0:
         which = f"{len(shown)} of {n} positions" if len(shown) < n else f"{n} positions"
-        title = (f"Positions: nominal window centres (dots); arrows = refined shift x {scale:.3g} ({which})\n"
-                 f"max shift {max_shift:.3g} {A} = {max_shift / ctx.dx:.3g} px, drawn as {max_shift * scale:.3g} {A}")
+        title = (
+            f"Positions: nominal window centres (dots); arrows = refined shift x {scale:.3g} ({which})\n"
+            f"max shift {max_shift:.3g} {A} = {max_shift / ctx.dx:.3g} px, "
+            f"drawn as {max_shift * scale:.3g} {A}"
+        )
     else:
         title = f"Positions: {n} nominal window centres (no refinement: all shifts 0)"
     ax.set_title(title, fontsize=9)
@@ -402,8 +522,15 @@ def fig_tilts(ctx: _Ctx) -> Figure:
         r = max(abs(ty), abs(tx), 1.0) * 1.5
         ax.annotate("", xy=(tx, ty), xytext=(0, 0), arrowprops=dict(arrowstyle="->", lw=2, color="tab:red"))
         ax.plot([0], [0], "k+", ms=10)
-        ax.text(0.03, 0.95, f"t_y = {ty:.4g} mrad\nt_x = {tx:.4g} mrad\n|t| = {math.hypot(ty, tx):.4g} mrad",
-                transform=ax.transAxes, va="top", fontsize=10, family="monospace")
+        ax.text(
+            0.03,
+            0.95,
+            f"t_y = {ty:.4g} mrad\nt_x = {tx:.4g} mrad\n|t| = {math.hypot(ty, tx):.4g} mrad",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=10,
+            family="monospace",
+        )
         ax.set_xlim(-r, r)
         ax.set_ylim(-r, r)
         ax.set_aspect("equal")
@@ -420,8 +547,14 @@ def fig_tilts(ctx: _Ctx) -> Figure:
         for k, (ax, name) in enumerate(zip(axes, ("t_y", "t_x"))):
             img = grid[..., k]
             lo, hi = _limits(img)
-            im = ax.imshow(img, cmap="coolwarm", vmin=lo, vmax=hi, interpolation="nearest",
-                           extent=[-0.5, shape[1] - 0.5, shape[0] - 0.5, -0.5])
+            im = ax.imshow(
+                img,
+                cmap="coolwarm",
+                vmin=lo,
+                vmax=hi,
+                interpolation="nearest",
+                extent=[-0.5, shape[1] - 0.5, shape[0] - 0.5, -0.5],
+            )
             ax.set_xlabel("scan column (fast axis, index)")
             ax.set_ylabel("scan row (slow axis, index)")
             ax.set_title(f"{name}: mean {img.mean():.4g}, std {img.std():.3g} mrad")
@@ -432,7 +565,9 @@ def fig_tilts(ctx: _Ctx) -> Figure:
         centre_A = (nominal + np.asarray(ctx.window) / 2) * ctx.dx
         for k, (ax, name) in enumerate(zip(axes, ("t_y", "t_x"))):
             lo, hi = _limits(tilts[:, k])
-            sc = ax.scatter(centre_A[:, 1], centre_A[:, 0], c=tilts[:, k], cmap="coolwarm", vmin=lo, vmax=hi, s=14)
+            sc = ax.scatter(
+                centre_A[:, 1], centre_A[:, 0], c=tilts[:, k], cmap="coolwarm", vmin=lo, vmax=hi, s=14
+            )
             ax.set_ylim(ctx.NY * ctx.dx, 0)
             ax.set_xlim(0, ctx.NX * ctx.dx)
             ax.set_aspect("equal")
@@ -474,7 +609,8 @@ assert DRAW.keys() == FIGURES.keys()
 
 
 def draw_figures(result: dict, out_dir: Path, strict: bool = False) -> list[Path]:
-    """Draw every figure of ``result`` (from :func:`~ptyrad_core.engine.results.read_result`) into ``out_dir``.
+    """Draw every figure of ``result`` (from :func:`~ptyrad_core.engine.results.read_result`) into
+    ``out_dir``.
 
     Each PNG is written atomically. A figure that cannot be drawn is logged as a warning and
     left out (its old file removed), unless ``strict``, which raises instead.

@@ -14,8 +14,9 @@ from __future__ import annotations
 import html
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import yaml
@@ -34,7 +35,8 @@ MAX_TIMING_ROWS = 500
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1.5em auto;
        max-width: 1200px; padding: 0 1em; color: #222; background: #fff; }
-h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; border-bottom: 1px solid #ccc; margin-top: 1.6em; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; }
+h2 { font-size: 1.2em; border-bottom: 1px solid #ccc; margin-top: 1.6em; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -83,7 +85,9 @@ def _table(header: Iterable[str] | None, rows: Iterable[Iterable[Any]], numeric:
 
 
 def _kv_table(rows: Iterable[tuple[str, Any]]) -> str:
-    return "<table>\n" + "\n".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "\n</table>"
+    return (
+        "<table>\n" + "\n".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "\n</table>"
+    )
 
 
 def _sparkline(values: np.ndarray, width: int = 480, height: int = 60) -> str:
@@ -97,14 +101,19 @@ def _sparkline(values: np.ndarray, width: int = 480, height: int = 60) -> str:
     xs = np.linspace(2, width - 2, v.size)
     ys = height - 2 - (v - lo) / span * (height - 4)
     points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
-    return (f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-            f'aria-label="time per iteration"><polyline fill="none" stroke="#1f77b4" stroke-width="1.5" '
-            f'points="{points}"/></svg> <span class="muted">{_e(_num(lo, ".4g"))} to {_e(_num(hi, ".4g"))} s</span>')
+    return (
+        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="time per iteration"><polyline fill="none" stroke="#1f77b4" stroke-width="1.5" '
+        f'points="{points}"/></svg> '
+        f'<span class="muted">{_e(_num(lo, ".4g"))} to {_e(_num(hi, ".4g"))} s</span>'
+    )
 
 
 def _loss_terms(result: dict) -> dict[str, np.ndarray]:
     prefix = "history/loss_terms/"
-    return {k[len(prefix):]: np.asarray(v, dtype=np.float64) for k, v in result.items() if k.startswith(prefix)}
+    return {
+        k[len(prefix) :]: np.asarray(v, dtype=np.float64) for k, v in result.items() if k.startswith(prefix)
+    }
 
 
 def _last(values) -> str:
@@ -142,15 +151,19 @@ def render_html(result: dict, result_path: Path, figures: list[tuple[str, str]])
 
     # -- header
     w(f"<h1>ptyrad_core report &mdash; iteration {iteration}</h1>")
-    w(_kv_table([
-        ("result file", str(result_path)),
-        ("iteration", iteration),
-        ("created", attrs.get("created", "")),
-        ("data file", attrs.get("data_file", "")),
-        ("data sha256", attrs.get("data_sha256", "")),
-        ("seed", attrs.get("seed", "")),
-        ("software", ", ".join(f"{k} {v}" for k, v in versions.items())),
-    ]))
+    w(
+        _kv_table(
+            [
+                ("result file", str(result_path)),
+                ("iteration", iteration),
+                ("created", attrs.get("created", "")),
+                ("data file", attrs.get("data_file", "")),
+                ("data sha256", attrs.get("data_sha256", "")),
+                ("seed", attrs.get("seed", "")),
+                ("software", ", ".join(f"{k} {v}" for k, v in versions.items())),
+            ]
+        )
+    )
 
     # -- summary
     w("<h2>Summary</h2>")
@@ -169,7 +182,9 @@ def render_html(result: dict, result_path: Path, figures: list[tuple[str, str]])
     if probe is not None:
         rows.append(("probe shape (modes, y, x)", " x ".join(str(s) for s in probe.shape)))
     if "probe/powers" in result:
-        rows.append(("probe-mode powers", ", ".join(f"{100 * float(p):.2f}%" for p in result["probe/powers"])))
+        rows.append(
+            ("probe-mode powers", ", ".join(f"{100 * float(p):.2f}%" for p in result["probe/powers"]))
+        )
     if dx is not None:
         rows.append(("dx", f"{float(dx):.6g} \u00c5"))
     if "wavelength_A" in attrs:
@@ -188,17 +203,34 @@ def render_html(result: dict, result_path: Path, figures: list[tuple[str, str]])
     if not figures:
         w('<p class="muted">No figures were drawn (see the log for the reason).</p>')
     for src, caption in figures:
-        w(f'<figure><img src="{_e(src)}" alt="{_e(caption)}" loading="eager">'
-          f"<figcaption>{_e(src.rsplit('/', 1)[-1])}: {_e(caption)}</figcaption></figure>")
+        w(
+            f'<figure><img src="{_e(src)}" alt="{_e(caption)}" loading="eager">'
+            f"<figcaption>{_e(src.rsplit('/', 1)[-1])}: {_e(caption)}</figcaption></figure>"
+        )
 
     # -- timing
     w("<h2>Timing</h2>")
     if times.size:
         w('<table id="timing-summary">')
-        w("<tr><th>iterations</th><th>min (s)</th><th>median (s)</th><th>mean (s)</th><th>max (s)</th><th>total (s)</th></tr>")
-        w("<tr>" + "".join(f'<td class="num">{_e(v)}</td>' for v in (
-            times.size, _num(times.min(), ".4g"), _num(np.median(times), ".4g"), _num(times.mean(), ".4g"),
-            _num(times.max(), ".4g"), _num(times.sum(), ".4g"))) + "</tr></table>")
+        w(
+            "<tr><th>iterations</th><th>min (s)</th><th>median (s)</th><th>mean (s)</th><th>max (s)</th>"
+            "<th>total (s)</th></tr>"
+        )
+        w(
+            "<tr>"
+            + "".join(
+                f'<td class="num">{_e(v)}</td>'
+                for v in (
+                    times.size,
+                    _num(times.min(), ".4g"),
+                    _num(np.median(times), ".4g"),
+                    _num(times.mean(), ".4g"),
+                    _num(times.max(), ".4g"),
+                    _num(times.sum(), ".4g"),
+                )
+            )
+            + "</tr></table>"
+        )
         w(f"<p>{_sparkline(times)}</p>")
         n = times.size
         shown = range(max(0, n - MAX_TIMING_ROWS), n)
@@ -206,25 +238,43 @@ def render_html(result: dict, result_path: Path, figures: list[tuple[str, str]])
             w(f'<p class="muted">The last {MAX_TIMING_ROWS} of {n} iterations.</p>')
         header = ["iteration", "time (s)", "loss", *terms]
         body = [
-            [int(it[i]) if i < len(it) else i + 1, _num(times[i], ".4g"), _num(loss[i]) if i < len(loss) else "-",
-             *(_num(v[i]) if i < len(v) else "-" for v in terms.values())]
+            [
+                int(it[i]) if i < len(it) else i + 1,
+                _num(times[i], ".4g"),
+                _num(loss[i]) if i < len(loss) else "-",
+                *(_num(v[i]) if i < len(v) else "-" for v in terms.values()),
+            ]
             for i in shown
         ]
-        w('<div class="scroll" id="timing-per-iteration">' + _table(header, body, numeric=range(len(header))) + "</div>")
+        w(
+            '<div class="scroll" id="timing-per-iteration">'
+            + _table(header, body, numeric=range(len(header)))
+            + "</div>"
+        )
     else:
         w('<p class="muted">No iterations recorded.</p>')
 
     # -- plugins
     w("<h2>Plugins</h2>")
     plugins = attrs.get("plugins") or []
-    w(_table(["name", "source", "distribution", "version"],
-             [[p.get("name", ""), p.get("source", ""), p.get("distribution") or "", p.get("version") or ""] for p in plugins]))
+    w(
+        _table(
+            ["name", "source", "distribution", "version"],
+            [
+                [p.get("name", ""), p.get("source", ""), p.get("distribution") or "", p.get("version") or ""]
+                for p in plugins
+            ],
+        )
+    )
 
     # -- config
     w("<h2>Resolved config</h2>")
     text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
     w(f"<pre>{_e(text)}</pre>")
-    w(f'<p class="muted">Written by ptyrad_core {_e(versions.get("ptyrad_core", ""))} from {_e(result_path.name)}.</p>')
+    w(
+        f'<p class="muted">Written by ptyrad_core {_e(versions.get("ptyrad_core", ""))} '
+        f"from {_e(result_path.name)}.</p>"
+    )
     w("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -236,8 +286,8 @@ def write_report(result_path: Path, out_dir: Path | None = None) -> Path:
     :param out_dir: where ``report.html`` and ``figures/`` go; default the result file's folder.
     :return: the path of ``report.html`` (written atomically: temporary name, then rename).
     """
-    from ptyrad_core.observers.figures import FIGURES, draw_figures
     from ptyrad_core.engine.results import read_result, unexpected_content
+    from ptyrad_core.observers.figures import FIGURES, draw_figures
 
     result_path = Path(result_path)
     out_dir = Path(out_dir) if out_dir is not None else result_path.parent
