@@ -1,4 +1,9 @@
-"""Shared fixtures: the shipped datasets and small configs built on them."""
+"""Shared fixtures: the shipped datasets, small configs built on them, the one way tests build a
+reconstruction (:func:`build_run`), the CLI runner, and the order of the suite.
+
+Tests marked ``slow`` (reconstructions of tens of seconds, tests that start processes or install
+packages) run after all the others; ``make test-fast`` leaves them out (``-m "not slow"``).
+"""
 
 from __future__ import annotations
 
@@ -17,10 +22,20 @@ DATA = ROOT / "data"
 collect_ignore = ["example_plugin"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Slow tests last, each group in collection order: a failure in the fast part shows early."""
+    items[:] = [i for i in items if i.get_closest_marker("slow") is None] + [
+        i for i in items if i.get_closest_marker("slow") is not None
+    ]
+
+
 def dataset(name: str) -> dict:
     """Everything in one of the shipped abTEM files, as numpy arrays and attributes."""
     with h5py.File(DATA / name, "r") as f:
-        out = {k: f[k][()] for k in ("measurements", "measurements_noiseless", "positions_nominal_px", "positions_true_px")}
+        out = {
+            k: f[k][()]
+            for k in ("measurements", "measurements_noiseless", "positions_nominal_px", "positions_true_px")
+        }
         out["phase_slices"] = f["ground_truth/phase_slices"][()]
         out["phase_projected"] = f["ground_truth/phase_projected"][()]
         out["probe"] = f["ground_truth/probe"][()]
@@ -30,8 +45,19 @@ def dataset(name: str) -> dict:
 
 BASE_CONFIG = {
     "data": {"path": str(DATA / "tiny.h5"), "loader": "hdf5", "options": {"key": "measurements"}},
-    "experiment": {"energy_kV": 300, "conv_angle_mrad": 21.4, "dx_A": 0.19525, "aberrations": {"defocus": 100}},
-    "scan": {"source": "file", "path": str(DATA / "tiny.h5"), "key": "positions_nominal_px", "n_slow": 8, "n_fast": 8},
+    "experiment": {
+        "energy_kV": 300,
+        "conv_angle_mrad": 21.4,
+        "dx_A": 0.19525,
+        "aberrations": {"defocus": 100},
+    },
+    "scan": {
+        "source": "file",
+        "path": str(DATA / "tiny.h5"),
+        "key": "positions_nominal_px",
+        "n_slow": 8,
+        "n_fast": 8,
+    },
     "model": {"object": {"slices": 2, "slice_thickness_A": 3.905}},
     "loss": [{"name": "gaussian"}],
     "recon": {"iterations": 2, "batch_size": 16},
@@ -49,7 +75,10 @@ def tiny_config(tmp_path):
         # each config its own output folder ("out", "out-2", ...): a run refuses to replace another's result
         made.append(1)
         folder = "out" if len(made) == 1 else f"out-{len(made)}"
-        cfg["output"] = {"dir": str(tmp_path / folder), "figures": False}  # figures are tested in test_report.py
+        cfg["output"] = {
+            "dir": str(tmp_path / folder),
+            "figures": False,
+        }  # figures are tested in test_report.py
         for key, value in sections.items():
             cfg[key] = value
         return cfg
@@ -67,6 +96,19 @@ def write_yaml(tmp_path):
     return write
 
 
+def build_run(config, pm=None, **kwargs):
+    """A quiet :class:`~ptyrad_core.engine.loop.Reconstruction` of ``config`` (a config dict, as
+    made by ``tiny_config``, or an already built config); ``pm`` and ``kwargs`` (``resume``, ...)
+    are passed on. The one place the tests build a run, so that a change in how one is built
+    is made once."""
+    from ptyrad_core.engine.loop import Reconstruction
+    from ptyrad_core.kernel.config import build_config
+
+    if isinstance(config, dict):
+        config = build_config(config)
+    return Reconstruction(config, pm=pm, quiet=True, **kwargs)
+
+
 def rel_error(a, b) -> float:
     a, b = np.asarray(a), np.asarray(b)
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
@@ -74,8 +116,11 @@ def rel_error(a, b) -> float:
 
 # -- fault injection (tests/faults; helpers in faultkit.py) -----------------------------------
 
+
 @pytest.fixture
 def cli():
+    """``cli("run", path, "-q")`` -> :class:`faultkit.Outcome` (exit code, stdout, stderr), in this
+    process; ``cli(..., subprocess=True)`` in a child process (the one smoke test per command)."""
     return run_cli
 
 
