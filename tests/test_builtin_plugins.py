@@ -450,23 +450,44 @@ def test_obj_z_recenter():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(PM.registry("constraint").names()))
-def test_every_constraint_runs_exactly_at_its_schedule(name, tiny_config, monkeypatch):
-    cls = PM.registry("constraint").get(name).cls
-    calls = []
-    # the method the kernel calls: enforce, or the old apply of a class written before the rename
-    verb = "enforce" if getattr(cls, "enforce", None) not in (None, Constraint.enforce) else "apply"
-    original = getattr(cls, verb)
-    monkeypatch.setattr(cls, verb, lambda self, model, it: (calls.append(it), original(self, model, it))[1])
+# (start_iter, step, end_iter) and the iterations of 1..7 it selects, written out by hand
+SCHEDULES = [((2, 2, 7), [2, 4, 6]), ((1, 3, None), [1, 4, 7]), ((3, 1, 5), [3, 4])]
+
+
+def test_a_constraint_schedule_selects_its_iterations():
+    """The rule: from start_iter every step-th iteration, stopping before end_iter; start_iter null = never."""
+    from ptyrad_core.kernel.config import ConstraintSpec
+
+    for (start, step, end), want in SCHEDULES:
+        spec = ConstraintSpec(name="x", start_iter=start, step=step, end_iter=end)
+        assert [i for i in range(1, 8) if spec.runs_at(i)] == want, (start, step, end)
+    assert not any(ConstraintSpec(name="x", start_iter=None, step=2).runs_at(i) for i in range(1, 20))
+    assert [i for i in range(1, 6) if ConstraintSpec(name="x").runs_at(i)] == [1, 2, 3, 4, 5]  # the default: always
+
+
+def test_every_constraint_runs_exactly_at_its_schedule(tiny_config, monkeypatch):
+    """Every built-in constraint in one 7-iteration run, each on one of SCHEDULES in turn: each runs
+    exactly at its iterations, and the parameters stay finite with all of them applied."""
+    names = sorted(PM.registry("constraint").names())
+    classes = {name: PM.registry("constraint").get(name).cls for name in names}
+    assert len(set(classes.values())) == len(names)  # one class per name: calls are told apart by class
+    calls = {cls: [] for cls in classes.values()}
+    for cls in classes.values():
+        # the method the kernel calls: enforce, or the old apply of a class written before the rename
+        verb = "enforce" if getattr(cls, "enforce", None) not in (None, Constraint.enforce) else "apply"
+        original = getattr(cls, verb)
+        monkeypatch.setattr(cls, verb, lambda self, model, it, _o=original: (calls[type(self)].append(it),
+                                                                             _o(self, model, it))[1])
+    schedules = {name: SCHEDULES[i % len(SCHEDULES)] for i, name in enumerate(names)}
     cfg = tiny_config(
         model={"probe": {"modes": 2}, "object": {"modes": 2, "phase_noise": 0.01, "slices": 3, "slice_thickness_A": 2.6},
                "tilts": {"mode": "per_position"}},
-        constraints=[{"name": name, "start_iter": 2, "step": 2, "end_iter": 7}],
+        constraints=[{"name": name, **dict(zip(("start_iter", "step", "end_iter"), schedules[name][0]))} for name in names],
         update={"positions": {"lr": 1e-3}, "tilts": {"lr": 1e-2}},
     )
     cfg["recon"].update(iterations=7, batch_size=32)
     run = Reconstruction(build_config(cfg), quiet=True).run()
-    assert calls == [2, 4, 6]
+    assert {name: calls[classes[name]] for name in names} == {name: schedules[name][1] for name in names}
     assert all(np.isfinite(run.history["loss"]))
     for n in ("object_amplitude", "object_phase", "probe_ri", "positions", "tilts"):
         assert torch.isfinite(getattr(run.model, n)).all(), n
