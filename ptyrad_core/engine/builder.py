@@ -42,11 +42,13 @@ class Settings:
     """What the loop needs to know of the config, and nothing more.
 
     :ivar iterations: ``recon.iterations``, the last iteration of a run.
-    :ivar save_every: ``output.save_every``: write the result file every so many iterations (0: at the end only).
+    :ivar save_every: ``output.save_every``: write the result file every so many iterations
+        (0: at the end only).
     :ivar seed: ``recon.seed`` (recorded in the result file).
     :ivar grad_accumulation: ``recon.grad_accumulation``: batches per optimizer step.
     :ivar optimizer: ``optimizer.name`` (named in messages).
-    :ivar scheduler_step_unit: ``optimizer.scheduler.step_unit`` (``"iter"`` or ``"batch"``), ``None`` without a scheduler.
+    :ivar scheduler_step_unit: ``optimizer.scheduler.step_unit`` (``"iter"`` or ``"batch"``),
+        ``None`` without a scheduler.
     :ivar fft: ``recon.fft`` as configured: ``"auto"`` lets a resume keep the library of the file's run.
     :ivar data_file: the measurement file (absolute), whose digest the result file records.
     :ivar source: the config's name in messages (its file, or ``"<config>"``).
@@ -67,7 +69,7 @@ class Settings:
     dist_timeout_s: float
 
     @classmethod
-    def from_config(cls, config: Config) -> "Settings":
+    def from_config(cls, config: Config) -> Settings:
         sched = config.optimizer.scheduler
         return cls(
             iterations=config.recon.iterations,
@@ -95,7 +97,7 @@ def plugin_manager(config: Config):
 
 
 class WeightedLoss(NamedTuple):
-    """One loss term: its label in the history (``name``, ``name_2`` for a repeated one), weight and object."""
+    """One loss term: its label in the history (``name``; ``name_2`` if repeated), weight and object."""
 
     label: str
     weight: float
@@ -147,7 +149,7 @@ class Parts:
     :ivar plan: the :class:`BatchPlan`.
     :ivar output_dir: the folder the result file goes to.
     :ivar labels: ``{id(component): label}`` of every component object (``loss[0] 'gaussian'``,
-        ``constraints[1] 'probe_mask'``, ``forward[0] ...``, ``detector[0] ...``), to name the one that raised.
+        ``constraints[1] 'probe_mask'``, ``forward[0] ...``, ``detector[0] ...``), to name one that raised.
     """
 
     prepared: initialize.Data
@@ -189,8 +191,15 @@ def output_folder(config: Config, model: PtychoModel | None = None, n_positions:
     return Path(config.output.dir) / naming.folder_name(config, model, n_positions)
 
 
-def build_parts(config: Config, pm, components: dict, device: torch.device, rng: np.random.Generator,
-                *, overwrite: bool = False) -> Parts:
+def build_parts(
+    config: Config,
+    pm,
+    components: dict,
+    device: torch.device,
+    rng: np.random.Generator,
+    *,
+    overwrite: bool = False,
+) -> Parts:
     """Read and prepare the data, build the model and the components that run on it.
 
     :param rng: the run's generator (jitter, object noise; then the batches).
@@ -212,16 +221,31 @@ def build_parts(config: Config, pm, components: dict, device: torch.device, rng:
     constraints = []
     for i, spec in enumerate(config.constraints):
         cls, options = components[("constraints", i)]
-        constraints.append(ScheduledConstraint(f"constraints[{i}] {spec.name!r}", _setup(cls(options), model), spec.schedule))
+        constraints.append(
+            ScheduledConstraint(f"constraints[{i}] {spec.name!r}", _setup(cls(options), model), spec.schedule)
+        )
     optimizer = make_optimizer(model, config.optimizer)
     scheduler = make_scheduler(optimizer, config.optimizer.scheduler)
     labels = {id(obj): f"loss[{i}] {label!r}" for i, (label, _, obj) in enumerate(loss_terms)}
     labels.update({id(c.constraint): c.label for c in constraints})
     labels.update({id(e): f"forward[{i}] {config.forward[i].name!r}" for i, e in enumerate(model.extensions)})
-    labels.update({id(d): f"detector[{i}] {config.detector[i].name!r}" for i, d in enumerate(model.detectors)})
+    labels.update(
+        {id(d): f"detector[{i}] {config.detector[i].name!r}" for i, d in enumerate(model.detectors)}
+    )
     plan = batch_plan(config, model)
-    return Parts(prepared, measurements, data, model, loss_terms, constraints, optimizer, scheduler, plan,
-                 output_folder(config, model, len(plan.indices)), labels)
+    return Parts(
+        prepared,
+        measurements,
+        data,
+        model,
+        loss_terms,
+        constraints,
+        optimizer,
+        scheduler,
+        plan,
+        output_folder(config, model, len(plan.indices)),
+        labels,
+    )
 
 
 def batch_plan(config: Config, model: PtychoModel) -> BatchPlan:
@@ -234,11 +258,17 @@ def batch_plan(config: Config, model: PtychoModel) -> BatchPlan:
     ind = rc.indices
     if ind.mode != "full" and model.scan_shape is None:
         raise PtyradError("recon.indices: 'sub' and 'center' need a raster scan shape")
-    indices = scan.select_indices(model.scan_shape, ind.mode, ind.subscan) if ind.mode != "full" else np.arange(model.n_positions)
+    indices = (
+        scan.select_indices(model.scan_shape, ind.mode, ind.subscan)
+        if ind.mode != "full"
+        else np.arange(model.n_positions)
+    )
     fixed = None
     if rc.grouping != "random":
         nominal = (model.crop.to(model.frac.dtype) + model.frac).cpu().numpy()
-        fixed = scan.make_batches(nominal, indices, rc.batch_size, rc.grouping, np.random.default_rng([rc.seed, 1]))
+        fixed = scan.make_batches(
+            nominal, indices, rc.batch_size, rc.grouping, np.random.default_rng([rc.seed, 1])
+        )
     return BatchPlan(indices, rc.batch_size, fixed)
 
 
@@ -246,8 +276,14 @@ def make_optimizer(model, spec) -> torch.optim.Optimizer | None:
     """A ``torch.optim`` optimizer by name, one parameter group per parameter with lr > 0."""
     cls = getattr(torch.optim, spec.name, None)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        names = sorted(n for n, c in vars(torch.optim).items() if isinstance(c, type) and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer)
-        raise PtyradError(f"optimizer.name: {spec.name!r} is not a torch.optim optimizer; choose one of {', '.join(names)}")
+        names = sorted(
+            n
+            for n, c in vars(torch.optim).items()
+            if isinstance(c, type) and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer
+        )
+        raise PtyradError(
+            f"optimizer.name: {spec.name!r} is not a torch.optim optimizer; choose one of {', '.join(names)}"
+        )
     groups = [
         {"params": [model.parameter(name)], "lr": sched.lr, "name": name}
         for name, sched in model.schedules.items()
@@ -268,7 +304,9 @@ def make_optimizer(model, spec) -> torch.optim.Optimizer | None:
     try:
         return cls(groups, **spec.options)
     except Exception as exc:
-        raise PtyradError(f"optimizer: torch.optim.{spec.name} rejected the options {spec.options}: {exc}") from None
+        raise PtyradError(
+            f"optimizer: torch.optim.{spec.name} rejected the options {spec.options}: {exc}"
+        ) from None
 
 
 def _fused_by_default(cls, options: dict) -> bool:
@@ -291,7 +329,9 @@ def make_scheduler(optimizer, spec):
     try:
         return cls(optimizer, **spec.options)
     except Exception as exc:
-        raise PtyradError(f"optimizer.scheduler: torch.optim.lr_scheduler.{spec.name} rejected {spec.options}: {exc}") from None
+        raise PtyradError(
+            f"optimizer.scheduler: torch.optim.lr_scheduler.{spec.name} rejected {spec.options}: {exc}"
+        ) from None
 
 
 def _setup(component, model):
