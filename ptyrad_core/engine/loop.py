@@ -64,8 +64,8 @@ class Reconstruction:
     """
 
     def __init__(self, config: Config, pm=None, quiet: bool = False, *, resume=None, overwrite: bool = False):
-        # the builder (engine/builder.py) reads the config; here it is an opaque record kept for
-        # observers and the result file
+        # the builder (engine/builder.py) reads the config; the loop keeps it only as a record for
+        # the observers, which the lifecycle hooks hand the run
         self.config = config
         self.quiet = quiet
         self.overwrite = overwrite

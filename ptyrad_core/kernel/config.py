@@ -781,11 +781,11 @@ def validate_components(config: Config, pm, checks=()) -> dict[tuple, tuple[type
     origin = config.origin
     hooks = {"loader": "ptyrad_sniff_loader", "result_reader": "ptyrad_sniff_result"}
     wanted = [(family, loc, "name", "options", spec.name, spec.options, None) for family, loc, spec in component_specs(config)]
-    for family, loc, name_key, field, name, options, path in wanted + file_components(config):
+    for family, loc, name_key, options_key, name, options, path in wanted + file_components(config):
         if family in hooks and name == "auto" and not (path.exists() if family == "loader" else path.is_file()):
             continue  # reading it says so (a loader's data may be a folder: zarr)
         try:
-            found = pm.registry(family).resolve(name, options, loc, origin=origin, name_key=name_key, field=field,
+            found = pm.registry(family).resolve(name, options, loc, origin=origin, name_key=name_key, field=options_key,
                                                 sniff=getattr(pm.hook, hooks.get(family, ""), None), path=path)
             if found is not None:
                 resolved[loc if family not in hooks else loc + (name_key,)] = (found[0].cls, found[1])
