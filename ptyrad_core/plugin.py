@@ -39,7 +39,7 @@ from ptyrad_core.kernel.components import (
     Preprocessor,
     ResultReader,
 )
-from ptyrad_core.kernel.data import Measurements
+from ptyrad_core.kernel.data import Measurements, read_error
 from ptyrad_core.kernel.errors import ConfigError, DataError, PluginError, PtyradError
 from ptyrad_core.kernel.hookspecs import hookimpl
 from ptyrad_core.kernel.model import Batch
@@ -54,6 +54,8 @@ __all__ = [
     "LossTerm", "Constraint", "ForwardExtension", "DetectorModel", "Loader", "Preprocessor", "ResultReader",
     # what the kernel hands to components and takes back
     "Batch", "Measurements", "PriorResult", "PreprocessContext", "Registry", "Grid",
+    # a failed read of a file's array as a one-line DataError (naming a damaged HDF5 chunk)
+    "read_error",
     # errors to raise
     "PtyradError", "ConfigError", "DataError", "PluginError",
     # tensor operations plugins share

@@ -28,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
@@ -189,8 +190,23 @@ class Loader:
         self.path = Path(path)
         self.options = options
 
+    #: file suffixes (lower case, with the dot) whose arrays :meth:`read_array` reads; the kernel
+    #: picks the loader of an initial array file (probe, object, positions, tilts) by them
+    array_suffixes: ClassVar[tuple[str, ...]] = ()
+
     def load(self) -> Measurements:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must define load()")
+
+    @classmethod
+    def read_array(cls, path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
+        """One whole array of any shape and dtype (complex included) from ``path`` and the key it
+        was read from (``key``, or the one the file's only array has; ``None`` for keyless files).
+
+        For initial values read from files (``model.probe``, ``model.object``, ``scan``,
+        ``model.tilts`` with ``source: file``). Errors are one-line DataErrors naming the file
+        and key; the caller adds the YAML path. A loader that reads no such files leaves this.
+        """
+        raise NotImplementedError(f"{cls.__name__} reads no initial arrays")
 
 
 class Preprocessor:

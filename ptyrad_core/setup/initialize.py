@@ -278,7 +278,7 @@ def initial_positions(config: Config, data: Data, window: tuple[int, int], dx: f
             placed_shape = tuple(shape)
     else:
         if sc.source == "file":
-            pos = sources.read_array(config.resolve(sc.path), sc.key, "scan").astype(np.float64)
+            pos = sources.read_array(config.resolve(sc.path), sc.key, "scan", priors.pm).astype(np.float64)
             pixel, of = data.dx_calibrated, "the calibrated data"
         else:
             prior = priors.read(sc, "scan")
@@ -310,7 +310,7 @@ def initial_probe(config: Config, data: Data, window: tuple[int, int], dx: float
         probe = optics.make_mixed_probe(probe, p.modes, p.mode_power)
     else:
         if p.source == "file":
-            probe = sources.read_array(config.resolve(p.path), p.key, "model.probe")
+            probe = sources.read_array(config.resolve(p.path), p.key, "model.probe", priors.pm)
         else:
             probe = sources.need(priors.read(p, "model.probe"), "probe", "model.probe")
         if p.permute is not None:
@@ -355,7 +355,7 @@ def initial_object(config: Config, shape: tuple[int, int] | None, rng, priors: P
         phase = (o.phase_noise * rng.standard_normal(full)).astype(np.float32)
         return amplitude, phase, dz
     if o.source == "file":
-        obj = sources.read_array(config.resolve(o.path), o.key, "model.object")
+        obj = sources.read_array(config.resolve(o.path), o.key, "model.object", priors.pm)
     else:
         prior = priors.read(o, "model.object")
         obj = sources.need(prior, "object", "model.object")
@@ -388,7 +388,7 @@ def initial_tilts(config: Config, data: Data, n_positions: int, priors: Priors) 
     if t.source == "value":
         tilts = np.asarray(t.init_mrad, dtype=np.float64)[None]
     elif t.source == "file":
-        tilts = sources.read_array(config.resolve(t.path), t.key, "model.tilts").astype(np.float64)
+        tilts = sources.read_array(config.resolve(t.path), t.key, "model.tilts", priors.pm).astype(np.float64)
     else:
         tilts = sources.need(priors.read(t, "model.tilts"), "tilts_mrad", "model.tilts")
     tilts = np.asarray(tilts, dtype=np.float64).reshape(-1, 2) if tilts.size in (2, 2 * len(tilts)) else tilts

@@ -1,31 +1,22 @@
 """Initial arrays from files: generic array files, previous reconstructions, object depth operations.
 
 - :func:`read_array` reads one array from ``.npy``, ``.npz``, HDF5 (``.h5``, ``.hdf5``, MATLAB
-  v7.3 ``.mat``, with a key), MATLAB v5 ``.mat`` (with scipy) or text files.
+  v7.3 ``.mat``, with a key), MATLAB v5 ``.mat`` (with scipy), through the loader plugins, or
+  from text files.
 - :func:`read_prior` reads a previous reconstruction with a result-reader plugin.
 - :func:`z_crop`, :func:`z_pad`, :func:`z_resample` change a complex object along depth.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from ptyrad_core.kernel.data import read_error
 from ptyrad_core.kernel.errors import ConfigError, DataError, PluginError
 from ptyrad_core.kernel.prior import PriorResult
-
-HDF5_SUFFIXES = {".h5", ".hdf5", ".hdf", ".nxs", ".emd", ".mat"}
-
-
-def _h5_datasets(f) -> list[str]:
-    names: list[str] = []
-    f.visititems(lambda n, o: names.append(f"{n} {o.shape}") if isinstance(o, h5py.Dataset) else None)
-    return names
-
 
 def file_digest(path: Path) -> str:
     """``sha256:<hex>`` of a file's bytes, or of every file under a folder (names and bytes)."""
@@ -62,64 +53,55 @@ def check_array(arr, label: str, where: str) -> np.ndarray:
     return arr
 
 
-def read_array(path: Path, key: str | None, where: str) -> np.ndarray:
+def read_array(path: Path, key: str | None, where: str, pm=None) -> np.ndarray:
     """One array from a file; errors name ``where`` (the YAML path), the file and the key.
 
-    The array is checked with :func:`check_array` (numbers, non-empty, no NaN or Inf).
+    The file is read by a loader plugin's :meth:`~ptyrad_core.plugin.Loader.read_array` (the
+    same code that reads measurements: ``.npy`` / ``.npz``, HDF5, MATLAB ``.mat``), picked from
+    the loader registry of ``pm`` (default: ptyrad-core's own plugins) by the file's suffix
+    (:attr:`~ptyrad_core.plugin.Loader.array_suffixes`), else by ``ptyrad_sniff_loader``; a file
+    no loader reads is read as text (``np.loadtxt``, one row per line). The array is checked with
+    :func:`check_array` (numbers, non-empty, no NaN or Inf).
     """
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{where}: {str(path)!r} is a directory; expected an array file")
     if not path.is_file():
         raise DataError(f"{where}: file {str(path)!r} does not exist")
-    arr, key = _read_array(path, key, where)
-    return check_array(arr, f"{path}:{key}" if key is not None else str(path), where)
-
-
-def _read_array(path: Path, key: str | None, where: str) -> tuple[np.ndarray, str | None]:
-    """The array and the key it was read from."""
-    suffix = path.suffix.lower()
     try:
-        if suffix == ".npy":
-            return np.load(path), None
-        if suffix == ".npz":
-            with np.load(path) as z:
-                if key is None and len(z.files) == 1:
-                    key = z.files[0]
-                if key not in z.files:
-                    raise DataError(f"{where}: {path} has no array {key!r}; arrays: {', '.join(z.files)}")
-                return z[key], key
-        if suffix in HDF5_SUFFIXES and h5py.is_hdf5(path):
-            with h5py.File(path, "r") as f:
-                if key is None or key not in f or not isinstance(f[key], h5py.Dataset):
-                    raise DataError(f"{where}: {path} has no dataset {key!r}; datasets: {', '.join(_h5_datasets(f))}")
-                try:
-                    arr = f[key][()]
-                except Exception as exc:  # noqa: BLE001 - a damaged chunk, a truncated file
-                    raise read_error(f[key], (), f"{path}:{key}", exc) from exc
-                if suffix == ".mat":  # MATLAB v7.3 stores arrays with reversed axes
-                    arr = arr.transpose(range(arr.ndim)[::-1])
-                    if arr.dtype.names == ("real", "imag"):
-                        arr = arr["real"] + 1j * arr["imag"]
-                return arr, key
-        if suffix == ".mat":
-            try:
-                from scipy.io import loadmat
-            except ImportError:
-                raise DataError(f"{where}: reading MATLAB v5 file {path} needs scipy (pip install scipy)") from None
-            content = {k: v for k, v in loadmat(path).items() if not k.startswith("__")}
-            if key is None and len(content) == 1:
-                key = next(iter(content))
-            if key not in content:
-                raise DataError(f"{where}: {path} has no variable {key!r}; variables: {', '.join(content)}")
-            return np.asarray(content[key]), key
-        return np.loadtxt(path, ndmin=2), None
+        loader = array_loader(path, pm)
+        arr, key = loader.read_array(path, key) if loader is not None else (np.loadtxt(path, ndmin=2), None)
     except DataError as exc:
         if str(exc).startswith(f"{where}:"):
             raise
         raise DataError(f"{where}: {exc}") from exc
     except Exception as exc:
         raise DataError(f"{where}: cannot read {path}: {type(exc).__name__}: {exc}") from exc
+    return check_array(arr, f"{path}:{key}" if key is not None else str(path), where)
+
+
+def array_loader(path: Path, pm=None) -> type | None:
+    """The loader class that reads initial arrays from ``path``: of ``pm``'s loaders (then of
+    ptyrad-core's own, which a config may have disabled), the first whose ``array_suffixes``
+    hold the file's suffix, else the one ``ptyrad_sniff_loader`` names if it reads arrays."""
+    suffix = path.suffix.lower()
+    for manager in ((pm,) if pm is not None else ()) + (_own_plugins(),):
+        registry = manager.registry("loader")
+        for entry in registry.entries():
+            if suffix in entry.cls.array_suffixes:
+                return entry.cls
+        name = manager.hook.ptyrad_sniff_loader(path=path)
+        if name in registry and registry.get(name).cls.array_suffixes:
+            return registry.get(name).cls
+    return None
+
+
+@functools.cache
+def _own_plugins():
+    """ptyrad-core's own plugins (no third-party entry points), built once per process."""
+    from ptyrad_core.kernel.plugin_manager import get_plugin_manager
+
+    return get_plugin_manager(autoload=False)
 
 
 def read_prior(spec, where: str, pm, config, cache: dict, resolved=None) -> PriorResult:

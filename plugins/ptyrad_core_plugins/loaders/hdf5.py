@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ptyrad_core.plugin import DataError, Field, Loader, Measurements, PluginOptions, hookimpl
+from ptyrad_core.plugin import DataError, Field, Loader, Measurements, PluginOptions, hookimpl, read_error
 
 from ._files import check_dtype, check_shape, missing_key, pick_key, plain_attrs
 
@@ -44,6 +44,17 @@ def numeric(f, names) -> dict[str, tuple]:
     return out
 
 
+def read_dataset(f, path: Path, key: str | None) -> np.ndarray:
+    """The dataset ``key`` of the open file ``f``, read whole; a damaged chunk is named."""
+    if key is None or key not in f or not isinstance(f[key], h5py.Dataset):
+        listed = ", ".join(f"{n} {s}" for n, s in datasets(f).items())
+        raise DataError(f"{path} has no dataset {key!r}; datasets: {listed}")
+    try:
+        return f[key][()]
+    except Exception as exc:  # noqa: BLE001 - a damaged chunk, a truncated file
+        raise read_error(f[key], (), f"{path}:{key}", exc) from exc
+
+
 class HDF5Loader(Loader):
     """A dataset of an HDF5 file, read lazily."""
 
@@ -51,6 +62,13 @@ class HDF5Loader(Loader):
         key: str | None = Field(None, description="Dataset path inside the file; null picks the 3-D/4-D dataset.")
 
     file: h5py.File | None = None
+    array_suffixes = tuple(sorted(SUFFIXES))
+
+    @classmethod
+    def read_array(cls, path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
+        """The dataset ``key``, read whole, as h5py reads it."""
+        with h5py.File(path, "r") as f:
+            return read_dataset(f, path, key), key
 
     def load(self) -> Measurements:
         try:

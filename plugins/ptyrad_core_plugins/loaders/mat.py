@@ -41,6 +41,7 @@ import numpy as np
 from ptyrad_core.plugin import DataError, Field, Loader, Measurements, PluginOptions, hookimpl
 
 from ._files import ReversedAxes, WholeArray, check_dtype, check_shape, missing_key, pick_key, require
+from .hdf5 import read_dataset
 
 SKIP_GROUPS = ("#refs#", "#subsystem#")  # MATLAB's storage of cell / object contents in v7.3
 NUMERIC_CLASSES = {"double", "single", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
@@ -64,6 +65,29 @@ class MatLoader(Loader):
         )
 
     file: h5py.File | None = None
+    array_suffixes = (".mat",)
+
+    @classmethod
+    def read_array(cls, path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
+        """The variable ``key`` (unset: the file's only one) in MATLAB's axis order; a v7.3 complex
+        array (stored as a ``(real, imag)`` compound) comes back complex."""
+        if h5py.is_hdf5(path):
+            with h5py.File(path, "r") as f:
+                arr = read_dataset(f, path, key)
+            arr = arr.transpose(range(arr.ndim)[::-1])  # v7.3 stores the axes reversed
+            if arr.dtype.names == ("real", "imag"):
+                arr = arr["real"] + 1j * arr["imag"]
+            return arr, key
+        try:
+            from scipy.io import loadmat
+        except ImportError:
+            raise DataError(f"reading MATLAB v5 file {path} needs scipy (pip install scipy)") from None
+        content = {k: v for k, v in loadmat(path).items() if not k.startswith("__")}
+        if key is None and len(content) == 1:
+            key = next(iter(content))
+        if key not in content:
+            raise DataError(f"{path} has no variable {key!r}; variables: {', '.join(content)}")
+        return np.asarray(content[key]), key
 
     def load(self) -> Measurements:
         if h5py.is_hdf5(self.path):

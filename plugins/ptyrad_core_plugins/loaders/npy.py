@@ -65,6 +65,20 @@ class NpyLoader(Loader):
             None, description="Array name in a .npz archive; null picks its 3-D/4-D array. Must be unset for .npy."
         )
 
+    array_suffixes = (".npy", ".npz")
+
+    @classmethod
+    def read_array(cls, path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
+        """A ``.npy`` file's array, or the array ``key`` of a ``.npz`` archive (unset: its only one)."""
+        if Path(path).suffix.lower() != ".npz":
+            return np.load(path), None
+        with np.load(path) as z:
+            if key is None and len(z.files) == 1:
+                key = z.files[0]
+            if key not in z.files:
+                raise DataError(f"{path} has no array {key!r}; arrays: {', '.join(z.files)}")
+            return z[key], key
+
     def load(self) -> Measurements:
         if zipfile.is_zipfile(self.path):
             return self._load_npz()
