@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import h5py
 import numpy as np
@@ -156,14 +154,14 @@ def test_overrides_set_nested_and_list_values(tiny_config):
         apply_overrides(cfg, ["recon.iterations"])
 
 
-def test_cli_reports_errors_without_traceback(tiny_config, write_yaml):
+def test_cli_reports_errors_without_traceback(tiny_config, write_yaml, cli):
     cfg = tiny_config()
     cfg["recon"]["batch_sise"] = 3
     path = write_yaml(cfg)
-    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "run", str(path)], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert "recon.batch_sise: unknown key 'batch_sise'; did you mean 'batch_size'?" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    proc = cli("run", path)  # in this process; tests/test_cli_smoke.py checks the same through a child process
+    assert proc.code == 2
+    assert "recon.batch_sise: unknown key 'batch_sise'; did you mean 'batch_size'?" in proc.err
+    assert "Traceback" not in proc.err
 
 
 def test_all_errors_share_a_base_class():

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 pytest.importorskip("mkdocs")
 pytest.importorskip("mkdocstrings")
+pytestmark = pytest.mark.slow  # a strict mkdocs build, and Chromium on every page
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
+import pytest
 import torch
 
 from ptyrad_core.kernel.config import load_config
@@ -15,6 +13,7 @@ from ptyrad_core.apps.metrics import phase_error, projected_phase, scanned_regio
 from conftest import DATA, ROOT, dataset
 
 
+@pytest.mark.slow  # 40 iterations on sto_small.h5
 def test_sto_small_reconstruction_reaches_stated_phase_error(tmp_path):
     """sto_small.h5 with the probe made from its stated parameters (not the stored probe), 4 slices.
 
@@ -48,26 +47,24 @@ def test_sto_small_reconstruction_reaches_stated_phase_error(tmp_path):
     assert run.history["loss"][-1] < 0.9 * run.history["loss"][0]
 
 
-def test_demo_config_validates_and_runs_from_the_cli(tmp_path):
+def test_demo_config_validates_and_runs_from_the_cli(tmp_path, cli):
+    """validate, run and show on configs/demo.yaml, in this process (tests/test_cli_smoke.py starts each command once)."""
     demo = ROOT / "configs" / "demo.yaml"
-    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "validate", str(demo)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "valid" in proc.stdout and "576 patterns of 64 x 64" in proc.stdout
-    proc = subprocess.run(
-        [sys.executable, "-m", "ptyrad_core.apps.cli", "run", str(demo), "-q", "--set", "recon.iterations=2", "--set", f"output.dir={tmp_path}"],
-        capture_output=True, text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = cli("validate", demo)
+    assert proc.code == 0, proc.err
+    assert "valid" in proc.out and "576 patterns of 64 x 64" in proc.out
+    proc = cli("run", demo, "-q", "--set", "recon.iterations=2", "--set", f"output.dir={tmp_path}")
+    assert proc.code == 0, proc.err
     assert (tmp_path / "result.h5").is_file() and (tmp_path / "run.log").is_file()
     assert "iter 2: loss" in (tmp_path / "run.log").read_text()
     assert (tmp_path / "report.html").is_file() and (tmp_path / "figures" / "object_phase_sum.png").is_file()
-    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "show", str(tmp_path / "result.h5"), "--truth", str(DATA / "sto_small.h5")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    error = float(proc.stdout.split("projected-phase error against")[1].split(":")[1].split()[0])
+    proc = cli("show", tmp_path / "result.h5", "--truth", DATA / "sto_small.h5")
+    assert proc.code == 0, proc.err
+    error = float(proc.out.split("projected-phase error against")[1].split(":")[1].split()[0])
     assert 0.3 < error < 1.0  # two iterations in: far from converged, but the object has started to form
 
 
+@pytest.mark.slow  # 20 iterations of 4 probe modes, 4 slices
 def test_ptyrad_standard_stack_on_sto_small(tmp_path):
     """configs/standard.yaml: PtyRAD's standard template stack (amplitude loss; ortho_pmode,
     fix_probe_int, obj_zblur, obja_thresh; position refinement) with 4 probe modes, 4 slices.

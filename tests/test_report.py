@@ -159,6 +159,7 @@ def images_loaded(page: Path, tmp: Path) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+@pytest.mark.slow  # two Chromium processes
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium not installed (apt-get install -y chromium)")
 def test_report_renders_in_chromium(written, tmp_path):
     site = tmp_path / "site<&>"  # a folder name that must be URL-encoded

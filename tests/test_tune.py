@@ -41,6 +41,7 @@ def load(cfg_path, cfg) -> optuna.Study:
     return optuna.load_study(study_name=Path(cfg_path).stem, storage=f"sqlite:///{Path(cfg['output']['dir']).resolve() / 'tune.sqlite3'}")
 
 
+@pytest.mark.slow  # 20 trials
 def test_tpe_recovers_the_defocus(tmp_path):
     """tiny.h5 (defocus 100 A), started at 60 A: 20 TPE trials of 3 iterations each."""
     cfg = tune_config(tmp_path, n_trials=20)
@@ -57,6 +58,7 @@ def test_tpe_recovers_the_defocus(tmp_path):
         assert (Path(cfg["output"]["dir"]) / "tune" / name).stat().st_size > 1000
 
 
+@pytest.mark.slow  # two worker processes, trials of at least 1 s
 def test_two_workers_share_one_study_and_an_interrupted_study_resumes(tmp_path):
     cfg = tune_config(tmp_path, n_trials=6)
     cfg["recon"]["iterations"] = 1

@@ -126,6 +126,7 @@ def test_a_stale_lock_is_taken_over_with_a_message(setup, cli):
     assert_safe(setup)
 
 
+@pytest.mark.slow  # two runs in two processes
 def test_two_real_processes_in_one_folder(setup, cli, frozen):
     cfg = setup.config(recon__iterations=100000)
     first = cli_subprocess("run", cfg, "-q")

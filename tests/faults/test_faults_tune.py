@@ -47,6 +47,7 @@ def hold_lock(config: Path) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow  # a second process holds the lock
 def test_a_second_study_in_the_same_output_folder_refuses(cli, frozen, clean_error, study, tmp_path):
     a, b = study("a"), study("b")
     holder = hold_lock(a)
@@ -61,6 +62,7 @@ def test_a_second_study_in_the_same_output_folder_refuses(cli, frozen, clean_err
         holder.wait()
 
 
+@pytest.mark.slow  # a second process holds the lock
 def test_a_process_of_the_same_study_joins_and_leaves_the_lock_to_its_holder(cli, study, tmp_path):
     a = study("a")
     holder = hold_lock(a)
