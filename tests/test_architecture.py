@@ -11,17 +11,20 @@ The rules:
 
 - **Layers.** ``ptyrad_core.<layer>.*`` with the order apps > observers > engine > setup > kernel;
   a module imports its own layer or layers below it, never one above.
-- **The public facade** is the three modules outside the layer folders, and each is placed where
+- **The public faces** are the three modules outside the layer folders, and each is placed where
   what it serves needs it:
 
-  - ``ptyrad_core.plugin`` (the plugin SDK) and ``ptyrad_core.testing`` (the pytest fixtures for
-    plugin authors) belong to the kernel: they import only the kernel, so a plugin that imports
-    them pulls in nothing above it, and the kernel's plugin manager can load plugins without
-    loading the layers above. Kernel modules do not import them (they re-export the kernel).
   - ``ptyrad_core`` (the package ``__init__``: ``run``, ``load_result``, ``hookimpl``,
-    ``__version__``) is the user's entry and sits above every layer: it may import any layer,
-    and no module imports it (``__version__`` is defined in ``ptyrad_core.kernel``, so that any
-    layer can name it without importing the top).
+    ``__version__``) and ``ptyrad_core.plugin`` (the plugin SDK) are *facades*, as ``pytest`` is
+    over ``_pytest``: each re-exports, under its audience's names, what it needs from any layer
+    (the SDK: the kernel's bases and objects, and the result-file and output-file services of
+    ``setup`` and ``engine`` that plugins use), so each sits above every layer: it may import
+    any layer, and no module of ``ptyrad_core`` imports it. Nothing is lost by that: the kernel
+    loads plugins by entry point (a name, not an import), so the layers never depend on a
+    plugin, and ``__version__`` is defined in ``ptyrad_core.kernel``, so that any layer can name
+    it without importing the top.
+  - ``ptyrad_core.testing`` (the pytest fixtures for plugin authors) belongs to the kernel: it
+    imports only the kernel, and kernel modules do not import it.
 - **No cycles** between modules (functions-level imports included).
 - **Plugins** (``plugins/``, ``contrib/*/`` packages, their tests excepted) import from
   ptyrad_core only ``ptyrad_core.plugin``: the one public module for plugin authors.
@@ -35,13 +38,12 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ptyrad_core"
 LAYERS = ("kernel", "setup", "engine", "observers", "apps")  # bottom to top
-KERNEL_FACADE = {"ptyrad_core.plugin", "ptyrad_core.testing"}  # count as the kernel layer
+KERNEL_FACADE = {"ptyrad_core.testing"}  # counts as the kernel layer
 TOP = "ptyrad_core"  # the package __init__: above every layer
+FACADES = {TOP, "ptyrad_core.plugin"}  # above every layer: import any layer, imported by no module
 MAX_KERNEL_LINES = 4000
 
 
@@ -117,7 +119,7 @@ def edges() -> dict[str, set[tuple[str, int]]]:
 
 
 def layer(module: str) -> int | None:
-    """Index in LAYERS; the kernel facade counts as the kernel; None for the top (package __init__)."""
+    """Index in LAYERS; the kernel facade counts as the kernel; None for the facades (above every layer)."""
     if module in KERNEL_FACADE:
         return 0
     parts = module.split(".")
@@ -128,7 +130,8 @@ def layer(module: str) -> int | None:
 
 def test_the_graph_sees_every_module_and_lazy_imports():
     assert {"ptyrad_core", "ptyrad_core.plugin", "ptyrad_core.kernel.plugin_manager"} <= CORE_MODULES
-    assert all(layer(m) is not None for m in CORE_MODULES if m != TOP), "a module outside the layer folders"
+    outside = [m for m in CORE_MODULES if m not in FACADES and layer(m) is None]
+    assert not outside, f"modules outside the layer folders: {outside}"
     graph = edges()
     # a lazy (function-level) import is an edge: run() imports the engine inside the function
     assert any(t == "ptyrad_core.engine.loop" for t, _ in graph[TOP])
@@ -143,13 +146,11 @@ def test_no_module_imports_a_layer_above_its_own():
     for name, targets in edges().items():
         here = layer(name)
         for target, line in sorted(targets):
-            if name == TOP:
-                continue  # the top may import anything
+            if name in FACADES:
+                continue  # a facade may import anything
             there = layer(target)
-            if target == TOP:
-                upward.append(
-                    f"{CORE[name][0].relative_to(ROOT)}:{line}: {name} imports the package top ptyrad_core"
-                )
+            if target in FACADES:
+                upward.append(f"{CORE[name][0].relative_to(ROOT)}:{line}: {name} imports the facade {target}")
             elif there is not None and here is not None and there > here:
                 upward.append(
                     f"{CORE[name][0].relative_to(ROOT)}:{line}: {name} ({LAYERS[here]}) imports "
@@ -241,9 +242,6 @@ def plugin_sources() -> list[Path]:
     return sorted(paths)
 
 
-# The built-in plugins are still being moved onto ptyrad_core.plugin (compat_ptyrad, preprocess/export and
-# readers/ptyrad_core import setup / engine / kernel modules); remove the mark when that lands.
-@pytest.mark.xfail(strict=False, reason="built-in plugins not yet migrated to ptyrad_core.plugin (issue 16)")
 def test_plugins_import_only_the_plugin_module():
     offending = []
     for path in plugin_sources():

@@ -16,7 +16,7 @@ to ``shape`` (C order, e.g. ``[n_slow, n_fast, ky, kx]`` for py4DGUI; one entry 
 so it works on streamed data without holding them all (except one output row: ``prod(shape[1:])``
 values). The file is written under a temporary name and renamed when complete.
 
-The target is checked before anything is read (``ptyrad_core.engine.outputs.check_new_file``):
+The target is checked before anything is read (``ptyrad_core.plugin.check_output_file``):
 
 - a file the run reads (the measurement file, the config, the scan / probe / object / tilt files
   it names) is refused, whatever the options: the step never writes to an input;
@@ -43,8 +43,19 @@ from typing import Literal
 import numpy as np
 from pydantic import field_validator
 
-from ptyrad_core.plugin import DataError, Field, PluginOptions, Preprocessor, hookimpl
-from ptyrad_core.setup.readonly import HDF5_MARK, check_new_file_dry, hdf5_marked, npy_matches, tiff_software
+from ptyrad_core.plugin import (
+    OUTPUT_MARK,
+    DataError,
+    Field,
+    PluginOptions,
+    Preprocessor,
+    check_output_file,
+    check_output_file_dry,
+    hdf5_marked,
+    hookimpl,
+    npy_matches,
+    tiff_software,
+)
 
 SUFFIX = {"hdf5": ".hdf5", "npy": ".npy", "tif": ".tif"}
 #: the mark of a previous export: HDF5 root attribute ``ptyrad_core_output``, TIFF Software tag
@@ -133,8 +144,6 @@ class Export(Preprocessor):
         return tiff_software(path) == SOFTWARE
 
     def transform(self, measurements, context) -> None:
-        from ptyrad_core.engine.outputs import check_new_file
-
         o = self.options
         measurements.as_patterns()
         shape = resolve_shape(o.shape, tuple(measurements.shape))
@@ -154,11 +163,11 @@ class Export(Preprocessor):
         )
         what = "options.path" if o.path is not None else "options.path (null: next to the data file)"
         if context.dry_run:
-            state = check_new_file_dry(path, what, **rule)
+            state = check_output_file_dry(path, what, **rule)
             verb = {"new": "would write", "new folder": "would create the folder and write", "replace": "would replace"}[state]
             context.notes.append(f"export: {verb} {path} ({o.format}, float32, shape {list(shape)}); nothing written (dry run)")
             return
-        check_new_file(path, what, **rule)
+        check_output_file(path, what, **rule)
         tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
         try:
             if o.format == "hdf5":
@@ -184,7 +193,7 @@ class Export(Preprocessor):
         import h5py
 
         with h5py.File(path, "w") as f:
-            f.attrs[HDF5_MARK] = KIND
+            f.attrs[OUTPUT_MARK] = KIND
             dset = f.create_dataset(self.options.key, shape=shape, dtype=np.float32, compression="gzip")
             for first, rows in row_blocks(measurements, shape):
                 dset[first : first + len(rows)] = rows

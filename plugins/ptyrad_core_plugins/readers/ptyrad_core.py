@@ -1,7 +1,7 @@
 """Result reader `ptyrad_core`: start from an earlier ptyrad_core run's `result.h5`.
 
 The file is the one every run writes (format `ptyrad_core-result`, docs/results.md), read with
-:func:`ptyrad_core.engine.results.read_result`. It is already in ptyrad_core's conventions, so the
+:func:`ptyrad_core.plugin.read_result`. It is already in ptyrad_core's conventions, so the
 only conversion is the object, stored as amplitude and phase:
 
 | PriorResult | from | conversion |
@@ -25,8 +25,16 @@ from typing import Literal
 import h5py
 import numpy as np
 
-from ptyrad_core.engine.results import FORMAT
-from ptyrad_core.plugin import DataError, Field, PluginOptions, PriorResult, ResultReader, hookimpl
+from ptyrad_core.plugin import (
+    RESULT_FORMAT,
+    DataError,
+    Field,
+    PluginOptions,
+    PriorResult,
+    ResultReader,
+    hookimpl,
+    read_result,
+)
 
 from ._files import is_hdf5, require_file, scalar
 
@@ -43,13 +51,11 @@ class PtyradCoreResultReader(ResultReader):
         )
 
     def read(self) -> PriorResult:
-        from ptyrad_core.engine.results import read_result
-
         path = require_file(self.path, "ptyrad_core result file")
         try:
             r = read_result(path)
         except ValueError as exc:
-            raise DataError(f"{path}: expected a ptyrad_core result file (root attribute format = {FORMAT!r}): {exc}") from None
+            raise DataError(f"{path}: expected a ptyrad_core result file (root attribute format = {RESULT_FORMAT!r}): {exc}") from None
         except OSError as exc:
             raise DataError(f"{path}: not a readable HDF5 file, expected a ptyrad_core result file ({exc})") from None
         missing = [k for k in REQUIRED if k not in r]
@@ -80,7 +86,7 @@ def sniff(path: Path) -> bool:
         return False
     if isinstance(fmt, bytes):
         fmt = fmt.decode(errors="replace")
-    return fmt == FORMAT
+    return fmt == RESULT_FORMAT
 
 
 @hookimpl
