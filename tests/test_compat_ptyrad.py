@@ -640,6 +640,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # a run in a child process from the repository root
 def test_cli_runs_a_ptyrad_params_file(tmp_path):
     """``ptyrad-core run`` in a subprocess, from the repository root: the data path is relative, as in PtyRAD."""
     p = base_params(meas_params={"path": "data/tiny.h5", "key": "measurements"}, meas_reshape=[64, 64, 64],

@@ -513,6 +513,7 @@ def test_gradient_reaches_the_probe_through_the_chain(chain):
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
+@pytest.mark.slow  # gradcheck over 440 inputs, each of three
 @pytest.mark.parametrize("obj_type", ["amplitude", "phase", "both"])
 def test_object_blur(obj_type):
     ext = make(ObjectBlur, std=0.8, obj_type=obj_type)

@@ -25,7 +25,8 @@ from ptyrad_core.engine.results import read_result
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ("object/phase", "object/amplitude", "probe/modes", "positions/refined_px")
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+pytestmark = [pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available"),
+              pytest.mark.slow]  # ranks in child processes
 
 
 def free_port() -> int:

@@ -248,6 +248,7 @@ def test_fused_optimizer_by_default_unless_the_config_chooses(tiny_config):
         assert (a - b).abs().max() < 1e-2 * change, name
 
 
+@pytest.mark.slow  # several runs compared
 def test_positions_per_pass_chooses_chunks_and_does_not_change_the_result(tiny_config):
     """The slice recursion in chunks of positions gives the reconstruction of the whole batch at
     once up to rounding; 'auto' makes about 2 MiB of waves per chunk on the CPU; bad values are

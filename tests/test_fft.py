@@ -77,6 +77,7 @@ def test_config_rejects_an_unknown_backend(tiny_config):
         build_config(cfg)
 
 
+@pytest.mark.slow  # a run with each FFT library
 def test_a_reconstruction_is_the_same_with_either_backend(tiny_config):
     """Both backends run the same arithmetic up to rounding: 6 iterations (object, probe and
     positions refined) in float64 agree to 1e-9, and a run is repeatable bit for bit. (In float32
@@ -127,6 +128,7 @@ def test_auto_takes_fftw_only_when_it_is_clearly_faster_on_the_runs_shape(monkey
     assert fftlib.select("auto", "cuda", shape=(8, 16, 16)).name == "torch"
 
 
+@pytest.mark.slow  # times both libraries, then runs and resumes
 def test_the_measured_choice_is_the_run_shape_and_resume_keeps_the_files_library(monkeypatch, tiny_config):
     """A run records the library ``auto`` chose; a resumed run whose own timing would choose the
     other one continues with the file's (so that the transforms continue alike) and says so."""

@@ -69,6 +69,7 @@ def _env(site: Path) -> dict:
     return env
 
 
+@pytest.mark.slow  # pip installs the example package; child processes see it
 def test_installed_package_is_discovered_listed_and_used(installed_example, tiny_config, write_yaml, tmp_path):
     env = _env(installed_example)
     proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "plugins", "--json"], capture_output=True, text=True, env=env)
@@ -97,6 +98,7 @@ def test_installed_package_is_discovered_listed_and_used(installed_example, tiny
     assert proc.returncode == 2 and "unknown loss 'example_l1'" in proc.stderr
 
 
+@pytest.mark.slow  # the installed example package, in a child process
 def test_selecting_a_component_of_a_broken_plugin_names_the_load_error(installed_example, tiny_config, write_yaml):
     cfg = tiny_config(loss=[{"name": "broken_loss"}])
     proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "run", str(write_yaml(cfg)), "-q"],
@@ -129,7 +131,7 @@ def ptyrad_register_constraints(registry):
 '''
 
 
-def test_local_py_file_from_the_config_is_discovered_listed_and_used(tiny_config, tmp_path):
+def test_local_py_file_from_the_config_is_discovered_listed_and_used(tiny_config, tmp_path, cli):
     (tmp_path / "my_constraint.py").write_text(LOCAL_PLUGIN)
     cfg = tiny_config(
         plugins={"modules": ["my_constraint.py"]},
@@ -148,8 +150,8 @@ def test_local_py_file_from_the_config_is_discovered_listed_and_used(tiny_config
 
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, "-m", "ptyrad_core.apps.cli", "plugins", str(path), "--json"], capture_output=True, text=True)
-    rows = {r["name"]: r for r in json.loads(proc.stdout)["components"]}
+    proc = cli("plugins", path, "--json")  # in this process
+    rows = {r["name"]: r for r in json.loads(proc.out)["components"]}
     assert rows["clamp_amplitude"]["source"] == "config file"
 
 

@@ -25,6 +25,7 @@ def make(cfg, **kwargs):
     return Reconstruction(build_config(cfg), quiet=True, **kwargs)
 
 
+@pytest.mark.slow  # three runs each, the first of 5 iterations
 @pytest.mark.parametrize("extra", [
     {},
     {"recon": {"grouping": "spread"}, "optimizer": {"name": "Adam", "scheduler": {"name": "StepLR", "options": {"step_size": 2, "gamma": 0.5}}}},
@@ -77,6 +78,7 @@ def wait_for_iteration(result: Path, proc: subprocess.Popen, at_least: int, time
     raise AssertionError("no result file in time")
 
 
+@pytest.mark.slow  # a run in a child process, stopped by a signal
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 128 + 15), (signal.SIGINT, 128 + 2)])
 def test_signal_writes_a_checkpoint_and_exits_cleanly(tiny_config, write_yaml, sig, code):
     cfg = tiny_config()
@@ -100,6 +102,7 @@ def test_signal_writes_a_checkpoint_and_exits_cleanly(tiny_config, write_yaml, s
     assert int(read_result(result)["attrs"]["iteration"]) == done + 1
 
 
+@pytest.mark.slow  # a run in a child process, killed
 def test_kill_9_loses_at_most_one_save_interval(tiny_config, write_yaml):
     cfg = tiny_config()
     cfg["recon"]["iterations"] = 10000

@@ -1,4 +1,4 @@
-"""Thread counts follow the CPUs the process may use (ptyrad_core.kernel.runtime; issue 15, "under load it
+"""Thread counts follow the CPUs the process may use (ptyrad_core.setup.runtime; issue 15, "under load it
 degrades gracefully"): affinity, the cgroup CPU quota (v1 and v2), SLURM_CPUS_PER_TASK, and an
 explicit choice of the user, which is never overridden. No timing here: speed under load is
 measured by ``benchmarks/run.py --load``."""
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ptyrad_core.kernel import runtime
+from ptyrad_core.setup import runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -210,6 +210,7 @@ def test_after_torch_is_imported_the_environment_is_left_alone(tmp_path, torch_t
     assert env == {} and plan.wait_env == {}
 
 
+@pytest.mark.slow  # a fresh interpreter is the point
 def test_fresh_process_with_one_cpu_gets_one_thread_and_a_short_spin():
     """End to end in a child process pinned to one CPU: the CLI's order (configure, then torch)."""
     if not hasattr(os, "sched_setaffinity"):
@@ -217,7 +218,7 @@ def test_fresh_process_with_one_cpu_gets_one_thread_and_a_short_spin():
     cpu = sorted(os.sched_getaffinity(0))[0]
     code = (
         "import json, os\n"
-        "from ptyrad_core.kernel import runtime\n"
+        "from ptyrad_core.setup import runtime\n"
         "first = runtime.configure_threads()\n"
         "import torch\n"
         "plan = runtime.configure_threads()\n"

@@ -21,6 +21,7 @@ from ptyrad_core.kernel.errors import PtyradError
 from ptyrad_core.kernel.plugin_manager import ENTRY_POINT_GROUP, FAMILIES
 
 ALL = list(FAMILIES)
+pytestmark = pytest.mark.slow  # a throwaway venv, pip installs, a pytest process
 
 
 def throwaway_venv(where: Path) -> Path:
