@@ -4,6 +4,7 @@
     >>> r = ptyrad_core.load_result("output/demo/result.h5")
     >>> r.object_phase.shape            # (omode, Nz, NY, NX)
     >>> r.loss_terms                    # {term name: (n,) weighted loss per iteration}
+    >>> r.heldout_loss, r.best_iteration  # held-out loss per iteration, its best iteration
     >>> fig = r.plot_phase()            # a matplotlib Figure; shown inline in Jupyter
 
 Built on :func:`ptyrad_core.engine.results.read_result` (the reader),
@@ -63,6 +64,20 @@ class Result:
     time_s: np.ndarray = field(default_factory=lambda: np.zeros(0), **_ARRAY)
     #: (n,) slice thickness after each iteration, Angstrom
     slice_thickness_history_A: np.ndarray = field(default_factory=lambda: np.zeros(0), **_ARRAY)
+    #: (n,) held-out loss per iteration (the same weighted loss stack on the detector pixels the
+    #: optimizer never saw; NaN on iterations it was not evaluated on); (0,) for a file without
+    #: held-out validation
+    heldout_loss: np.ndarray = field(default_factory=lambda: np.zeros(0), **_ARRAY)
+    #: the iteration with the lowest held-out loss (as the run's early stopping counted it), its
+    #: held-out loss, and the iteration an early stop ended the run at; ``None`` when there is none
+    best_iteration: int | None = None
+    best_heldout_loss: float | None = None
+    stopped_at: int | None = None
+    #: the iteration whose state the file's arrays hold: the best held-out iteration with
+    #: ``recon.stop.keep: best``, else the last (= ``iteration``)
+    state_iteration: int | None = None
+    #: the attributes of the file's ``validation`` group (fraction, seed, every, keep, ...); ``{}`` without
+    validation: dict[str, Any] = field(default_factory=dict, **_ARRAY)
     #: the resolved config of the run (every default filled in)
     config: dict = field(default_factory=dict, **_ARRAY)
     #: the plugins loaded (name, source, distribution, version)
@@ -107,6 +122,8 @@ class Result:
     def __repr__(self) -> str:
         om, nz, ny, nx = self.object_phase.shape
         final = f", final loss {self.loss[-1]:.6g}" if len(self.loss) else ""
+        if self.best_iteration is not None and self.best_heldout_loss is not None:
+            final += f", best held-out loss {self.best_heldout_loss:.6g} at iteration {self.best_iteration}"
         return (
             f"Result({str(self.path)!r}, iteration {self.iteration}{final}: object {om} mode(s) x {nz} "
             f"slice(s) x {ny} x {nx} px, probe {self.probe.shape[0]} mode(s) of {self.probe.shape[1]} x "
@@ -162,7 +179,9 @@ class Result:
         return fig_probe_modes(self._ctx())
 
     def plot_loss(self):
-        """Total loss and every term per iteration: the run's ``loss.png``."""
+        """Total loss and every term per iteration and, for a run with held-out validation, the
+        training and held-out loss beside it with the best held-out iteration and an early stop
+        marked: the run's ``loss.png``."""
         from ptyrad_core.observers.figures import fig_loss
 
         return fig_loss(self._ctx())
@@ -234,10 +253,13 @@ def load_result(path) -> Result:
         path = path / "result.h5"
     if not path.is_file():
         raise DataError(f"{path}: result file does not exist")
+    from ptyrad_core.observers.figures import heldout_info, with_validation
+
     try:
-        d = read_result(path)
+        d = with_validation(read_result(path), path)
     except (ValueError, OSError, KeyError) as exc:
         raise DataError(f"{path}: cannot read it as a ptyrad_core result file ({exc})") from None
+    held = heldout_info(d) or {}
     a = d["attrs"]
     phase = np.asarray(d["object/phase"])
     probe = np.asarray(d["probe/modes"])
@@ -269,6 +291,12 @@ def load_result(path) -> Result:
         },
         time_s=np.asarray(d.get("history/time_s", np.zeros(0))),
         slice_thickness_history_A=np.asarray(d.get("history/slice_thickness_A", np.zeros(0))),
+        heldout_loss=held["heldout"] if held else np.zeros(0),
+        best_iteration=held.get("best_iteration"),
+        best_heldout_loss=held.get("best_heldout_loss"),
+        stopped_at=held.get("stopped_at"),
+        state_iteration=int(a.get("state_iteration", a.get("iteration", 0))),
+        validation=dict(a.get("validation") or {}),
         config=a.get("config") or {},
         plugins=a.get("plugins") or [],
         versions=a.get("versions") or {},

@@ -67,9 +67,36 @@ def summary(result_path) -> Group:
     path = Path(result_path)
     if not path.is_file() and not path.is_dir():
         raise DataError(f"{path}: file does not exist")
+    from ptyrad_core.observers.figures import with_validation
+
     d = read_result(path)
     with unexpected_content(path):
-        return _summary(d, path)
+        return _summary(with_validation(d, path), path)
+
+
+def _heldout_rows(table: Table, d: dict) -> None:
+    """The held-out validation rows: final and best held-out loss, the early stop, the state kept.
+    Nothing for a file without a held-out loss (validation off, or a file from before it)."""
+    from ptyrad_core.observers.figures import heldout_info
+
+    held = heldout_info(d)
+    if held is None:
+        return
+    best, stopped = held["best_iteration"], held["stopped_at"]
+    text = _fmt(held["final"])
+    if best is not None and held["best_heldout_loss"] is not None:
+        text += f" (best {_fmt(held['best_heldout_loss'])} at iteration {best})"
+    if held["fraction"] is not None:
+        text += f"; {100 * float(held['fraction']):.3g}% of the pixels held out"
+    table.add_row("held-out loss", text)
+    if stopped is not None:
+        table.add_row(
+            "early stop", f"stopped at iteration {stopped}: no held-out improvement since iteration {best}"
+        )
+    state = held["state_iteration"]
+    if state is not None:
+        which = "best held-out" if state == best else "last"
+        table.add_row("state in the file", f"iteration {state} ({which})")
 
 
 def _summary(d: dict, path: Path) -> Group:
@@ -101,6 +128,7 @@ def _summary(d: dict, path: Path) -> Group:
         values = d[f"history/loss_terms/{term}"]
         if len(values):
             loss.add_row(f"  {term}", _fmt(values[-1]))
+    _heldout_rows(loss, d)
     times = np.asarray(d.get("history/time_s", np.zeros(0)), float)
     if len(times):
         steady = times[1:] if len(times) > 1 else times

@@ -14,6 +14,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -41,7 +42,8 @@ FIGURES: dict[str, str] = {
     "object_amplitude_slices.png": "Object amplitude per slice, scanned region.",
     "probe_modes.png": "Probe modes: real-space amplitude (top) and Fourier-space amplitude (bottom), "
     "with power fractions.",
-    "loss.png": "Loss per term and total per iteration.",
+    "loss.png": "Loss per term and total per iteration; with held-out validation, the training and "
+    "held-out loss side by side, the best held-out iteration and an early stop marked.",
     "positions.png": "Scan positions: nominal window centres (dots) and refined shifts (arrows, magnified).",
     "tilts.png": "Beam tilts.",
     "slice_thickness.png": "Slice thickness per iteration.",
@@ -371,18 +373,112 @@ def fig_probe_modes(ctx: _Ctx) -> Figure:
     return fig
 
 
-def fig_loss(ctx: _Ctx) -> Figure:
-    r = ctx.result
-    it = np.asarray(r["history/iteration"])
-    total = np.asarray(r["history/loss"], dtype=np.float64)
-    terms = {
-        k.split("/", 2)[2]: np.asarray(v, dtype=np.float64)
-        for k, v in r.items()
-        if k.startswith("history/loss_terms/")
+# --------------------------------------------------------------------------------------------
+# held-out validation (recon.validation): what a result file says about it
+# --------------------------------------------------------------------------------------------
+
+#: attributes of the result file's ``validation`` group that the views read (docs/results.md)
+VALIDATION_ATTRS = ("fraction", "seed", "every", "keep", "best_iteration", "best_heldout_loss", "stopped_at")
+
+
+def read_validation_attrs(path) -> dict[str, Any]:
+    """The attributes of the ``validation`` group of the result file ``path`` as plain Python
+    values (``{}`` for a file without one: a run without held-out data, or a file written before
+    issue 17). :func:`~ptyrad_core.engine.results.read_result` returns datasets and root attributes
+    only; the views add these under ``attrs["validation"]`` (:func:`with_validation`)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            group = f.get("validation")
+            if not isinstance(group, h5py.Group):
+                return {}
+            out = {}
+            for key, value in group.attrs.items():
+                if isinstance(value, bytes):
+                    value = value.decode("utf-8", "replace")
+                elif isinstance(value, np.generic):
+                    value = value.item()
+                out[key] = value
+            return out
+    except OSError:
+        return {}
+
+
+def with_validation(result: dict, path) -> dict:
+    """``result`` (from :func:`~ptyrad_core.engine.results.read_result`) with the ``validation``
+    group's attributes under ``result["attrs"]["validation"]``, unless the reader put them there."""
+    attrs = result.setdefault("attrs", {})
+    if not isinstance(attrs.get("validation"), dict):
+        attrs["validation"] = read_validation_attrs(path)
+    return result
+
+
+def _int_or_none(value) -> int | None:
+    """An iteration attribute: ``-1`` (and anything not an integer) means none."""
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
+
+
+def heldout_info(result: dict) -> dict[str, Any] | None:
+    """The held-out validation of a result: ``None`` when the file has no held-out loss (a run
+    with ``recon.validation.fraction: 0``, or a file from before held-out validation existed).
+
+    :return: ``iteration`` (n,) int and ``heldout`` (n,) float64, the held-out loss per iteration
+        aligned with ``history/iteration`` (NaN where it was not evaluated, ``every`` > 1);
+        ``best_iteration`` / ``stopped_at`` (int or ``None``) and ``best_heldout_loss`` (float or
+        ``None``); ``state_iteration``, the iteration whose state the file's arrays hold;
+        ``fraction``, ``seed``, ``every``, ``keep`` as the file stores them (``None`` if absent);
+        ``final``, the last evaluated held-out loss.
+    """
+    it = np.asarray(result.get("history/iteration", np.zeros(0, np.int64)))
+    values = result.get("history/heldout_loss")
+    if values is None:
+        return None
+    heldout = np.asarray(values, dtype=np.float64).reshape(-1)
+    finite = np.isfinite(heldout)
+    if not finite.any() or len(heldout) != len(it):
+        return None
+    attrs = result.get("attrs") or {}
+    v = attrs.get("validation") if isinstance(attrs.get("validation"), dict) else {}
+    best = _int_or_none(v.get("best_iteration"))
+    best_loss = v.get("best_heldout_loss")
+    if best is None:  # a file without the group's attributes: the plain minimum of the curve
+        k = int(np.nanargmin(heldout))
+        best, best_loss = int(it[k]), float(heldout[k])
+    elif best_loss is None or not np.isfinite(float(best_loss)):
+        at = np.nonzero(it == best)[0]
+        best_loss = float(heldout[at[0]]) if len(at) and np.isfinite(heldout[at[0]]) else None
+    state = attrs.get("state_iteration", attrs.get("iteration"))
+    return {
+        "iteration": it,
+        "heldout": heldout,
+        "final": float(heldout[finite][-1]),
+        "best_iteration": best,
+        "best_heldout_loss": None if best_loss is None else float(best_loss),
+        "stopped_at": _int_or_none(v.get("stopped_at")),
+        "state_iteration": _int_or_none(state),
+        "fraction": v.get("fraction"),
+        "seed": v.get("seed"),
+        "every": v.get("every"),
+        "keep": v.get("keep"),
     }
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
-    marker = "o" if len(it) <= 30 else None
+
+
+def _yscale(ax, values: np.ndarray) -> None:
+    """Log scale for positive values, symlog when some are zero or negative."""
+    finite = values[np.isfinite(values)]
+    if finite.size and np.all(finite > 0):
+        ax.set_yscale("log")
+    elif finite.size:
+        nonzero = np.abs(finite[finite != 0])
+        ax.set_yscale("symlog", linthresh=max(nonzero.min() if nonzero.size else 1.0, 1e-12))
+
+
+def _loss_terms_axes(ax, it, total, terms, marker) -> None:
     ax.plot(
         it,
         total,
@@ -400,20 +496,82 @@ def fig_loss(ctx: _Ctx) -> Figure:
             ms=4,
             label=f"{name} (final {values[-1]:.5g})" if len(values) else name,
         )
-    values = np.concatenate([total, *terms.values()]) if terms else total
-    finite = values[np.isfinite(values)]
-    if finite.size and np.all(finite > 0):
-        ax.set_yscale("log")
-    elif finite.size:
-        ax.set_yscale(
-            "symlog", linthresh=max(np.abs(finite[finite != 0]).min() if np.any(finite != 0) else 1.0, 1e-12)
-        )
+    _yscale(ax, np.concatenate([total, *terms.values()]) if terms else total)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss (weighted, mean over batches)")
-    ax.set_title(f"Loss ({len(it)} iterations)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def _heldout_axes(ax, it, total, held: dict, marker) -> None:
+    """Training loss and held-out loss on one axis (both are means per compared pixel of the same
+    weighted loss stack, so they share a scale), the best held-out iteration and the early stop
+    marked."""
+    h = held["heldout"]
+    ok = np.isfinite(h)
+    ax.plot(it, total, color="k", lw=2, marker=marker, label=f"training (final {total[-1]:.5g})")
+    ax.plot(
+        it[ok],
+        h[ok],
+        color="tab:orange",
+        lw=2,
+        marker=marker if ok.sum() <= 30 else None,
+        label=f"held-out (final {held['final']:.5g})",
+    )
+    best = held["best_iteration"]
+    if best is not None:
+        text = f"best held-out: iteration {best}"
+        if held["best_heldout_loss"] is not None:
+            text += f" ({held['best_heldout_loss']:.5g})"
+            ax.plot([best], [held["best_heldout_loss"]], "*", color="tab:green", ms=14, zorder=4)
+        ax.axvline(best, color="tab:green", ls=":", lw=1.5, label=text)
+    if held["stopped_at"] is not None:
+        ax.axvline(
+            held["stopped_at"],
+            color="tab:red",
+            ls="-.",
+            lw=1.5,
+            label=f"stopped early: iteration {held['stopped_at']}",
+        )
+    _yscale(ax, np.concatenate([total, h]))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss (weighted, mean per compared pixel)")
+    state = held["state_iteration"]
+    kept = f"; this file holds iteration {state}" if state is not None else ""
+    fraction = held["fraction"]
+    share = f"{100 * float(fraction):.3g}% of the pixels" if fraction is not None else "held-out pixels"
+    ax.set_title(f"Training vs held-out loss ({share} held out{kept})", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def fig_loss(ctx: _Ctx) -> Figure:
+    """The loss per term and total; with held-out validation, a second panel beside it: the
+    training and held-out loss with the best held-out iteration (star, dotted line) and the early
+    stop (dash-dotted line) marked."""
+    r = ctx.result
+    it = np.asarray(r["history/iteration"])
+    total = np.asarray(r["history/loss"], dtype=np.float64)
+    terms = {
+        k.split("/", 2)[2]: np.asarray(v, dtype=np.float64)
+        for k, v in r.items()
+        if k.startswith("history/loss_terms/")
+    }
+    held = heldout_info(r)
+    marker = "o" if len(it) <= 30 else None
+    if held is None:
+        fig = Figure(figsize=(7, 4.5), layout="constrained")
+        ax = fig.subplots()
+        _loss_terms_axes(ax, it, total, terms, marker)
+        ax.set_title(f"Loss ({len(it)} iterations)")
+        return fig
+    fig = Figure(figsize=(13, 4.8), layout="constrained")
+    ax_terms, ax_held = fig.subplots(1, 2)
+    _loss_terms_axes(ax_terms, it, total, terms, marker)
+    ax_terms.set_title(f"Training loss per term ({len(it)} iterations)", fontsize=9)
+    _heldout_axes(ax_held, it, total, held, marker)
     return fig
 
 

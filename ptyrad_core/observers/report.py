@@ -121,16 +121,123 @@ def _last(values) -> str:
     return _num(values[-1]) if values.size else "-"
 
 
+def _loss_curves_svg(
+    it: np.ndarray, loss: np.ndarray, held: dict, width: int = 640, height: int = 260
+) -> str:
+    """Training and held-out loss per iteration as an inline SVG (no script, no external resource):
+    log scale when every value is positive; the best held-out iteration (dotted green) and an early
+    stop (dash-dotted red) as vertical lines. Only finite points are drawn (the held-out loss is NaN
+    on iterations it was not evaluated on)."""
+    h = held["heldout"]
+    it = np.asarray(it, dtype=np.float64)
+    values = np.concatenate([loss[np.isfinite(loss)], h[np.isfinite(h)]])
+    if values.size == 0 or it.size == 0:
+        return ""
+    log_scale = bool(np.all(values > 0))
+
+    def yv(v):
+        return np.log10(v) if log_scale else v
+
+    lo, hi = float(np.min(yv(values))), float(np.max(yv(values)))
+    span = hi - lo if hi > lo else 1.0
+    x0, x1 = float(it.min()), float(it.max())
+    xspan = x1 - x0 if x1 > x0 else 1.0
+    left, right, top, bottom = 60, 12, 12, 34
+
+    def px(x):
+        return left + (x - x0) / xspan * (width - left - right)
+
+    def py(v):
+        return top + (hi - yv(v)) / span * (height - top - bottom)
+
+    def polyline(xs, vs, cls, colour):
+        ok = np.isfinite(vs)
+        pts = " ".join(f"{px(x):.1f},{py(v):.1f}" for x, v in zip(xs[ok], vs[ok]))
+        return f'<polyline class="{cls}" fill="none" stroke="{colour}" stroke-width="2" points="{pts}"/>'
+
+    def vline(x, cls, colour, dash, label):
+        return (
+            f'<line class="{cls}" data-iteration="{int(x)}" x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{top}" '
+            f'y2="{height - bottom}" stroke="{colour}" stroke-width="1.5" stroke-dasharray="{dash}">'
+            f"<title>{_e(label)}</title></line>"
+        )
+
+    out = [
+        f'<svg id="loss-curves" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        'aria-label="training and held-out loss per iteration" '
+        'style="background:#fcfcfc;border:1px solid #eee">',
+        polyline(it[: len(loss)], loss, "training", "#222"),
+        polyline(it[: len(h)], h, "heldout", "#ff7f0e"),
+    ]
+    best, stopped = held["best_iteration"], held["stopped_at"]
+    if best is not None:
+        out.append(vline(best, "best", "#2ca02c", "2,3", f"best held-out loss: iteration {best}"))
+    if stopped is not None:
+        out.append(vline(stopped, "stopped", "#d62728", "6,3,2,3", f"stopped early at iteration {stopped}"))
+    scale = "log scale" if log_scale else "linear scale"
+    fmt = (lambda v: _num(10**v, ".3g")) if log_scale else (lambda v: _num(v, ".3g"))
+    out += [
+        f'<text x="4" y="{top + 10}" font-size="11">{_e(fmt(hi))}</text>',
+        f'<text x="4" y="{height - bottom}" font-size="11">{_e(fmt(lo))}</text>',
+        f'<text x="{left}" y="{height - 10}" font-size="11">iteration {int(x0)}</text>',
+        f'<text x="{width - right}" y="{height - 10}" font-size="11" text-anchor="end">{int(x1)}</text>',
+        f'<text x="{left + 90}" y="{height - 10}" font-size="11">'
+        f'<tspan fill="#222">&#9644; training</tspan>  <tspan fill="#ff7f0e">&#9644; held-out</tspan>'
+        f"  ({scale})</text>",
+        "</svg>",
+    ]
+    return "\n".join(out)
+
+
+def _heldout_rows(held: dict) -> list[tuple[str, Any]]:
+    """The summary rows of the held-out validation."""
+    rows: list[tuple[str, Any]] = [("held-out loss, final", _num(held["final"]))]
+    best = held["best_iteration"]
+    if best is not None:
+        value = held["best_heldout_loss"]
+        rows.append(
+            ("held-out loss, best", f"{_num(value) if value is not None else '-'} at iteration {best}")
+        )
+    stopped = held["stopped_at"]
+    rows.append(
+        (
+            "early stop",
+            f"stopped at iteration {stopped} (no held-out improvement since iteration {best})"
+            if stopped is not None
+            else "no",
+        )
+    )
+    state = held["state_iteration"]
+    if state is not None:
+        which = "the best held-out state" if state == best else "the last state"
+        rows.append(
+            ("state in this file", f"iteration {state} ({which}; recon.stop.keep: {held['keep'] or '-'})")
+        )
+    if held["fraction"] is not None:
+        every = held["every"]
+        rows.append(
+            (
+                "held out",
+                f"{100 * float(held['fraction']):.3g}% of the detector pixels of every pattern (seed "
+                f"{held['seed']}, evaluated every {every if every is not None else 1} iteration(s))",
+            )
+        )
+    return rows
+
+
 def render_html(result: dict, result_path: Path, figures: list[tuple[str, str]]) -> str:
     """The report page for ``result`` (from :func:`~ptyrad_core.engine.results.read_result`).
 
     :param figures: ``(relative src, caption)`` per image, in display order.
     """
+    from ptyrad_core.observers.figures import heldout_info  # matplotlib: loaded when a report is drawn
+
     attrs = result["attrs"]
     it = np.asarray(result.get("history/iteration", []))
     times = np.asarray(result.get("history/time_s", []), dtype=np.float64)
     loss = np.asarray(result.get("history/loss", []), dtype=np.float64)
     terms = _loss_terms(result)
+    held = heldout_info(result)
     obj = result.get("object/phase")
     probe = result.get("probe/modes")
     dx = attrs.get("dx_A")
@@ -147,7 +254,11 @@ def render_html(result: dict, result_path: Path, figures: list[tuple[str, str]])
     w(f"<style>{_CSS}</style>")
     w(f"<script>{_SCRIPT}</script>")
     w("</head>")
-    w(f'<body data-iteration="{iteration}" data-images-total="{len(figures)}">')
+    marks = ""
+    if held is not None:
+        for key, name in (("best_iteration", "best-iteration"), ("stopped_at", "stopped-at")):
+            marks += f' data-{name}="{held[key] if held[key] is not None else -1}"'
+    w(f'<body data-iteration="{iteration}" data-images-total="{len(figures)}"{marks}>')
 
     # -- header
     w(f"<h1>ptyrad_core report &mdash; iteration {iteration}</h1>")
@@ -169,6 +280,8 @@ def render_html(result: dict, result_path: Path, figures: list[tuple[str, str]])
     w("<h2>Summary</h2>")
     rows: list[tuple[str, Any]] = [("final loss (total)", _last(loss))]
     rows += [(f"final loss: {name}", _last(v)) for name, v in terms.items()]
+    if held is not None:
+        rows += _heldout_rows(held)
     if times.size:
         rows += [
             ("time per iteration, median", f"{np.median(times):.4g} s"),
@@ -197,6 +310,15 @@ def render_html(result: dict, result_path: Path, figures: list[tuple[str, str]])
         t = np.atleast_2d(result["tilts_mrad"])
         rows.append(("tilts", "global" if len(t) == 1 else f"per position ({len(t)})"))
     w(_kv_table(rows))
+
+    # -- the training and held-out loss, beside each other
+    if held is not None:
+        w("<h2>Loss: training and held-out</h2>")
+        w(
+            '<p class="muted">The held-out loss is the same weighted loss stack on detector pixels the '
+            "optimizer never saw (recon.validation); it rises when the model starts fitting the noise.</p>"
+        )
+        w(f"<p>{_loss_curves_svg(it, loss, held)}</p>")
 
     # -- figures
     w("<h2>Figures</h2>")
@@ -236,12 +358,14 @@ def render_html(result: dict, result_path: Path, figures: list[tuple[str, str]])
         shown = range(max(0, n - MAX_TIMING_ROWS), n)
         if n > MAX_TIMING_ROWS:
             w(f'<p class="muted">The last {MAX_TIMING_ROWS} of {n} iterations.</p>')
-        header = ["iteration", "time (s)", "loss", *terms]
+        h = held["heldout"] if held is not None else None
+        header = ["iteration", "time (s)", "loss", *(["held-out"] if h is not None else []), *terms]
         body = [
             [
                 int(it[i]) if i < len(it) else i + 1,
                 _num(times[i], ".4g"),
                 _num(loss[i]) if i < len(loss) else "-",
+                *([_num(h[i]) if i < len(h) and np.isfinite(h[i]) else "-"] if h is not None else []),
                 *(_num(v[i]) if i < len(v) else "-" for v in terms.values()),
             ]
             for i in shown
@@ -287,11 +411,11 @@ def write_report(result_path: Path, out_dir: Path | None = None) -> Path:
     :return: the path of ``report.html`` (written atomically: temporary name, then rename).
     """
     from ptyrad_core.engine.results import read_result, unexpected_content
-    from ptyrad_core.observers.figures import FIGURES, draw_figures
+    from ptyrad_core.observers.figures import FIGURES, draw_figures, with_validation
 
     result_path = Path(result_path)
     out_dir = Path(out_dir) if out_dir is not None else result_path.parent
-    result = read_result(result_path)
+    result = with_validation(read_result(result_path), result_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     with unexpected_content(result_path):
         paths = draw_figures(result, out_dir / FIGURES_DIR)
