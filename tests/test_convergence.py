@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from ptyrad_core import hookimpl
-from ptyrad_core.kernel.config import build_config
 from ptyrad_core.observers.convergence import FILE_NAME, METRICS, ConvergenceMonitor, bg_fg_change
-from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
+
+from conftest import build_run
 
 
 class Recorder:
@@ -47,7 +47,7 @@ def make_run(config: dict, every: int = 1, **kwargs):
             pm.unregister(name="core.convergence")
         monitor = ConvergenceMonitor(every=every)
         pm.register_plugin(monitor, name="test.convergence", source="inline")
-    return Reconstruction(build_config(config), pm=pm, quiet=True, **kwargs), monitor, recorder
+    return build_run(config, pm=pm, **kwargs), monitor, recorder
 
 
 def test_bg_fg_change():

@@ -15,7 +15,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from conftest import BASE_CONFIG
+from conftest import BASE_CONFIG, build_run
 from ptyrad_core.observers import figures
 from ptyrad_core.observers import report
 from ptyrad_core.kernel.config import build_config
@@ -38,7 +38,7 @@ def make_run(config: dict) -> Reconstruction:
     registered = any(isinstance(o, FigureObserver) for o in core_observers().values())
     pm = get_plugin_manager(cfg.plugins.modules, cfg.plugins.disable, base_dir=cfg.origin.folder,
                             inline=[] if registered else [FigureObserver()])
-    return Reconstruction(cfg, pm=pm, quiet=True)
+    return build_run(cfg, pm=pm)
 
 
 def small_config(out: Path, **sections) -> dict:

@@ -85,13 +85,12 @@ def test_fps_is_a_config_value(tiny_config):
 
 def test_a_run_with_fps_batches(tiny_config):
     """recon.grouping: fps through the engine: its batches are the fps partition of the nominal positions."""
-    from ptyrad_core.kernel.config import build_config
-    from ptyrad_core.engine.loop import Reconstruction
+    from conftest import build_run
 
     cfg = tiny_config()
     cfg["recon"].update(grouping="fps", iterations=1, batch_size=16)
     cfg["output"]["log_file"] = False
-    run = Reconstruction(build_config(cfg), quiet=True)
+    run = build_run(cfg)
     nominal = run.model.refined_positions().detach().double().numpy()
     got = run.batches()
     assert sorted(np.concatenate(got).tolist()) == list(range(64)) and len(got) == 4

@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from ptyrad_core.kernel.config import build_config
-from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.errors import DataError
 from ptyrad_core.apps.metrics import frc_command, load_projected_phase
 from ptyrad_core.engine.results import read_result
 from ptyrad_core.apps.show import position_statistics, show_command, summary
 
-from conftest import BASE_CONFIG, DATA
+from conftest import BASE_CONFIG, DATA, build_run
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +23,7 @@ def result_file(tmp_path_factory):
     cfg["output"] = {"dir": str(tmp_path_factory.mktemp("show"))}
     cfg["update"] = {"positions": {"lr": 5e-2}, "probe": {"lr": 1e-3}}
     cfg["model"]["probe"] = {"modes": 2, "mode_power": 0.1}
-    run = Reconstruction(build_config(cfg), quiet=True).run()
+    run = build_run(cfg).run()
     return run.result_path
 
 

@@ -9,13 +9,11 @@ import yaml
 from pydantic import BaseModel
 from rich.console import Console
 
-from ptyrad_core.kernel.config import build_config
-from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.errors import ConfigError, DataError
 from ptyrad_core.setup.optics import make_probe
 from ptyrad_core.apps.simulate import SimulationSpec, build_spec, simulate, simulate_command
 
-from conftest import DATA, dataset, rel_error
+from conftest import DATA, build_run, dataset, rel_error
 
 
 def mirror_spec(name: str) -> dict:
@@ -144,7 +142,7 @@ def test_roundtrip_through_a_reconstruction(tmp_path, tiny_config):
         data={"path": str(path), "loader": "hdf5", "options": {"key": "measurements"}},
         scan={"source": "file", "path": str(path), "key": "positions_nominal_px", "n_slow": 8, "n_fast": 8},
     )
-    run = Reconstruction(build_config(cfg), quiet=True).run()
+    run = build_run(cfg).run()
     assert run.iteration == 2 and np.all(np.isfinite(run.history["loss"]))
     assert run.model.object_shape == (80, 80) and run.model.window == (64, 64)
     assert np.allclose(run.model.refined_positions().detach().numpy(), read(path)["positions_nominal_px"], atol=1e-2)

@@ -390,7 +390,7 @@ def test_a_few_zero_patterns_warn_many_and_none_do_not_fail(tmp_path, tiny_confi
 def test_bright_field_criterion_accepts_shifted_and_blurred_disks():
     """The contrast criterion finds the disk where it is (centre of intensity), and holds for a
     blurred disk; noise of any level fails it."""
-    from ptyrad_core.kernel.data import check_bright_field
+    from ptyrad_core.setup.preprocess import check_bright_field
     from ptyrad_core.kernel.errors import DataError
 
     mean = tiny_patterns().reshape(N, 64, 64).mean(axis=0).astype(np.float64)
@@ -414,8 +414,7 @@ def test_bright_field_criterion_accepts_shifted_and_blurred_disks():
 @pytest.fixture(scope="module")
 def result_file(tmp_path_factory):
     """A 1-iteration run on tiny.h5."""
-    from ptyrad_core.kernel.config import build_config
-    from ptyrad_core.engine.loop import Reconstruction
+    from conftest import build_run
 
     cfg = {
         "data": {"path": str(TINY), "loader": "hdf5", "options": {"key": "measurements"}},
@@ -427,7 +426,7 @@ def result_file(tmp_path_factory):
     }
     cfg["recon"]["iterations"] = 1
     cfg["output"] = {"dir": str(tmp_path_factory.mktemp("result")), "figures": False}
-    run = Reconstruction(build_config(cfg), quiet=True)
+    run = build_run(cfg)
     run.run()
     return Path(run.result_path)
 

@@ -206,8 +206,7 @@ def test_simulate_replaces_its_previous_dataset(cli, tmp_path):
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     """A finished 1-iteration reconstruction of tiny.h5: its result.h5 (figures off)."""
-    from ptyrad_core.kernel.config import build_config
-    from ptyrad_core.engine.loop import Reconstruction
+    from conftest import build_run
 
     folder = tmp_path_factory.mktemp("result")
     cfg = {
@@ -219,7 +218,7 @@ def result(tmp_path_factory):
         "recon": {"iterations": 1, "batch_size": 16, "device": "cpu"},
         "output": {"dir": str(folder / "run"), "figures": False, "log_file": False},
     }
-    run = Reconstruction(build_config(cfg), quiet=True)
+    run = build_run(cfg)
     run.run()
     getattr(run, "close", lambda: None)()
     return Path(run.result_path)
