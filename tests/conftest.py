@@ -22,8 +22,18 @@ DATA = ROOT / "data"
 collect_ignore = ["example_plugin"]
 
 
+CONTRIB = ROOT / "contrib"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config, items):
-    """Slow tests last, each group in collection order: a failure in the fast part shows early."""
+    """Slow tests last, each group in collection order: a failure in the fast part shows early.
+
+    The contrib packages' own tests (contrib/*/tests, collected from the repository root) count
+    as slow: they stand for third-party packages, which do not know this suite's marker."""
+    for item in items:
+        if CONTRIB in item.path.parents:
+            item.add_marker(pytest.mark.slow)
     items[:] = [i for i in items if i.get_closest_marker("slow") is None] + [
         i for i in items if i.get_closest_marker("slow") is not None
     ]
