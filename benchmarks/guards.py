@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from ptyrad_core.engine import results
-    from ptyrad_core.kernel import runtime
+    from ptyrad_core.setup import runtime
     from ptyrad_core.kernel.config import build_config
     from ptyrad_core.engine.loop import Reconstruction
 

@@ -15,7 +15,7 @@ import time
 import torch
 
 from ptyrad_core.kernel import forward as fwd
-from ptyrad_core.kernel import runtime  # noqa: F401  (the allocator settings a run uses)
+from ptyrad_core.setup import runtime  # noqa: F401  (the allocator settings a run uses)
 
 WINDOW = (64, 64)
 

@@ -7,7 +7,7 @@ and the initial scan positions ``(N, 2)`` (window top-left corners in object pix
 ``--fft`` the FFT floor (``fft_floor.py``) is timed in this process after the run, on the
 config's device; on a GPU the peak GPU memory is reported too.
 
-Threads are configured as ``ptyrad-core run`` configures them (``ptyrad_core.kernel.runtime.configure_threads``
+Threads are configured as ``ptyrad-core run`` configures them (``ptyrad_core.setup.runtime.configure_threads``
 before torch is imported and again after; the plan is reported as ``threads``);
 ``PTYRAD_CORE_BENCH_ENV="NAME=VALUE ..."`` (``benchmarks/run.py --ours-env``) sets variables first.
 The run overwrites an earlier result in the config's output folder (the harness's rounds reuse it).
@@ -20,7 +20,7 @@ import resource
 import sys
 from pathlib import Path
 
-from ptyrad_core.kernel import runtime
+from ptyrad_core.setup import runtime
 
 for item in os.environ.pop("PTYRAD_CORE_BENCH_ENV", "").split():  # benchmarks/run.py --ours-env NAME=VALUE
     os.environ[item.split("=", 1)[0]] = item.split("=", 1)[1]

@@ -27,7 +27,7 @@ load average before and after each phase is kept too: a "quiet" phase on a busy 
 
 ``--ours-env NAME=VALUE`` (repeatable) sets a variable for ptyrad_core's processes alone, before
 they import torch: e.g. ``--ours-env GOMP_SPINCOUNT=10000`` or ``--ours-env OMP_WAIT_POLICY=ACTIVE``
-to time another OpenMP wait policy than ``ptyrad_core.kernel.runtime``'s default, or
+to time another OpenMP wait policy than ``ptyrad_core.setup.runtime``'s default, or
 ``--ours-env PTYRAD_CORE_NO_THREAD_CONFIG=1`` for torch's and OpenMP's own defaults. PtyRAD's
 processes keep the environment as it is.
 """

@@ -12,8 +12,9 @@ from ptyrad_core.kernel import components
 from ptyrad_core.kernel.data import Measurements
 from ptyrad_core.kernel.errors import PluginError
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
-from ptyrad_core.kernel.preprocess import PreprocessContext, run_pipeline
+from ptyrad_core.kernel.preprocess import PreprocessContext
 from ptyrad_core.kernel.registry import Registry
+from ptyrad_core.setup.preprocess import run_pipeline
 
 
 def test_the_sdk_exports_what_a_plugin_author_needs():

@@ -20,7 +20,7 @@ from ptyrad_core.kernel.data import Measurements
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.errors import ConfigError
 from ptyrad_core.setup.initialize import Data, sampling
-from ptyrad_core.kernel.preprocess import PreprocessResult
+from ptyrad_core.setup.preprocess import PreprocessResult
 from ptyrad_core.kernel.model import PtychoModel
 from ptyrad_core.setup.optics import electron_wavelength, make_probe
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager

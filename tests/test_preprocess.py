@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from ptyrad_core.kernel.data import Measurements
 from ptyrad_core.kernel.errors import DataError
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
-from ptyrad_core.kernel.preprocess import PreprocessContext, run_pipeline
+from ptyrad_core.kernel.preprocess import PreprocessContext
+from ptyrad_core.setup.preprocess import run_pipeline
 from ptyrad_core_plugins.preprocess import add_detector_blur as preprocess_add_detector_blur
 from ptyrad_core_plugins.preprocess import add_poisson_noise as preprocess_add_poisson_noise
 from ptyrad_core_plugins.preprocess import add_source_size as preprocess_add_source_size

@@ -69,7 +69,7 @@ def launch_local(argv: list[str], nproc: int) -> int:
         elif not arg.startswith("--nproc="):
             rest.append(arg)
     env = dict(os.environ)
-    from ptyrad_core.kernel.runtime import usable_cpus
+    from ptyrad_core.setup.runtime import usable_cpus
 
     env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // nproc)))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
@@ -442,7 +442,7 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ptyrad_core.kernel.runtime import configure_threads
+    from ptyrad_core.setup.runtime import configure_threads
 
     configure_threads()  # before torch loads: thread counts and OpenMP's wait policy
     args = build_parser().parse_args(argv)

@@ -26,14 +26,13 @@ import torch
 from ptyrad_core.engine import builder, outputs, results
 from ptyrad_core.engine.builder import Settings
 from ptyrad_core.engine.distributed import World
-from ptyrad_core.kernel import runtime
 from ptyrad_core.kernel.components import enforce
 from ptyrad_core.kernel.config import Config, load_config
 from ptyrad_core.kernel.errors import (DistributedError, NonFiniteLossError, NonFiniteStateError, OutputError, PluginError, PtyradError,
                      RunInterrupted)
 from ptyrad_core.kernel.model import PARAMETER_NAMES, Batch
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
-from ptyrad_core.setup import sources
+from ptyrad_core.setup import runtime, sources
 
 
 log = logging.getLogger("ptyrad_core")

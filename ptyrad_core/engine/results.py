@@ -28,9 +28,9 @@ import h5py
 import numpy as np
 import yaml
 
-from ptyrad_core.kernel import runtime
 from ptyrad_core.kernel.errors import DataError
 from ptyrad_core.kernel.errors import NonFiniteStateError
+from ptyrad_core.setup import runtime
 
 log = logging.getLogger("ptyrad_core")
 
@@ -458,7 +458,10 @@ def read(path, run) -> int:
         run.iteration = int(f.attrs["iteration"])
         saved_fft = str(f.attrs.get("fft", ""))  # the library the file's run chose: transforms continue alike
         if run.settings.fft == "auto" and saved_fft in ("torch", "fftw") and saved_fft != m.fft.name:
-            m.fft = fftlib.select(saved_fft, next(m.parameters()).device)
+            device = next(m.parameters()).device
+            if device.type == "cpu":  # FFTW's threads as the run's
+                runtime.configure_threads()
+            m.fft = fftlib.select(saved_fft, device)
             _note(run, "resume: FFT library %s, as in %s (recon.fft: auto)", saved_fft, path)
         hist = f["history"]
         saved_terms = sorted(hist["loss_terms"]) if "loss_terms" in hist else []

@@ -24,7 +24,7 @@ import torch
 
 # the family base lives in components.py with the other six; imported here for old imports
 from ptyrad_core.kernel.components import Loader  # noqa: F401
-from ptyrad_core.kernel.errors import ConfigError, DataError
+from ptyrad_core.kernel.errors import DataError
 
 log = logging.getLogger("ptyrad_core")
 
@@ -33,9 +33,6 @@ CHUNK_BYTES = 64 << 20  # streamed statistics read about this much at a time
 #: patterns are normal (the beam blanked during flyback or at the start of a scan) and cost only
 #: the positions they cover; from a tenth of the scan on, a sizeable part of the object has no data.
 ZERO_WARN_FRACTION = 0.1
-#: the mean pattern must be at least this many times brighter inside the bright-field disk than
-#: outside it (:func:`check_bright_field`)
-BRIGHT_FIELD_CONTRAST = 1.5
 #: types the measurements may have on the compute device (``data.device_dtype``)
 DEVICE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -434,59 +431,6 @@ def _failing_chunk(dset, index: tuple) -> tuple[int, int, tuple[int, ...]] | Non
         except Exception:  # noqa: BLE001
             return int(np.ravel_multi_index(tuple(coord), grid)), int(np.prod(grid)), offset
     return None
-
-
-def check_bright_field(mean: np.ndarray, radius_px: float, source: str, calibration: str) -> None:
-    """Reject measurements whose mean pattern shows no bright-field disk.
-
-    The mean over all scan positions of convergent-beam patterns is the bright-field disk: the
-    aperture of radius ``radius_px`` (the convergence angle over the detector pixel) lit by the
-    unscattered and weakly scattered beam, on a much dimmer dark field. Patterns of noise or dark
-    frames (the beam blanked, the wrong dataset or key, a detector offset read as signal) have a
-    flat mean, as bright in that disk as around it. The criterion is the contrast of the mean
-    pattern: its mean inside the disk of the expected radius, centred on the pattern's centre of
-    intensity (an off-centre disk is still found), over its mean outside. data/tiny.h5 gives 333;
-    Poisson noise gives 1.00 (within its statistical error, at any count level); even a sample
-    that scatters 80 % of the beam out of a disk 0.4 detector widths across still gives about
-    1.7. :data:`BRIGHT_FIELD_CONTRAST` (1.5) lies between. The criterion needs no fit and no
-    threshold on absolute intensities, so it holds for counts, normalised patterns and any
-    detector size; a miscalibrated radius (too large or too small) still compares a bright region
-    with a dimmer one.
-
-    :param calibration: the config values that set the radius, for the message
-        (``experiment.dx_A = 0.19525, energy_kV = 300, ...``); one starting with
-        ``experiment.fit_rbf`` means the radius was fitted to this mean pattern.
-
-    A disk narrower than a pixel means absurd calibration values (a ConfigError), or for a
-    fitted radius a mean pattern without a disk; a disk that leaves no dark field on the detector
-    is left to the sampling check (``initialize.sampling``).
-    """
-    if not radius_px >= 1:
-        if calibration.startswith("experiment.fit_rbf"):
-            raise DataError(
-                f"{source}: the mean pattern has no bright-field disk: its half-maximum area ({calibration}) is a disk of "
-                f"{radius_px:.3g} px radius; expected at least 1 px (a few hot pixels on dark frames?)"
-            )
-        raise ConfigError(
-            f"{calibration}: the bright-field disk would be {radius_px:.3g} px in radius (convergence angle / detector "
-            "pixel); expected at least 1 px: check these values"
-        )
-    total = float(mean.sum())
-    yy, xx = np.indices(mean.shape, dtype=np.float64)
-    cy, cx = float((mean * yy).sum() / total), float((mean * xx).sum() / total)
-    inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius_px**2
-    n_in = int(inside.sum())
-    if n_in == 0 or n_in == inside.size:
-        return
-    mean_in = float(mean[inside].mean())
-    mean_out = float(mean[~inside].mean())
-    if mean_in < BRIGHT_FIELD_CONTRAST * mean_out:
-        raise DataError(
-            f"{source}: the mean pattern has no bright-field disk: inside the expected disk ({radius_px:.3g} px "
-            f"radius from {calibration}, centred at ({cy:.1f}, {cx:.1f}) px) it is {mean_in / max(mean_out, 1e-300):.3g} "
-            f"times as bright as outside; expected at least {BRIGHT_FIELD_CONTRAST} (noise or dark frames? "
-            "the wrong dataset or key?)"
-        )
 
 
 def _narrow(host: np.ndarray, device: torch.device, name: str, source: str, chunk_bytes: int) -> torch.Tensor:

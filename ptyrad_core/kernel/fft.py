@@ -24,7 +24,7 @@ kept per shape, dtype and thread count for the process, written to the result fi
 by ``--resume``, so that a continued run computes the same transforms.
 
 Threads. An FFTW plan runs on ``torch.get_num_threads()`` threads, read at each call, so FFTW
-and torch's own operations use the same count, which :func:`ptyrad_core.kernel.runtime.configure_threads`
+and torch's own operations use the same count, which :func:`ptyrad_core.setup.runtime.configure_threads`
 sets to the CPUs the process may use unless the user chose one. The two never run at the same
 time (FFTW is called from the thread that runs the torch operations, between them), but they are
 two thread pools: pyFFTW's wheel brings its own copy of libgomp, beside torch's. Idle threads
@@ -41,7 +41,6 @@ import time
 import torch
 from torch import Tensor
 
-from ptyrad_core.kernel import runtime
 from ptyrad_core.kernel.errors import ConfigError
 
 try:  # optional: the ``fftw`` extra
@@ -154,7 +153,6 @@ def choose(shape: tuple[int, ...], dtype: torch.dtype = torch.complex64, repeats
         return "torch"
     key = (tuple(int(n) for n in shape), dtype, torch.get_num_threads())
     if key not in _chosen:
-        runtime.tune_allocator()  # as a run has it: torch's new tensors reuse freed memory
         x = torch.randn(key[0], dtype=dtype)
         backends = (TorchFFT, _fftw())
         best = [float("inf"), float("inf")]
@@ -180,13 +178,11 @@ def select(name: str, device: torch.device | str = "cpu", shape: tuple[int, ...]
 
     ``auto``: torch on a GPU or without pyFFTW; on the CPU the faster of the two on transforms
     of ``shape`` (:func:`choose`; without a shape, FFTW). ``fftw`` on a GPU or without pyFFTW is
-    an error that says so. For a CPU model it first applies
-    :func:`ptyrad_core.kernel.runtime.configure_threads` (idempotent; the user's thread count is kept),
-    so that torch and FFTW run on the usable CPUs however the run was started.
+    an error that says so. The caller sizes the thread pools first (for a CPU model,
+    :func:`ptyrad_core.setup.runtime.configure_threads` and ``tune_allocator``, as a run has them),
+    so that torch and FFTW run, and :func:`choose` times them, on the usable CPUs.
     """
     device = torch.device(device)
-    if device.type == "cpu":
-        runtime.configure_threads()
     if name not in BACKENDS:
         raise ConfigError(f"recon.fft: {name!r} is not one of {', '.join(BACKENDS)}")
     if name == "auto" and device.type == "cpu" and pyfftw is not None and shape is not None:

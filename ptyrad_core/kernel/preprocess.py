@@ -1,5 +1,8 @@
 """Preprocessing of the measurements: a chain of named steps (plugin family ``preprocess``).
 
+This module holds what a step is given (:class:`PreprocessContext`); the chain is run by
+:func:`ptyrad_core.setup.preprocess.run_pipeline`.
+
 The config's ``data.preprocess`` list runs in order on the loaded
 :class:`~ptyrad_core.kernel.data.Measurements`, before calibration and model building. A step is a
 :class:`Preprocessor` subclass with a nested pydantic ``Options`` model, constructed as
@@ -9,7 +12,7 @@ whole-array layout changes, ``mean_pattern`` / ``minimum`` / ... for statistics)
 way a step works on data in memory and on data streamed from disk alike; a step that needs the
 whole array calls ``measurements.require_memory(name)``.
 
-The kernel tracks, through the chain:
+The chain runner tracks:
 
 - the scan shape ``(n_slow, n_fast)`` (from the config, or from 4-D data), which a step may
   change (a scan crop);
@@ -27,9 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ptyrad_core.kernel.components import Preprocessor, transform
-from ptyrad_core.kernel.data import Measurements
-from ptyrad_core.kernel.errors import DataError, OutputError
+# the family base lives in components.py with the other six; imported here for old imports
+from ptyrad_core.kernel.components import Preprocessor  # noqa: F401
 
 
 @dataclass
@@ -64,60 +66,3 @@ class PreprocessContext:
 
     def rng(self, salt: int = 0) -> np.random.Generator:
         return np.random.default_rng([self.seed, salt])
-
-
-@dataclass
-class PreprocessResult:
-    """What the chain did, for calibration and for selecting positions and tilts.
-
-    :ivar calibration_shape: pattern shape the ``experiment`` calibration refers to.
-    :ivar calibration_mean: the mean pattern at that point (for fitting the bright-field disk).
-    :ivar dk_factor: final dk = calibrated dk * ``dk_factor``.
-    :ivar selection: indices of the raw scan positions kept, in order (``None``: all).
-    :ivar scan_shape: final ``(n_slow, n_fast)``.
-    """
-
-    calibration_shape: tuple[int, int]
-    calibration_mean: np.ndarray | None
-    dk_factor: float
-    selection: np.ndarray | None
-    scan_shape: tuple[int, int] | None
-
-
-def run_pipeline(meas: Measurements, steps: list[tuple[str, Preprocessor]], context: PreprocessContext,
-                 need_mean: bool = False) -> PreprocessResult:
-    """Apply ``steps`` (``(label, step)`` pairs, label = YAML path for errors) in order."""
-    calibration: tuple[tuple[int, int], np.ndarray | None] | None = None
-    dk_factor = 1.0
-    for label, step in steps:
-        if not step.layout and calibration is None:
-            calibration = _calibration_point(meas, context, need_mean)
-        if step.layout and calibration is not None:
-            raise DataError(f"{label}: layout steps (permute, reshape) must come before every other preprocessing step")
-        before = meas.pattern_shape
-        try:
-            transform(step, meas, context)
-        except DataError as exc:
-            raise DataError(f"{label}: {exc}") from exc
-        except OutputError as exc:
-            raise OutputError(f"{label}: {exc}") from exc
-        if step.layout:
-            continue
-        meas.as_patterns()
-        dk_factor = step.sampling(before, meas.pattern_shape, dk_factor)
-    if calibration is None:
-        calibration = _calibration_point(meas, context, need_mean)
-    meas.as_patterns()
-    return PreprocessResult(calibration[0], calibration[1], dk_factor, meas.selection, context.scan_shape)
-
-
-def _calibration_point(meas: Measurements, context: PreprocessContext, need_mean: bool):
-    meas.as_patterns()
-    if meas.scan_shape is not None:
-        if context.scan_shape is not None and tuple(context.scan_shape) != tuple(meas.scan_shape):
-            raise DataError(
-                f"{meas.source}: 4-D measurements with scan shape {tuple(meas.scan_shape)}, but the config says "
-                f"scan.n_slow = {context.scan_shape[0]}, scan.n_fast = {context.scan_shape[1]}"
-            )
-        context.scan_shape = tuple(meas.scan_shape)
-    return meas.pattern_shape, (meas.mean_pattern() if need_mean else None)

@@ -32,14 +32,16 @@ from ptyrad_core.kernel import detector as detector_grid
 from ptyrad_core.kernel import fft as fftlib
 from ptyrad_core.setup import memory
 from ptyrad_core.setup import optics
+from ptyrad_core.setup import runtime
 from ptyrad_core.setup import scan
 from ptyrad_core.setup import sources
 from ptyrad_core.kernel.config import Config
-from ptyrad_core.kernel.data import Measurements, check_bright_field
+from ptyrad_core.kernel.data import Measurements
 from ptyrad_core.kernel.errors import ConfigError, DataError
 from ptyrad_core.kernel.forward import chunk_size, fresnel_propagator, frequency_grid
 from ptyrad_core.kernel.model import PARAMETER_NAMES, ParamSchedule, PtychoModel
-from ptyrad_core.kernel.preprocess import PreprocessContext, PreprocessResult, run_pipeline
+from ptyrad_core.kernel.preprocess import PreprocessContext
+from ptyrad_core.setup.preprocess import PreprocessResult, check_bright_field, run_pipeline
 from ptyrad_core.kernel.prior import PriorResult
 from ptyrad_core.kernel.registry import Entry
 
@@ -457,6 +459,9 @@ def build_model(config: Config, data: Data, components: dict, device: torch.devi
     # the transforms of one pass of the slice recursion: probe modes x object modes x positions
     per_pass = min(config.recon.batch_size, model.positions_per_pass or config.recon.batch_size)
     pmode, ny, nx = model.probe.shape
+    if torch.device(device).type == "cpu":  # the thread pools and allocator a run has, before FFTW is timed on them
+        runtime.configure_threads()
+        runtime.tune_allocator()
     model.fft = fftlib.select(config.recon.fft, device, shape=(pmode * model.object_amplitude.shape[0] * per_pass, ny, nx),
                               dtype=model.probe.dtype)
     model.memory_estimate = estimates
