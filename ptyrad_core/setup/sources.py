@@ -18,6 +18,7 @@ import numpy as np
 from ptyrad_core.kernel.errors import ConfigError, DataError, PluginError
 from ptyrad_core.kernel.prior import PriorResult
 
+
 def file_digest(path: Path) -> str:
     """``sha256:<hex>`` of a file's bytes, or of every file under a folder (names and bytes)."""
     import hashlib
