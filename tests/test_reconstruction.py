@@ -18,9 +18,8 @@ def test_sto_small_reconstruction_reaches_stated_phase_error(tmp_path):
     """sto_small.h5 with the probe made from its stated parameters (not the stored probe), 4 slices.
 
     Measured on the development machine (2 cores, torch 2.13 CPU): projected-phase error
-    0.171 after 40 iterations (1.0 at the start; 1.03 with the defocus sign flipped), about
-    0.5 s per iteration, so the test takes about 25 s there (speed itself is measured in
-    benchmarks/, not here). The bound leaves room for differences of BLAS and thread count.
+    0.171 after 40 iterations (1.0 at the start; 1.03 with the defocus sign flipped); speed is
+    measured in benchmarks/, not here. The bound leaves room for differences of BLAS and thread count.
     """
     overrides = [
         "model.object.slices=4",
