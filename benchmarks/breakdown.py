@@ -47,9 +47,9 @@ def main() -> None:
     case = cp.BY_NAME[args.case]
     path = cp.dataset(case.data)
     info = cp.file_info(path)
+    from ptyrad_core.engine.loop import Reconstruction
     from ptyrad_core.kernel import forward as fwd
     from ptyrad_core.kernel.config import load_config
-    from ptyrad_core.engine.loop import Reconstruction
 
     parts: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,16 +74,30 @@ def main() -> None:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 t4 = time.perf_counter()
-                for name, dt in (("model forward", t1 - t0), ("loss terms", t2 - t1), ("backward", t3 - t2),
-                                 ("optimizer step", t4 - t3), ("whole batch", t4 - t0)):
+                for name, dt in (
+                    ("model forward", t1 - t0),
+                    ("loss terms", t2 - t1),
+                    ("backward", t3 - t2),
+                    ("optimizer step", t4 - t3),
+                    ("whole batch", t4 - t0),
+                ):
                     parts.setdefault(name, []).append(1e3 * dt)
         b = min(case.batch, model.n_positions)
         win = model.window
-        patches = torch.polar(torch.ones(case.nz, case.omode, b, *win), torch.rand(case.nz, case.omode, b, *win))
+        patches = torch.polar(
+            torch.ones(case.nz, case.omode, b, *win), torch.rand(case.nz, case.omode, b, *win)
+        )
         probe = model.probe.detach().clone().requires_grad_(True)
         patches.requires_grad_(True)
         ramps = fwd.shift_ramps(torch.rand(b, 2), model.fy, model.fx)
-        props = fwd.fresnel_propagator(model.fy, model.fx, model.dx, model.wavelength, model.slice_thickness.detach(), model.tilts.detach()[:1])
+        props = fwd.fresnel_propagator(
+            model.fy,
+            model.fx,
+            model.dx,
+            model.wavelength,
+            model.slice_thickness.detach(),
+            model.tilts.detach()[:1],
+        )
         weight = torch.rand(b, *win)
         occupancy = model.occupancy if case.omode > 1 else None
 
@@ -99,9 +113,11 @@ def main() -> None:
     print(f"{case.name}: {len(parts['whole batch'])} batches of {b}, median ms per batch")
     for name, values in parts.items():
         print(f"  {name:16s} {statistics.median(values):8.2f}")
-    print(f"  slice recursion forward + adjoint alone {t_rec:.2f} ms in chunks of {chunk} positions "
-          f"({t_whole:.2f} ms for the whole batch at once), of which FFTs {n_calls} x {t_fft:.3f} = "
-          f"{n_calls * t_fft:.2f} ms ({model.fft!r}, whole batch)")
+    print(
+        f"  slice recursion forward + adjoint alone {t_rec:.2f} ms in chunks of {chunk} positions "
+        f"({t_whole:.2f} ms for the whole batch at once), of which FFTs {n_calls} x {t_fft:.3f} = "
+        f"{n_calls * t_fft:.2f} ms ({model.fft!r}, whole batch)"
+    )
 
 
 if __name__ == "__main__":

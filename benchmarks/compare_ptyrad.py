@@ -98,14 +98,43 @@ CASES = [
     Case("p1-s6-b32", "sto_small", 1, 6, 32),
     Case("p4-s6-b32", "sto_small", 4, 6, 32),
     Case("p4-s12-b32", "sto_small", 4, 12, 32),
-    Case("p1-s1-b576", "sto_small", 1, 1, 576, iters=20, note="whole scan in one batch; 20 iterations: each is short"),
+    Case(
+        "p1-s1-b576",
+        "sto_small",
+        1,
+        1,
+        576,
+        iters=20,
+        note="whole scan in one batch; 20 iterations: each is short",
+    ),
     Case("o2-p1-s6-b32", "sto_small", 1, 6, 32, omode=2, note="2 object modes"),
-    Case("standard-p4-s6-b32", "sto_small", 4, 6, 32, standard=True, note="PtyRAD's standard constraints + position refinement"),
+    Case(
+        "standard-p4-s6-b32",
+        "sto_small",
+        4,
+        6,
+        32,
+        standard=True,
+        note="PtyRAD's standard constraints + position refinement",
+    ),
     Case("p1-s6-b32-60it", "sto_small", 1, 6, 32, slow=True, iters=60, note="error after 60 iterations"),
     Case("n576", "syn_24x24_k64", 1, 6, 32, group="scaling", note="synthetic 24 x 24 scan, 64 px"),
-    Case("n2304", "syn_48x48_k64", 1, 6, 32, group="scaling", slow=True, note="synthetic 48 x 48 scan, 64 px"),
-    Case("n9216", "syn_96x96_k64", 1, 6, 32, group="scaling", slow=True, note="synthetic 96 x 96 scan, 64 px"),
-    Case("k128", "syn_24x24_k128", 1, 6, 32, group="scaling", slow=True, note="synthetic 24 x 24 scan, 128 px, dx / 2"),
+    Case(
+        "n2304", "syn_48x48_k64", 1, 6, 32, group="scaling", slow=True, note="synthetic 48 x 48 scan, 64 px"
+    ),
+    Case(
+        "n9216", "syn_96x96_k64", 1, 6, 32, group="scaling", slow=True, note="synthetic 96 x 96 scan, 64 px"
+    ),
+    Case(
+        "k128",
+        "syn_24x24_k128",
+        1,
+        6,
+        32,
+        group="scaling",
+        slow=True,
+        note="synthetic 24 x 24 scan, 128 px, dx / 2",
+    ),
 ]
 BY_NAME = {c.name: c for c in CASES}
 
@@ -160,13 +189,22 @@ def ptyrad_params(case: Case, path: Path, info: dict, iters: int, out: Path) -> 
             "ortho_pmode": {"start_iter": 1, "step": 1, "end_iter": None},
             "fix_probe_int": {"start_iter": 1, "step": 1, "end_iter": None},
             "obj_rblur": dict(off),
-            "obj_zblur": {"start_iter": 1, "step": 1, "end_iter": None, "obj_type": "both", "kernel_size": 5, "std": 1},
+            "obj_zblur": {
+                "start_iter": 1,
+                "step": 1,
+                "end_iter": None,
+                "obj_type": "both",
+                "kernel_size": 5,
+                "std": 1,
+            },
             "obja_thresh": {"start_iter": 1, "step": 1, "end_iter": None, "relax": 0, "thresh": [0.96, 1.04]},
             "pos_recenter": {"start_iter": 1, "step": 1, "end_iter": None, "relax": 0},
         }
         pos_update = {"start_iter": 1, "lr": LR["positions"], "end_iter": None}
     else:
-        constraints = {k: dict(off) for k in ("ortho_pmode", "fix_probe_int", "obj_rblur", "obj_zblur", "pos_recenter")}
+        constraints = {
+            k: dict(off) for k in ("ortho_pmode", "fix_probe_int", "obj_rblur", "obj_zblur", "pos_recenter")
+        }
         pos_update = {"start_iter": None, "lr": 0, "end_iter": None}
     return {
         "init_params": {
@@ -222,7 +260,11 @@ def ours_config(case: Case, path: Path, info: dict, iters: int, out: Path) -> di
         constraints = [
             {"name": "ortho_pmode", "start_iter": 1},
             {"name": "fix_probe_int", "start_iter": 1},
-            {"name": "obj_zblur", "start_iter": 1, "options": {"obj_type": "both", "kernel_size": 5, "std": 1.0}},
+            {
+                "name": "obj_zblur",
+                "start_iter": 1,
+                "options": {"obj_type": "both", "kernel_size": 5, "std": 1.0},
+            },
             {"name": "obja_thresh", "start_iter": 1, "options": {"thresh": [0.96, 1.04], "relax": 0.0}},
             {"name": "pos_recenter", "start_iter": 1, "options": {"relax": 0.0}},
         ]
@@ -240,16 +282,33 @@ def ours_config(case: Case, path: Path, info: dict, iters: int, out: Path) -> di
             "dx_A": info["dx_A"],
             "aberrations": {"C10": info["C10_A"]},
         },
-        "scan": {"source": "file", "path": str(path), "key": "positions_nominal_px", "n_slow": info["n_slow"], "n_fast": info["n_fast"]},
+        "scan": {
+            "source": "file",
+            "path": str(path),
+            "key": "positions_nominal_px",
+            "n_slow": info["n_slow"],
+            "n_fast": info["n_fast"],
+        },
         "model": {
             "probe": {"modes": case.pmode, "mode_power": 0.02, "normalization": "mean_total_ints"},
-            "object": {"modes": case.omode, "slices": case.nz, "slice_thickness_A": THICKNESS_A / case.nz, "phase_noise": 1e-8},
+            "object": {
+                "modes": case.omode,
+                "slices": case.nz,
+                "slice_thickness_A": THICKNESS_A / case.nz,
+                "phase_noise": 1e-8,
+            },
         },
         "update": update,
         "optimizer": {"name": "Adam"},
         "loss": [{"name": "gaussian", "weight": 1.0, "options": {"dp_pow": 0.5}}],
         "constraints": constraints,
-        "recon": {"iterations": iters, "batch_size": case.batch, "grouping": "random", "seed": 0, "device": "cpu"},
+        "recon": {
+            "iterations": iters,
+            "batch_size": case.batch,
+            "grouping": "random",
+            "seed": 0,
+            "device": "cpu",
+        },
         "output": {"dir": str(out), "save_every": 0, "log_file": False, "figures": False},
     }
 
@@ -289,7 +348,9 @@ def phase_error(npz: Path, path: Path, window: int) -> dict:
     on_truth = np.zeros_like(truth)
     ys = slice(max(0, -offset[0]), min(truth.shape[0], proj.shape[0] - offset[0]))
     xs = slice(max(0, -offset[1]), min(truth.shape[1], proj.shape[1] - offset[1]))
-    on_truth[ys, xs] = proj[ys.start + offset[0]:ys.stop + offset[0], xs.start + offset[1]:xs.stop + offset[1]]
+    on_truth[ys, xs] = proj[
+        ys.start + offset[0] : ys.stop + offset[0], xs.start + offset[1] : xs.stop + offset[1]
+    ]
     err, shift = registered_phase_error(on_truth, truth, scanned_region(nominal, (window, window)))
     return {"error": err, "shift_px": list(shift), "canvas_offset_px": offset.tolist()}
 
@@ -373,24 +434,61 @@ def run_case(case: Case, args, tmp: Path) -> dict:
             npz = tmp / f"{case.name}-{code}-{r}.npz"
             t0 = time.perf_counter()
             if code == "ptyrad":
-                res = run_driver([args.ptyrad_python, str(HERE / "ptyrad_driver.py"), str(pp), str(npz), "--seed", str(args.seed),
-                                  "--device", args.device, "--fft", fft_arg], f"PtyRAD ({case.name})")
+                res = run_driver(
+                    [
+                        args.ptyrad_python,
+                        str(HERE / "ptyrad_driver.py"),
+                        str(pp),
+                        str(npz),
+                        "--seed",
+                        str(args.seed),
+                        "--device",
+                        args.device,
+                        "--fft",
+                        fft_arg,
+                    ],
+                    f"PtyRAD ({case.name})",
+                )
             else:
-                res = run_driver([sys.executable, str(HERE / "ptyrad_core_driver.py"), str(oc), str(npz), "--fft", fft_arg], f"ptyrad_core ({case.name})")
+                res = run_driver(
+                    [
+                        sys.executable,
+                        str(HERE / "ptyrad_core_driver.py"),
+                        str(oc),
+                        str(npz),
+                        "--fft",
+                        fft_arg,
+                    ],
+                    f"ptyrad_core ({case.name})",
+                )
             res["wall_s"] = time.perf_counter() - t0
             res["phase"] = phase_error(npz, path, info["k"])
             runs[code].append(res)
-            t = statistics.median(res["iter_times"][args.warmup:])
+            t = statistics.median(res["iter_times"][args.warmup :])
             gpu = f", peak GPU {res['peak_gpu_MiB']:.0f} MiB" if "peak_gpu_MiB" in res else ""
-            print(f"  [{case.name}] round {r + 1}/{rounds} {code:6s}: {t:.3f} s/iter (median of {len(res['iter_times']) - args.warmup}), "
-                  f"loss1 {res['loss'][0]:.4f}, error {res['phase']['error']:.4f}, peak RSS {res['peak_rss_MiB']:.0f} MiB{gpu}, "
-                  f"process {res['wall_s']:.0f} s", flush=True)
+            print(
+                f"  [{case.name}] round {r + 1}/{rounds} {code:6s}: {t:.3f} s/iter (median of {len(res['iter_times']) - args.warmup}), "
+                f"loss1 {res['loss'][0]:.4f}, error {res['phase']['error']:.4f}, peak RSS {res['peak_rss_MiB']:.0f} MiB{gpu}, "
+                f"process {res['wall_s']:.0f} s",
+                flush=True,
+            )
     summary = summarize(runs, args.warmup)
     return {
         "case": asdict(case),
-        "data": {"path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path), **info, "positions": n},
-        "settings": {"iters": iters, "warmup": args.warmup, "rounds": rounds, "seed": args.seed, "learning_rates": LR,
-                     "ours_fft": args.ours_fft, "device": args.device},
+        "data": {
+            "path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+            **info,
+            "positions": n,
+        },
+        "settings": {
+            "iters": iters,
+            "warmup": args.warmup,
+            "rounds": rounds,
+            "seed": args.seed,
+            "learning_rates": LR,
+            "ours_fft": args.ours_fft,
+            "device": args.device,
+        },
         "machine": machine(args.device),
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "summary": summary,
@@ -417,7 +515,9 @@ def table_row(res: dict) -> str:
     s = summarize(res["runs"], res["settings"]["warmup"])
     seed = f" (seed {res['settings']['seed']})" if res["settings"].get("seed") else ""
     p, o = s["ptyrad"], s["ours"]
-    fftw_floor = f"{s['fft_floor_fftw_s']:.3f} ({s['ours_over_fftw_floor']:.2f})" if "fft_floor_fftw_s" in s else "-"
+    fftw_floor = (
+        f"{s['fft_floor_fftw_s']:.3f} ({s['ours_over_fftw_floor']:.2f})" if "fft_floor_fftw_s" in s else "-"
+    )
     memory = f"{p['peak_rss_MiB']:.0f} / {o['peak_rss_MiB']:.0f}"
     if "peak_gpu_MiB" in o:
         memory += f" (GPU {p['peak_gpu_MiB']:.0f} / {o['peak_gpu_MiB']:.0f})"
@@ -450,13 +550,23 @@ def select(spec: str) -> list[Case]:
 def latest_entry(res: dict) -> dict:
     s = summarize(res["runs"], res["settings"]["warmup"])
     return {
-        "ptyrad_s_per_iter": s["ptyrad"]["s_per_iter"], "ours_s_per_iter": s["ours"]["s_per_iter"], "ratio": s["ratio"],
-        "fft_floor_s": s["fft_floor_s"], "ours_over_floor": s["ours_over_floor"],
-        "fft_floor_fftw_s": s.get("fft_floor_fftw_s"), "ours_over_fftw_floor": s.get("ours_over_fftw_floor"),
+        "ptyrad_s_per_iter": s["ptyrad"]["s_per_iter"],
+        "ours_s_per_iter": s["ours"]["s_per_iter"],
+        "ratio": s["ratio"],
+        "fft_floor_s": s["fft_floor_s"],
+        "ours_over_floor": s["ours_over_floor"],
+        "fft_floor_fftw_s": s.get("fft_floor_fftw_s"),
+        "ours_over_fftw_floor": s.get("ours_over_fftw_floor"),
         "peak_rss_MiB": {"ptyrad": s["ptyrad"]["peak_rss_MiB"], "ours": s["ours"]["peak_rss_MiB"]},
-        **({"peak_gpu_MiB": {"ptyrad": s["ptyrad"]["peak_gpu_MiB"], "ours": s["ours"]["peak_gpu_MiB"]}} if "peak_gpu_MiB" in s["ours"] else {}),
+        **(
+            {"peak_gpu_MiB": {"ptyrad": s["ptyrad"]["peak_gpu_MiB"], "ours": s["ours"]["peak_gpu_MiB"]}}
+            if "peak_gpu_MiB" in s["ours"]
+            else {}
+        ),
         "phase_error": {"ptyrad": s["ptyrad"]["phase_error"], "ours": s["ours"]["phase_error"]},
-        "iterations": res["settings"]["iters"], "rounds": res["settings"]["rounds"], "date": res["date"],
+        "iterations": res["settings"]["iters"],
+        "rounds": res["settings"]["rounds"],
+        "date": res["date"],
     }
 
 
@@ -472,10 +582,21 @@ def write_latest(results: Path, cases: list[Case], seed: int, device: str = "cpu
             entries[case.name] = latest_entry(json.loads(f.read_text()))
     for name, e in entries.items():
         if name in previous:
-            print(f"  {name}: ratio {previous[name]['ratio']:.2f} ({previous[name]['date']}) -> {e['ratio']:.2f}", flush=True)
-    path.write_text(json.dumps({"command": " ".join(sys.argv), "machine": machine(device),
-                                "date": dt.datetime.now().isoformat(timespec="seconds"),
-                                "cases": {**previous, **entries}}, indent=1))
+            print(
+                f"  {name}: ratio {previous[name]['ratio']:.2f} ({previous[name]['date']}) -> {e['ratio']:.2f}",
+                flush=True,
+            )
+    path.write_text(
+        json.dumps(
+            {
+                "command": " ".join(sys.argv),
+                "machine": machine(device),
+                "date": dt.datetime.now().isoformat(timespec="seconds"),
+                "cases": {**previous, **entries},
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {path}", flush=True)
 
 
@@ -488,21 +609,43 @@ def default_ptyrad_python() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", default="all", help="all, core, scaling, or comma-separated names: " + ", ".join(BY_NAME))
+    ap.add_argument(
+        "--cases", default="all", help="all, core, scaling, or comma-separated names: " + ", ".join(BY_NAME)
+    )
     ap.add_argument("--iters", type=int, default=7, help="iterations per run (default 7)")
-    ap.add_argument("--warmup", type=int, default=2, help="leading iterations left out of the timing (default 2)")
+    ap.add_argument(
+        "--warmup", type=int, default=2, help="leading iterations left out of the timing (default 2)"
+    )
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per case (default 2)")
-    ap.add_argument("--slow-rounds", type=int, default=1, help="rounds for the slow scaling cases (default 1)")
-    ap.add_argument("--seed", type=int, default=0,
-                    help="random seed of both codes (batches, initial noise); results of seed N > 0 go to CASE-seedN.json")
-    ap.add_argument("--ptyrad-python", default=default_ptyrad_python(),
-                    help="python of the PtyRAD 1.0 venv made by ../shared/tools/install-ptyrad-reference.sh")
-    ap.add_argument("--ours-fft", choices=("auto", "torch", "fftw"), default="auto",
-                    help="ptyrad_core's recon.fft (default auto: FFTW where pyFFTW is installed)")
-    ap.add_argument("--device", default="cpu",
-                    help="where both codes run: cpu (default) or cuda[:N]; GPU results go to CASE-cuda.json, with peak GPU memory")
+    ap.add_argument(
+        "--slow-rounds", type=int, default=1, help="rounds for the slow scaling cases (default 1)"
+    )
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed of both codes (batches, initial noise); results of seed N > 0 go to CASE-seedN.json",
+    )
+    ap.add_argument(
+        "--ptyrad-python",
+        default=default_ptyrad_python(),
+        help="python of the PtyRAD 1.0 venv made by ../shared/tools/install-ptyrad-reference.sh",
+    )
+    ap.add_argument(
+        "--ours-fft",
+        choices=("auto", "torch", "fftw"),
+        default="auto",
+        help="ptyrad_core's recon.fft (default auto: FFTW where pyFFTW is installed)",
+    )
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="where both codes run: cpu (default) or cuda[:N]; GPU results go to CASE-cuda.json, with peak GPU memory",
+    )
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the per-case JSON files")
-    ap.add_argument("--table", action="store_true", help="only print the table of the cases' existing results")
+    ap.add_argument(
+        "--table", action="store_true", help="only print the table of the cases' existing results"
+    )
     args = ap.parse_args()
     if args.iters - args.warmup < 1:
         sys.exit("--iters must exceed --warmup")
@@ -510,8 +653,10 @@ def main() -> None:
         import torch
 
         if not (args.device.startswith("cuda") and torch.cuda.is_available()):
-            sys.exit(f"--device {args.device}: this torch ({torch.__version__}) sees no such GPU; "
-                     "use --device cpu, or run where torch.cuda.is_available()")
+            sys.exit(
+                f"--device {args.device}: this torch ({torch.__version__}) sees no such GPU; "
+                "use --device cpu, or run where torch.cuda.is_available()"
+            )
     cases = select(args.cases)
     args.results.mkdir(parents=True, exist_ok=True)
     if not args.table:
@@ -522,19 +667,28 @@ def main() -> None:
                 t0 = time.perf_counter()
                 print(f"case {case.name}: {case.note or ''}", flush=True)
                 res = run_case(case, args, Path(tmp))
-                (args.results / result_name(case.name, args.seed, args.device)).write_text(json.dumps(res, indent=1))
+                (args.results / result_name(case.name, args.seed, args.device)).write_text(
+                    json.dumps(res, indent=1)
+                )
                 s = res["summary"]
-                print(f"  => PtyRAD {s['ptyrad']['s_per_iter']:.3f} s/iter, ours {s['ours']['s_per_iter']:.3f} s/iter, "
-                      f"ratio {s['ratio']:.2f}, FFT floor {s['fft_floor_s']:.3f} s (ours {s['ours_over_floor']:.2f}x)"
-                      + (f", FFTW floor {s['fft_floor_fftw_s']:.3f} s (ours {s['ours_over_fftw_floor']:.2f}x)" if "fft_floor_fftw_s" in s else "")
-                      + "; "
-                      f"case took {time.perf_counter() - t0:.0f} s", flush=True)
+                print(
+                    f"  => PtyRAD {s['ptyrad']['s_per_iter']:.3f} s/iter, ours {s['ours']['s_per_iter']:.3f} s/iter, "
+                    f"ratio {s['ratio']:.2f}, FFT floor {s['fft_floor_s']:.3f} s (ours {s['ours_over_floor']:.2f}x)"
+                    + (
+                        f", FFTW floor {s['fft_floor_fftw_s']:.3f} s (ours {s['ours_over_fftw_floor']:.2f}x)"
+                        if "fft_floor_fftw_s" in s
+                        else ""
+                    )
+                    + "; "
+                    f"case took {time.perf_counter() - t0:.0f} s",
+                    flush=True,
+                )
         print(f"harness time {time.perf_counter() - t_all:.0f} s", flush=True)
         write_latest(args.results, cases, args.seed, args.device)
     print()
     print(HEADER)
     for case in cases:
-        kind = result_name(case.name, 0, args.device)[:-len(".json")]
+        kind = result_name(case.name, 0, args.device)[: -len(".json")]
         for f in [args.results / f"{kind}.json", *sorted(args.results.glob(f"{kind}-seed*.json"))]:
             if not f.exists():
                 continue

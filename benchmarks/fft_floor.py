@@ -49,8 +49,16 @@ def _lowest_median(call, repeats: int, blocks: int, sync=lambda: None) -> float:
     return min(medians)
 
 
-def time_one_transform(batch: int, pmode: int, omode: int, window: tuple[int, int], repeats: int = 20, blocks: int = 5,
-                       library: str = "torch", device: str = "cpu") -> float:
+def time_one_transform(
+    batch: int,
+    pmode: int,
+    omode: int,
+    window: tuple[int, int],
+    repeats: int = 20,
+    blocks: int = 5,
+    library: str = "torch",
+    device: str = "cpu",
+) -> float:
     """Seconds per 2-D transform: one batched fft2 of the batch's size, the lowest of ``blocks``
     medians of ``repeats`` calls each, divided by the number of transforms in the batch.
     ``library``: ``torch`` (``torch.fft.fft2``, on ``device``; a GPU is synchronised around
@@ -68,8 +76,15 @@ def time_one_transform(batch: int, pmode: int, omode: int, window: tuple[int, in
     return _lowest_median(lambda: torch.fft.fft2(x), repeats, blocks, sync) / n
 
 
-def fft_floor(n_positions: int, batch: int, pmode: int, omode: int, nz: int, window: tuple[int, int],
-              device: str = "cpu") -> dict:
+def fft_floor(
+    n_positions: int,
+    batch: int,
+    pmode: int,
+    omode: int,
+    nz: int,
+    window: tuple[int, int],
+    device: str = "cpu",
+) -> dict:
     """The floor of one iteration on ``device``, in seconds, with what it is made of."""
     batch = min(batch, n_positions)
     per = time_one_transform(batch, pmode, omode, window, device=device)

@@ -30,7 +30,12 @@ def config(case: str, out: Path) -> dict:
     data = str(ROOT / "data" / "sto_small.h5")
     return {
         "data": {"path": data, "loader": "hdf5", "options": {"key": "measurements"}},
-        "experiment": {"energy_kV": 300, "conv_angle_mrad": 21.4, "dx_A": 0.19525, "aberrations": {"defocus": 100}},
+        "experiment": {
+            "energy_kV": 300,
+            "conv_angle_mrad": 21.4,
+            "dx_A": 0.19525,
+            "aberrations": {"defocus": 100},
+        },
         "scan": {"source": "file", "path": data, "key": "positions_nominal_px", "n_slow": 24, "n_fast": 24},
         "model": {"probe": {"modes": pmode}, "object": {"slices": nz, "slice_thickness_A": 23.43 / nz}},
         "loss": [{"name": "gaussian", "options": {"dp_pow": 0.5}}],
@@ -48,9 +53,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from ptyrad_core.engine import results
-    from ptyrad_core.setup import runtime
-    from ptyrad_core.kernel.config import build_config
     from ptyrad_core.engine.loop import Reconstruction
+    from ptyrad_core.kernel.config import build_config
+    from ptyrad_core.setup import runtime
 
     runtime.configure_threads()
     shipped_check, shipped_require = Reconstruction._check_finite, results._require_finite
@@ -77,11 +82,17 @@ def main(argv=None) -> int:
     batches = -(-576 // int(args.case.split("-")[2][1:]))
     share = statistics.median(call_s) * batches / on
     print(f"case {args.case}: {args.rounds} rounds x {args.iterations} iterations, alternating")
-    print(f"  guards on : median {on * 1e3:.2f} ms/iteration (rounds {', '.join(f'{t * 1e3:.1f}' for t in times['on'])})")
-    print(f"  guards off: median {off * 1e3:.2f} ms/iteration (rounds {', '.join(f'{t * 1e3:.1f}' for t in times['off'])})")
+    print(
+        f"  guards on : median {on * 1e3:.2f} ms/iteration (rounds {', '.join(f'{t * 1e3:.1f}' for t in times['on'])})"
+    )
+    print(
+        f"  guards off: median {off * 1e3:.2f} ms/iteration (rounds {', '.join(f'{t * 1e3:.1f}' for t in times['off'])})"
+    )
     print(f"  on / off  : {on / off:.4f}")
-    print(f"  one check of every parameter: {statistics.median(call_s) * 1e6:.0f} us; x {batches} steps = "
-          f"{100 * share:.2f} % of an iteration (upper bound: a step checks only the optimized parameters)")
+    print(
+        f"  one check of every parameter: {statistics.median(call_s) * 1e6:.0f} us; x {batches} steps = "
+        f"{100 * share:.2f} % of an iteration (upper bound: a step checks only the optimized parameters)"
+    )
     return 0
 
 

@@ -26,8 +26,10 @@ from dataclasses import asdict, dataclass
 KINDS = ("spin", "matmul")
 _CODE = {
     "spin": "n = 0\nwhile True:\n    n += 1\n",
-    "matmul": ("import numpy as np\na = np.random.default_rng(0).random((256, 256))\nb = a.copy()\n"
-               "while True:\n    b = a @ b\n    b /= np.abs(b).max()\n"),
+    "matmul": (
+        "import numpy as np\na = np.random.default_rng(0).random((256, 256))\nb = a.copy()\n"
+        "while True:\n    b = a @ b\n    b /= np.abs(b).max()\n"
+    ),
 }
 _ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
@@ -71,10 +73,16 @@ class Load:
         nice = self.spec.nice
         env = {**os.environ, **_ONE_THREAD}
         for _ in range(self.spec.procs):
-            self.procs.append(subprocess.Popen(
-                [sys.executable, "-c", _CODE[self.spec.kind]], env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                preexec_fn=(lambda: os.nice(nice)) if nice and hasattr(os, "nice") else None))
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", _CODE[self.spec.kind]],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    preexec_fn=(lambda: os.nice(nice)) if nice and hasattr(os, "nice") else None,
+                )
+            )
         self._t0 = time.perf_counter()
         time.sleep(0.5)  # let them start (and NumPy import) before anything is timed
         return self
@@ -92,6 +100,9 @@ class Load:
                 p.kill()
                 p.wait()
         known = [c for c in cpu if c is not None]
-        self.record = {**asdict(self.spec), "wall_s": wall,
-                       "load_cpu_s": sum(known) if known else None,
-                       "load_cpus": sum(known) / wall if known and wall > 0 else None}
+        self.record = {
+            **asdict(self.spec),
+            "wall_s": wall,
+            "load_cpu_s": sum(known) if known else None,
+            "load_cpus": sum(known) / wall if known and wall > 0 else None,
+        }

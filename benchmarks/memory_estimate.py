@@ -25,16 +25,38 @@ DATA = ROOT / "data"
 
 TINY = {
     "data": {"path": str(DATA / "tiny.h5"), "loader": "hdf5", "options": {"key": "measurements"}},
-    "experiment": {"energy_kV": 300, "conv_angle_mrad": 21.4, "dx_A": 0.19525, "aberrations": {"defocus": 100}},
-    "scan": {"source": "file", "path": str(DATA / "tiny.h5"), "key": "positions_nominal_px", "n_slow": 8, "n_fast": 8},
+    "experiment": {
+        "energy_kV": 300,
+        "conv_angle_mrad": 21.4,
+        "dx_A": 0.19525,
+        "aberrations": {"defocus": 100},
+    },
+    "scan": {
+        "source": "file",
+        "path": str(DATA / "tiny.h5"),
+        "key": "positions_nominal_px",
+        "n_slow": 8,
+        "n_fast": 8,
+    },
     "model": {"object": {"slices": 2, "slice_thickness_A": 3.905}},
     "loss": [{"name": "gaussian"}],
     "recon": {"iterations": 2, "batch_size": 16},
 }
 STO = {
     "data": {"path": str(DATA / "sto_small.h5"), "loader": "hdf5", "options": {"key": "measurements"}},
-    "experiment": {"energy_kV": 300, "conv_angle_mrad": 21.4, "dx_A": 0.19525, "aberrations": {"defocus": 100}},
-    "scan": {"source": "file", "path": str(DATA / "sto_small.h5"), "key": "positions_nominal_px", "n_slow": 24, "n_fast": 24},
+    "experiment": {
+        "energy_kV": 300,
+        "conv_angle_mrad": 21.4,
+        "dx_A": 0.19525,
+        "aberrations": {"defocus": 100},
+    },
+    "scan": {
+        "source": "file",
+        "path": str(DATA / "sto_small.h5"),
+        "key": "positions_nominal_px",
+        "n_slow": 24,
+        "n_fast": 24,
+    },
     "model": {"probe": {"modes": 1}, "object": {"modes": 1, "slices": 6, "slice_thickness_A": 3.905}},
     "update": {"object_amplitude": {"lr": 2e-3}, "object_phase": {"lr": 2e-3}, "probe": {"lr": 2e-4}},
     "loss": [{"name": "gaussian", "options": {"dp_pow": 0.5}}],
@@ -68,8 +90,17 @@ def case(name: str) -> dict:
     return cfg
 
 
-CASES = ["tiny", "tiny_b64_p2", "sto", "sto_b576_p4", "sto_obj1024", "sto_obj1024_zblur", "sto_om2_z12_b128_tilts",
-         "sto_streamed", "sto_f64_b128"]
+CASES = [
+    "tiny",
+    "tiny_b64_p2",
+    "sto",
+    "sto_b576_p4",
+    "sto_obj1024",
+    "sto_obj1024_zblur",
+    "sto_om2_z12_b128_tilts",
+    "sto_streamed",
+    "sto_f64_b128",
+]
 
 CHILD = r"""
 import json, sys
@@ -114,7 +145,9 @@ def main() -> None:
         cfg["recon"]["device"] = args.device
         with tempfile.TemporaryDirectory() as tmp:
             cfg["output"] = {"dir": tmp, "figures": False}
-            proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True
+            )
         if proc.returncode:
             print(f"{name}: failed\n{proc.stderr[-2000:]}")
             continue

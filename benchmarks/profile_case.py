@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 import yaml
 from torch.profiler import ProfilerActivity, profile
 
@@ -39,8 +38,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.code == "ours":
-            from ptyrad_core.kernel.config import load_config
             from ptyrad_core.engine.loop import Reconstruction
+            from ptyrad_core.kernel.config import load_config
 
             cfg = tmp / "ours.yaml"
             cfg.write_text(yaml.safe_dump(cp.ours_config(case, path, info, 1 + args.iters, tmp / "out")))
@@ -64,7 +63,14 @@ def main() -> None:
             wall = (time.perf_counter() - t0) / (1 + args.iters)
     print(f"{args.code} {case.name}: {wall:.3f} s per profiled iteration (profiler overhead included)")
     averages = prof.key_averages(group_by_input_shape=args.shapes)
-    print(averages.table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=40, max_shapes_column_width=70))
+    print(
+        averages.table(
+            sort_by="self_cpu_time_total",
+            row_limit=args.rows,
+            max_name_column_width=40,
+            max_shapes_column_width=70,
+        )
+    )
 
 
 if __name__ == "__main__":

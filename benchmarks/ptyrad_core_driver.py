@@ -29,8 +29,8 @@ runtime.configure_threads()  # before torch is imported, as ``ptyrad-core run`` 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ptyrad_core.kernel.config import load_config  # noqa: E402
 from ptyrad_core.engine.loop import Reconstruction  # noqa: E402
+from ptyrad_core.kernel.config import load_config  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fft_floor import fft_floor  # noqa: E402
@@ -40,7 +40,7 @@ fft = None
 if "--fft" in args:
     i = args.index("--fft")
     fft = [int(v) for v in args[i + 1].split(",")]
-    del args[i:i + 2]
+    del args[i : i + 2]
 threads = runtime.configure_threads()  # torch imported: the thread count a run gets
 # rounds of the harness reuse one output folder
 kwargs = {"overwrite": True} if "overwrite" in inspect.signature(Reconstruction).parameters else {}

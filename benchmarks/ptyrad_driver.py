@@ -31,7 +31,9 @@ device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else
 params = load_params(sys.argv[1])
 solver = PtyRADSolver(params, device=device, seed=seed)
 init = solver.init.init_variables
-positions = np.asarray(init["crop_pos"], dtype=np.float64) + np.asarray(init["probe_pos_shifts"], dtype=np.float64)
+positions = np.asarray(init["crop_pos"], dtype=np.float64) + np.asarray(
+    init["probe_pos_shifts"], dtype=np.float64
+)
 solver.run()
 model = solver.reconstruct_results
 np.savez(

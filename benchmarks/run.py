@@ -66,7 +66,9 @@ def check_ptyrad_python(python: str) -> None:
     """Stop at once, before any case runs, when PtyRAD's interpreter is missing or lacks PtyRAD."""
     how = f"make it with {INSTALL} .venv-ptyrad, or pass --ptyrad-python PATH"
     if not Path(python).is_file():
-        fail(f"PtyRAD 1.0's venv not found (no {python}; looked in ./.venv-ptyrad and ../.venv-ptyrad): {how}")
+        fail(
+            f"PtyRAD 1.0's venv not found (no {python}; looked in ./.venv-ptyrad and ../.venv-ptyrad): {how}"
+        )
     probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('ptyrad') is None)"
     try:
         ok = subprocess.run([python, "-c", probe], capture_output=True, timeout=120).returncode == 0
@@ -105,40 +107,60 @@ def with_load(spec: LoadSpec):
         (tmp / "loaded").mkdir(exist_ok=True)
         before = loadavg()
         if before is not None and before > 0.5:
-            print(f"  [{case.name}] warning: load average {before:.2f} before the quiet runs: the machine is not quiet", flush=True)
+            print(
+                f"  [{case.name}] warning: load average {before:.2f} before the quiet runs: the machine is not quiet",
+                flush=True,
+            )
         res = run_case(case, args, tmp / "quiet")
         after_quiet = loadavg()
         print(f"  [{case.name}] again beside the load ({spec.describe()})", flush=True)
         with Load(spec) as load:
             loaded = run_case(case, args, tmp / "loaded")
-        res["load"] = {"spec": load.record, "summary": loaded["summary"], "runs": loaded["runs"],
-                       "loadavg_1min": {"before_quiet": before, "after_quiet": after_quiet, "after_loaded": loadavg()},
-                       **slowdowns(res["summary"], loaded["summary"])}
+        res["load"] = {
+            "spec": load.record,
+            "summary": loaded["summary"],
+            "runs": loaded["runs"],
+            "loadavg_1min": {"before_quiet": before, "after_quiet": after_quiet, "after_loaded": loadavg()},
+            **slowdowns(res["summary"], loaded["summary"]),
+        }
         s = res["load"]
-        print(f"  => loaded: PtyRAD {s['ptyrad']['slowdown']:.2f}x slower, ours {s['ours']['slowdown']:.2f}x "
-              f"(ours / PtyRAD {s['ours_over_ptyrad_slowdown']:.2f}); the load got "
-              f"{load.record['load_cpus'] or float('nan'):.2f} CPUs", flush=True)
+        print(
+            f"  => loaded: PtyRAD {s['ptyrad']['slowdown']:.2f}x slower, ours {s['ours']['slowdown']:.2f}x "
+            f"(ours / PtyRAD {s['ours_over_ptyrad_slowdown']:.2f}); the load got "
+            f"{load.record['load_cpus'] or float('nan'):.2f} CPUs",
+            flush=True,
+        )
         return res
 
     return run_quiet_and_loaded
 
 
 def load_row(name: str, res: dict) -> str:
-    lo = {**res["load"], **slowdowns(res["summary"], res["load"]["summary"])}  # recomputed: results of an older harness too
+    lo = {
+        **res["load"],
+        **slowdowns(res["summary"], res["load"]["summary"]),
+    }  # recomputed: results of an older harness too
     spec = lo["spec"]
     cpus = f"{spec['load_cpus']:.2f}" if spec.get("load_cpus") is not None else "-"
     p, o = lo["ptyrad"], lo["ours"]
     ratio = f"{lo['ratio_quiet']:.2f} / {lo['ratio_loaded']:.2f}" if "ratio_loaded" in lo else "-"
-    return (f"| {name} | {spec['procs']} x {spec['kind']}, nice {spec['nice']} | {p['quiet_s_per_iter']:.3f} | "
-            f"{p['loaded_s_per_iter']:.3f} | {p['slowdown']:.2f} | {o['quiet_s_per_iter']:.3f} | {o['loaded_s_per_iter']:.3f} | "
-            f"{o['slowdown']:.2f} | {lo['ours_over_ptyrad_slowdown']:.2f} | {ratio} | {cpus} |")
+    return (
+        f"| {name} | {spec['procs']} x {spec['kind']}, nice {spec['nice']} | {p['quiet_s_per_iter']:.3f} | "
+        f"{p['loaded_s_per_iter']:.3f} | {p['slowdown']:.2f} | {o['quiet_s_per_iter']:.3f} | {o['loaded_s_per_iter']:.3f} | "
+        f"{o['slowdown']:.2f} | {lo['ours_over_ptyrad_slowdown']:.2f} | {ratio} | {cpus} |"
+    )
 
 
 def latest_load(lo: dict) -> dict:
-    return {"spec": lo["spec"], "ptyrad": lo["ptyrad"], "ours": lo["ours"],
-            "ours_over_ptyrad_slowdown": lo["ours_over_ptyrad_slowdown"],
-            "ratio_quiet": lo.get("ratio_quiet"), "ratio_loaded": lo.get("ratio_loaded"),
-            "loadavg_1min": lo.get("loadavg_1min")}
+    return {
+        "spec": lo["spec"],
+        "ptyrad": lo["ptyrad"],
+        "ours": lo["ours"],
+        "ours_over_ptyrad_slowdown": lo["ours_over_ptyrad_slowdown"],
+        "ratio_quiet": lo.get("ratio_quiet"),
+        "ratio_loaded": lo.get("ratio_loaded"),
+        "loadavg_1min": lo.get("loadavg_1min"),
+    }
 
 
 def report_load(peek, wrote: bool) -> None:
@@ -155,7 +177,9 @@ def report_load(peek, wrote: bool) -> None:
         if "load" in res:
             seed = f" (seed {peek.seed})" if peek.seed else ""
             rows.append(load_row(case.name + seed, res))
-            entries[case.name] = latest_load({**res["load"], **slowdowns(res["summary"], res["load"]["summary"])})
+            entries[case.name] = latest_load(
+                {**res["load"], **slowdowns(res["summary"], res["load"]["summary"])}
+            )
     if not rows:
         return
     if wrote:
@@ -193,7 +217,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv = [sys.argv[0], *rest]
         compare_ptyrad.main()
         return
-    peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # the options of compare_ptyrad this needs
+    peek = argparse.ArgumentParser(
+        add_help=False, allow_abbrev=False
+    )  # the options of compare_ptyrad this needs
     peek.add_argument("--cases", default="all")
     peek.add_argument("--seed", type=int, default=0)
     peek.add_argument("--device", default="cpu")

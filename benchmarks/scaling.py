@@ -47,7 +47,12 @@ def make_data(n: int, folder: Path) -> Path:
 def make_config(data: Path, n: int, iterations: int, device: str, out: Path) -> dict:
     return {
         "data": {"path": str(data), "loader": "hdf5", "options": {"key": "measurements"}},
-        "experiment": {"energy_kV": 300, "conv_angle_mrad": 21.4, "dx_A": 0.19525, "aberrations": {"defocus": 100}},
+        "experiment": {
+            "energy_kV": 300,
+            "conv_angle_mrad": 21.4,
+            "dx_A": 0.19525,
+            "aberrations": {"defocus": 100},
+        },
         "scan": {"source": "raster", "step_A": 0.4, "n_slow": n, "n_fast": n},
         "model": {"object": {"slices": 4, "slice_thickness_A": 1.9525}},
         "loss": [{"name": "gaussian"}],
@@ -70,7 +75,12 @@ def run_once(cfg_path: Path, procs: int, threads: int) -> dict:
     with h5py.File(Path(cfg["output"]["dir"]) / "result.h5", "r") as f:
         times = f["history/time_s"][()].tolist()
         peak = float(f.attrs.get("peak_rss_MiB", float("nan")))
-    return {"iter_times": times, "median_s": statistics.median(times[1:] or times), "wall_s": wall, "peak_rss_MiB": peak}
+    return {
+        "iter_times": times,
+        "median_s": statistics.median(times[1:] or times),
+        "wall_s": wall,
+        "peak_rss_MiB": peak,
+    }
 
 
 def main() -> None:
@@ -101,17 +111,28 @@ def main() -> None:
             for (n, p, t), path in paths.items():
                 res = run_once(path, p, t)
                 key = f"n{n * n}-p{p}-t{t}"
-                results.setdefault(key, {"positions": n * n, "processes": p, "threads": t, "rounds": []})["rounds"].append(res)
+                results.setdefault(key, {"positions": n * n, "processes": p, "threads": t, "rounds": []})[
+                    "rounds"
+                ].append(res)
                 print(f"round {r + 1}: {key}: {res['median_s']:.3f} s/iter", file=sys.stderr, flush=True)
     for entry in results.values():
         entry["best_median_s"] = min(x["median_s"] for x in entry["rounds"])
-    meta = {"device": args.device, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "iterations": args.iterations,
-            "batch_size": 32, "slices": 4, "pattern_px": 64}
+    meta = {
+        "device": args.device,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "iterations": args.iterations,
+        "batch_size": 32,
+        "slices": 4,
+        "pattern_px": 64,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
 
-    header = "| positions | " + " | ".join(f"{p} proc x {t} thread{'s' if t > 1 else ''}" for p, t in cases) + " |"
+    header = (
+        "| positions | " + " | ".join(f"{p} proc x {t} thread{'s' if t > 1 else ''}" for p, t in cases) + " |"
+    )
     print(header)
     print("|" + " --- |" * (len(cases) + 1))
     for n in sizes:

@@ -71,18 +71,40 @@ from ptyrad_core.setup.readonly import hdf5_marked, npy_matches, tiff_software
 
 __all__ = [
     # hooks and options
-    "hookimpl", "PluginOptions", "Field",
+    "hookimpl",
+    "PluginOptions",
+    "Field",
     # the seven family bases
-    "LossTerm", "Constraint", "ForwardExtension", "DetectorModel", "Loader", "Preprocessor", "ResultReader",
+    "LossTerm",
+    "Constraint",
+    "ForwardExtension",
+    "DetectorModel",
+    "Loader",
+    "Preprocessor",
+    "ResultReader",
     # what the kernel hands to components and takes back
-    "Batch", "Measurements", "PriorResult", "PreprocessContext", "Registry", "Grid",
+    "Batch",
+    "Measurements",
+    "PriorResult",
+    "PreprocessContext",
+    "Registry",
+    "Grid",
     # a failed read of a file's array as a one-line DataError (naming a damaged HDF5 chunk)
     "read_error",
     # errors to raise
-    "PtyradError", "ConfigError", "DataError", "PluginError",
+    "PtyradError",
+    "ConfigError",
+    "DataError",
+    "PluginError",
     # tensor operations plugins share
     "ops",
     # result files and output files
-    "RESULT_FORMAT", "read_result", "OUTPUT_MARK", "check_output_file", "check_output_file_dry",
-    "hdf5_marked", "npy_matches", "tiff_software",
+    "RESULT_FORMAT",
+    "read_result",
+    "OUTPUT_MARK",
+    "check_output_file",
+    "check_output_file_dry",
+    "hdf5_marked",
+    "npy_matches",
+    "tiff_software",
 ]

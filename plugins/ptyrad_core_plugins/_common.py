@@ -53,7 +53,9 @@ class GaussianBlurOptions(PluginOptions):
     """A Gaussian blur: ``std`` in pixels and an odd number of taps (default as PtyRAD's detector blur)."""
 
     std: float = Field(gt=0, description="Standard deviation of the Gaussian in pixels.")
-    kernel_size: int | None = Field(None, ge=1, description="Odd number of kernel taps; null = max(5, 2 round(3 std) + 1).")
+    kernel_size: int | None = Field(
+        None, ge=1, description="Odd number of kernel taps; null = max(5, 2 round(3 std) + 1)."
+    )
 
     @field_validator("kernel_size")
     @classmethod

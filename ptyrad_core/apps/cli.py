@@ -47,7 +47,9 @@ def _plugin_manager_for(args):
 
     if getattr(args, "config", None):
         config = load_config(args.config, args.set)
-        return get_plugin_manager(config.plugins.modules, config.plugins.disable, base_dir=config.origin.folder), config
+        return get_plugin_manager(
+            config.plugins.modules, config.plugins.disable, base_dir=config.origin.folder
+        ), config
     return get_plugin_manager(), None
 
 
@@ -59,7 +61,9 @@ def launch_local(argv: list[str], nproc: int) -> int:
     import subprocess
 
     if "RANK" in os.environ:
-        raise PtyradError("--nproc: this process already runs under torchrun (RANK is set); leave --nproc out")
+        raise PtyradError(
+            "--nproc: this process already runs under torchrun (RANK is set); leave --nproc out"
+        )
     rest, skip = [], False
     for i, arg in enumerate(argv):  # the same arguments without --nproc
         if skip:
@@ -72,9 +76,19 @@ def launch_local(argv: list[str], nproc: int) -> int:
     from ptyrad_core.setup.runtime import usable_cpus
 
     env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // nproc)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "ptyrad_core.apps.cli", *rest]
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches torchrun and the workers directly
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "ptyrad_core.apps.cli",
+        *rest,
+    ]
+    previous = signal.signal(
+        signal.SIGINT, signal.SIG_IGN
+    )  # Ctrl-C reaches torchrun and the workers directly
     try:
         return subprocess.call(cmd, env=env)
     finally:
@@ -82,8 +96,8 @@ def launch_local(argv: list[str], nproc: int) -> int:
 
 
 def cmd_run(args) -> int:
-    from ptyrad_core.kernel.config import load_config
     from ptyrad_core.engine.loop import Reconstruction
+    from ptyrad_core.kernel.config import load_config
 
     if args.nproc is not None:
         if args.nproc < 1:
@@ -150,22 +164,39 @@ def cmd_validate(args) -> int:
     meas = data.measurements
     from ptyrad_core.setup.memory import describe, target_device
 
-    model = build_model(config, data, components, select_device("cpu"), np.random.default_rng(config.recon.seed), pm,
-                        memory_device=target_device(config.recon.device))
+    model = build_model(
+        config,
+        data,
+        components,
+        select_device("cpu"),
+        np.random.default_rng(config.recon.seed),
+        pm,
+        memory_device=target_device(config.recon.device),
+    )
     ob = model.object_amplitude.shape
     print(f"{args.config}: valid")
-    print(f"  data      {meas.source}: {meas.n} patterns of {meas.pattern_shape[0]} x {meas.pattern_shape[1]}")
-    print(f"  sampling  dx = {model.dx:.5g} A, lambda = {model.wavelength:.5g} A, "
-          f"detector edge {model.wavelength / (2 * model.dx) * 1e3:.2f} mrad, aperture {config.experiment.conv_angle_mrad} mrad")
+    print(
+        f"  data      {meas.source}: {meas.n} patterns of {meas.pattern_shape[0]} x {meas.pattern_shape[1]}"
+    )
+    print(
+        f"  sampling  dx = {model.dx:.5g} A, lambda = {model.wavelength:.5g} A, "
+        f"detector edge {model.wavelength / (2 * model.dx) * 1e3:.2f} mrad, aperture {config.experiment.conv_angle_mrad} mrad"
+    )
     print(f"  object    {ob[0]} mode(s) x {ob[1]} slice(s) x {ob[2]} x {ob[3]} px; every probe window fits")
     print(f"  probe     {model.probe.shape[0]} mode(s) of {model.window[0]} x {model.window[1]} px")
     for estimate in model.memory_estimate:
         print(f"  memory    {describe(estimate)}")
-    from ptyrad_core.setup.scan import scan_extent, scan_step  # the scan's geometry in Angstrom: a wrong calibration shows here
+    from ptyrad_core.setup.scan import (
+        scan_extent,
+        scan_step,
+    )  # the scan's geometry in Angstrom: a wrong calibration shows here
+
     pos, dx = model.refined_positions().detach().cpu().double().numpy(), model.dx
     step, (fy, fx) = scan_step(pos), scan_extent(pos, model.window)
-    print(f"  scan      {len(pos)} positions, step {step * dx:.4g} A ({step:.4g} px), "
-          f"field of view {fy * dx:.4g} x {fx * dx:.4g} A ({fy:.4g} x {fx:.4g} px)")
+    print(
+        f"  scan      {len(pos)} positions, step {step * dx:.4g} A ({step:.4g} px), "
+        f"field of view {fy * dx:.4g} x {fx * dx:.4g} A ({fy:.4g} x {fx:.4g} px)"
+    )
     print(f"  plugins   {', '.join(f'{f}:{s.name}' for f, _, s in component_specs(config))}")
     for note in data.notes:  # what the preprocessing found, and what an export would write
         print(f"  note      {note}")
@@ -181,7 +212,13 @@ def print_notes(config) -> None:
 def cmd_convert(args) -> int:
     import yaml
 
-    from ptyrad_core.kernel.config import build_config, is_native, read_yaml, translate_file, validate_components
+    from ptyrad_core.kernel.config import (
+        build_config,
+        is_native,
+        read_yaml,
+        translate_file,
+        validate_components,
+    )
     from ptyrad_core.kernel.errors import ConfigError
     from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
@@ -202,13 +239,23 @@ def cmd_convert(args) -> int:
         from ptyrad_core.engine.outputs import check_new_file
         from ptyrad_core.setup.readonly import config_inputs, starts_with
 
-        check_new_file(args.output, "-o", inputs=[path, *config_inputs(config)], overwrite=args.overwrite,
-                       is_previous_output=lambda p: starts_with(p, CONVERT_HEADER), kind="output of convert")
+        check_new_file(
+            args.output,
+            "-o",
+            inputs=[path, *config_inputs(config)],
+            overwrite=args.overwrite,
+            is_previous_output=lambda p: starts_with(p, CONVERT_HEADER),
+            kind="output of convert",
+        )
     header = [f"{CONVERT_HEADER} {path.resolve()} by `ptyrad-core convert`."]
     if notes:
         header.append("# Translation notes:")
         header += ["#   " + line for note in notes for line in note.splitlines()]
-    text = "\n".join(header) + "\n\n" + yaml.safe_dump(native, sort_keys=False, default_flow_style=None, width=100)
+    text = (
+        "\n".join(header)
+        + "\n\n"
+        + yaml.safe_dump(native, sort_keys=False, default_flow_style=None, width=100)
+    )
     if args.output:
         _write_text_atomic(Path(args.output), text)
         console.print(f"wrote {args.output} ({len(notes)} notes)", highlight=False)
@@ -239,15 +286,27 @@ def cmd_plugins(args) -> int:
     for family, registry in pm.registries.items():
         for entry in registry.entries():
             info = pm.info.get(entry.plugin)
-            rows.append({
-                "family": family, "name": entry.name, "plugin": entry.plugin,
-                "source": info.source if info else "?", "distribution": info.distribution if info else None,
-                "version": info.version if info else None,
-                "options": entry.cls.Options.model_json_schema() if args.schema else None,
-            })
+            rows.append(
+                {
+                    "family": family,
+                    "name": entry.name,
+                    "plugin": entry.plugin,
+                    "source": info.source if info else "?",
+                    "distribution": info.distribution if info else None,
+                    "version": info.version if info else None,
+                    "options": entry.cls.Options.model_json_schema() if args.schema else None,
+                }
+            )
     observers = [
-        {"plugin": i.name, "source": i.source, "distribution": i.distribution, "version": i.version, "hooks": i.hooks}
-        for i in pm.info.values() if any(h.startswith("ptyrad_on_") or h == "ptyrad_configure" for h in i.hooks)
+        {
+            "plugin": i.name,
+            "source": i.source,
+            "distribution": i.distribution,
+            "version": i.version,
+            "hooks": i.hooks,
+        }
+        for i in pm.info.values()
+        if any(h.startswith("ptyrad_on_") or h == "ptyrad_configure" for h in i.hooks)
     ]
     errors = [str(e) for e in pm.load_errors]
     if args.json or args.schema:
@@ -261,7 +320,13 @@ def cmd_plugins(args) -> int:
         table.add_row(r["family"], r["name"], r["plugin"], r["source"], dist)
     for o in observers:
         dist = f"{o['distribution']} {o['version']}" if o["distribution"] else "-"
-        table.add_row("lifecycle", ", ".join(h.removeprefix("ptyrad_") for h in o["hooks"]), o["plugin"], o["source"], dist)
+        table.add_row(
+            "lifecycle",
+            ", ".join(h.removeprefix("ptyrad_") for h in o["hooks"]),
+            o["plugin"],
+            o["source"],
+            dist,
+        )
     Console().print(table)
     for e in errors:
         console.print(f"[yellow]warning:[/] {escape(e)}", highlight=False)
@@ -285,8 +350,8 @@ def cmd_show(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from ptyrad_core.kernel.errors import DataError
     from ptyrad_core.apps.report import write_report
+    from ptyrad_core.kernel.errors import DataError
 
     path = Path(args.result)
     if not path.is_file():
@@ -305,8 +370,14 @@ def cmd_report(args) -> int:
 def cmd_frc(args) -> int:
     from ptyrad_core.apps.metrics import frc_command
 
-    frc_command(args.a, args.b, args.output, window=None if args.window == "none" else args.window, threshold=args.threshold,
-                overwrite=args.overwrite)
+    frc_command(
+        args.a,
+        args.b,
+        args.output,
+        window=None if args.window == "none" else args.window,
+        threshold=args.threshold,
+        overwrite=args.overwrite,
+    )
     return 0
 
 
@@ -334,43 +405,69 @@ def cmd_docs(args) -> int:
     return 0
 
 
-HELP_OVERWRITE = ("replace an existing output file that is not this command's previous output "
-                  "(a file the command reads is never replaced)")
+HELP_OVERWRITE = (
+    "replace an existing output file that is not this command's previous output "
+    "(a file the command reads is never replaced)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ptyrad-core", description="Multislice electron ptychography by automatic differentiation.")
+    parser = argparse.ArgumentParser(
+        prog="ptyrad-core", description="Multislice electron ptychography by automatic differentiation."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p):
         p.add_argument("config", help="YAML config file")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value by its dotted path, e.g. recon.iterations=5 (repeatable)")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value by its dotted path, e.g. recon.iterations=5 (repeatable)",
+        )
         p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
 
     p = sub.add_parser("run", help="run a reconstruction")
     with_config(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display or summary")
-    p.add_argument("--resume", metavar="RESULT.h5", help="continue from the checkpoint in a result file of this config")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the result already in the output folder (by default a run refuses to)")
-    p.add_argument("--nproc", type=int, metavar="N",
-                   help="data-parallel run in N processes on this machine, started by torchrun (docs/scaling.md)")
+    p.add_argument(
+        "--resume", metavar="RESULT.h5", help="continue from the checkpoint in a result file of this config"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the result already in the output folder (by default a run refuses to)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="data-parallel run in N processes on this machine, started by torchrun (docs/scaling.md)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a config and its data without reconstructing (writes nothing)")
     with_config(p)
-    p.add_argument("--overwrite", action="store_true",
-                   help="check as `run --overwrite` would: an export may replace an existing file (never an input)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="check as `run --overwrite` would: an export may replace an existing file (never an input)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("convert", help="write a config in another program's format as a native config")
     p.add_argument("file", help="YAML file to translate")
     p.add_argument("-o", "--output", metavar="OUT.yaml", help="write here instead of to standard output")
     p.add_argument("--overwrite", action="store_true", help=HELP_OVERWRITE)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a value before writing (native sections after translation, others before)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value before writing (native sections after translation, others before)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_convert)
 
@@ -384,19 +481,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="hyperparameter search (Optuna) over the config's `tune` section")
     with_config(p)
-    p.add_argument("--workers", type=int, default=1, help="local worker processes on the same study (default 1)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="local worker processes on the same study (default 1)"
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("show", help="summarise a result file")
     p.add_argument("result", help="result.h5")
-    p.add_argument("--truth", metavar="DATA.h5", help="also print the projected-phase error against this ground truth")
+    p.add_argument(
+        "--truth", metavar="DATA.h5", help="also print the projected-phase error against this ground truth"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("report", help="draw the figures and report.html of a result file")
     p.add_argument("result", help="result.h5")
-    p.add_argument("-o", "--output", metavar="DIR", help="where figures/ and report.html go (default: next to the result)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="where figures/ and report.html go (default: next to the result)",
+    )
     p.add_argument("--overwrite", action="store_true", help=HELP_OVERWRITE)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_report)
@@ -406,12 +512,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", help="result.h5 (or a dataset with /ground_truth)")
     p.add_argument("-o", "--output", metavar="PLOT.png", help="also write a plot of the curve")
     p.add_argument("--overwrite", action="store_true", help=HELP_OVERWRITE)
-    p.add_argument("--window", choices=["hann", "tukey", "none"], default="hann", help="edge taper before the FFT")
-    p.add_argument("--threshold", type=float, default=1 / 7, help="FRC threshold for the resolution (default 1/7)")
+    p.add_argument(
+        "--window", choices=["hann", "tukey", "none"], default="hann", help="edge taper before the FFT"
+    )
+    p.add_argument(
+        "--threshold", type=float, default=1 / 7, help="FRC threshold for the resolution (default 1/7)"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_frc)
 
-    p = sub.add_parser("simulate", help="write a synthetic dataset (patterns, positions, ground truth) from a spec YAML")
+    p = sub.add_parser(
+        "simulate", help="write a synthetic dataset (patterns, positions, ground truth) from a spec YAML"
+    )
     p.add_argument("spec", help="simulation spec YAML (see ptyrad_core.apps.simulate.SimulationSpec)")
     p.add_argument("-o", "--output", metavar="OUT.h5", help="overrides the spec's output")
     p.add_argument("--overwrite", action="store_true", help=HELP_OVERWRITE)
@@ -420,11 +532,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ptyrad_core.kernel.plugin_manager import FAMILIES
 
-    p = sub.add_parser("new-plugin", help="write a plugin package (pyproject, plugin module, test, README) that runs")
+    p = sub.add_parser(
+        "new-plugin", help="write a plugin package (pyproject, plugin module, test, README) that runs"
+    )
     p.add_argument("name", help="the component's name in a config, a lowercase identifier (e.g. my_filter)")
     p.add_argument("--family", required=True, choices=list(FAMILIES), help="which kind of component")
     p.add_argument("--dir", default=".", help="where the package folder ptyrad-NAME goes (default: here)")
-    p.add_argument("--overwrite", action="store_true", help="write the package's files into an existing package folder")
+    p.add_argument(
+        "--overwrite", action="store_true", help="write the package's files into an existing package folder"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_new_plugin)
 

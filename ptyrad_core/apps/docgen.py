@@ -60,9 +60,15 @@ def plugins_reference(pm=None) -> str:
     from ptyrad_core.kernel.plugin_manager import FAMILIES, get_plugin_manager
 
     pm = pm or get_plugin_manager(autoload=False)
-    titles = {"loss": "Loss terms", "constraint": "Constraints", "forward": "Forward-model extensions",
-              "detector": "Detector models", "loader": "Data loaders", "preprocess": "Preprocessing steps",
-              "result_reader": "Readers of previous reconstructions"}
+    titles = {
+        "loss": "Loss terms",
+        "constraint": "Constraints",
+        "forward": "Forward-model extensions",
+        "detector": "Detector models",
+        "loader": "Data loaders",
+        "preprocess": "Preprocessing steps",
+        "result_reader": "Readers of previous reconstructions",
+    }
     lines = [
         "# Built-in plugins",
         "",
@@ -82,7 +88,9 @@ def plugins_reference(pm=None) -> str:
             lines += [f"### `{entry.name}`", "", f"Plugin `{entry.plugin}` (`{module.__name__}`).", ""]
             lines += [inspect.getdoc(module) or inspect.getdoc(entry.cls) or "", ""]
             lines += _options_table(entry.cls.Options)
-    translators = [i for i in pm.info.values() if i.source == "built-in" and "ptyrad_translate_config" in i.hooks]
+    translators = [
+        i for i in pm.info.values() if i.source == "built-in" and "ptyrad_translate_config" in i.hooks
+    ]
     lines += ["## Config translators", ""]
     for info in translators:
         module = pm.get_plugin(info.name)

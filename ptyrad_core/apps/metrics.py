@@ -86,7 +86,9 @@ def taper_window(shape: tuple[int, int], kind: str | None = "tukey", alpha: floa
     return one(shape[0])[:, None] * one(shape[1])[None, :]
 
 
-def _upsampled_correlation(product: np.ndarray, centre: np.ndarray, upsample: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _upsampled_correlation(
+    product: np.ndarray, centre: np.ndarray, upsample: int, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inverse DFT of ``product`` on a ``size x size`` grid of spacing ``1 / upsample`` pixel
     centred on ``centre`` (pixels), by two matrix products (Guizar-Sicairos et al. 2008)."""
     ny, nx = product.shape
@@ -124,7 +126,9 @@ def register_shift(
     ref = np.asarray(reference)
     img = np.asarray(image)
     if ref.shape != img.shape or ref.ndim != 2:
-        raise ValueError(f"register_shift: images must be 2-D of the same shape, got {ref.shape} and {img.shape}")
+        raise ValueError(
+            f"register_shift: images must be 2-D of the same shape, got {ref.shape} and {img.shape}"
+        )
     if upsample < 1:
         raise ValueError(f"register_shift: upsample must be >= 1, got {upsample}")
     product = np.fft.fft2(img) * np.conj(np.fft.fft2(ref))
@@ -142,7 +146,12 @@ def register_shift(
         up, ys, xs = _upsampled_correlation(product, peak, upsample, size)
         mag = np.abs(up)
         iy, ix = np.unravel_index(np.argmax(mag), mag.shape)
-        peak = np.array([ys[iy] + _vertex(mag[iy - 1:iy + 2, ix]) / upsample, xs[ix] + _vertex(mag[iy, ix - 1:ix + 2]) / upsample])
+        peak = np.array(
+            [
+                ys[iy] + _vertex(mag[iy - 1 : iy + 2, ix]) / upsample,
+                xs[ix] + _vertex(mag[iy, ix - 1 : ix + 2]) / upsample,
+            ]
+        )
     return float(peak[0]), float(peak[1])
 
 
@@ -197,7 +206,9 @@ def registered_phase_error(
     r = np.asarray(recon, dtype=np.float64)
     t = np.asarray(truth, dtype=np.float64)
     if r.shape != t.shape or r.ndim != 2:
-        raise ValueError(f"registered_phase_error: images must be 2-D of the same shape, got {r.shape} and {t.shape}")
+        raise ValueError(
+            f"registered_phase_error: images must be 2-D of the same shape, got {r.shape} and {t.shape}"
+        )
     box = region if region is not None else (slice(None), slice(None))
     rr, tt = r[box], t[box]
     if rr.size == 0:
@@ -208,7 +219,9 @@ def registered_phase_error(
     return phase_error(moved, t, compare), (dy, dx)
 
 
-def _register_region(reference: np.ndarray, image: np.ndarray, box: tuple[slice, slice], upsample: int, rounds: int = 4) -> tuple[float, float]:
+def _register_region(
+    reference: np.ndarray, image: np.ndarray, box: tuple[slice, slice], upsample: int, rounds: int = 4
+) -> tuple[float, float]:
     """Shift of ``image`` relative to ``reference`` measured on the box only (mean removed,
     Tukey-tapered). The fixed taper pulls the estimate towards zero in proportion to the shift,
     so the measurement is repeated on the image moved by the estimate so far until the
@@ -219,7 +232,9 @@ def _register_region(reference: np.ndarray, image: np.ndarray, box: tuple[slice,
     total = np.zeros(2)
     for _ in range(rounds):
         moved = fourier_shift(image, tuple(-total))[box] if total.any() else image[box]
-        step = np.array(register_shift(ref, (moved - moved.mean()) * win, upsample=upsample, normalization=None))
+        step = np.array(
+            register_shift(ref, (moved - moved.mean()) * win, upsample=upsample, normalization=None)
+        )
         total += step
         if np.abs(step).max() < 1e-3:
             break
@@ -379,7 +394,9 @@ def load_projected_phase(path) -> dict:
             if "positions_nominal_px" in f and "measurements" in f:
                 region = scanned_region(f["positions_nominal_px"][()], f["measurements"].shape[-2:])
             return {"image": image, "dx_A": float(f.attrs["dx_A"]), "region": region, "kind": "ground truth"}
-    raise DataError(f"{path}: neither a ptyrad_core result file nor a dataset with /ground_truth/phase_projected")
+    raise DataError(
+        f"{path}: neither a ptyrad_core result file nor a dataset with /ground_truth/phase_projected"
+    )
 
 
 def _common_region(shape_a, region_a, shape_b, region_b) -> tuple[slice, slice]:
@@ -423,15 +440,25 @@ def frc_command(
         from ptyrad_core.engine.outputs import check_new_file
         from ptyrad_core.setup.readonly import has_marker
 
-        check_new_file(out, "-o", inputs=[path_a, path_b], overwrite=overwrite,
-                       is_previous_output=lambda p: has_marker(p, FRC_PLOT_MARK.encode()), kind="frc plot")
+        check_new_file(
+            out,
+            "-o",
+            inputs=[path_a, path_b],
+            overwrite=overwrite,
+            is_previous_output=lambda p: has_marker(p, FRC_PLOT_MARK.encode()),
+            kind="frc plot",
+        )
     a, b = load_projected_phase(path_a), load_projected_phase(path_b)
     if not np.isclose(a["dx_A"], b["dx_A"], rtol=1e-6):
-        raise DataError(f"frc: pixel sizes differ: {path_a} has dx = {a['dx_A']} A, {path_b} has {b['dx_A']} A")
+        raise DataError(
+            f"frc: pixel sizes differ: {path_a} has dx = {a['dx_A']} A, {path_b} has {b['dx_A']} A"
+        )
     box = _common_region(a["image"].shape, a["region"], b["image"].shape, b["region"])
     img_a, img_b = a["image"][box], b["image"][box]
     if min(img_a.shape) < 8:
-        raise DataError(f"frc: the common scanned region {img_a.shape} of {path_a} and {path_b} is too small (< 8 px)")
+        raise DataError(
+            f"frc: the common scanned region {img_a.shape} of {path_a} and {path_b} is too small (< 8 px)"
+        )
     result = frc(img_a, img_b, a["dx_A"], window=window, threshold=threshold)
     result["files"] = (str(path_a), str(path_b))
     result["region"] = ((box[0].start, box[0].stop), (box[1].start, box[1].stop))
@@ -445,7 +472,10 @@ def frc_command(
     table.add_column("value")
     table.add_row("A", f"{path_a} ({a['kind']})")
     table.add_row("B", f"{path_b} ({b['kind']})")
-    table.add_row("region", f"rows {box[0].start}:{box[0].stop}, columns {box[1].start}:{box[1].stop} ({img_a.shape[0]} x {img_a.shape[1]} px), dx = {a['dx_A']:.5g} A")
+    table.add_row(
+        "region",
+        f"rows {box[0].start}:{box[0].stop}, columns {box[1].start}:{box[1].stop} ({img_a.shape[0]} x {img_a.shape[1]} px), dx = {a['dx_A']:.5g} A",
+    )
     table.add_row("shift of B", f"({result['shift_px'][0]:+.3f}, {result['shift_px'][1]:+.3f}) px")
     table.add_row("window", str(window))
     table.add_row(f"resolution (FRC = {threshold:.4g})", fmt(result["resolution_A"]))
@@ -476,7 +506,12 @@ def frc_command(
 
         tmp = Path(out).with_name(f".{Path(out).stem}.tmp-{os.getpid()}{Path(out).suffix}")
         try:
-            fig.savefig(tmp, dpi=120, format=Path(out).suffix.lstrip(".") or "png", metadata=plot_metadata(out, FRC_PLOT_MARK))
+            fig.savefig(
+                tmp,
+                dpi=120,
+                format=Path(out).suffix.lstrip(".") or "png",
+                metadata=plot_metadata(out, FRC_PLOT_MARK),
+            )
             os.replace(tmp, out)
         finally:
             plt.close(fig)

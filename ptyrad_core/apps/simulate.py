@@ -44,16 +44,25 @@ class _Strict(BaseModel):
 class ArrayFileSpec(_Strict):
     """One array in a file (``.npy``, ``.npz``, HDF5, ``.mat``; :func:`ptyrad_core.setup.sources.read_array`)."""
 
-    path: Path = Field(description="File holding the array; relative paths are taken from the spec file's folder.")
-    key: str | None = Field(None, description="Dataset / array name inside the file (HDF5 path, npz name); null for single-array files.")
+    path: Path = Field(
+        description="File holding the array; relative paths are taken from the spec file's folder."
+    )
+    key: str | None = Field(
+        None,
+        description="Dataset / array name inside the file (HDF5 path, npz name); null for single-array files.",
+    )
 
 
 class ExperimentSpec(_Strict):
     """Beam and detector sampling."""
 
     energy_kV: float = Field(300.0, gt=0, description="Acceleration voltage, kV.")
-    conv_angle_mrad: float = Field(21.4, gt=0, description="Convergence semi-angle of the probe-forming aperture, mrad.")
-    dx_A: float = Field(0.19525, gt=0, description="Real-space pixel size, Angstrom (the detector spans 1 / dx_A in k).")
+    conv_angle_mrad: float = Field(
+        21.4, gt=0, description="Convergence semi-angle of the probe-forming aperture, mrad."
+    )
+    dx_A: float = Field(
+        0.19525, gt=0, description="Real-space pixel size, Angstrom (the detector spans 1 / dx_A in k)."
+    )
     pattern_px: int = Field(64, ge=8, description="Pattern (and probe window) size in pixels, square.")
     aberrations: dict[str, float] = Field(
         default_factory=lambda: {"defocus": 100.0},
@@ -66,10 +75,12 @@ class ProbeSpec(_Strict):
     """Where the probe comes from."""
 
     source: Literal["parameters", "file"] = Field(
-        "parameters", description="'parameters': made from the experiment section; 'file': loaded from `file`."
+        "parameters",
+        description="'parameters': made from the experiment section; 'file': loaded from `file`.",
     )
     file: ArrayFileSpec | None = Field(
-        None, description="With source 'file': a complex (K, K) or (1, K, K) probe, centred at pixel (K/2, K/2); it is normalised to sum |probe|^2 = 1."
+        None,
+        description="With source 'file': a complex (K, K) or (1, K, K) probe, centred at pixel (K/2, K/2); it is normalised to sum |probe|^2 = 1.",
     )
 
     @model_validator(mode="after")
@@ -82,23 +93,39 @@ class ProbeSpec(_Strict):
 class ObjectSpec(_Strict):
     """The sample: phase slices from a file, or a synthetic lattice of Gaussian atoms."""
 
-    source: Literal["lattice", "file"] = Field("lattice", description="'lattice': the built-in synthetic crystal; 'file': phase slices from `file`.")
+    source: Literal["lattice", "file"] = Field(
+        "lattice", description="'lattice': the built-in synthetic crystal; 'file': phase slices from `file`."
+    )
     file: ArrayFileSpec | None = Field(
-        None, description="With source 'file': real phase slices (Nz, NY, NX) or (NY, NX), radians (e.g. a dataset's ground_truth/phase_slices)."
+        None,
+        description="With source 'file': real phase slices (Nz, NY, NX) or (NY, NX), radians (e.g. a dataset's ground_truth/phase_slices).",
     )
     slice_thickness_A: float = Field(2.0, gt=0, description="Slice thickness dz, Angstrom.")
     slices: int = Field(4, ge=1, description="Number of slices of the lattice object.")
     shape_px: tuple[int, int] | None = Field(
-        None, description="(NY, NX) of the lattice object; null: the smallest that holds the scan with margin_A to spare on each side."
+        None,
+        description="(NY, NX) of the lattice object; null: the smallest that holds the scan with margin_A to spare on each side.",
     )
-    margin_A: float = Field(0.0, ge=0, description="Extra object border around the scanned windows (lattice object with shape_px null), Angstrom.")
+    margin_A: float = Field(
+        0.0,
+        ge=0,
+        description="Extra object border around the scanned windows (lattice object with shape_px null), Angstrom.",
+    )
     lattice_A: float = Field(3.905, gt=0, description="Square lattice constant, Angstrom.")
     atomic_numbers: tuple[int, int] = Field(
-        (38, 22), description="Atomic numbers of the corner-site atoms (even slices) and centre-site atoms (odd slices); the phase scales as Z^0.67."
+        (38, 22),
+        description="Atomic numbers of the corner-site atoms (even slices) and centre-site atoms (odd slices); the phase scales as Z^0.67.",
     )
-    phase_per_atom_rad: float = Field(0.4, gt=0, description="Peak phase of one atom of the heavier species, radians.")
+    phase_per_atom_rad: float = Field(
+        0.4, gt=0, description="Peak phase of one atom of the heavier species, radians."
+    )
     sigma_A: float = Field(0.3, gt=0, description="Gaussian width (standard deviation) of an atom, Angstrom.")
-    vacancy_fraction: float = Field(0.0, ge=0, lt=1, description="Fraction of atoms removed at random (seeded), so the object is not periodic.")
+    vacancy_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Fraction of atoms removed at random (seeded), so the object is not periodic.",
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -114,27 +141,39 @@ class ScanSpec(_Strict):
     n_fast: int = Field(ge=1, description="Scan positions along x (columns).")
     step_A: float = Field(gt=0, description="Scan step, Angstrom (same along both axes).")
     position_error_A: float = Field(
-        0.0, ge=0, description="Standard deviation of random (seeded) Gaussian errors added to the nominal positions to give the true ones, Angstrom; true positions are clipped so every window stays inside the object."
+        0.0,
+        ge=0,
+        description="Standard deviation of random (seeded) Gaussian errors added to the nominal positions to give the true ones, Angstrom; true positions are clipped so every window stays inside the object.",
     )
     true_positions: ArrayFileSpec | None = Field(
-        None, description="Take the true positions (N, 2) (y, x) in object pixels (window top-left corners) from a file instead of nominal + random error."
+        None,
+        description="Take the true positions (N, 2) (y, x) in object pixels (window top-left corners) from a file instead of nominal + random error.",
     )
 
 
 class SimulationSpec(_Strict):
     """Everything :func:`simulate` needs. Lengths in Angstrom, angles in mrad."""
 
-    output: Path | None = Field(None, description="The HDF5 file to write; relative paths are taken from the spec file's folder.")
+    output: Path | None = Field(
+        None, description="The HDF5 file to write; relative paths are taken from the spec file's folder."
+    )
     experiment: ExperimentSpec = Field(default_factory=ExperimentSpec, description="Beam and sampling.")
     probe: ProbeSpec = Field(default_factory=ProbeSpec, description="The probe.")
     object: ObjectSpec = Field(default_factory=ObjectSpec, description="The sample.")
     scan: ScanSpec = Field(description="The scan.")
-    tilt_mrad: tuple[float, float] = Field((0.0, 0.0), description="Global tilt (t_y, t_x) of the object relative to the beam, mrad.")
+    tilt_mrad: tuple[float, float] = Field(
+        (0.0, 0.0), description="Global tilt (t_y, t_x) of the object relative to the beam, mrad."
+    )
     dose_e_per_A2: float | None = Field(
-        None, ge=0, description="Electron dose per square Angstrom; electrons per pattern = dose * step_A^2; null or 0: noiseless patterns normalised to 1 (measurements = noiseless)."
+        None,
+        ge=0,
+        description="Electron dose per square Angstrom; electrons per pattern = dose * step_A^2; null or 0: noiseless patterns normalised to 1 (measurements = noiseless).",
     )
     seed: int = Field(0, description="Seed of every random choice (vacancies, position errors, shot noise).")
-    sample: str = Field("synthetic lattice of Gaussian atoms", description="Free-text sample description, stored as the 'sample' attribute.")
+    sample: str = Field(
+        "synthetic lattice of Gaussian atoms",
+        description="Free-text sample description, stored as the 'sample' attribute.",
+    )
     batch_size: int = Field(256, ge=1, description="Patterns simulated at once (memory only).")
 
 
@@ -183,7 +222,9 @@ def load_spec(path) -> SimulationSpec:
 # --------------------------------------------------------------------------------------------
 
 
-def raster_nominal(n_slow: int, n_fast: int, step_px: float, object_shape: tuple[int, int], window: int) -> np.ndarray:
+def raster_nominal(
+    n_slow: int, n_fast: int, step_px: float, object_shape: tuple[int, int], window: int
+) -> np.ndarray:
     """Window top-left corners ``(n_slow * n_fast, 2)`` of a raster centred on the object."""
     oy = (object_shape[0] - window - (n_slow - 1) * step_px) / 2
     ox = (object_shape[1] - window - (n_fast - 1) * step_px) / 2
@@ -191,7 +232,9 @@ def raster_nominal(n_slow: int, n_fast: int, step_px: float, object_shape: tuple
     return np.stack([yy.ravel(), xx.ravel()], axis=1)
 
 
-def lattice_object(spec: ObjectSpec, shape: tuple[int, int], dx: float, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lattice_object(
+    spec: ObjectSpec, shape: tuple[int, int], dx: float, rng
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Phase slices ``(Nz, NY, NX)`` of the synthetic crystal, atom positions ``(n, 3)`` (x, y, z)
     in Angstrom (x along columns, y along rows, as in the shipped files) and atomic numbers."""
     ny, nx = shape
@@ -205,7 +248,10 @@ def lattice_object(spec: ObjectSpec, shape: tuple[int, int], dx: float, rng) -> 
         z_num = spec.atomic_numbers[k % 2]
         cy = (np.arange(-1, int(ny * dx / a) + 2) + 0.25 + site) * a
         cx = (np.arange(-1, int(nx * dx / a) + 2) + 0.25 + site) * a
-        cy, cx = cy[(cy > -4 * spec.sigma_A) & (cy < ny * dx + 4 * spec.sigma_A)], cx[(cx > -4 * spec.sigma_A) & (cx < nx * dx + 4 * spec.sigma_A)]
+        cy, cx = (
+            cy[(cy > -4 * spec.sigma_A) & (cy < ny * dx + 4 * spec.sigma_A)],
+            cx[(cx > -4 * spec.sigma_A) & (cx < nx * dx + 4 * spec.sigma_A)],
+        )
         present = rng.random((len(cy), len(cx))) >= spec.vacancy_fraction
         iy, ix = np.nonzero(present)
         weight = spec.phase_per_atom_rad * (z_num / z_max) ** 0.67
@@ -309,11 +355,13 @@ def iter_patterns(
             yield start, model(idx)[0].numpy()
 
 
-def simulate_patterns(phases: np.ndarray, probe: np.ndarray, positions_px: np.ndarray, **kwargs) -> np.ndarray:
+def simulate_patterns(
+    phases: np.ndarray, probe: np.ndarray, positions_px: np.ndarray, **kwargs
+) -> np.ndarray:
     """All noiseless patterns ``(N, K, K)`` float64 at once (:func:`iter_patterns`' arguments)."""
     out = np.empty((len(positions_px), *probe.shape))
     for start, block in iter_patterns(phases, probe, positions_px, **kwargs):
-        out[start:start + len(block)] = block
+        out[start : start + len(block)] = block
     return out
 
 
@@ -354,11 +402,19 @@ def simulate(spec: SimulationSpec | dict, output=None, *, overwrite: bool = Fals
         raise ConfigError("simulate: no output file (spec.output or the output argument)")
     from ptyrad_core.engine.outputs import check_new_file
 
-    check_new_file(out, "-o" if output is not None else "output", inputs=[*spec_inputs(spec), *inputs],
-                   overwrite=overwrite, is_previous_output=is_simulation, kind="simulated dataset")
+    check_new_file(
+        out,
+        "-o" if output is not None else "output",
+        inputs=[*spec_inputs(spec), *inputs],
+        overwrite=overwrite,
+        is_previous_output=is_simulation,
+        kind="simulated dataset",
+    )
     ex, sc, ob = spec.experiment, spec.scan, spec.object
     rng = np.random.default_rng(spec.seed)
-    rng_object, rng_positions, rng_noise = (np.random.default_rng(s) for s in rng.bit_generator.seed_seq.spawn(3))
+    rng_object, rng_positions, rng_noise = (
+        np.random.default_rng(s) for s in rng.bit_generator.seed_seq.spawn(3)
+    )
     k = ex.pattern_px
     step_px = sc.step_A / ex.dx_A
     probe = _probe(spec)
@@ -370,9 +426,15 @@ def simulate(spec: SimulationSpec | dict, output=None, *, overwrite: bool = Fals
     if sc.true_positions is not None:
         true = np.asarray(_read(sc.true_positions, "scan.true_positions"), dtype=np.float64)
         if true.shape != (n, 2):
-            raise DataError(f"scan.true_positions: expected shape ({n}, 2) for a {sc.n_slow} x {sc.n_fast} scan, got {true.shape}")
+            raise DataError(
+                f"scan.true_positions: expected shape ({n}, 2) for a {sc.n_slow} x {sc.n_fast} scan, got {true.shape}"
+            )
     else:
-        true = nominal + rng_positions.normal(0.0, sc.position_error_A / ex.dx_A, nominal.shape) if sc.position_error_A > 0 else nominal.copy()
+        true = (
+            nominal + rng_positions.normal(0.0, sc.position_error_A / ex.dx_A, nominal.shape)
+            if sc.position_error_A > 0
+            else nominal.copy()
+        )
         true = np.clip(true, 0.0, high)
     for name, pos in (("nominal", nominal), ("true", true)):
         if (pos < 0).any() or (np.floor(pos) > high).any():
@@ -394,12 +456,25 @@ def simulate(spec: SimulationSpec | dict, output=None, *, overwrite: bool = Fals
         with h5py.File(tmp, "w") as f:
             # written batch by batch: memory holds one batch of patterns, not the whole scan
             dsets = [
-                f.create_dataset(name, shape=(sc.n_slow, sc.n_fast, k, k), dtype=np.float32, chunks=chunks, compression="gzip", compression_opts=4)
+                f.create_dataset(
+                    name,
+                    shape=(sc.n_slow, sc.n_fast, k, k),
+                    dtype=np.float32,
+                    chunks=chunks,
+                    compression="gzip",
+                    compression_opts=4,
+                )
                 for name in ("measurements", "measurements_noiseless")
             ]
             batches = iter_patterns(
-                phases, probe, true, dx=ex.dx_A, energy_kv=ex.energy_kV, slice_thickness=ob.slice_thickness_A,
-                tilt_mrad=spec.tilt_mrad, batch_size=spec.batch_size,
+                phases,
+                probe,
+                true,
+                dx=ex.dx_A,
+                energy_kv=ex.energy_kV,
+                slice_thickness=ob.slice_thickness_A,
+                tilt_mrad=spec.tilt_mrad,
+                batch_size=spec.batch_size,
             )
             for start, block in batches:
                 noiseless = electrons * block
@@ -410,7 +485,12 @@ def simulate(spec: SimulationSpec | dict, output=None, *, overwrite: bool = Fals
                     dsets[1][row, col] = noiseless[j]
             f["positions_nominal_px"] = nominal
             f["positions_true_px"] = true
-            f.create_dataset("ground_truth/phase_slices", data=phases.astype(np.float32), compression="gzip", compression_opts=4)
+            f.create_dataset(
+                "ground_truth/phase_slices",
+                data=phases.astype(np.float32),
+                compression="gzip",
+                compression_opts=4,
+            )
             f["ground_truth/phase_projected"] = phases.sum(axis=0).astype(np.float32)
             f["ground_truth/probe"] = probe.astype(np.complex64)
             if atoms is not None:

@@ -61,8 +61,15 @@ class World:
     :ivar local_rank: rank on this machine (picks the GPU).
     """
 
-    def __init__(self, rank: int = 0, size: int = 1, local_rank: int = 0, timeout_s: float = 600.0,
-                 device: torch.device | None = None, owns_group: bool = False):
+    def __init__(
+        self,
+        rank: int = 0,
+        size: int = 1,
+        local_rank: int = 0,
+        timeout_s: float = 600.0,
+        device: torch.device | None = None,
+        owns_group: bool = False,
+    ):
         self.rank = rank
         self.size = size
         self.local_rank = local_rank
@@ -96,12 +103,18 @@ class World:
         return device
 
     @classmethod
-    def from_env(cls, device: torch.device, timeout_s: float) -> "World":
+    def from_env(cls, device: torch.device, timeout_s: float) -> World:
         """Join (or create) the process group described by the environment; size 1 when there is none."""
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), timeout_s, device)
+            return cls(
+                dist.get_rank(),
+                dist.get_world_size(),
+                int(os.environ.get("LOCAL_RANK", "0")),
+                timeout_s,
+                device,
+            )
         size = env_world_size()
         if size <= 1:
             return cls(timeout_s=timeout_s, device=device)
@@ -115,11 +128,16 @@ class World:
             )
         rank = int(os.environ["RANK"])
         backend = "nccl" if device.type == "cuda" else "gloo"
-        if backend == "nccl":  # a timed-out collective raises in Python (so rank 0 can save) instead of aborting
+        if (
+            backend == "nccl"
+        ):  # a timed-out collective raises in Python (so rank 0 can save) instead of aborting
             os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
         try:
             dist.init_process_group(
-                backend, rank=rank, world_size=size, timeout=datetime.timedelta(seconds=timeout_s),
+                backend,
+                rank=rank,
+                world_size=size,
+                timeout=datetime.timedelta(seconds=timeout_s),
                 **({"device_id": device} if device.type == "cuda" else {}),
             )
         except Exception as exc:  # rendezvous failures: a rank never came, the address is wrong, ...
@@ -198,11 +216,11 @@ class World:
             flat = torch.cat(parts)
             self._call("averaging the gradients (all_reduce)", dist.all_reduce, flat)
             if n_flags:
-                agreed = flat[-self.size * n_flags:].view(self.size, n_flags).amax(0).tolist()
+                agreed = flat[-self.size * n_flags :].view(self.size, n_flags).amax(0).tolist()
             flat.div_(self.size)
             offset = 0
             for p in group:
-                p.grad = flat[offset: offset + p.numel()].view_as(p)
+                p.grad = flat[offset : offset + p.numel()].view_as(p)
                 offset += p.numel()
         return agreed
 
@@ -227,7 +245,7 @@ class World:
                     drift = max(drift, float((flat - mine).abs().max()))
                 offset = 0
                 for p in group:
-                    p.copy_(flat[offset: offset + p.numel()].view_as(p))
+                    p.copy_(flat[offset : offset + p.numel()].view_as(p))
                     offset += p.numel()
         return drift
 
@@ -266,7 +284,7 @@ class _GatherRows(torch.autograd.Function):
         start = sum(sizes[: world.rank])
         mine = sizes[world.rank]
         g = grad.new_zeros((ctx.local_rows, *grad.shape[1:]))
-        g[:mine] = grad[start: start + mine] * world.size
+        g[:mine] = grad[start : start + mine] * world.size
         return g, None, None
 
 

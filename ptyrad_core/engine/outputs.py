@@ -28,6 +28,7 @@ import weakref
 from pathlib import Path
 
 from ptyrad_core.kernel.errors import OutputError
+
 # the one-file rule lives in setup (validate's dry run judges it before a run exists); re-exported here
 from ptyrad_core.setup.readonly import judge_new_file, same_file  # noqa: F401
 
@@ -51,7 +52,9 @@ def prepare_folder(folder: Path | str, what: str) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"{what}: cannot create the folder {str(folder)!r}: {exc.strerror or exc}") from None
+        raise OutputError(
+            f"{what}: cannot create the folder {str(folder)!r}: {exc.strerror or exc}"
+        ) from None
     probe = folder / f".ptyrad-core-write-test-{os.getpid()}"
     try:
         with open(probe, "wb") as fh:
@@ -59,7 +62,9 @@ def prepare_folder(folder: Path | str, what: str) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
     except OSError as exc:
-        raise OutputError(f"{what}: the folder {str(folder)!r} is not writable: {exc.strerror or exc}") from None
+        raise OutputError(
+            f"{what}: the folder {str(folder)!r} is not writable: {exc.strerror or exc}"
+        ) from None
     finally:
         try:
             probe.unlink()
@@ -78,6 +83,7 @@ def check_new_file(path: Path | str, what: str, **rule) -> Path:
 
 
 # -- one writer per folder -------------------------------------------------------------------
+
 
 def _pid_alive(pid: int) -> bool:
     if pid <= 0:
@@ -132,7 +138,7 @@ class FolderLock:
             "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         }
 
-    def acquire(self) -> "FolderLock":
+    def acquire(self) -> FolderLock:
         if self.held:
             return self
         prepare_folder(self.folder, self.what)
@@ -144,7 +150,10 @@ class FolderLock:
                 if self._stale(owner):
                     log.warning(
                         "%s: took over the stale lock of process %s on %s (%s), which no longer runs",
-                        self.folder, owner.get("pid", "?"), owner.get("host", "?"), owner.get("purpose", "?"),
+                        self.folder,
+                        owner.get("pid", "?"),
+                        owner.get("host", "?"),
+                        owner.get("purpose", "?"),
                     )
                     self.took_over = owner
                     try:
@@ -154,13 +163,17 @@ class FolderLock:
                     continue
                 raise OutputError(self._busy_message(owner)) from None
             except OSError as exc:
-                raise OutputError(f"{self.what}: cannot create the lock file {str(self.path)!r}: {exc.strerror or exc}") from None
+                raise OutputError(
+                    f"{self.what}: cannot create the lock file {str(self.path)!r}: {exc.strerror or exc}"
+                ) from None
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(self._info(), fh)
             self.held = True
             self._finalizer = weakref.finalize(self, _remove_lock, self.path, os.getpid())
             return self
-        raise OutputError(f"{self.what}: could not take the lock {str(self.path)!r} (other processes keep taking it)")
+        raise OutputError(
+            f"{self.what}: could not take the lock {str(self.path)!r} (other processes keep taking it)"
+        )
 
     def check(self) -> None:
         """Raise :class:`OutputError` if a live process (or another lock object of this one)
@@ -190,7 +203,7 @@ class FolderLock:
         since = f" since {owner['started']}" if owner.get("started") else ""
         if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
             who = "this process (another run object in it)"
-        advice = ("wait for it to finish or choose another " + self.what)
+        advice = "wait for it to finish or choose another " + self.what
         if owner.get("host") not in (None, socket.gethostname()):
             advice += f"; if that process is gone, delete {self.path}"
         return f"{self.what}: {str(self.folder)!r} is in use by {what} ({who}{since}); {advice}"
@@ -201,7 +214,7 @@ class FolderLock:
             self._finalizer = None
         self.held = False
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

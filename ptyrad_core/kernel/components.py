@@ -267,8 +267,13 @@ FAMILY_METHODS: dict[str, tuple[type, tuple[str, ...], str | None]] = {
     "result_reader": (ResultReader, ("read",), None),
 }
 
-_ABSTRACT = {(LossTerm, "forward"), (Constraint, "enforce"), (Loader, "load"), (Preprocessor, "transform"),
-             (ResultReader, "read")}
+_ABSTRACT = {
+    (LossTerm, "forward"),
+    (Constraint, "enforce"),
+    (Loader, "load"),
+    (Preprocessor, "transform"),
+    (ResultReader, "read"),
+}
 
 
 def _defines(cls: type, method: str) -> bool:
@@ -301,7 +306,10 @@ def _verb(component, new: str, old: str):
         _warned.add((cls, old))
         warnings.warn(
             f"{cls.__module__}.{cls.__qualname__} defines {old}(); rename it to {new}() "
-            f"({old} is the old name and will stop working)", DeprecationWarning, stacklevel=3)
+            f"({old} is the old name and will stop working)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
     return getattr(component, old)
 
 

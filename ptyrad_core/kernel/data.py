@@ -59,7 +59,9 @@ class Measurements:
         self.metadata = dict(metadata or {})
         self.resources = list(resources)
         self._raw = patterns
-        self._array: np.ndarray | None = patterns if isinstance(patterns, np.ndarray) and not isinstance(patterns, np.memmap) else None
+        self._array: np.ndarray | None = (
+            patterns if isinstance(patterns, np.ndarray) and not isinstance(patterns, np.memmap) else None
+        )
         self._index: np.ndarray | None = None
         self._transforms: list[Callable[[np.ndarray], np.ndarray]] = []
         self._shape = tuple(int(s) for s in patterns.shape)
@@ -205,11 +207,15 @@ class Measurements:
             per = self.block_rows()
             out = None  # filled block by block: the peak is the old array, the new one and a block
             for i in range(0, len(arr), per):
-                block = np.asarray(fn(arr[i:i + per]), dtype=np.float32)
+                block = np.asarray(fn(arr[i : i + per]), dtype=np.float32)
                 if out is None:
-                    out = block if len(block) == len(arr) else np.empty((len(arr), *block.shape[1:]), dtype=np.float32)
+                    out = (
+                        block
+                        if len(block) == len(arr)
+                        else np.empty((len(arr), *block.shape[1:]), dtype=np.float32)
+                    )
                 if out is not block:
-                    out[i:i + len(block)] = block
+                    out[i : i + len(block)] = block
             self._array = out
             self._shape = tuple(self._array.shape)
         else:
@@ -341,8 +347,10 @@ class Measurements:
             )
         if n_zero:
             listed = ", ".join(map(str, first_zero)) + (", ..." if n_zero > len(first_zero) else "")
-            text = (f"{self.source}: {n_zero} of {self.n} patterns are all zero (pattern {listed}): a blanked "
-                    "beam? They carry no signal, and the object under them is not constrained")
+            text = (
+                f"{self.source}: {n_zero} of {self.n} patterns are all zero (pattern {listed}): a blanked "
+                "beam? They carry no signal, and the object under them is not constrained"
+            )
             if n_zero >= ZERO_WARN_FRACTION * self.n:
                 log.warning(text)
             else:
@@ -351,7 +359,7 @@ class Measurements:
 
     # -- to the device ---------------------------------------------------------------------
 
-    def to(self, device, dtype: str = "float32") -> "DeviceMeasurements | StreamedMeasurements":
+    def to(self, device, dtype: str = "float32") -> DeviceMeasurements | StreamedMeasurements:
         """The patterns for the engine: on ``device`` when in memory (as ``dtype``, one of
         :data:`DEVICE_DTYPES`; batches come back as float32), else read from disk per batch."""
         if self._array is None:
@@ -407,9 +415,13 @@ def read_error(raw, index: tuple, source: str, exc: BaseException) -> DataError:
                 f"{where}: chunk {number} of {count} (offset {offset}, chunk shape {raw.chunks}) cannot be read "
                 f"({reason}); expected an intact {raw.compression or 'stored'} chunk: the file is damaged, copy it again"
             )
-        return DataError(f"{where}: cannot be read ({reason}); expected an intact HDF5 dataset: the file is damaged")
+        return DataError(
+            f"{where}: cannot be read ({reason}); expected an intact HDF5 dataset: the file is damaged"
+        )
     what = "the array" if index == () else "patterns " + ", ".join(_describe(i) for i in index)
-    return DataError(f"{source}: cannot read {what} ({reason}); expected a readable array: is the file damaged or truncated?")
+    return DataError(
+        f"{source}: cannot read {what} ({reason}); expected a readable array: is the file damaged or truncated?"
+    )
 
 
 def _describe(i) -> str:
@@ -423,7 +435,7 @@ def _failing_chunk(dset, index: tuple) -> tuple[int, int, tuple[int, ...]] | Non
     shape, chunks = dset.shape, dset.chunks
     grid = tuple(-(-n // c) for n, c in zip(shape, chunks))
     per_axis = [np.unique(np.atleast_1d(np.asarray(i)) // c) for i, c in zip(index, chunks)]
-    per_axis += [np.arange(g) for g in grid[len(per_axis):]]
+    per_axis += [np.arange(g) for g in grid[len(per_axis) :]]
     for coord in np.stack(np.meshgrid(*per_axis, indexing="ij"), axis=-1).reshape(-1, len(grid)):
         offset = tuple(int(k) * c for k, c in zip(coord, chunks))
         try:
@@ -452,9 +464,9 @@ def _narrow(host: np.ndarray, device: torch.device, name: str, source: str, chun
         )
     worst = 0.0
     for start in range(0, len(host), per):
-        block = torch.from_numpy(host[start:start + per]).to(device)
+        block = torch.from_numpy(host[start : start + per]).to(device)
         small = block.to(dtype)
-        out[start:start + per] = small
+        out[start : start + per] = small
         if name == "float16":
             big = block.abs() >= 1e-3 * top
             if bool(big.any()):
@@ -493,5 +505,3 @@ class StreamedMeasurements:
     def batch(self, indices: torch.Tensor) -> torch.Tensor:
         block = self.measurements.read(indices.cpu().numpy())
         return torch.from_numpy(block).to(self.device, non_blocking=True)
-
-

@@ -92,15 +92,28 @@ class FFTWBackend:
         if plan is None:
             dtype = "complex64" if x.dtype == torch.complex64 else "complex128"
             scratch = pyfftw.empty_aligned(tuple(x.shape), dtype=dtype)
-            plan = pyfftw.FFTW(scratch, scratch, axes=(-2, -1), direction=direction, threads=threads,
-                               flags=("FFTW_ESTIMATE",))
+            plan = pyfftw.FFTW(
+                scratch,
+                scratch,
+                axes=(-2, -1),
+                direction=direction,
+                threads=threads,
+                flags=("FFTW_ESTIMATE",),
+            )
             self._plans[key] = plan
         return plan
 
     def _usable(self, x: Tensor) -> bool:
-        return (x.device.type == "cpu" and x.dtype in (torch.complex64, torch.complex128) and x.dim() >= 2
-                and x.is_contiguous() and not x.is_conj() and not x.requires_grad and x.numel() > 0
-                and x.data_ptr() % pyfftw.simd_alignment == 0)
+        return (
+            x.device.type == "cpu"
+            and x.dtype in (torch.complex64, torch.complex128)
+            and x.dim() >= 2
+            and x.is_contiguous()
+            and not x.is_conj()
+            and not x.requires_grad
+            and x.numel() > 0
+            and x.data_ptr() % pyfftw.simd_alignment == 0
+        )
 
     def _run(self, x: Tensor, direction: str) -> Tensor:
         array = x.numpy()
@@ -172,8 +185,12 @@ def _fftw() -> FFTWBackend:
     return _FFTW
 
 
-def select(name: str, device: torch.device | str = "cpu", shape: tuple[int, ...] | None = None,
-           dtype: torch.dtype = torch.complex64) -> TorchFFT | FFTWBackend:
+def select(
+    name: str,
+    device: torch.device | str = "cpu",
+    shape: tuple[int, ...] | None = None,
+    dtype: torch.dtype = torch.complex64,
+) -> TorchFFT | FFTWBackend:
     """The backend ``recon.fft`` names for a model on ``device``.
 
     ``auto``: torch on a GPU or without pyFFTW; on the CPU the faster of the two on transforms
@@ -190,7 +207,11 @@ def select(name: str, device: torch.device | str = "cpu", shape: tuple[int, ...]
     if name == "torch" or (name == "auto" and (device.type != "cpu" or pyfftw is None)):
         return TorchFFT()
     if device.type != "cpu":
-        raise ConfigError(f"recon.fft: 'fftw' runs on the CPU, the model is on {device}; use 'auto' or 'torch'")
+        raise ConfigError(
+            f"recon.fft: 'fftw' runs on the CPU, the model is on {device}; use 'auto' or 'torch'"
+        )
     if pyfftw is None:
-        raise ConfigError("recon.fft: 'fftw' needs pyFFTW, which is not installed: pip install 'ptyrad_core[fftw]'")
+        raise ConfigError(
+            "recon.fft: 'fftw' needs pyFFTW, which is not installed: pip install 'ptyrad_core[fftw]'"
+        )
     return _fftw()

@@ -352,7 +352,7 @@ class MultisliceFunction(torch.autograd.Function):
         grad_probe = torch.zeros_like(probe_spectrum) if need_probe else None
         grad_ramps = torch.empty_like(ramps) if need_ramps else None
         for c, (lo, hi) in enumerate(ctx.bounds):
-            exit_wave, *rest = saved[c * per_chunk:(c + 1) * per_chunk]
+            exit_wave, *rest = saved[c * per_chunk : (c + 1) * per_chunk]
             inputs, spectra = rest[:n_in], rest[n_in:]
             part = patches[:, :, lo:hi]
             props = scaled if shared else scaled[lo:hi]
@@ -362,7 +362,9 @@ class MultisliceFunction(torch.autograd.Function):
             for z in range(nz - 1, -1, -1):
                 transmission = part[z] if z or weights is None else part[z] * weights
                 if need_patches:
-                    slot = grad_patches[z, :, lo:hi]  # (omode, b, Ny, Nx) = sum_pmode psi_in h, conjugated on return
+                    slot = grad_patches[
+                        z, :, lo:hi
+                    ]  # (omode, b, Ny, Nx) = sum_pmode psi_in h, conjugated on return
                     _sum_of_products(inputs[z], h, out=slot)
                     if z == 0 and weights is not None:
                         slot.mul_(weights)  # real weights: conj(w) = w
@@ -408,5 +410,3 @@ def multislice_autograd(
     exit_wave = torch.fft.fft2(psi, norm="ortho")
     intensity = (exit_wave.real.square() + exit_wave.imag.square()).sum(dim=(0, 1))
     return torch.fft.fftshift(intensity, dim=FFT_DIMS)
-
-

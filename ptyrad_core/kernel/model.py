@@ -55,7 +55,7 @@ class Batch:
     :ivar model: the :class:`PtychoModel`.
     """
 
-    def __init__(self, indices: Tensor, iteration: int, model: "PtychoModel"):
+    def __init__(self, indices: Tensor, iteration: int, model: PtychoModel):
         self.indices = indices
         self.iteration = iteration
         self.model = model
@@ -131,7 +131,9 @@ class PtychoModel(nn.Module):
         self.register_buffer("crop", torch.as_tensor(crop, dtype=torch.int64))
         self.register_buffer("frac", torch.as_tensor(pos - crop, **real))
         self.positions = nn.Parameter(torch.zeros(pos.shape, **real))
-        self.tilts = nn.Parameter(torch.as_tensor(np.asarray(tilts_mrad, dtype=np.float64), **real).reshape(-1, 2).clone())
+        self.tilts = nn.Parameter(
+            torch.as_tensor(np.asarray(tilts_mrad, dtype=np.float64), **real).reshape(-1, 2).clone()
+        )
         self.slice_thickness = nn.Parameter(torch.tensor(float(slice_thickness), **real))
         omode = amp.shape[0]
         occ = np.full(omode, 1.0 / omode) if occupancy is None else np.asarray(occupancy, dtype=np.float64)
@@ -154,7 +156,9 @@ class PtychoModel(nn.Module):
         self.fft = TorchFFT()
         #: scan positions per chunk of the slice recursion, None = the whole batch (``recon.positions_per_pass``)
         self.positions_per_pass: int | None = None
-        self._chains = {hook: [e for e in self.extensions if e.overrides(hook)] for hook in fwd.ForwardExtension.HOOKS}
+        self._chains = {
+            hook: [e for e in self.extensions if e.overrides(hook)] for hook in fwd.ForwardExtension.HOOKS
+        }
         for component in [*self.extensions, *self.detectors]:
             component.setup(self)
 
@@ -215,21 +219,38 @@ class PtychoModel(nn.Module):
         for ext in self._chains["object"]:
             amplitude, phase = ext.object(amplitude, phase, self)
         rows = self.window_rows(indices)
-        if len(indices) * self.window[0] * self.window[1] < PATCH_FIRST * amplitude.shape[-2] * amplitude.shape[-1]:
+        if (
+            len(indices) * self.window[0] * self.window[1]
+            < PATCH_FIRST * amplitude.shape[-2] * amplitude.shape[-1]
+        ):
             # the windows cover less than the object: build the complex transmission for them alone
-            patches = fwd.transmission(*(fwd.gather_patches(x, rows, len(indices), self.window) for x in (amplitude, phase)))
+            patches = fwd.transmission(
+                *(fwd.gather_patches(x, rows, len(indices), self.window) for x in (amplitude, phase))
+            )
         else:
             patches = fwd.gather_patches(fwd.transmission(amplitude, phase), rows, len(indices), self.window)
         probe = self.probe
         for ext in self._chains["probe"]:
             probe = ext.probe(probe, self)
-        ramps = fwd.shift_ramps(self.frac[indices] + self.positions[indices], self.fy_centred, self.fx_centred)
+        ramps = fwd.shift_ramps(
+            self.frac[indices] + self.positions[indices], self.fy_centred, self.fx_centred
+        )
         tilts = self.tilts if self.tilts.shape[0] == 1 else self.tilts[indices]
-        propagators = fwd.fresnel_propagator(self.fy, self.fx, self.dx, self.wavelength, self.slice_thickness, tilts)
+        propagators = fwd.fresnel_propagator(
+            self.fy, self.fx, self.dx, self.wavelength, self.slice_thickness, tilts
+        )
         for ext in self._chains["propagator"]:
             propagators = ext.propagator(propagators, batch, self)
-        patterns = fwd.multislice(probe, ramps, patches, propagators, self.occupancy, self.fft, centred_ramps=True,
-                                  chunk=self.positions_per_pass)
+        patterns = fwd.multislice(
+            probe,
+            ramps,
+            patches,
+            propagators,
+            self.occupancy,
+            self.fft,
+            centred_ramps=True,
+            chunk=self.positions_per_pass,
+        )
         for ext in self._chains["patterns"]:
             patterns = ext.patterns(patterns, batch, self)
         for stage in self.detectors:

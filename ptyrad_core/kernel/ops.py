@@ -45,7 +45,9 @@ def convolve_along(x: Tensor, kernel: Tensor, dim: int, padding: str = "replicat
         flat = F.pad(flat, (front, back))
     else:
         if padding == "reflect" and shape[-1] <= max(front, back):
-            raise ValueError(f"reflect padding of {max(front, back)} needs more than {shape[-1]} samples along dim {dim}")
+            raise ValueError(
+                f"reflect padding of {max(front, back)} needs more than {shape[-1]} samples along dim {dim}"
+            )
         flat = F.pad(flat, (front, back), mode=padding)
     out = F.conv1d(flat, kernel.to(x.dtype).flip(0).view(1, 1, -1))
     return out.reshape(shape).movedim(-1, dim)
@@ -59,7 +61,9 @@ def gaussian_blur(x: Tensor, sigma: float, size: int, dims=(-2, -1), padding: st
     return x
 
 
-def relative_frequency_radius(shape: tuple[int, int], device=None, dtype=torch.float32, centred: bool = True) -> Tensor:
+def relative_frequency_radius(
+    shape: tuple[int, int], device=None, dtype=torch.float32, centred: bool = True
+) -> Tensor:
     """Radial spatial frequency relative to the Nyquist frequency of each axis, ``(Ny, Nx)``.
 
     1.0 on the axes' edges (kMax). ``centred=True`` puts zero frequency at ``(Ny // 2, Nx // 2)``
@@ -80,7 +84,9 @@ def sigmoid_mask(rho: Tensor, radius: float, width: float) -> Tensor:
     return torch.sigmoid(-5.0 * (rho - radius) / width)
 
 
-def super_gaussian_window(shape: tuple[int, int], radius: float, order: int, device=None, dtype=torch.float32) -> Tensor:
+def super_gaussian_window(
+    shape: tuple[int, int], radius: float, order: int, device=None, dtype=torch.float32
+) -> Tensor:
     """Flat-top window ``exp(-0.5 (r / radius)^(2 order))``, ``r`` from -1 to 1 across each axis."""
     y = torch.linspace(-1, 1, shape[0], device=device, dtype=dtype)
     x = torch.linspace(-1, 1, shape[1], device=device, dtype=dtype)

@@ -141,7 +141,9 @@ class PtyradPluginManager(pluggy.PluginManager):
             culprit = _culprit(exc, caller.get_hookimpls())
             if culprit is None:
                 raise
-            raise PluginError(f"plugin {culprit!r} raised in {hookname}: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(
+                f"plugin {culprit!r} raised in {hookname}: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def _culprit(exc: BaseException, impls) -> str | None:
@@ -167,8 +169,12 @@ def _load_entry_points(pm: PtyradPluginManager, own_only: bool) -> None:
                 continue
             source = "built-in" if builtin else "installed package"
             try:
-                # pluggy reads the entry point with importlib.metadata and records its distribution
-                pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
+                # what pluggy's load_setuptools_entrypoints(group, name) does for this one entry point
+                # (load, register, record the distribution), without it rescanning every installed
+                # distribution's entry points once per plugin
+                plugin = ep.load()
+                pm.register(plugin, name=ep.name)
+                pm._plugin_distinfo.append((plugin, dist))  # what pm.list_plugin_distinfo() returns
             except Exception as exc:  # a broken third-party package must not break discovery
                 pm.load_errors.append(PluginLoadError(ep.name, f"{source} {dist_name} {dist.version}", exc))
                 continue
@@ -203,12 +209,16 @@ def load_module_plugin(spec: str, base_dir: Path | None = None) -> tuple[types.M
             module_spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[modname]
-            raise PluginError(f"plugins.modules: plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(
+                f"plugins.modules: plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
         return module, path.stem, "config file"
     try:
         module = importlib.import_module(spec)
     except Exception as exc:
-        raise PluginError(f"plugins.modules: module {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(
+            f"plugins.modules: module {spec!r} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc
     return module, spec, "config module"
 
 
@@ -229,7 +239,9 @@ def get_plugin_manager(
     :param inline: plugin objects to register directly (tests).
     """
     pm = PtyradPluginManager()
-    env_disabled = [n.strip() for n in os.environ.get("PTYRAD_CORE_DISABLED_PLUGINS", "").split(",") if n.strip()]
+    env_disabled = [
+        n.strip() for n in os.environ.get("PTYRAD_CORE_DISABLED_PLUGINS", "").split(",") if n.strip()
+    ]
     for name in [*disable, *env_disabled]:
         pm.set_blocked(name)
     if os.environ.get("PTYRAD_CORE_TRACE_PLUGINS"):
@@ -237,7 +249,9 @@ def get_plugin_manager(
         pm.enable_tracing()
 
     for name, plugin in core_observers().items():
-        pm.register_plugin(plugin, name=name, source="core", distribution=DISTRIBUTION, version=_own_version())
+        pm.register_plugin(
+            plugin, name=name, source="core", distribution=DISTRIBUTION, version=_own_version()
+        )
 
     if autoload is None:
         autoload = not os.environ.get("PTYRAD_CORE_DISABLE_PLUGIN_AUTOLOAD")

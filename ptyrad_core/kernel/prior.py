@@ -39,5 +39,3 @@ class PriorResult:
     occupancy: np.ndarray | None = None
     dx_A: float | None = None
     slice_thickness_A: float | None = None
-
-

@@ -79,8 +79,18 @@ class Registry:
             f"{at}unknown {self.family} {name!r}{hint} Registered: {', '.join(self.names()) or '(none)'}{broken}"
         )
 
-    def resolve(self, name: str, options: dict, where: tuple = (), *, origin=None, name_key: str = "name",
-                field: str = "options", sniff=None, path=None) -> tuple[Entry, BaseModel] | None:
+    def resolve(
+        self,
+        name: str,
+        options: dict,
+        where: tuple = (),
+        *,
+        origin=None,
+        name_key: str = "name",
+        field: str = "options",
+        sniff=None,
+        path=None,
+    ) -> tuple[Entry, BaseModel] | None:
         """The entry ``name`` selects and ``options`` validated by its ``Options``: the one path from a
         config's ``{name, options}`` at YAML path ``where`` (under the keys ``name_key`` and ``field``)
         to a component, for every family. ``"auto"``: ``sniff(path=path)`` (a ``ptyrad_sniff_*`` hook)
@@ -95,8 +105,11 @@ class Registry:
             return entry, entry.cls.Options.model_validate(options)
         except ValidationError as exc:
             loc = tuple(where) + (field,)
-            msg = origin.options_error(exc, entry.cls.Options, loc) if origin is not None else "\n".join(
-                f"{_dotted(loc + tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
+            msg = (
+                origin.options_error(exc, entry.cls.Options, loc)
+                if origin is not None
+                else "\n".join(f"{_dotted(loc + tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
+            )
             raise ConfigError(f"{msg}\n  (options of {entry.cls.__module__}.{entry.cls.__name__})") from None
 
 

@@ -51,7 +51,9 @@ METRICS = {
 }
 
 
-def bg_fg_change(current: np.ndarray, previous: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+def bg_fg_change(
+    current: np.ndarray, previous: np.ndarray, percentiles: tuple[float, float]
+) -> tuple[float, float]:
     """Mean absolute change over the pixels of ``current`` below / above the two percentiles."""
     flat = current.ravel()
     lo, hi = np.percentile(flat, percentiles)
@@ -74,7 +76,9 @@ class ConvergenceMonitor:
         if every < 1:
             raise ValueError(f"ConvergenceMonitor: every must be >= 1, got {every}")
         if not 0 <= percentiles[0] <= percentiles[1] <= 100:
-            raise ValueError(f"ConvergenceMonitor: percentiles must be 0 <= low <= high <= 100, got {percentiles}")
+            raise ValueError(
+                f"ConvergenceMonitor: percentiles must be 0 <= low <= high <= 100, got {percentiles}"
+            )
         self.every = int(every)
         self.percentiles = (float(percentiles[0]), float(percentiles[1]))
         self.history: dict[str, list] = self._empty()
@@ -120,7 +124,9 @@ class ConvergenceMonitor:
         values: dict[str, float] = {}
         values["obja_bg"], values["obja_fg"] = bg_fg_change(current["obja"], prev["obja"], self.percentiles)
         values["objp_bg"], values["objp_fg"] = bg_fg_change(current["objp"], prev["objp"], self.percentiles)
-        values["probe"] = float(np.abs(current["probe"] - prev["probe"]).sum() / (prev["probe"].sum() + 1e-30))
+        values["probe"] = float(
+            np.abs(current["probe"] - prev["probe"]).sum() / (prev["probe"].sum() + 1e-30)
+        )
         d = current["positions"] - prev["positions"]
         values["positions_A"] = float(np.sqrt(np.mean(np.sum(d * d, axis=-1))) * self.dx)
         t = current["tilts"] - prev["tilts"]
@@ -134,7 +140,11 @@ class ConvergenceMonitor:
     # -- the file ----------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        roi = None if self.roi is None else [[self.roi[0].start, self.roi[0].stop], [self.roi[1].start, self.roi[1].stop]]
+        roi = (
+            None
+            if self.roi is None
+            else [[self.roi[0].start, self.roi[0].stop], [self.roi[1].start, self.roi[1].stop]]
+        )
         return {
             "format": FORMAT,
             "format_version": 1,
@@ -175,7 +185,9 @@ class ConvergenceMonitor:
                 try:
                     saved = json.loads(path.read_text())
                     if saved.get("format") == FORMAT:
-                        self.history.update({k: list(v) for k, v in saved["history"].items() if k in self.history})
+                        self.history.update(
+                            {k: list(v) for k, v in saved["history"].items() if k in self.history}
+                        )
                 except (OSError, ValueError, KeyError, TypeError):
                     self.history = self._empty()
         self._run = run

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ptyrad_core.kernel.hookspecs import hookimpl
 from ptyrad_core.kernel.errors import ConfigError
+from ptyrad_core.kernel.hookspecs import hookimpl
 from ptyrad_core.setup.scan import scanned_region
 
 log = logging.getLogger("ptyrad_core")
@@ -85,7 +85,12 @@ def export_tiffs(result: dict, out_dir: Path, spec) -> list[Path]:
             window = (slice(None), slice(None), *region) if fov == "crop" else (slice(None),) * 4
             views = _object_views(phase[window], amplitude[window], result["object/occupancy"], spec.obj_dim)
             for stem, arr in views.items():
-                if stem.startswith("objp") and "phase" not in spec.parts or stem.startswith("obja") and "amplitude" not in spec.parts:
+                if (
+                    stem.startswith("objp")
+                    and "phase" not in spec.parts
+                    or stem.startswith("obja")
+                    and "amplitude" not in spec.parts
+                ):
                     continue
                 path = out_dir / f"{stem}{'_crop' if fov == 'crop' else ''}{BIT_SUFFIX[bit]}{tag}.tif"
                 tifffile.imwrite(path, scale_to_bits(arr, bit))

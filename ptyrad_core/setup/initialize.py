@@ -30,20 +30,16 @@ from pydantic import BaseModel
 
 from ptyrad_core.kernel import detector as detector_grid
 from ptyrad_core.kernel import fft as fftlib
-from ptyrad_core.setup import memory
-from ptyrad_core.setup import optics
-from ptyrad_core.setup import runtime
-from ptyrad_core.setup import scan
-from ptyrad_core.setup import sources
 from ptyrad_core.kernel.config import Config
 from ptyrad_core.kernel.data import Measurements
 from ptyrad_core.kernel.errors import ConfigError, DataError
-from ptyrad_core.kernel.forward import chunk_size, fresnel_propagator, frequency_grid
+from ptyrad_core.kernel.forward import chunk_size, frequency_grid, fresnel_propagator
 from ptyrad_core.kernel.model import PARAMETER_NAMES, ParamSchedule, PtychoModel
 from ptyrad_core.kernel.preprocess import PreprocessContext
-from ptyrad_core.setup.preprocess import PreprocessResult, check_bright_field, run_pipeline
 from ptyrad_core.kernel.prior import PriorResult
 from ptyrad_core.kernel.registry import Entry
+from ptyrad_core.setup import memory, optics, runtime, scan, sources
+from ptyrad_core.setup.preprocess import PreprocessResult, check_bright_field, run_pipeline
 
 log = logging.getLogger("ptyrad_core")
 
@@ -81,8 +77,15 @@ def load_measurements(config: Config, pm, components: dict | None = None) -> Mea
     if found is not None:
         entry, options = resolved_entry(pm, "loader", found)
     else:
-        resolved = registry.resolve(config.data.loader, config.data.options, ("data",), origin=config.origin,
-                                    name_key="loader", sniff=pm.hook.ptyrad_sniff_loader, path=path)
+        resolved = registry.resolve(
+            config.data.loader,
+            config.data.options,
+            ("data",),
+            origin=config.origin,
+            name_key="loader",
+            sniff=pm.hook.ptyrad_sniff_loader,
+            path=path,
+        )
         if resolved is None:
             raise DataError(
                 f"data.loader: no loader recognises {str(path)!r}; name one of: {', '.join(registry.names())}"
@@ -94,9 +97,13 @@ def load_measurements(config: Config, pm, components: dict | None = None) -> Mea
     except (DataError, ConfigError):
         raise
     except Exception as exc:
-        raise DataError(f"{path}: loader {name!r} (plugin {entry.plugin!r}) failed: {type(exc).__name__}: {exc}") from exc
+        raise DataError(
+            f"{path}: loader {name!r} (plugin {entry.plugin!r}) failed: {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(meas, Measurements):
-        raise DataError(f"loader {name!r} (plugin {entry.plugin!r}) returned {type(meas).__name__}, not Measurements")
+        raise DataError(
+            f"loader {name!r} (plugin {entry.plugin!r}) returned {type(meas).__name__}, not Measurements"
+        )
     budget = config.data.memory_budget_MB * 2**20
     if meas.nbytes_float32 <= budget:
         memory.check_measurements(config, meas)  # before anything is read
@@ -110,7 +117,11 @@ def load_measurements(config: Config, pm, components: dict | None = None) -> Mea
         )
     else:  # statistics stream through the file in blocks well within the budget (raw bytes per block)
         meas.chunk_bytes = int(max(1 << 20, min(meas.chunk_bytes, budget // 4)))
-        log.info("measurements %s (%.0f MB) exceed data.memory_budget_MB: streamed from disk", meas.source, meas.nbytes_float32 / 2**20)
+        log.info(
+            "measurements %s (%.0f MB) exceed data.memory_budget_MB: streamed from disk",
+            meas.source,
+            meas.nbytes_float32 / 2**20,
+        )
     return meas
 
 
@@ -140,7 +151,9 @@ def fit_rbf(mean_pattern: np.ndarray, threshold: float = 0.5) -> float:
     return math.sqrt(area / math.pi)
 
 
-def prepare_data(config: Config, pm, components: dict, *, dry_run: bool = False, overwrite: bool = False) -> Data:
+def prepare_data(
+    config: Config, pm, components: dict, *, dry_run: bool = False, overwrite: bool = False
+) -> Data:
     """Load, preprocess, check and calibrate the measurements.
 
     :param dry_run: ``validate``: preprocessing steps that write files (``export``) only check and
@@ -168,7 +181,11 @@ def prepare_data(config: Config, pm, components: dict, *, dry_run: bool = False,
     )
     result = run_pipeline(meas, steps, context, need_mean=config.experiment.fit_rbf)
     mean = meas.check_values(config.data.negative_values)
-    expected = int(np.prod(result.scan_shape)) if result.scan_shape is not None else config.scan.n_slow * config.scan.n_fast
+    expected = (
+        int(np.prod(result.scan_shape))
+        if result.scan_shape is not None
+        else config.scan.n_slow * config.scan.n_fast
+    )
     if meas.n != expected:
         n_slow, n_fast = result.scan_shape or (config.scan.n_slow, config.scan.n_fast)
         raise DataError(
@@ -181,9 +198,13 @@ def prepare_data(config: Config, pm, components: dict, *, dry_run: bool = False,
     wavelength = optics.electron_wavelength(config.experiment.energy_kV)
     rbf = fit_rbf(result.calibration_mean) if config.experiment.fit_rbf else None
     dk = config.experiment.detector_pixel(result.calibration_shape[0], wavelength, rbf) * result.dk_factor
-    check_bright_field(mean, config.experiment.conv_angle_mrad * 1e-3 / (wavelength * dk), meas.source,
-                       f"{config.experiment.calibration_text}, energy_kV = {config.experiment.energy_kV:g}, "
-                       f"conv_angle_mrad = {config.experiment.conv_angle_mrad:g}")
+    check_bright_field(
+        mean,
+        config.experiment.conv_angle_mrad * 1e-3 / (wavelength * dk),
+        meas.source,
+        f"{config.experiment.calibration_text}, energy_kV = {config.experiment.energy_kV:g}, "
+        f"conv_angle_mrad = {config.experiment.conv_angle_mrad:g}",
+    )
     return Data(meas, result, dk, wavelength, rbf, context.notes)
 
 
@@ -215,9 +236,13 @@ def sampling(config: Config, data: Data, stages) -> tuple[tuple[int, int], float
 
     The probe aperture must fit inside the simulated patterns.
     """
-    window, dk_sim = detector_grid.simulation_grid(stages, *detector_grid.compare_grid(stages, data.measurements.pattern_shape, data.dk))
+    window, dk_sim = detector_grid.simulation_grid(
+        stages, *detector_grid.compare_grid(stages, data.measurements.pattern_shape, data.dk)
+    )
     if window[0] != window[1]:
-        raise ConfigError(f"detector: the simulation window must be square, the detector chain gives {window[0]} x {window[1]}")
+        raise ConfigError(
+            f"detector: the simulation window must be square, the detector chain gives {window[0]} x {window[1]}"
+        )
     dx = 1.0 / (window[0] * dk_sim)
     alpha_max = data.wavelength / (2 * dx) * 1e3  # mrad at the edge of the simulated patterns
     conv = config.experiment.conv_angle_mrad
@@ -235,7 +260,9 @@ def _select(arr: np.ndarray, data: Data, raw_count: int, where: str) -> np.ndarr
     if len(arr) == data.measurements.n and (selection is None or len(arr) != raw_count):
         return arr
     if len(arr) != raw_count:
-        raise DataError(f"{where}: {len(arr)} rows, but the scan has {raw_count} positions ({data.measurements.n} after preprocessing)")
+        raise DataError(
+            f"{where}: {len(arr)} rows, but the scan has {raw_count} positions ({data.measurements.n} after preprocessing)"
+        )
     return arr if selection is None else arr[selection]
 
 
@@ -249,12 +276,20 @@ def rescale_positions(pos: np.ndarray, pixel_A: float, dx: float, of: str) -> np
     factor = pixel_A / dx
     if abs(factor - 1) <= 1e-9:
         return pos
-    log.warning("note: scan: positions in pixels of %s (%.5g A) rescaled by %.6g to the simulation pixel dx = %.5g A "
-                "(preprocessing or detector stages change dx); the scan step in Angstrom is kept", of, pixel_A, factor, dx)
+    log.warning(
+        "note: scan: positions in pixels of %s (%.5g A) rescaled by %.6g to the simulation pixel dx = %.5g A "
+        "(preprocessing or detector stages change dx); the scan step in Angstrom is kept",
+        of,
+        pixel_A,
+        factor,
+        dx,
+    )
     return pos * factor
 
 
-def initial_positions(config: Config, data: Data, window: tuple[int, int], dx: float, rng, priors: Priors) -> tuple[np.ndarray, tuple[int, int] | None]:
+def initial_positions(
+    config: Config, data: Data, window: tuple[int, int], dx: float, rng, priors: Priors
+) -> tuple[np.ndarray, tuple[int, int] | None]:
     """Nominal positions ``(N, 2)`` in object pixels (of ``dx`` Angstrom), and the object shape for a raster (else None).
 
     Every source keeps the scan's geometry in Angstrom when ``dx`` differs from the pixel the
@@ -297,18 +332,24 @@ def initial_positions(config: Config, data: Data, window: tuple[int, int], dx: f
             pos = rescale_positions(pos, pixel, dx, of)
         pos = _select(pos.astype(np.float64), data, raw_count, "scan.path")
         if any((sc.flipT.flipud, sc.flipT.fliplr, sc.flipT.transpose)):
-            pos = scan.flip_grid(pos, data.preprocess.scan_shape, sc.flipT.flipud, sc.flipT.fliplr, sc.flipT.transpose)
+            pos = scan.flip_grid(
+                pos, data.preprocess.scan_shape, sc.flipT.flipud, sc.flipT.fliplr, sc.flipT.transpose
+            )
     if sc.jitter_px > 0:
         pos = pos + sc.jitter_px * rng.standard_normal(pos.shape)
     return pos, placed_shape
 
 
-def initial_probe(config: Config, data: Data, window: tuple[int, int], dx: float, priors: Priors) -> np.ndarray:
+def initial_probe(
+    config: Config, data: Data, window: tuple[int, int], dx: float, priors: Priors
+) -> np.ndarray:
     """Probe modes ``(pmode, Ny, Nx)`` complex, scaled to the measured intensity."""
     p = config.model.probe
     if p.source == "simulate":
         exp = config.experiment
-        probe = optics.make_probe(window[0], dx, exp.energy_kV, exp.conv_angle_mrad, exp.aberrations, npix_x=window[1])
+        probe = optics.make_probe(
+            window[0], dx, exp.energy_kV, exp.conv_angle_mrad, exp.aberrations, npix_x=window[1]
+        )
         probe = optics.make_mixed_probe(probe, p.modes, p.mode_power)
     else:
         if p.source == "file":
@@ -327,8 +368,14 @@ def initial_probe(config: Config, data: Data, window: tuple[int, int], dx: float
         probe = sources.probe_with_modes(probe, p.modes, p.mode_power)
     if p.z_shift_A:
         fy, fx = frequency_grid(window, dtype=torch.float64)
-        h = fresnel_propagator(fy, fx, dx, data.wavelength, torch.tensor(float(p.z_shift_A), dtype=torch.float64),
-                               torch.zeros(1, 2, dtype=torch.float64)).numpy()
+        h = fresnel_propagator(
+            fy,
+            fx,
+            dx,
+            data.wavelength,
+            torch.tensor(float(p.z_shift_A), dtype=torch.float64),
+            torch.zeros(1, 2, dtype=torch.float64),
+        ).numpy()
         probe = np.fft.ifft2(np.fft.fft2(probe) * h)
     if p.normalization == "target_intensity":
         if p.intensity is None:
@@ -340,7 +387,9 @@ def initial_probe(config: Config, data: Data, window: tuple[int, int], dx: float
     return probe * math.sqrt(target / np.sum(np.abs(probe) ** 2))
 
 
-def initial_object(config: Config, shape: tuple[int, int] | None, rng, priors: Priors) -> tuple[np.ndarray, np.ndarray, float]:
+def initial_object(
+    config: Config, shape: tuple[int, int] | None, rng, priors: Priors
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Amplitude and phase ``(omode, Nz, NY, NX)`` and the slice thickness."""
     o = config.model.object
     if o.modes > 1 and o.phase_noise == 0 and o.source == "flat":
@@ -363,12 +412,18 @@ def initial_object(config: Config, shape: tuple[int, int] | None, rng, priors: P
         obj = sources.need(prior, "object", "model.object")
         dz = prior.slice_thickness_A or dz
         if prior.dx_A and abs(prior.dx_A / priors.dx - 1) > 1e-3:
-            log.warning("model.object: %s has dx = %.5g A but this run has dx = %.5g A; the object is used pixel for pixel",
-                        prior.source, prior.dx_A, priors.dx)
+            log.warning(
+                "model.object: %s has dx = %.5g A but this run has dx = %.5g A; the object is used pixel for pixel",
+                prior.source,
+                prior.dx_A,
+                priors.dx,
+            )
     obj = np.asarray(obj, dtype=np.complex128)
     obj = obj.reshape((1,) * (4 - obj.ndim) + obj.shape) if obj.ndim < 4 else obj
     if obj.ndim != 4:
-        raise DataError(f"model.object: the loaded object has shape {obj.shape}; expected (omode, Nz, NY, NX)")
+        raise DataError(
+            f"model.object: the loaded object has shape {obj.shape}; expected (omode, Nz, NY, NX)"
+        )
     if o.z_crop is not None:
         obj = sources.z_crop(obj, *o.z_crop)
     if o.z_pad is not None:
@@ -405,8 +460,15 @@ def initial_tilts(config: Config, data: Data, n_positions: int, priors: Priors) 
     return tilts
 
 
-def build_model(config: Config, data: Data, components: dict, device: torch.device, rng, pm=None,
-                memory_device: torch.device | None = None) -> PtychoModel:
+def build_model(
+    config: Config,
+    data: Data,
+    components: dict,
+    device: torch.device,
+    rng,
+    pm=None,
+    memory_device: torch.device | None = None,
+) -> PtychoModel:
     """The :class:`PtychoModel` described by ``config`` for these data.
 
     The run's peak memory is estimated and checked (:mod:`ptyrad_core.setup.memory`) as soon as the
@@ -414,7 +476,9 @@ def build_model(config: Config, data: Data, components: dict, device: torch.devi
     ``memory_device`` (default ``device``: ``validate`` builds on the CPU but checks the device
     the run will use). The estimates are kept as ``model.memory_estimate``.
     """
-    stages = [cls(options) for (cls, options) in (components[("detector", i)] for i in range(len(config.detector)))]
+    stages = [
+        cls(options) for (cls, options) in (components[("detector", i)] for i in range(len(config.detector)))
+    ]
     for stage in stages:
         stage.prepare(data.measurements)
     window, dx = sampling(config, data, stages)
@@ -422,10 +486,20 @@ def build_model(config: Config, data: Data, components: dict, device: torch.devi
     pos, placed_shape = initial_positions(config, data, window, dx, rng, priors)
 
     def check_memory(object_shape):
-        return memory.check_run(config, window=window, object_shape=tuple(object_shape), n_positions=len(pos),
-                                measurements=data.measurements, device=memory_device or device)
+        return memory.check_run(
+            config,
+            window=window,
+            object_shape=tuple(object_shape),
+            n_positions=len(pos),
+            measurements=data.measurements,
+            device=memory_device or device,
+        )
 
-    object_shape = placed_shape or (tuple(config.model.object.shape) if config.model.object.shape else scan.fitting_object_shape(pos, window))
+    object_shape = placed_shape or (
+        tuple(config.model.object.shape)
+        if config.model.object.shape
+        else scan.fitting_object_shape(pos, window)
+    )
     estimates = check_memory(object_shape) if config.model.object.source == "flat" else None
     probe = initial_probe(config, data, window, dx, priors)
     amplitude, phase, dz = initial_object(config, object_shape, rng, priors)
@@ -436,7 +510,9 @@ def build_model(config: Config, data: Data, components: dict, device: torch.devi
     scan.check_positions(pos, window, shape, source)
     tilts = initial_tilts(config, data, len(pos), priors)
     schedules = {name: ParamSchedule(**getattr(config.update, name).model_dump()) for name in PARAMETER_NAMES}
-    extensions = [cls(options) for (cls, options) in (components[("forward", i)] for i in range(len(config.forward)))]
+    extensions = [
+        cls(options) for (cls, options) in (components[("forward", i)] for i in range(len(config.forward)))
+    ]
     dtype = torch.float64 if config.recon.precision == "float64" else torch.float32
     model = PtychoModel(
         object_amplitude=amplitude,
@@ -454,15 +530,23 @@ def build_model(config: Config, data: Data, components: dict, device: torch.devi
         scan_shape=data.preprocess.scan_shape,
         dtype=dtype,
     )
-    wave_bytes = model.probe.numel() * model.probe.element_size() * model.object_amplitude.shape[0]  # per position
+    wave_bytes = (
+        model.probe.numel() * model.probe.element_size() * model.object_amplitude.shape[0]
+    )  # per position
     model.positions_per_pass = chunk_size(config.recon.positions_per_pass, wave_bytes, device)
     # the transforms of one pass of the slice recursion: probe modes x object modes x positions
     per_pass = min(config.recon.batch_size, model.positions_per_pass or config.recon.batch_size)
     pmode, ny, nx = model.probe.shape
-    if torch.device(device).type == "cpu":  # the thread pools and allocator a run has, before FFTW is timed on them
+    if (
+        torch.device(device).type == "cpu"
+    ):  # the thread pools and allocator a run has, before FFTW is timed on them
         runtime.configure_threads()
         runtime.tune_allocator()
-    model.fft = fftlib.select(config.recon.fft, device, shape=(pmode * model.object_amplitude.shape[0] * per_pass, ny, nx),
-                              dtype=model.probe.dtype)
+    model.fft = fftlib.select(
+        config.recon.fft,
+        device,
+        shape=(pmode * model.object_amplitude.shape[0] * per_pass, ny, nx),
+        dtype=model.probe.dtype,
+    )
     model.memory_estimate = estimates
     return model.to(device)

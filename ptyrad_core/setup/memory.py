@@ -92,14 +92,29 @@ ENV_LIMIT = "PTYRAD_CORE_MEMORY_LIMIT_MB"
 MiB = 2**20
 
 #: optimizer state arrays per optimized element, by ``torch.optim`` class name
-_STATE = {"Adam": 2, "AdamW": 2, "NAdam": 2, "RAdam": 2, "Adamax": 2, "Adadelta": 2, "Rprop": 2,
-          "Adafactor": 2, "Adagrad": 1, "ASGD": 1}
+_STATE = {
+    "Adam": 2,
+    "AdamW": 2,
+    "NAdam": 2,
+    "RAdam": 2,
+    "Adamax": 2,
+    "Adadelta": 2,
+    "Rprop": 2,
+    "Adafactor": 2,
+    "Adagrad": 1,
+    "ASGD": 1,
+}
 #: what the user can lower for each item of the estimate (config keys, in order of effect)
 SUGGEST = {
     "measurements": ["data.memory_budget_MB"],
     "stream blocks": ["recon.batch_size"],
     "batch waves": ["recon.batch_size", "model.probe.modes", "model.object.modes", "model.object.slices"],
-    "object transients": ["recon.batch_size", "model.object.shape", "model.object.slices", "model.object.modes"],
+    "object transients": [
+        "recon.batch_size",
+        "model.object.shape",
+        "model.object.slices",
+        "model.object.modes",
+    ],
     "per-position vectors": ["recon.batch_size"],
     "FFT workspace": ["recon.batch_size", "model.probe.modes", "model.object.modes"],
     "parameters": ["model.object.shape", "model.object.slices", "model.object.modes"],
@@ -173,8 +188,9 @@ def raw_row_bytes(meas) -> int:
     return meas.raw_row_bytes if hasattr(meas, "raw_row_bytes") else int(np.prod(meas.pattern_shape)) * 4
 
 
-def estimate_run(config, *, window: tuple[int, int], object_shape: tuple[int, int], n_positions: int,
-                 measurements, device) -> list[Estimate]:
+def estimate_run(
+    config, *, window: tuple[int, int], object_shape: tuple[int, int], n_positions: int, measurements, device
+) -> list[Estimate]:
     """The peak memory of a reconstruction, per place (the host; and the device on a GPU).
 
     :param window: the simulation window ``(Ny, Nx)``.
@@ -197,10 +213,18 @@ def estimate_run(config, *, window: tuple[int, int], object_shape: tuple[int, in
     T = B if m.tilts.mode == "per_position" else 1
     b = chunk_size(config.recon.positions_per_pass, P * W * c * M, device) or B
     b = min(b, B)
-    lr = {name: getattr(config.update, name).lr for name in ("object_amplitude", "object_phase", "probe", "positions",
-                                                             "tilts", "slice_thickness")}
-    sizes = {"object_amplitude": O * r, "object_phase": O * r, "probe": P * W * c, "positions": 2 * N * r,
-             "tilts": 2 * (N if m.tilts.mode == "per_position" else 1) * r, "slice_thickness": r}
+    lr = {
+        name: getattr(config.update, name).lr
+        for name in ("object_amplitude", "object_phase", "probe", "positions", "tilts", "slice_thickness")
+    }
+    sizes = {
+        "object_amplitude": O * r,
+        "object_phase": O * r,
+        "probe": P * W * c,
+        "positions": 2 * N * r,
+        "tilts": 2 * (N if m.tilts.mode == "per_position" else 1) * r,
+        "slice_thickness": r,
+    }
     params = sum(sizes.values())
     buffers = N * (16 + 2 * r)
     optimized = sum(s for name, s in sizes.items() if lr[name] > 0)
@@ -216,8 +240,10 @@ def estimate_run(config, *, window: tuple[int, int], object_shape: tuple[int, in
     batch = {
         "gradients": optimized,
         "batch waves": B * P * M * W * c * (1 + (Nz if object_grad else 0) + (Nz - 1 if need_h else 0))
-        + 2 * Nz * M * B * W * c + 4 * b * P * M * W * c,
-        "object transients": (4 * O * c + O * r) if B * W >= 0.75 * object_shape[0] * object_shape[1]
+        + 2 * Nz * M * B * W * c
+        + 4 * b * P * M * W * c,
+        "object transients": (4 * O * c + O * r)
+        if B * W >= 0.75 * object_shape[0] * object_shape[1]
         else Nz * M * B * W * (3 * r + 2 * c),
         "per-position vectors": 3 * B * W * c + 6 * T * W * c + B * (W + K) * 4 * r,
     }
@@ -246,7 +272,8 @@ def estimate_run(config, *, window: tuple[int, int], object_shape: tuple[int, in
         place.held += measurements.n * K * 4
     if not streamed:
         host.advice["data.memory_budget_MB"] = place.advice["data.memory_budget_MB"] = (
-            f"below {_mib(measurements.n * K * 4)}: the measurements are then streamed from disk")
+            f"below {_mib(measurements.n * K * 4)}: the measurements are then streamed from disk"
+        )
     if on_gpu:
         host.add("result writing", 2 * state + 2 * O * r)
         place.add("FFT workspace", B * P * M * W * c)  # cuFFT plans of the batched transforms
@@ -261,7 +288,9 @@ def estimate_measurements(config, meas) -> Estimate:
     """Host memory for reading the measurements whole (before ``Measurements.load``): the float32
     array, a second one when preprocessing steps transform it, and one block being read."""
     est = Estimate("host")
-    est.advice["data.memory_budget_MB"] = f"below {_mib(meas.nbytes_float32)}: the measurements are then streamed from disk"
+    est.advice["data.memory_budget_MB"] = (
+        f"below {_mib(meas.nbytes_float32)}: the measurements are then streamed from disk"
+    )
     est.add("measurements", meas.nbytes_float32 * (2 if config.data.preprocess else 1))
     est.add("read block", min(meas.chunk_bytes, meas.nbytes_float32))
     return est
@@ -280,7 +309,9 @@ def env_limit() -> int | None:
     except ValueError:
         value = float("nan")
     if not value > 0 or math.isinf(value):
-        raise ConfigError(f"{ENV_LIMIT}={text!r}: expected a positive number of MiB (the memory a run may use)")
+        raise ConfigError(
+            f"{ENV_LIMIT}={text!r}: expected a positive number of MiB (the memory a run may use)"
+        )
     return int(value * MiB)
 
 
@@ -308,7 +339,9 @@ def _stat(path: Path, key: str) -> int:
     return 0
 
 
-def _cgroup_free(root: Path = Path("/sys/fs/cgroup"), proc: Path = Path("/proc/self/cgroup")) -> tuple[int | None, str]:
+def _cgroup_free(
+    root: Path = Path("/sys/fs/cgroup"), proc: Path = Path("/proc/self/cgroup")
+) -> tuple[int | None, str]:
     """The tightest cgroup limit minus what the group uses (less its reclaimable page cache), over
     this process's cgroup and its parents; v2 ``memory.max`` or v1 ``memory.limit_in_bytes``."""
     try:
@@ -324,7 +357,12 @@ def _cgroup_free(root: Path = Path("/sys/fs/cgroup"), proc: Path = Path("/proc/s
         if controllers == "":  # v2
             base, limit_name, usage_name, stat_key = root, "memory.max", "memory.current", "inactive_file"
         elif "memory" in controllers.split(","):  # v1
-            base, limit_name, usage_name, stat_key = root / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"
+            base, limit_name, usage_name, stat_key = (
+                root / "memory",
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+                "total_inactive_file",
+            )
         else:
             continue
         folder = base / rel.lstrip("/")
@@ -414,7 +452,9 @@ def check(estimates: list[Estimate], config, what: str) -> None:
 def check_measurements(config, meas) -> Estimate:
     """Before the measurements are read whole: refuse if they do not fit the host."""
     est = estimate_measurements(config, meas)
-    check([est], config, f"reading the measurements {meas.source} ({_mib(meas.nbytes_float32)} MiB as float32)")
+    check(
+        [est], config, f"reading the measurements {meas.source} ({_mib(meas.nbytes_float32)} MiB as float32)"
+    )
     return est
 
 

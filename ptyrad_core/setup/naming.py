@@ -36,13 +36,51 @@ from ptyrad_core.kernel.errors import ConfigError
 
 PRESETS = {
     "minimal": ["indices", "meas", "batch", "pmode", "omode", "nlayer"],
-    "default": ["indices", "meas", "batch", "pmode", "omode", "nlayer", "lr", "loss", "constraint", "affine", "tilt",
-                "aberrations"],
-    "all": ["indices", "meas", "batch", "pmode", "omode", "nlayer", "optimizer", "scheduler", "start_iter", "lr", "loss",
-            "constraint", "forward", "detector", "affine", "tilt", "conv_angle", "aberrations", "dx"],
+    "default": [
+        "indices",
+        "meas",
+        "batch",
+        "pmode",
+        "omode",
+        "nlayer",
+        "lr",
+        "loss",
+        "constraint",
+        "affine",
+        "tilt",
+        "aberrations",
+    ],
+    "all": [
+        "indices",
+        "meas",
+        "batch",
+        "pmode",
+        "omode",
+        "nlayer",
+        "optimizer",
+        "scheduler",
+        "start_iter",
+        "lr",
+        "loss",
+        "constraint",
+        "forward",
+        "detector",
+        "affine",
+        "tilt",
+        "conv_angle",
+        "aberrations",
+        "dx",
+    ],
 }
 AFFIXES = set(PRESETS["all"])
-SHORT = {"object_amplitude": "oa", "object_phase": "op", "probe": "p", "positions": "s", "tilts": "t", "slice_thickness": "dz"}
+SHORT = {
+    "object_amplitude": "oa",
+    "object_phase": "op",
+    "probe": "p",
+    "positions": "s",
+    "tilts": "t",
+    "slice_thickness": "dz",
+}
 TIME_FORMATS = {"date": "%Y%m%d", "datetime": "%Y%m%d_%H%M%S", "time": "%H%M%S"}
 
 
@@ -51,7 +89,9 @@ def expand(affixes: list[str]) -> list[str]:
     for a in affixes:
         for item in PRESETS.get(a, [a]):
             if item not in AFFIXES:
-                raise ConfigError(f"output.name.affixes: unknown affix {item!r}; choose from {', '.join(sorted(AFFIXES | set(PRESETS)))}")
+                raise ConfigError(
+                    f"output.name.affixes: unknown affix {item!r}; choose from {', '.join(sorted(AFFIXES | set(PRESETS)))}"
+                )
             if item not in out:
                 out.append(item)
     return out

@@ -33,10 +33,20 @@ def electron_wavelength(energy_kv: float) -> float:
 
 # Haider name -> ((n, m), factor) with Haider value = factor * Krivanek value.
 _HAIDER = {
-    "C1": ((1, 0), 1.0), "A1": ((1, 2), 1.0), "B2": ((2, 1), 1 / 3), "A2": ((2, 3), 1.0),
-    "C3": ((3, 0), 1.0), "S3": ((3, 2), 1 / 4), "A3": ((3, 4), 1.0), "B4": ((4, 1), 1 / 4),
-    "D4": ((4, 3), 1 / 4), "A4": ((4, 5), 1.0), "C5": ((5, 0), 1.0), "S5": ((5, 2), 1 / 6),
-    "R5": ((5, 4), 1 / 6), "A5": ((5, 6), 1.0),
+    "C1": ((1, 0), 1.0),
+    "A1": ((1, 2), 1.0),
+    "B2": ((2, 1), 1 / 3),
+    "A2": ((2, 3), 1.0),
+    "C3": ((3, 0), 1.0),
+    "S3": ((3, 2), 1 / 4),
+    "A3": ((3, 4), 1.0),
+    "B4": ((4, 1), 1 / 4),
+    "D4": ((4, 3), 1 / 4),
+    "A4": ((4, 5), 1.0),
+    "C5": ((5, 0), 1.0),
+    "S5": ((5, 2), 1 / 6),
+    "R5": ((5, 4), 1 / 6),
+    "A5": ((5, 6), 1.0),
 }
 # alias -> (Krivanek key, factor)
 _ALIASES = {"defocus": ("C10", -1.0), "df": ("C10", -1.0), "Cs": ("C30", 1.0)}
@@ -65,7 +75,9 @@ def parse_aberrations(raw: Mapping[str, float] | None) -> dict[tuple[int, int], 
 
     for key, value in (raw or {}).items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise ConfigError(f"aberration {key!r} must be a finite number (Angstrom or degrees), got {value!r}")
+            raise ConfigError(
+                f"aberration {key!r} must be a finite number (Angstrom or degrees), got {value!r}"
+            )
         name, factor = _ALIASES.get(key, (key, 1.0))
         if name.endswith("phi") and name[:-3] in _HAIDER:
             nm, _ = _HAIDER[name[:-3]]
@@ -85,7 +97,9 @@ def parse_aberrations(raw: Mapping[str, float] | None) -> dict[tuple[int, int], 
             )
         kind, n, m, part = match.group(1), int(match.group(2)), int(match.group(3)), match.group(4)
         if not _valid_order(n, m):
-            raise ConfigError(f"aberration {key!r}: order (n={n}, m={m}) does not exist (n+m must be odd, m <= n+1)")
+            raise ConfigError(
+                f"aberration {key!r}: order (n={n}, m={m}) does not exist (n+m must be odd, m <= n+1)"
+            )
         if m == 0 and (kind == "phi" or part):
             raise ConfigError(f"aberration {key!r}: round aberration C{n}0 is a single number")
         if kind == "phi":

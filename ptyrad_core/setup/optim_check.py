@@ -32,12 +32,15 @@ UNUSABLE = {
 }
 
 #: keywords the engine passes itself (parameter groups; their learning rates come from `update`)
-ENGINE_KEYWORDS = {"params": "the engine passes the parameters (one group per parameter of `update` with lr > 0)"}
+ENGINE_KEYWORDS = {
+    "params": "the engine passes the parameters (one group per parameter of `update` with lr > 0)"
+}
 
 
 def _classes(module, base) -> dict[str, type]:
     return {
-        n: c for n, c in vars(module).items()
+        n: c
+        for n, c in vars(module).items()
         if isinstance(c, type) and issubclass(c, base) and c is not base and not n.startswith("_")
     }
 
@@ -57,15 +60,21 @@ def _bind(cls, options: dict) -> str | None:
         return None
     params = list(sig.parameters.values())[2:]  # self, params / optimizer
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-    names = [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    names = [
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
     for key in options:
         if key not in names and not takes_any:
             close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             return f"unknown option {key!r}{hint} Options of {cls.__name__}: {', '.join(names)}"
     missing = [
-        p.name for p in params
-        if p.default is inspect.Parameter.empty and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        p.name
+        for p in params
+        if p.default is inspect.Parameter.empty
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         and p.name not in options
     ]
     if missing:
@@ -97,7 +106,9 @@ def check_optimizer(section) -> list[tuple[tuple, str]]:
     cls = optimizers.get(section.name)
     optimizer = None
     if cls is None:
-        problems.append((("optimizer", "name"), _unknown("torch.optim optimizer", section.name, list(optimizers))))
+        problems.append(
+            (("optimizer", "name"), _unknown("torch.optim optimizer", section.name, list(optimizers)))
+        )
     elif section.name in UNUSABLE:
         problems.append((("optimizer", "name"), UNUSABLE[section.name]))
         cls = None
@@ -105,7 +116,9 @@ def check_optimizer(section) -> list[tuple[tuple, str]]:
         options = dict(section.options)
         clash = [k for k in options if k in ENGINE_KEYWORDS]
         message = (
-            f"option {clash[0]!r} cannot be set: {ENGINE_KEYWORDS[clash[0]]}" if clash else _bind(cls, options)
+            f"option {clash[0]!r} cannot be set: {ENGINE_KEYWORDS[clash[0]]}"
+            if clash
+            else _bind(cls, options)
         )
         if message is None:
             dummy = torch.nn.Parameter(torch.zeros(2))
@@ -115,11 +128,18 @@ def check_optimizer(section) -> list[tuple[tuple, str]]:
                     optimizer = cls([{"params": [dummy], "lr": 1e-3}], **options)
             except Exception as exc:
                 implementation = {"fused", "foreach", "capturable", "differentiable"} & set(options)
-                if implementation:  # may hold only on the run's device (a fused kernel for CUDA): left to the run
+                if (
+                    implementation
+                ):  # may hold only on the run's device (a fused kernel for CUDA): left to the run
                     try:
-                        optimizer = cls([{"params": [dummy], "lr": 1e-3}], **{k: v for k, v in options.items() if k not in implementation})
+                        optimizer = cls(
+                            [{"params": [dummy], "lr": 1e-3}],
+                            **{k: v for k, v in options.items() if k not in implementation},
+                        )
                     except Exception as exc2:
-                        message = f"torch.optim.{section.name} rejected the options {options}: {_first_line(exc2)}"
+                        message = (
+                            f"torch.optim.{section.name} rejected the options {options}: {_first_line(exc2)}"
+                        )
                 else:
                     message = f"torch.optim.{section.name} rejected the options {options}: {_first_line(exc)}"
         if message is not None:
@@ -132,7 +152,12 @@ def check_optimizer(section) -> list[tuple[tuple, str]]:
     schedulers["ReduceLROnPlateau"] = torch.optim.lr_scheduler.ReduceLROnPlateau
     scls = schedulers.get(spec.name)
     if scls is None:
-        problems.append((("optimizer", "scheduler", "name"), _unknown("torch.optim.lr_scheduler class", spec.name, list(schedulers))))
+        problems.append(
+            (
+                ("optimizer", "scheduler", "name"),
+                _unknown("torch.optim.lr_scheduler class", spec.name, list(schedulers)),
+            )
+        )
         return problems
     message = _bind(scls, dict(spec.options))
     if message is None:

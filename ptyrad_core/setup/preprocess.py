@@ -41,8 +41,12 @@ class PreprocessResult:
     scan_shape: tuple[int, int] | None
 
 
-def run_pipeline(meas: Measurements, steps: list[tuple[str, Preprocessor]], context: PreprocessContext,
-                 need_mean: bool = False) -> PreprocessResult:
+def run_pipeline(
+    meas: Measurements,
+    steps: list[tuple[str, Preprocessor]],
+    context: PreprocessContext,
+    need_mean: bool = False,
+) -> PreprocessResult:
     """Apply ``steps`` (``(label, step)`` pairs, label = YAML path for errors) in order."""
     calibration: tuple[tuple[int, int], np.ndarray | None] | None = None
     dk_factor = 1.0
@@ -50,7 +54,9 @@ def run_pipeline(meas: Measurements, steps: list[tuple[str, Preprocessor]], cont
         if not step.layout and calibration is None:
             calibration = _calibration_point(meas, context, need_mean)
         if step.layout and calibration is not None:
-            raise DataError(f"{label}: layout steps (permute, reshape) must come before every other preprocessing step")
+            raise DataError(
+                f"{label}: layout steps (permute, reshape) must come before every other preprocessing step"
+            )
         before = meas.pattern_shape
         try:
             transform(step, meas, context)

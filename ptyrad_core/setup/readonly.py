@@ -34,8 +34,8 @@ a folder or a file, and reports what would be written.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from ptyrad_core.kernel.errors import OutputError
 
@@ -171,8 +171,9 @@ def check_new_file_dry(
         written (judged from the nearest existing folder's permissions).
     """
     path = Path(path)
-    state = judge_new_file(path, what, inputs=inputs, overwrite=overwrite, is_previous_output=is_previous_output,
-                           kind=kind)
+    state = judge_new_file(
+        path, what, inputs=inputs, overwrite=overwrite, is_previous_output=is_previous_output, kind=kind
+    )
     if state == "replace":
         return state
     folder = path.parent if str(path.parent) else Path(".")
@@ -249,7 +250,11 @@ def npy_matches(path: Path | str, shape: tuple[int, ...], dtype: str = "<f4") ->
     try:
         with open(path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
             header = read(fh)  # (shape, fortran_order, dtype)
     except Exception:
         return False

@@ -61,7 +61,9 @@ def peak_memory_MiB(device=None) -> dict[str, float]:
             import resource
 
             maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            out["rss"] = maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024  # bytes on macOS, kB elsewhere
+            out["rss"] = (
+                maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024
+            )  # bytes on macOS, kB elsewhere
         except (ImportError, OSError):  # Windows
             pass
     if device is not None and getattr(device, "type", str(device)) == "cuda":
@@ -133,7 +135,9 @@ def _along(base: Path, rel: str) -> list[Path]:
     return out
 
 
-def cgroup_cpu_quota(cgroup_root: Path | str = CGROUP_ROOT, proc_cgroup: Path | str = PROC_CGROUP) -> float | None:
+def cgroup_cpu_quota(
+    cgroup_root: Path | str = CGROUP_ROOT, proc_cgroup: Path | str = PROC_CGROUP
+) -> float | None:
     """CPUs' worth of time per period the process's cgroup may use (``quota / period``), the
     smallest along its hierarchy; ``None`` when no quota is set or none can be read.
 
@@ -184,15 +188,24 @@ class CpuLimits:
         return max(1, min(bounds))
 
     def describe(self) -> str:
-        parts = [f"machine {self.machine}", f"affinity {self.affinity if self.affinity is not None else '?'}",
-                 f"cgroup quota {self.cgroup_quota:.3g}" if self.cgroup_quota else "no cgroup quota"]
+        parts = [
+            f"machine {self.machine}",
+            f"affinity {self.affinity if self.affinity is not None else '?'}",
+            f"cgroup quota {self.cgroup_quota:.3g}" if self.cgroup_quota else "no cgroup quota",
+        ]
         if self.slurm:
             parts.append(f"SLURM_CPUS_PER_TASK {self.slurm}")
         return f"{self.usable} usable CPU(s) ({', '.join(parts)})"
 
 
-def cpu_limits(*, environ: Mapping[str, str] | None = None, cgroup_root: Path | str = CGROUP_ROOT,
-               proc_cgroup: Path | str = PROC_CGROUP, affinity: int | None = None, machine: int | None = None) -> CpuLimits:
+def cpu_limits(
+    *,
+    environ: Mapping[str, str] | None = None,
+    cgroup_root: Path | str = CGROUP_ROOT,
+    proc_cgroup: Path | str = PROC_CGROUP,
+    affinity: int | None = None,
+    machine: int | None = None,
+) -> CpuLimits:
     """The bounds of :class:`CpuLimits` for this process (the keyword arguments replace what is
     read from the system: tests, or a launcher that knows better)."""
     env = os.environ if environ is None else environ
@@ -201,8 +214,12 @@ def cpu_limits(*, environ: Mapping[str, str] | None = None, cgroup_root: Path | 
             affinity = len(os.sched_getaffinity(0))
         except OSError:
             affinity = None
-    return CpuLimits(affinity=affinity, cgroup_quota=cgroup_cpu_quota(cgroup_root, proc_cgroup),
-                     slurm=_positive_int(env.get("SLURM_CPUS_PER_TASK")), machine=machine or os.cpu_count() or 1)
+    return CpuLimits(
+        affinity=affinity,
+        cgroup_quota=cgroup_cpu_quota(cgroup_root, proc_cgroup),
+        slurm=_positive_int(env.get("SLURM_CPUS_PER_TASK")),
+        machine=machine or os.cpu_count() or 1,
+    )
 
 
 def usable_cpus(**kwargs) -> int:
@@ -247,7 +264,9 @@ def torch_default_threads() -> set[int]:
 class ThreadPlan:
     """What :func:`configure_threads` found and did."""
 
-    threads: int | None  #: torch's intra-op threads after the call (FFTW plans use the same); None before torch is imported
+    threads: (
+        int | None
+    )  #: torch's intra-op threads after the call (FFTW plans use the same); None before torch is imported
     source: str  #: why that many: the user's variable or call, or the usable CPUs
     limits: CpuLimits
     wait_env: dict[str, str] = field(default_factory=dict)  #: variables this call put in the environment
@@ -262,7 +281,9 @@ _applied: int | None = None  # the count this module gave torch, so that a secon
 _wait_set: dict[str, str] = {}  # the wait variables this module put in the environment
 
 
-def configure_threads(threads: int | None = None, *, environ: Mapping[str, str] | None = None, **limits) -> ThreadPlan:
+def configure_threads(
+    threads: int | None = None, *, environ: Mapping[str, str] | None = None, **limits
+) -> ThreadPlan:
     """Size the CPU thread pools to the CPUs this process may use, and keep idle OpenMP threads
     from spinning for long. Call it first thing (the CLI does, before torch is imported) and again once
     torch is imported (a run does at its start); each call does what is possible at that point.
@@ -302,12 +323,16 @@ def configure_threads(threads: int | None = None, *, environ: Mapping[str, str] 
     env = os.environ if environ is None else environ
     lim = cpu_limits(environ=env, **limits)
     if env.get(OPT_OUT):
-        return ThreadPlan(None, f"{OPT_OUT} is set: torch's defaults", lim, wait_note="OpenMP waits as its defaults say")
+        return ThreadPlan(
+            None, f"{OPT_OUT} is set: torch's defaults", lim, wait_note="OpenMP waits as its defaults say"
+        )
     plan = ThreadPlan(None, "", lim)
     user_wait = {k: env[k] for k in WAIT_VARIABLES if k in env}
     torch = sys.modules.get("torch")
     if user_wait and user_wait == _wait_set:
-        plan.wait_note = "OpenMP wait: " + ", ".join(f"{k}={v}" for k, v in user_wait.items()) + " (set by ptyrad_core)"
+        plan.wait_note = (
+            "OpenMP wait: " + ", ".join(f"{k}={v}" for k, v in user_wait.items()) + " (set by ptyrad_core)"
+        )
     elif user_wait:
         plan.wait_note = "OpenMP wait set by the user: " + ", ".join(f"{k}={v}" for k, v in user_wait.items())
     elif torch is None:
@@ -316,9 +341,15 @@ def configure_threads(threads: int | None = None, *, environ: Mapping[str, str] 
         plan.wait_env = dict(WAIT_DEFAULTS)
         if environ is None:
             _wait_set = dict(WAIT_DEFAULTS)
-        plan.wait_note = "OpenMP wait: " + ", ".join(f"{k}={v}" for k, v in WAIT_DEFAULTS.items()) + " (set by ptyrad_core)"
+        plan.wait_note = (
+            "OpenMP wait: "
+            + ", ".join(f"{k}={v}" for k, v in WAIT_DEFAULTS.items())
+            + " (set by ptyrad_core)"
+        )
     else:
-        plan.wait_note = "OpenMP wait: library defaults (torch was imported before ptyrad_core could set them)"
+        plan.wait_note = (
+            "OpenMP wait: library defaults (torch was imported before ptyrad_core could set them)"
+        )
     user = explicit_threads(env)
     if torch is None:
         plan.source = user[1] if user else "the usable CPUs, once torch is imported"

@@ -9,6 +9,7 @@ in scan order (row-major, fast axis x). An object pixel is the simulation's real
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from ptyrad_core.kernel.errors import DataError
@@ -24,7 +25,9 @@ def affine_matrix(scale=1.0, asymmetry=0.0, rotation_deg=0.0, shear_deg=0.0) -> 
     return a1 @ a2 @ a3 @ a4
 
 
-def raster_positions(n_slow: int, n_fast: int, step_px: float, affine: np.ndarray | None = None) -> np.ndarray:
+def raster_positions(
+    n_slow: int, n_fast: int, step_px: float, affine: np.ndarray | None = None
+) -> np.ndarray:
     """Raster scan ``(n_slow * n_fast, 2)`` centred at 0, optionally distorted by ``affine``."""
     yy, xx = np.meshgrid(np.arange(n_slow), np.arange(n_fast), indexing="ij")
     pos = step_px * np.stack([yy.ravel(), xx.ravel()], axis=1).astype(np.float64)
@@ -71,10 +74,10 @@ def scan_step(pos: np.ndarray, max_queries: int = 2048) -> float:
     nearest = np.empty(len(queries))
     block = max(1, (1 << 22) // n)  # about 4 M distances at a time
     for start in range(0, len(queries), block):
-        q = queries[start:start + block]
+        q = queries[start : start + block]
         d2 = ((pos[q, None, :] - pos[None, :, :]) ** 2).sum(-1)
         d2[np.arange(len(q)), q] = np.inf
-        nearest[start:start + len(q)] = d2.min(1)
+        nearest[start : start + len(q)] = d2.min(1)
     return float(np.sqrt(np.median(nearest)))
 
 
@@ -101,7 +104,9 @@ def check_positions(pos: np.ndarray, window: tuple[int, int], shape: tuple[int, 
         )
 
 
-def flip_grid(pos: np.ndarray, scan_shape: tuple[int, int], flipud: bool, fliplr: bool, transpose: bool) -> np.ndarray:
+def flip_grid(
+    pos: np.ndarray, scan_shape: tuple[int, int], flipud: bool, fliplr: bool, transpose: bool
+) -> np.ndarray:
     """PtyRAD's ``pos_scan_flipT``: reverse the scan order along the slow / fast axis, swap (y, x)."""
     if not (flipud or fliplr or transpose):
         return pos
@@ -131,7 +136,7 @@ def select_indices(scan_shape: tuple[int, int], mode: str, subscan: tuple[int, i
     grid = np.arange(n_slow * n_fast).reshape(n_slow, n_fast)
     if mode == "center":
         y0, x0 = (n_slow - s_slow) // 2, (n_fast - s_fast) // 2
-        return grid[y0:y0 + s_slow, x0:x0 + s_fast].ravel()
+        return grid[y0 : y0 + s_slow, x0 : x0 + s_fast].ravel()
     rows = np.linspace(0, n_slow - 1, s_slow).astype(int)
     cols = np.linspace(0, n_fast - 1, s_fast).astype(int)
     return grid[np.ix_(rows, cols)].ravel()
@@ -164,7 +169,9 @@ def _hilbert_keys(pos: np.ndarray, order: int = 16) -> np.ndarray:
     return d
 
 
-def _kmeans_groups(pos: np.ndarray, n_groups: int, rng: np.random.Generator, iters: int = 20) -> list[np.ndarray]:
+def _kmeans_groups(
+    pos: np.ndarray, n_groups: int, rng: np.random.Generator, iters: int = 20
+) -> list[np.ndarray]:
     """Spatially compact groups: Lloyd's k-means seeded along the Hilbert curve."""
     order = np.argsort(_hilbert_keys(pos), kind="stable")
     centres = np.array([pos[chunk].mean(0) for chunk in np.array_split(order, n_groups)])

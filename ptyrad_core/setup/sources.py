@@ -40,7 +40,9 @@ def check_array(arr, label: str, where: str) -> np.ndarray:
     (the YAML path), ``label`` (file and key) and the first bad element (its row and index)."""
     arr = np.asarray(arr)
     if arr.dtype.kind not in "biufc":
-        raise DataError(f"{where}: {label} holds {arr.dtype} values (shape {arr.shape}); expected an array of numbers")
+        raise DataError(
+            f"{where}: {label} holds {arr.dtype} values (shape {arr.shape}); expected an array of numbers"
+        )
     if arr.size == 0:
         raise DataError(f"{where}: {label} is empty (shape {arr.shape}); expected an array of numbers")
     if arr.dtype.kind in "fc":
@@ -116,10 +118,20 @@ def read_prior(spec, where: str, pm, config, cache: dict, resolved=None) -> Prio
         raise DataError(f"{where}.path: result file {str(path)!r} does not exist")
     registry = pm.registry("result_reader")
     if resolved is None:
-        resolved = registry.resolve(spec.reader, spec.reader_options, tuple(where.split(".")), origin=config.origin,
-                                    name_key="reader", field="reader_options", sniff=pm.hook.ptyrad_sniff_result, path=path)
+        resolved = registry.resolve(
+            spec.reader,
+            spec.reader_options,
+            tuple(where.split(".")),
+            origin=config.origin,
+            name_key="reader",
+            field="reader_options",
+            sniff=pm.hook.ptyrad_sniff_result,
+            path=path,
+        )
         if resolved is None:
-            raise DataError(f"{where}.reader: no result reader recognises {str(path)!r}; name one of: {', '.join(registry.names())}")
+            raise DataError(
+                f"{where}.reader: no result reader recognises {str(path)!r}; name one of: {', '.join(registry.names())}"
+            )
     entry, options = resolved
     name = entry.name
     key = (str(path), name, repr(sorted(spec.reader_options.items())))
@@ -130,7 +142,9 @@ def read_prior(spec, where: str, pm, config, cache: dict, resolved=None) -> Prio
         except (DataError, ConfigError, PluginError):
             raise
         except Exception as exc:
-            raise DataError(f"{where}: result reader {name!r} (plugin {entry.plugin!r}) failed on {path}: {type(exc).__name__}: {exc}") from exc
+            raise DataError(
+                f"{where}: result reader {name!r} (plugin {entry.plugin!r}) failed on {path}: {type(exc).__name__}: {exc}"
+            ) from exc
     return cache[key]
 
 
@@ -149,7 +163,9 @@ def need(prior: PriorResult, field: str, where: str) -> np.ndarray:
 def z_crop(obj: np.ndarray, start: int, stop: int) -> np.ndarray:
     out = obj[:, start:stop]
     if out.shape[1] == 0:
-        raise ConfigError(f"model.object.z_crop [{start}, {stop}) keeps no slice of the {obj.shape[1]} loaded")
+        raise ConfigError(
+            f"model.object.z_crop [{start}, {stop}) keeps no slice of the {obj.shape[1]} loaded"
+        )
     return out
 
 

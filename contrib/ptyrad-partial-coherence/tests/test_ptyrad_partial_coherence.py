@@ -13,11 +13,11 @@ import pytest
 torch = pytest.importorskip("torch")
 ppc = pytest.importorskip("ptyrad_partial_coherence")
 
+from ptyrad_partial_coherence import DefocusSpread, defocus_samples  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
 from ptyrad_core.kernel.model import PtychoModel  # noqa: E402
 from ptyrad_core.setup.optics import electron_wavelength, make_probe  # noqa: E402
-from ptyrad_partial_coherence import DefocusSpread, defocus_samples  # noqa: E402
 
 KV, CONV, DX, NPIX, DEFOCUS = 300.0, 21.4, 0.25, 48, 80.0
 trapezoid = getattr(np, "trapezoid", None) or np.trapz  # NumPy < 2 has only trapz
@@ -38,12 +38,22 @@ def _model(extension=None, omode_phase=None):
     rng = np.random.default_rng(0)
     phase = omode_phase if omode_phase is not None else 0.5 * rng.normal(size=(1, 1, 60, 60))
     probe = make_probe(NPIX, DX, KV, CONV, {"defocus": DEFOCUS})
-    return PtychoModel(
-        object_amplitude=np.ones_like(phase), object_phase=phase, probe=probe[None],
-        positions_px=np.array([[3.0, 5.0], [10.0, 2.0], [7.0, 9.0]]), tilts_mrad=np.zeros((1, 2)),
-        slice_thickness=1.0, wavelength=electron_wavelength(KV), dx=DX,
-        extensions=[extension] if extension else [], dtype=torch.float64,
-    ), phase, probe
+    return (
+        PtychoModel(
+            object_amplitude=np.ones_like(phase),
+            object_phase=phase,
+            probe=probe[None],
+            positions_px=np.array([[3.0, 5.0], [10.0, 2.0], [7.0, 9.0]]),
+            tilts_mrad=np.zeros((1, 2)),
+            slice_thickness=1.0,
+            wavelength=electron_wavelength(KV),
+            dx=DX,
+            extensions=[extension] if extension else [],
+            dtype=torch.float64,
+        ),
+        phase,
+        probe,
+    )
 
 
 def test_each_mode_is_the_probe_made_at_the_shifted_defocus():
@@ -61,7 +71,7 @@ def _plain_pattern(phase, corner, defocus):
     """|F_ortho[O P_defocus]|^2, zero frequency centred: one slice, integer position, plain NumPy."""
     p = make_probe(NPIX, DX, KV, CONV, {"defocus": defocus})
     y, x = corner
-    patch = np.exp(1j * phase[0, 0, y:y + NPIX, x:x + NPIX])
+    patch = np.exp(1j * phase[0, 0, y : y + NPIX, x : x + NPIX])
     return np.abs(np.fft.fftshift(np.fft.fft2(patch * p, norm="ortho"))) ** 2
 
 
@@ -73,7 +83,7 @@ def test_patterns_equal_a_dense_numerical_defocus_average():
         pred, _ = model(torch.arange(3))
     # dense trapezoid over +-6 sigma of the Gaussian: independent of the Gauss-Hermite rule
     grid = np.linspace(-6 * sigma, 6 * sigma, 241)
-    pdf = np.exp(-grid**2 / (2 * sigma**2)) / (sigma * np.sqrt(2 * np.pi))
+    pdf = np.exp(-(grid**2) / (2 * sigma**2)) / (sigma * np.sqrt(2 * np.pi))
     for j, corner in enumerate([(3, 5), (10, 2), (7, 9)]):
         stack = np.stack([_plain_pattern(phase, corner, DEFOCUS + d) for d in grid])
         expected = trapezoid(pdf[:, None, None] * stack, grid, axis=0)
@@ -115,18 +125,29 @@ def test_reconstruction_with_a_defocus_spread(tmp_path):
     from ptyrad_core.engine.results import read_result
 
     data = str(tiny_h5())
-    run = ptyrad_core.run({
-        "data": {"path": data, "loader": "hdf5", "options": {"key": "measurements"}},
-        "experiment": {"energy_kV": 300, "conv_angle_mrad": 21.4, "dx_A": 0.19525, "aberrations": {"defocus": 100}},
-        "scan": {"source": "file", "path": data, "key": "positions_nominal_px", "n_slow": 8, "n_fast": 8},
-        "model": {"object": {"slices": 2, "slice_thickness_A": 3.905}},
-        "forward": [{"name": "defocus_spread", "options": {"focal_spread_A": 20.0, "n_samples": 3}}],
-        "loss": [{"name": "gaussian"}],
-        "recon": {"iterations": 2, "batch_size": 16},
-        "output": {"dir": str(tmp_path / "out"), "figures": False},
-    })
+    run = ptyrad_core.run(
+        {
+            "data": {"path": data, "loader": "hdf5", "options": {"key": "measurements"}},
+            "experiment": {
+                "energy_kV": 300,
+                "conv_angle_mrad": 21.4,
+                "dx_A": 0.19525,
+                "aberrations": {"defocus": 100},
+            },
+            "scan": {"source": "file", "path": data, "key": "positions_nominal_px", "n_slow": 8, "n_fast": 8},
+            "model": {"object": {"slices": 2, "slice_thickness_A": 3.905}},
+            "forward": [{"name": "defocus_spread", "options": {"focal_spread_A": 20.0, "n_samples": 3}}],
+            "loss": [{"name": "gaussian"}],
+            "recon": {"iterations": 2, "batch_size": 16},
+            "output": {"dir": str(tmp_path / "out"), "figures": False},
+        }
+    )
     result = read_result(run.result_path)
-    assert np.all(np.isfinite(result["history/loss"])) and result["history/loss"][-1] < result["history/loss"][0]
-    assert result["probe/modes"].shape[0] == 1  # the stored probe keeps its modes; the spread is in the forward model
+    assert (
+        np.all(np.isfinite(result["history/loss"])) and result["history/loss"][-1] < result["history/loss"][0]
+    )
+    assert (
+        result["probe/modes"].shape[0] == 1
+    )  # the stored probe keeps its modes; the spread is in the forward model
     assert any(p["distribution"] == "ptyrad-partial-coherence" for p in result["attrs"]["plugins"])
     assert result["attrs"]["config"]["forward"][0]["name"] == "defocus_spread"

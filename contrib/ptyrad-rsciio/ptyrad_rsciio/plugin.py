@@ -128,7 +128,11 @@ def _metadata(signal: dict, reader: dict) -> dict[str, Any]:
         ],
     }
     tem = (md.get("Acquisition_instrument") or {}).get("TEM") or {}
-    for key, name in (("beam_energy", "energy_kV"), ("convergence_angle", "conv_angle_mrad"), ("camera_length", "camera_length")):
+    for key, name in (
+        ("beam_energy", "energy_kV"),
+        ("convergence_angle", "conv_angle_mrad"),
+        ("camera_length", "camera_length"),
+    ):
         if key in tem:
             out[name] = _plain(tem[key])
     return out
@@ -149,7 +153,8 @@ class RsciioLoader(Loader):
             description="Index of the signal to use when the file holds several; null: the only 3-D / 4-D one.",
         )
         lazy: bool = Field(
-            True, description="Read through dask, so that data larger than data.memory_budget_MB are streamed per batch."
+            True,
+            description="Read through dask, so that data larger than data.memory_budget_MB are streamed per batch.",
         )
         reader_options: dict[str, Any] = Field(
             default_factory=dict,
@@ -172,7 +177,9 @@ class RsciioLoader(Loader):
         params = inspect.signature(module.file_reader).parameters
         if "lazy" in params:
             kwargs.setdefault("lazy", o.lazy)
-        unknown = [k for k in kwargs if k not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values())]
+        unknown = [
+            k for k in kwargs if k not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values())
+        ]
         if unknown:
             raise DataError(
                 f"data.options.reader_options: RosettaSciIO's {reader['name']} reader takes no {', '.join(map(repr, unknown))}; "
@@ -182,12 +189,16 @@ class RsciioLoader(Loader):
             signals = module.file_reader(str(path), **kwargs)
         except TypeError as exc:
             if not o.reader_options:
-                raise DataError(f"{path}: RosettaSciIO's {reader['name']} reader could not read it (TypeError: {exc})") from None
+                raise DataError(
+                    f"{path}: RosettaSciIO's {reader['name']} reader could not read it (TypeError: {exc})"
+                ) from None
             raise DataError(
                 f"data.options.reader_options: RosettaSciIO's {reader['name']} reader rejected {o.reader_options} ({exc})"
             ) from None
         except Exception as exc:
-            raise DataError(f"{path}: RosettaSciIO's {reader['name']} reader could not read it ({type(exc).__name__}: {exc})") from None
+            raise DataError(
+                f"{path}: RosettaSciIO's {reader['name']} reader could not read it ({type(exc).__name__}: {exc})"
+            ) from None
         index = self._pick(signals, reader)
         signal = signals[index]
         data = signal["data"]
@@ -196,7 +207,11 @@ class RsciioLoader(Loader):
         if 0 in shape:
             raise DataError(f"{source}: the signal is empty (shape {shape})")
         dtype = np.dtype(data.dtype)
-        if dtype.names is not None or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        if (
+            dtype.names is not None
+            or not np.issubdtype(dtype, np.number)
+            or np.issubdtype(dtype, np.complexfloating)
+        ):
             raise DataError(f"{source}: expected real intensities, got dtype {dtype}")
         resources = [_FileCloser(data)] if type(data).__module__.startswith("dask") else []
         return Measurements(data, source=source, metadata=_metadata(signal, reader), resources=resources)
@@ -205,15 +220,20 @@ class RsciioLoader(Loader):
         """The index of the signal to use."""
         path = self.path
         shapes = [tuple(int(s) for s in sig["data"].shape) for sig in signals]
-        listed = ", ".join(
-            f"{i}: {(sig.get('metadata') or {}).get('General', {}).get('title', '') or 'untitled'} {shape}"
-            for i, (sig, shape) in enumerate(zip(signals, shapes))
-        ) or "none"
+        listed = (
+            ", ".join(
+                f"{i}: {(sig.get('metadata') or {}).get('General', {}).get('title', '') or 'untitled'} {shape}"
+                for i, (sig, shape) in enumerate(zip(signals, shapes))
+            )
+            or "none"
+        )
         expected = "expected a 4-D (scan y, scan x, ky, kx) or 3-D (N, ky, kx) stack of diffraction patterns"
         if self.options.signal is not None:
             i = self.options.signal
             if i >= len(signals):
-                raise DataError(f"data.options.signal: {path} holds {len(signals)} signal(s) ({listed}); index {i} is out of range")
+                raise DataError(
+                    f"data.options.signal: {path} holds {len(signals)} signal(s) ({listed}); index {i} is out of range"
+                )
             if len(shapes[i]) not in (3, 4):
                 raise DataError(f"{path}: signal {i} has shape {shapes[i]} ({len(shapes[i])}-D); {expected}")
             return i
@@ -221,8 +241,12 @@ class RsciioLoader(Loader):
         if len(found) == 1:
             return found[0]
         if not found:
-            raise DataError(f"{path}: wrong dimensionality: RosettaSciIO's {reader['name']} reader found {listed}; {expected}")
-        raise DataError(f"{path}: holds several 3-D / 4-D signals ({listed}); set data.options.signal to one index")
+            raise DataError(
+                f"{path}: wrong dimensionality: RosettaSciIO's {reader['name']} reader found {listed}; {expected}"
+            )
+        raise DataError(
+            f"{path}: holds several 3-D / 4-D signals ({listed}); set data.options.signal to one index"
+        )
 
 
 @hookimpl

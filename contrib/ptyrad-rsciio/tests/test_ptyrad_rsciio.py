@@ -13,24 +13,44 @@ pytest.importorskip("ptyrad_rsciio")
 hspy = pytest.importorskip("rsciio.hspy")
 emd = pytest.importorskip("rsciio.emd")
 
-from ptyrad_core.plugin import DataError  # noqa: E402
 from ptyrad_rsciio import RsciioLoader  # noqa: E402
+
+from ptyrad_core.plugin import DataError  # noqa: E402
 
 
 def signal_dict(data: np.ndarray, title: str = "4D-STEM", energy_kV: float = 300.0) -> dict:
     """A RosettaSciIO signal dictionary (what HyperSpy hands its writers): signal axes last."""
-    names = ["scan_y", "scan_x", "ky", "kx"][-data.ndim:] if data.ndim <= 4 else [f"a{i}" for i in range(data.ndim)]
+    names = (
+        ["scan_y", "scan_x", "ky", "kx"][-data.ndim :]
+        if data.ndim <= 4
+        else [f"a{i}" for i in range(data.ndim)]
+    )
     n_sig = min(2, data.ndim)
     axes = [
-        {"name": n, "size": s, "scale": 0.02 if i >= data.ndim - n_sig else 0.4, "offset": 0.0,
-         "units": "1/A" if i >= data.ndim - n_sig else "A", "navigate": i < data.ndim - n_sig}
+        {
+            "name": n,
+            "size": s,
+            "scale": 0.02 if i >= data.ndim - n_sig else 0.4,
+            "offset": 0.0,
+            "units": "1/A" if i >= data.ndim - n_sig else "A",
+            "navigate": i < data.ndim - n_sig,
+        }
         for i, (n, s) in enumerate(zip(names, data.shape))
     ]
     return {
-        "data": data, "axes": axes, "original_metadata": {}, "tmp_parameters": {}, "learning_results": {},
-        "models": {}, "attributes": {"_lazy": False}, "package_info": {"name": "rsciio", "version": "0"},
-        "metadata": {"General": {"title": title}, "Signal": {"signal_type": ""},
-                     "Acquisition_instrument": {"TEM": {"beam_energy": energy_kV, "convergence_angle": 21.4}}},
+        "data": data,
+        "axes": axes,
+        "original_metadata": {},
+        "tmp_parameters": {},
+        "learning_results": {},
+        "models": {},
+        "attributes": {"_lazy": False},
+        "package_info": {"name": "rsciio", "version": "0"},
+        "metadata": {
+            "General": {"title": title},
+            "Signal": {"signal_type": ""},
+            "Acquisition_instrument": {"TEM": {"beam_energy": energy_kV, "convergence_angle": 21.4}},
+        },
     }
 
 
@@ -93,7 +113,10 @@ def test_missing_file(tmp_path):
 @pytest.mark.parametrize("shape", [(8, 8), (16,), (2, 2, 3, 8, 8)])
 def test_wrong_dimensionality_names_the_shape(tmp_path, shape):
     path = write_hspy(tmp_path / "image.hspy", np.ones(shape, np.float32), title="image")
-    with pytest.raises(DataError, match=r"wrong dimensionality.*image " + re_shape(shape) + r".*4-D \(scan y, scan x, ky, kx\) or 3-D"):
+    with pytest.raises(
+        DataError,
+        match=r"wrong dimensionality.*image " + re_shape(shape) + r".*4-D \(scan y, scan x, ky, kx\) or 3-D",
+    ):
         load(path)
     with pytest.raises(DataError, match=r"signal 0 has shape"):
         load(path, signal=0)
@@ -115,7 +138,10 @@ def test_a_file_with_several_signals(tmp_path, stack4d):
             if title == "scan":
                 meas = load(path)
                 assert meas.source == f"{path}:signal 1" and meas.shape == stack4d.shape
-    with pytest.raises(DataError, match=r"several 3-D / 4-D signals \(0: overview \(8, 8\), 1: scan \(3, 4, 8, 8\), 2: scan2 \(1, 4, 8, 8\)\); set data.options.signal"):
+    with pytest.raises(
+        DataError,
+        match=r"several 3-D / 4-D signals \(0: overview \(8, 8\), 1: scan \(3, 4, 8, 8\), 2: scan2 \(1, 4, 8, 8\)\); set data.options.signal",
+    ):
         load(path)
     assert load(path, signal=2).shape == (1, 4, 8, 8)
     with pytest.raises(DataError, match="signal 0 has shape"):
@@ -169,8 +195,19 @@ def test_reconstruction_from_hspy_streamed_equals_the_hdf5_run(tmp_path):
     def config(data: dict, out: str) -> dict:
         return {
             "data": data,
-            "experiment": {"energy_kV": 300, "conv_angle_mrad": 21.4, "dx_A": 0.19525, "aberrations": {"defocus": 100}},
-            "scan": {"source": "file", "path": str(tiny), "key": "positions_nominal_px", "n_slow": 8, "n_fast": 8},
+            "experiment": {
+                "energy_kV": 300,
+                "conv_angle_mrad": 21.4,
+                "dx_A": 0.19525,
+                "aberrations": {"defocus": 100},
+            },
+            "scan": {
+                "source": "file",
+                "path": str(tiny),
+                "key": "positions_nominal_px",
+                "n_slow": 8,
+                "n_fast": 8,
+            },
             "model": {"object": {"slices": 2, "slice_thickness_A": 3.905}},
             "loss": [{"name": "gaussian"}],
             "recon": {"iterations": 2, "batch_size": 16},
@@ -180,7 +217,9 @@ def test_reconstruction_from_hspy_streamed_equals_the_hdf5_run(tmp_path):
     # loader auto: the .hspy file is sniffed; a tiny memory budget streams it through dask per batch
     run = ptyrad_core.run(config({"path": str(path), "memory_budget_MB": 0.1}, "rsciio"))
     assert run.data.measurements.source == str(path) and not run.data.measurements.in_memory
-    reference = ptyrad_core.run(config({"path": str(tiny), "loader": "hdf5", "options": {"key": "measurements"}}, "hdf5"))
+    reference = ptyrad_core.run(
+        config({"path": str(tiny), "loader": "hdf5", "options": {"key": "measurements"}}, "hdf5")
+    )
     a, b = read_result(run.result_path), read_result(reference.result_path)
     assert a["attrs"]["config"]["data"]["loader"] in ("auto", "rsciio")
     np.testing.assert_allclose(a["history/loss"], b["history/loss"], rtol=1e-6)
@@ -192,8 +231,10 @@ def write_mib(path: Path, frames: np.ndarray) -> Path:
     n, ky, kx = frames.shape
     out = bytearray()
     for i, frame in enumerate(frames):
-        head = (f"MQ1,{i + 1:06d},00384,01,{kx:04d},{ky:04d},U16,   1x1,01,2020-05-18 16:51:49.971626,0.000555,0,0,0,"
-                "MQ1A,2020-05-18T14:51:49.971626178Z,555000ns,12,")
+        head = (
+            f"MQ1,{i + 1:06d},00384,01,{kx:04d},{ky:04d},U16,   1x1,01,2020-05-18 16:51:49.971626,0.000555,0,0,0,"
+            "MQ1A,2020-05-18T14:51:49.971626178Z,555000ns,12,"
+        )
         out += head.encode().ljust(384, b"\0") + frame.astype(">u2").tobytes()
     path.write_bytes(bytes(out))
     return path
@@ -213,10 +254,16 @@ def test_reader_options_from_yaml_lists_become_tuples(tmp_path, lazy):
     assert meas.shape == (2, 4, 16, 16)  # RosettaSciIO: navigation_shape is (x, y)
     meas.as_patterns()
     meas.load()
-    np.testing.assert_array_equal(meas.array, frames[:, ::-1].astype(np.float32))  # the Merlin reader flips rows
+    np.testing.assert_array_equal(
+        meas.array, frames[:, ::-1].astype(np.float32)
+    )  # the Merlin reader flips rows
 
 
 def test_as_tuples_is_recursive():
     from ptyrad_rsciio.plugin import as_tuples
 
-    assert as_tuples({"a": [1, [2, 3]], "b": {"c": [4]}, "d": "x"}) == {"a": (1, (2, 3)), "b": {"c": (4,)}, "d": "x"}
+    assert as_tuples({"a": [1, [2, 3]], "b": {"c": [4]}, "d": "x"}) == {
+        "a": (1, (2, 3)),
+        "b": {"c": (4,)},
+        "d": "x",
+    }

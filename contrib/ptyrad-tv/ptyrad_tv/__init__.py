@@ -7,8 +7,16 @@ Components (``ptyrad-core plugins`` lists them after ``pip install``):
   algorithm) applied to the phase of every slice and object mode.
 """
 
-from .plugin import TVPhaseLoss, TVPhaseProx, gradient, divergence, total_variation, tv_prox
+from .plugin import TVPhaseLoss, TVPhaseProx, divergence, gradient, total_variation, tv_prox
 
 __version__ = "0.1.0"
 
-__all__ = ["TVPhaseLoss", "TVPhaseProx", "gradient", "divergence", "total_variation", "tv_prox", "__version__"]
+__all__ = [
+    "TVPhaseLoss",
+    "TVPhaseProx",
+    "gradient",
+    "divergence",
+    "total_variation",
+    "tv_prox",
+    "__version__",
+]

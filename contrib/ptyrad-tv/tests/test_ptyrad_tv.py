@@ -14,10 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 ptyrad_tv = pytest.importorskip("ptyrad_tv")
 
+from ptyrad_tv import TVPhaseLoss, TVPhaseProx, divergence, gradient, tv_prox  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
-
-from ptyrad_tv import TVPhaseLoss, TVPhaseProx, divergence, gradient, total_variation, tv_prox  # noqa: E402
-
 
 # -- plain NumPy formulas -------------------------------------------------------------------
 
@@ -51,7 +49,10 @@ def test_loss_equals_the_plain_formula():
     phase = rng.normal(size=(5, 2, 3, 8, 8))  # (B, omode, Nz, Ny, Nx)
     occupancy = np.array([0.7, 0.3])
     batch = SimpleNamespace(
-        object_patches=(torch.ones(phase.shape, dtype=torch.float64), torch.from_numpy(phase).requires_grad_()),
+        object_patches=(
+            torch.ones(phase.shape, dtype=torch.float64),
+            torch.from_numpy(phase).requires_grad_(),
+        ),
         model=SimpleNamespace(occupancy=torch.from_numpy(occupancy)),
     )
     eps = 0.05
@@ -129,7 +130,11 @@ def test_installed_entry_point_registers_both_components():
     assert pm.registry("loss").get("tv_phase").cls is TVPhaseLoss
     assert pm.registry("constraint").get("tv_phase").cls is TVPhaseProx
     info = pm.info["ptyrad_tv"]
-    assert (info.source, info.distribution, info.version) == ("installed package", "ptyrad-tv", ptyrad_tv.__version__)
+    assert (info.source, info.distribution, info.version) == (
+        "installed package",
+        "ptyrad-tv",
+        ptyrad_tv.__version__,
+    )
 
 
 def tiny_h5() -> Path:
@@ -146,7 +151,12 @@ def tiny_config(out: Path, **sections) -> dict:
     data = str(tiny_h5())
     cfg = {
         "data": {"path": data, "loader": "hdf5", "options": {"key": "measurements"}},
-        "experiment": {"energy_kV": 300, "conv_angle_mrad": 21.4, "dx_A": 0.19525, "aberrations": {"defocus": 100}},
+        "experiment": {
+            "energy_kV": 300,
+            "conv_angle_mrad": 21.4,
+            "dx_A": 0.19525,
+            "aberrations": {"defocus": 100},
+        },
         "scan": {"source": "file", "path": data, "key": "positions_nominal_px", "n_slow": 8, "n_fast": 8},
         "model": {"object": {"slices": 2, "slice_thickness_A": 3.905}},
         "loss": [{"name": "gaussian"}],
@@ -162,11 +172,13 @@ def test_reconstruction_with_the_tv_loss_and_constraint(tmp_path):
     from ptyrad_core.engine.results import read_result
 
     plain = ptyrad_core.run(tiny_config(tmp_path / "plain"))
-    run = ptyrad_core.run(tiny_config(
-        tmp_path / "tv",
-        loss=[{"name": "gaussian"}, {"name": "tv_phase", "weight": 0.05}],
-        constraints=[{"name": "tv_phase", "options": {"weight": 0.02}, "start_iter": 1}],
-    ))
+    run = ptyrad_core.run(
+        tiny_config(
+            tmp_path / "tv",
+            loss=[{"name": "gaussian"}, {"name": "tv_phase", "weight": 0.05}],
+            constraints=[{"name": "tv_phase", "options": {"weight": 0.02}, "start_iter": 1}],
+        )
+    )
     result = read_result(run.result_path)
     assert len(result["history/loss_terms/tv_phase"]) == 2
     assert np.all(np.isfinite(result["history/loss"]))

@@ -25,7 +25,9 @@ class KrFilter(Constraint):
 
     def enforce(self, model, iteration):
         o = self.options
-        rho = ops.relative_frequency_radius(model.object_shape, model.fy.device, model.fy.dtype, centred=False)
+        rho = ops.relative_frequency_radius(
+            model.object_shape, model.fy.device, model.fy.dtype, centred=False
+        )
         mask = ops.sigmoid_mask(rho, o.radius, o.width)
         transform_object(model, o.obj_type, lambda x, _: torch.fft.ifft2(torch.fft.fft2(x) * mask).real)
 

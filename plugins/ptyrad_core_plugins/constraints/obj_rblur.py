@@ -24,7 +24,11 @@ class ObjRblur(Constraint):
 
     def enforce(self, model, iteration):
         o = self.options
-        transform_object(model, o.obj_type, lambda x, _: ops.gaussian_blur(x, o.std, o.kernel_size, dims=(-2, -1), padding="reflect"))
+        transform_object(
+            model,
+            o.obj_type,
+            lambda x, _: ops.gaussian_blur(x, o.std, o.kernel_size, dims=(-2, -1), padding="reflect"),
+        )
 
 
 @hookimpl

@@ -20,7 +20,9 @@ class ObjpPostiv(Constraint):
 
     class Options(PluginOptions):
         relax: float = Field(0.0, ge=0, le=1, description="Fraction of the unconstrained phase kept.")
-        mode: Literal["clip_neg", "subtract_min"] = Field("clip_neg", description="Clip negative values or subtract the minimum.")
+        mode: Literal["clip_neg", "subtract_min"] = Field(
+            "clip_neg", description="Clip negative values or subtract the minimum."
+        )
 
     def enforce(self, model, iteration):
         o = self.options

@@ -33,15 +33,21 @@ class ProbeMaskK(Constraint):
     class Options(PluginOptions):
         radius: float = Field(0.22, gt=0, description="Mask radius relative to k_max of the probe window.")
         width: float = Field(0.05, gt=0, description="Width of the sigmoid edge relative to k_max.")
-        power_thresh: float = Field(0.95, ge=0, le=1, description="Mask the strongest modes up to this cumulative power.")
+        power_thresh: float = Field(
+            0.95, ge=0, le=1, description="Mask the strongest modes up to this cumulative power."
+        )
 
     def enforce(self, model, iteration):
         o = self.options
         probe = model.probe
         n = modes_to_mask(probe, o.power_thresh)
         mask = ops.sigmoid_mask(ops.relative_frequency_radius(model.window, probe.device), o.radius, o.width)
-        centred = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(probe[:n], dim=FFT), norm="ortho"), dim=FFT)
-        masked = torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(centred * mask, dim=FFT), norm="ortho"), dim=FFT)
+        centred = torch.fft.fftshift(
+            torch.fft.fft2(torch.fft.ifftshift(probe[:n], dim=FFT), norm="ortho"), dim=FFT
+        )
+        masked = torch.fft.fftshift(
+            torch.fft.ifft2(torch.fft.ifftshift(centred * mask, dim=FFT), norm="ortho"), dim=FFT
+        )
         model.assign("probe", ops.sort_modes(torch.cat([masked, probe[n:]])))
 
 

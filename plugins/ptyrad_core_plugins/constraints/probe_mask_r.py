@@ -23,7 +23,9 @@ from .probe_mask_k import modes_to_mask
 def defocus_propagators(model, distances: torch.Tensor) -> torch.Tensor:
     """Propagators ``(Z, Ny, Nx)`` over each distance in Angstrom (no tilt)."""
     zeros = torch.zeros(1, 2, dtype=model.fy.dtype, device=model.fy.device)
-    return ops.fresnel_propagator(model.fy, model.fx, model.dx, model.wavelength, distances.view(-1, 1, 1), zeros)
+    return ops.fresnel_propagator(
+        model.fy, model.fx, model.dx, model.wavelength, distances.view(-1, 1, 1), zeros
+    )
 
 
 class ProbeMaskR(Constraint):
@@ -32,8 +34,12 @@ class ProbeMaskR(Constraint):
     class Options(PluginOptions):
         radius: float = Field(0.95, gt=0, description="Window radius relative to half the probe window.")
         order: int = Field(6, ge=1, description="Super-Gaussian order (4 - 6: flat top, smooth edge).")
-        power_thresh: float = Field(0.95, ge=0, le=1, description="Mask the strongest modes up to this cumulative power.")
-        z_range: tuple[float, float] = Field((-500.0, 500.0), description="Focal-plane search range, Angstrom.")
+        power_thresh: float = Field(
+            0.95, ge=0, le=1, description="Mask the strongest modes up to this cumulative power."
+        )
+        z_range: tuple[float, float] = Field(
+            (-500.0, 500.0), description="Focal-plane search range, Angstrom."
+        )
         z_steps: int = Field(101, ge=1, description="Number of planes searched.")
 
     def focus(self, model, mode: torch.Tensor) -> float:

@@ -21,9 +21,13 @@ class TiltSmooth(Constraint):
 
     def setup(self, model):
         if model.tilts.shape[0] == 1:
-            raise ConfigError("constraint 'tilt_smooth' needs per-position tilts: set model.tilts.mode: per_position")
+            raise ConfigError(
+                "constraint 'tilt_smooth' needs per-position tilts: set model.tilts.mode: per_position"
+            )
         if model.scan_shape is None or model.scan_shape[0] * model.scan_shape[1] != model.tilts.shape[0]:
-            raise ConfigError(f"constraint 'tilt_smooth' needs a scan grid matching the {model.tilts.shape[0]} tilts")
+            raise ConfigError(
+                f"constraint 'tilt_smooth' needs a scan grid matching the {model.tilts.shape[0]} tilts"
+            )
 
     def enforce(self, model, iteration):
         o = self.options

@@ -67,7 +67,9 @@ class BinSimulation(DetectorModel):
     """Sum ``factor x factor`` simulated pixels (dk / factor) into each measured pixel."""
 
     class Options(PluginOptions):
-        factor: int = Field(ge=1, description="Simulated pixels per measured pixel along each axis (integer).")
+        factor: int = Field(
+            ge=1, description="Simulated pixels per measured pixel along each axis (integer)."
+        )
         even: Literal["trapezoid", "block"] = Field(
             "trapezoid",
             description="Even factors: 'trapezoid' centres each bin on its frequency (end pixels weighted 1/2); "

@@ -34,7 +34,9 @@ class CropSimulation(DetectorModel):
     """Centre-crop a larger simulated pattern (same dk) to the measured size."""
 
     class Options(PluginOptions):
-        npix: int = Field(gt=0, description="Simulated pattern size in pixels (>= the measured size), same dk as measured.")
+        npix: int = Field(
+            gt=0, description="Simulated pattern size in pixels (>= the measured size), same dk as measured."
+        )
 
     def __init__(self, options: Options):
         super().__init__(options)
@@ -52,7 +54,9 @@ class CropSimulation(DetectorModel):
 
     def forward(self, patterns, batch):
         if self.output_shape is None:
-            raise RuntimeError("crop_simulation: simulation_grid() has not been called (the kernel calls it in initialize.sampling)")
+            raise RuntimeError(
+                "crop_simulation: simulation_grid() has not been called (the kernel calls it in initialize.sampling)"
+            )
         my, mx = self.output_shape
         ny, nx = patterns.shape[-2:]
         y0, x0 = centre_start(ny, my), centre_start(nx, mx)

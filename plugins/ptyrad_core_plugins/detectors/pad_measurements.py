@@ -136,7 +136,9 @@ class PadMeasurements(DetectorModel):
     """Place each measured pattern on a fixed background canvas of ``npix x npix`` pixels (same dk)."""
 
     class Options(PluginOptions):
-        npix: int = Field(gt=0, description="Padded pattern size in pixels (>= the measured size); dx becomes dx M / npix.")
+        npix: int = Field(
+            gt=0, description="Padded pattern size in pixels (>= the measured size); dx becomes dx M / npix."
+        )
         padding: Literal["constant", "edge", "linear_ramp", "exp", "power"] = Field(
             description="How the background outside the measured pixels is made from the mean pattern's amplitude."
         )
@@ -145,7 +147,10 @@ class PadMeasurements(DetectorModel):
             description="Amplitude (sqrt of intensity) for 'constant', end value for 'linear_ramp'; PtyRAD's default 10.",
         )
         threshold: float = Field(
-            70.0, gt=0, le=100, description="Percentile of the mean amplitude below which pixels enter the 'exp'/'power' fit."
+            70.0,
+            gt=0,
+            le=100,
+            description="Percentile of the mean amplitude below which pixels enter the 'exp'/'power' fit.",
         )
 
     def __init__(self, options: Options):
@@ -162,7 +167,9 @@ class PadMeasurements(DetectorModel):
                 f"detector pad_measurements: npix = {n} is smaller than the measured {shape[0]} x {shape[1]} patterns"
             )
         mean = measurements.mean_pattern()
-        canvas, self.corner = background_canvas(mean, n, self.options.padding, self.options.value, self.options.threshold)
+        canvas, self.corner = background_canvas(
+            mean, n, self.options.padding, self.options.value, self.options.threshold
+        )
         self.canvas = torch.from_numpy(canvas)
         self.measured_shape = shape
 

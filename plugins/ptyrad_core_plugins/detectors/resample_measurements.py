@@ -39,7 +39,9 @@ class ResampleMeasurements(DetectorModel):
     """Bilinear resampling of each measured batch by ``scale`` (kMax fixed), intensities / scale^2."""
 
     class Options(PluginOptions):
-        scale: float = Field(gt=0, description="Resampling factor: the patterns get floor(M scale) pixels over the same kMax.")
+        scale: float = Field(
+            gt=0, description="Resampling factor: the patterns get floor(M scale) pixels over the same kMax."
+        )
         align: Align = Field(
             "zero_frequency",
             description="'zero_frequency' keeps k = 0 on pixel M' // 2; 'edges' is PtyRAD's interpolate "
@@ -55,16 +57,24 @@ class ResampleMeasurements(DetectorModel):
 
     def measurement_grid(self, shape, dk):
         if shape[0] != shape[1]:
-            raise ConfigError(f"detector resample_measurements: needs square patterns, got {shape[0]} x {shape[1]}")
+            raise ConfigError(
+                f"detector resample_measurements: needs square patterns, got {shape[0]} x {shape[1]}"
+            )
         out = tuple(self.output_size(n) for n in shape)
         if min(out) < 2:
-            raise ConfigError(f"detector resample_measurements: scale {self.options.scale} leaves {out[0]} x {out[1]} pixels")
-        self._resample = BilinearResampler(shape, out, (shape[0] / out[0], shape[1] / out[1]), self.options.align)
+            raise ConfigError(
+                f"detector resample_measurements: scale {self.options.scale} leaves {out[0]} x {out[1]} pixels"
+            )
+        self._resample = BilinearResampler(
+            shape, out, (shape[0] / out[0], shape[1] / out[1]), self.options.align
+        )
         return out, dk * shape[0] / out[0]
 
     def measurements(self, meas, batch):
         if self._resample is None:
-            raise RuntimeError("resample_measurements: measurement_grid() has not been called (the kernel calls it in initialize.sampling)")
+            raise RuntimeError(
+                "resample_measurements: measurement_grid() has not been called (the kernel calls it in initialize.sampling)"
+            )
         return self._resample(meas) / self.options.scale**2
 
 

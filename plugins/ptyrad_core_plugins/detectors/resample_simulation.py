@@ -42,7 +42,9 @@ from ptyrad_core.plugin import ConfigError, DetectorModel, Field, PluginOptions,
 Align = Literal["zero_frequency", "edges"]
 
 
-def bilinear_matrix(n_in: int, n_out: int, step: float, align: str, dtype=torch.float32, device=None) -> torch.Tensor:
+def bilinear_matrix(
+    n_in: int, n_out: int, step: float, align: str, dtype=torch.float32, device=None
+) -> torch.Tensor:
     """``(n_out, n_in)`` bilinear interpolation weights for output samples ``step`` input pixels apart.
 
     ``align="zero_frequency"`` puts output pixel ``n_out // 2`` on input pixel ``n_in // 2``;
@@ -70,8 +72,15 @@ def bilinear_matrix(n_in: int, n_out: int, step: float, align: str, dtype=torch.
 class BilinearResampler:
     """Applies ``Wy @ I @ Wx^T`` over the last two dimensions, caching the weights per dtype and device."""
 
-    def __init__(self, shape_in: tuple[int, int], shape_out: tuple[int, int], steps: tuple[float, float], align: str):
-        self.shape_in, self.shape_out, self.steps, self.align = tuple(shape_in), tuple(shape_out), steps, align
+    def __init__(
+        self, shape_in: tuple[int, int], shape_out: tuple[int, int], steps: tuple[float, float], align: str
+    ):
+        self.shape_in, self.shape_out, self.steps, self.align = (
+            tuple(shape_in),
+            tuple(shape_out),
+            steps,
+            align,
+        )
         self._cache: dict = {}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,7 +100,9 @@ class ResampleSimulation(DetectorModel):
     """Bilinear resampling of ``npix x npix`` simulated patterns to the measured size, kMax fixed."""
 
     class Options(PluginOptions):
-        npix: int = Field(ge=2, description="Simulated pattern size in pixels over the measured kMax (dx unchanged).")
+        npix: int = Field(
+            ge=2, description="Simulated pattern size in pixels over the measured kMax (dx unchanged)."
+        )
         align: Align = Field(
             "zero_frequency",
             description="'zero_frequency' keeps k = 0 on pixel M // 2; 'edges' is PtyRAD's interpolate "
@@ -105,7 +116,9 @@ class ResampleSimulation(DetectorModel):
 
     def simulation_grid(self, shape, dk):
         if shape[0] != shape[1]:
-            raise ConfigError(f"detector resample_simulation: needs square patterns, got {shape[0]} x {shape[1]}")
+            raise ConfigError(
+                f"detector resample_simulation: needs square patterns, got {shape[0]} x {shape[1]}"
+            )
         n = self.options.npix
         self.output_shape = tuple(shape)
         self._resample = BilinearResampler((n, n), shape, (n / shape[0], n / shape[1]), self.options.align)
@@ -113,7 +126,9 @@ class ResampleSimulation(DetectorModel):
 
     def forward(self, patterns, batch):
         if self._resample is None:
-            raise RuntimeError("resample_simulation: simulation_grid() has not been called (the kernel calls it in initialize.sampling)")
+            raise RuntimeError(
+                "resample_simulation: simulation_grid() has not been called (the kernel calls it in initialize.sampling)"
+            )
         n = patterns.shape[-1]
         m = self.output_shape[-1]
         return self._resample(patterns) * (n / m) ** 2

@@ -57,7 +57,9 @@ def pick_key(path: Path, arrays: dict[str, tuple], what: str = "datasets") -> st
     )
 
 
-def missing_key(path: Path, key: str, arrays: dict[str, tuple], what: str = "a dataset", plural: str = "datasets") -> DataError:
+def missing_key(
+    path: Path, key: str, arrays: dict[str, tuple], what: str = "a dataset", plural: str = "datasets"
+) -> DataError:
     return DataError(f"{path}: data.options.key {key!r} is not {what}; {plural}: {listing(arrays)}")
 
 
@@ -79,7 +81,9 @@ def check_shape(source: str, shape: tuple) -> None:
 def check_dtype(source: str, shape: tuple, dtype) -> None:
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
-        raise DataError(f"{source}: measurements must be real numbers, got dtype {dtype} (shape {tuple(shape)})")
+        raise DataError(
+            f"{source}: measurements must be real numbers, got dtype {dtype} (shape {tuple(shape)})"
+        )
 
 
 def plain_attrs(attrs) -> dict:
@@ -140,7 +144,9 @@ class ReversedAxes:
                 if arr.dtype == np.bool_:
                     arr = np.flatnonzero(arr)
                 if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-                    raise IndexError(f"only 1-D integer arrays are supported as indices, got {arr.dtype} {arr.shape}")
+                    raise IndexError(
+                        f"only 1-D integer arrays are supported as indices, got {arr.dtype} {arr.shape}"
+                    )
                 arr = arr.astype(np.int64)
                 if arr.size and (arr.min() < -size or arr.max() >= size):
                     raise IndexError(f"index out of range for axis {axis} of size {size}")
@@ -167,7 +173,11 @@ class ReversedAxes:
                     unique, inverse = np.unique(k, return_inverse=True)
                     fancy[n] = inverse
                     # h5py wants increasing indices; a contiguous run reads as a slice
-                    k = slice(int(unique[0]), int(unique[-1]) + 1) if unique[-1] - unique[0] + 1 == unique.size else unique
+                    k = (
+                        slice(int(unique[0]), int(unique[-1]) + 1)
+                        if unique[-1] - unique[0] + 1 == unique.size
+                        else unique
+                    )
             read_key.append(k)
         block = np.asarray(self.base[tuple(read_key[::-1])])
         block = block.transpose(tuple(range(block.ndim))[::-1])
@@ -223,9 +233,13 @@ class WholeArray:
             except DataError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of the file's reader
-                raise DataError(f"{self._source}: cannot read the array ({type(exc).__name__}: {exc})") from None
+                raise DataError(
+                    f"{self._source}: cannot read the array ({type(exc).__name__}: {exc})"
+                ) from None
             if tuple(data.shape) != self.shape:
-                raise DataError(f"{self._source}: read an array of shape {tuple(data.shape)}, its header declares {self.shape}")
+                raise DataError(
+                    f"{self._source}: read an array of shape {tuple(data.shape)}, its header declares {self.shape}"
+                )
             check_dtype(self._source, data.shape, data.dtype)
             self._data = data
         return self._data
@@ -250,4 +264,7 @@ def npy_header(fp) -> tuple[tuple, bool, np.dtype, int]:
 def npy_layout(shape: tuple, dtype: np.dtype, offset: int) -> tuple[int, str]:
     """Bytes a ``.npy`` array needs up to its end, and how they add up (for :func:`check_extent`)."""
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    return offset + nbytes, f"its header (a {offset}-byte header + shape {tuple(shape)} x {dtype.itemsize} bytes of {dtype})"
+    return (
+        offset + nbytes,
+        f"its header (a {offset}-byte header + shape {tuple(shape)} x {dtype.itemsize} bytes of {dtype})",
+    )

@@ -43,14 +43,20 @@ class EMPADLoader(Loader):
             "null = a 128 x 128 detector (EMPAD1).",
         )
         offset: int = Field(0, ge=0, description="Bytes before the first frame.")
-        gap: int = Field(1024, ge=0, description="Bytes after each frame (EMPAD1: 1024, its 2 metadata rows; 0 for stripped files).")
+        gap: int = Field(
+            1024,
+            ge=0,
+            description="Bytes after each frame (EMPAD1: 1024, its 2 metadata rows; 0 for stripped files).",
+        )
         dtype: DTYPES = Field("float32", description="Pixel type (little-endian).")
 
         @field_validator("shape")
         @classmethod
         def _shape(cls, v):
             if v is not None and (len(v) not in (2, 3, 4) or any(s <= 0 for s in v)):
-                raise ValueError(f"shape must be 2 to 4 positive integers ([ky, kx], [N, ky, kx] or [Ny, Nx, ky, kx]), got {v}")
+                raise ValueError(
+                    f"shape must be 2 to 4 positive integers ([ky, kx], [N, ky, kx] or [Ny, Nx, ky, kx]), got {v}"
+                )
             return v
 
     def load(self) -> Measurements:
@@ -89,7 +95,9 @@ class EMPADLoader(Loader):
                 frame = np.dtype([("data", dtype, (ky, kx)), ("gap", np.uint8, (opts.gap,))])
                 array = np.memmap(path, dtype=frame, mode="r", offset=opts.offset, shape=(n,))["data"]
         except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: could not memory-map {n} frames of shape ({ky}, {kx}) ({exc})") from None
+            raise DataError(
+                f"{path}: could not memory-map {n} frames of shape ({ky}, {kx}) ({exc})"
+            ) from None
         array = array.reshape(shape)  # a view: only the leading (frame) axis is split
         meta = {"format": "raw", "offset": opts.offset, "gap": opts.gap, "dtype": str(opts.dtype)}
         return Measurements(array, source=source, metadata=meta)

@@ -59,7 +59,9 @@ class HDF5Loader(Loader):
     """A dataset of an HDF5 file, read lazily."""
 
     class Options(PluginOptions):
-        key: str | None = Field(None, description="Dataset path inside the file; null picks the 3-D/4-D dataset.")
+        key: str | None = Field(
+            None, description="Dataset path inside the file; null picks the 3-D/4-D dataset."
+        )
 
     file: h5py.File | None = None
     array_suffixes = tuple(sorted(SUFFIXES))

@@ -44,7 +44,18 @@ from ._files import ReversedAxes, WholeArray, check_dtype, check_shape, missing_
 from .hdf5 import read_dataset
 
 SKIP_GROUPS = ("#refs#", "#subsystem#")  # MATLAB's storage of cell / object contents in v7.3
-NUMERIC_CLASSES = {"double", "single", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+NUMERIC_CLASSES = {
+    "double",
+    "single",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+}
 
 
 def _numeric(dtype) -> bool:
@@ -56,7 +67,8 @@ class MatLoader(Loader):
 
     class Options(PluginOptions):
         key: str | None = Field(
-            None, description="Variable name, or struct field as 's.dp'; null picks the 3-D/4-D numeric array."
+            None,
+            description="Variable name, or struct field as 's.dp'; null picks the 3-D/4-D numeric array.",
         )
         axis_order: Literal["auto", "matlab", "reversed"] = Field(
             "auto",
@@ -117,7 +129,9 @@ class MatLoader(Loader):
             shapes = {k: (d.shape[::-1] if self._reverse(d) else d.shape) for k, d in dsets.items()}
             key = self.options.key
             if key is None:
-                key = pick_key(path, {k: shapes[k] for k, d in dsets.items() if _numeric(d.dtype)}, what="variables")
+                key = pick_key(
+                    path, {k: shapes[k] for k, d in dsets.items() if _numeric(d.dtype)}, what="variables"
+                )
             name = key.replace("/", ".").strip(".")
             if name not in dsets:
                 raise missing_key(path, key, shapes, what="a numeric array", plural="variables")
@@ -134,7 +148,6 @@ class MatLoader(Loader):
         meas.resources.append(f)
         return meas
 
-
     # -- v5 / v7 (scipy) ---------------------------------------------------------------------
 
     def _load_v5(self) -> Measurements:
@@ -143,7 +156,9 @@ class MatLoader(Loader):
         try:
             info = sio.whosmat(str(path))
         except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError, ...
-            raise DataError(f"{path}: not a readable MATLAB .mat file ({type(exc).__name__}: {exc})") from None
+            raise DataError(
+                f"{path}: not a readable MATLAB .mat file ({type(exc).__name__}: {exc})"
+            ) from None
         order = -1 if self.options.axis_order == "reversed" else 1
         variables = {name: tuple(shape)[::order] for name, shape, _ in info}
         key = self.options.key
@@ -164,7 +179,13 @@ class MatLoader(Loader):
             check_shape(source, shape)
             meta = {"mat_version": "5", "axis_order": "reversed" if order == -1 else "matlab"}
             read = (lambda: self._read(name).T) if order == -1 else (lambda: self._read(name))
-            dtype = np.dtype("float64" if classes[name] == "double" else "float32" if classes[name] == "single" else classes[name])
+            dtype = np.dtype(
+                "float64"
+                if classes[name] == "double"
+                else "float32"
+                if classes[name] == "single"
+                else classes[name]
+            )
             return Measurements(WholeArray(shape, dtype, read, source), source=source, metadata=meta)
         value = self._read(parts[0])
         for n, part in enumerate(parts[1:], start=1):
@@ -176,11 +197,17 @@ class MatLoader(Loader):
                     f"(shape {getattr(value, 'shape', ())}, dtype {getattr(value, 'dtype', type(value).__name__)})"
                 )
             if part not in names:
-                listed = ", ".join(f"{where}.{k} {tuple(getattr(value.flat[0][k], 'shape', ()))}" for k in names)
-                raise DataError(f"{path}: data.options.key {key!r} is not a struct field; fields of {where}: {listed}")
+                listed = ", ".join(
+                    f"{where}.{k} {tuple(getattr(value.flat[0][k], 'shape', ()))}" for k in names
+                )
+                raise DataError(
+                    f"{path}: data.options.key {key!r} is not a struct field; fields of {where}: {listed}"
+                )
             value = value.flat[0][part]
         if not isinstance(value, np.ndarray) or value.dtype.names:
-            raise DataError(f"{path}:{key}: not a numeric array (a {type(value).__name__} {getattr(value, 'dtype', '')})")
+            raise DataError(
+                f"{path}:{key}: not a numeric array (a {type(value).__name__} {getattr(value, 'dtype', '')})"
+            )
         array = value.T if order == -1 else value
         source = f"{path}:{key}"
         check_shape(source, array.shape)
@@ -193,7 +220,9 @@ class MatLoader(Loader):
         try:
             return sio.loadmat(str(self.path), variable_names=[name], squeeze_me=False)[name]
         except Exception as exc:
-            raise DataError(f"{self.path}:{name}: could not read the variable ({type(exc).__name__}: {exc})") from None
+            raise DataError(
+                f"{self.path}:{name}: could not read the variable ({type(exc).__name__}: {exc})"
+            ) from None
 
 
 def _fields(value, prefix: str) -> dict[str, tuple]:

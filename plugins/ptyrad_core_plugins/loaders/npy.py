@@ -51,7 +51,11 @@ def npz_headers(path: Path) -> dict[str, tuple[tuple, np.dtype]]:
                 continue
             with z.open(member) as fp:
                 version = np.lib.format.read_magic(fp)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
                 shape, _, dtype = read(fp)
             out[member[: -len(".npy")]] = (tuple(shape), dtype)
     return out
@@ -62,7 +66,8 @@ class NpyLoader(Loader):
 
     class Options(PluginOptions):
         key: str | None = Field(
-            None, description="Array name in a .npz archive; null picks its 3-D/4-D array. Must be unset for .npy."
+            None,
+            description="Array name in a .npz archive; null picks its 3-D/4-D array. Must be unset for .npy.",
         )
 
     array_suffixes = (".npy", ".npz")
@@ -83,7 +88,9 @@ class NpyLoader(Loader):
         if zipfile.is_zipfile(self.path):
             return self._load_npz()
         try:
-            with open(self.path, "rb") as fp:  # the header first: a truncated file is refused before the mapping
+            with open(
+                self.path, "rb"
+            ) as fp:  # the header first: a truncated file is refused before the mapping
                 shape, _, dtype, offset = npy_header(fp)
             if not dtype.hasobject:  # object arrays are refused by np.load below
                 check_extent(str(self.path), self.path, *npy_layout(shape, dtype, offset))
@@ -143,13 +150,20 @@ def npz_member(path: Path, key: str, source: str) -> np.memmap | None:
         local = fp.read(30)  # the member's local header: its name and extra field come before the data
         if len(local) < 30 or local[:4] != b"PK\x03\x04":
             raise DataError(f"{source}: the archive's local header of {key}.npy is damaged")
-        start = info.header_offset + 30 + struct.unpack("<H", local[26:28])[0] + struct.unpack("<H", local[28:30])[0]
+        start = (
+            info.header_offset
+            + 30
+            + struct.unpack("<H", local[26:28])[0]
+            + struct.unpack("<H", local[28:30])[0]
+        )
         fp.seek(start)
         shape, fortran, dtype, offset = npy_header(fp)
     needed, layout = npy_layout(shape, dtype, offset)
     if needed > start + info.file_size:
-        raise DataError(f"{source}: the archive member holds {info.file_size} bytes, but {layout} needs "
-                        f"{needed - start} bytes; the archive is damaged")
+        raise DataError(
+            f"{source}: the archive member holds {info.file_size} bytes, but {layout} needs "
+            f"{needed - start} bytes; the archive is damaged"
+        )
     check_extent(source, path, needed, f"the member at byte {start}, {layout},")
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 

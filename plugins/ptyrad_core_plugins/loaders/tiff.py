@@ -64,25 +64,37 @@ class TiffLoader(Loader):
             raise DataError(f"{path}: not a readable TIFF file: it holds no images")
         if len(series) == 1:
             shape, dtype = shapes[0], dtypes[0]
-        elif all(len(s) == 2 and s == shapes[0] for s in shapes) and len(set(dtypes)) == 1 and n_pages == len(series):
+        elif (
+            all(len(s) == 2 and s == shapes[0] for s in shapes)
+            and len(set(dtypes)) == 1
+            and n_pages == len(series)
+        ):
             shape, dtype = (len(series), *shapes[0]), dtypes[0]  # one page per series: a stack of frames
         else:
             listed = ", ".join(f"series {i} {s}" for i, s in enumerate(shapes[:20]))
-            raise DataError(f"{path}: the TIFF file holds {len(series)} image series of different shapes ({listed}); expected one stack")
+            raise DataError(
+                f"{path}: the TIFF file holds {len(series)} image series of different shapes ({listed}); expected one stack"
+            )
         check_shape(source, shape)
         check_dtype(source, shape, dtype)
         try:
             if len(series) == 1:
                 try:
                     array = tifffile.memmap(path, mode="r")
-                except ValueError:  # compressed, tiled or not contiguous: read whole, when the kernel decides to
+                except (
+                    ValueError
+                ):  # compressed, tiled or not contiguous: read whole, when the kernel decides to
                     array = WholeArray(shape, dtype, lambda: tifffile.imread(path), source)
             else:
                 array = WholeArray(shape, dtype, lambda: tifffile.imread(path, key=slice(None)), source)
         except Exception as exc:
-            raise DataError(f"{path}: could not read the TIFF image data of shape {shape} ({type(exc).__name__}: {exc})") from None
+            raise DataError(
+                f"{path}: could not read the TIFF image data of shape {shape} ({type(exc).__name__}: {exc})"
+            ) from None
         if tuple(array.shape) != shape:
-            raise DataError(f"{path}: read an array of shape {tuple(array.shape)}, expected {shape} from the TIFF metadata")
+            raise DataError(
+                f"{path}: read an array of shape {tuple(array.shape)}, expected {shape} from the TIFF metadata"
+            )
         return Measurements(array, source=source)
 
 
@@ -110,7 +122,9 @@ def _data_end(tif, series) -> int:
             end = max(end, int(offset) + int(s.nbytes))
             continue
         for page in s.pages:
-            for o, n in zip(getattr(page, "dataoffsets", ()) or (), getattr(page, "databytecounts", ()) or ()):
+            for o, n in zip(
+                getattr(page, "dataoffsets", ()) or (), getattr(page, "databytecounts", ()) or ()
+            ):
                 end = max(end, int(o) + int(n))
     return end
 

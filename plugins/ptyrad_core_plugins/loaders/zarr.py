@@ -72,7 +72,8 @@ class ZarrLoader(Loader):
 
     class Options(PluginOptions):
         key: str | None = Field(
-            None, description="Array path inside the store ('entry/data'); null picks the bare array or the 3-D/4-D array."
+            None,
+            description="Array path inside the store ('entry/data'); null picks the bare array or the 3-D/4-D array.",
         )
 
     store = None
@@ -86,7 +87,9 @@ class ZarrLoader(Loader):
                 root = zarr.open(store=self.store, mode="r")
             else:
                 root = zarr.open(str(path), mode="r")
-        except Exception as exc:  # zarr raises many types (FileNotFoundError, GroupNotFoundError, JSON errors)
+        except (
+            Exception
+        ) as exc:  # zarr raises many types (FileNotFoundError, GroupNotFoundError, JSON errors)
             raise DataError(f"{path}: not a readable zarr store ({type(exc).__name__}: {exc})") from None
         if key is not None:
             key = key.strip("/")
@@ -99,7 +102,9 @@ class ZarrLoader(Loader):
             found = arrays_in(root)
             arrays = {k: a.shape for k, a in found.items()}
             if key is None:
-                key = pick_key(path, {k: a.shape for k, a in found.items() if _numeric(a.dtype)}, what="arrays")
+                key = pick_key(
+                    path, {k: a.shape for k, a in found.items() if _numeric(a.dtype)}, what="arrays"
+                )
             if key not in found:
                 raise missing_key(path, key, arrays, what="an array", plural="arrays")
             array, meta = found[key], plain_attrs(root.attrs)
@@ -120,7 +125,9 @@ def ptyrad_register_loaders(registry):
 @hookimpl
 def ptyrad_sniff_loader(path):
     path = Path(path)
-    if path.is_dir() and (path.suffix.lower() == ".zarr" or any((path / n).is_file() for n in METADATA_FILES)):
+    if path.is_dir() and (
+        path.suffix.lower() == ".zarr" or any((path / n).is_file() for n in METADATA_FILES)
+    ):
         return "zarr"
     if _zipped_store(path):
         return "zarr"

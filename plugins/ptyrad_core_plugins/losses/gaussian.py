@@ -26,7 +26,9 @@ class GaussianLoss(LossTerm):
 
     class Options(PluginOptions):
         dp_pow: float = dp_pow_field(0.5)
-        eps: float = Field(1e-10, ge=0, description="Added to the predicted intensity before the power (counts).")
+        eps: float = Field(
+            1e-10, ge=0, description="Added to the predicted intensity before the power (counts)."
+        )
 
     def forward(self, pred, meas, batch):
         p = self.options.dp_pow

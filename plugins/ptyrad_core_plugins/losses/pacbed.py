@@ -20,7 +20,9 @@ class PacbedLoss(LossTerm):
 
     class Options(PluginOptions):
         dp_pow: float = dp_pow_field(0.2)
-        eps: float = Field(1e-10, ge=0, description="Added to the predicted intensity before the power (counts).")
+        eps: float = Field(
+            1e-10, ge=0, description="Added to the predicted intensity before the power (counts)."
+        )
 
     def forward(self, pred, meas, batch):
         p = self.options.dp_pow

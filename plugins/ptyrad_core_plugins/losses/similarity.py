@@ -23,7 +23,9 @@ class SimilarityLoss(LossTerm):
 
     class Options(PluginOptions):
         obj_type: ObjType = obj_type_field()
-        blur_std: float = Field(1.0, ge=0, description="Lateral Gaussian blur before comparing, pixels; 0 = none.")
+        blur_std: float = Field(
+            1.0, ge=0, description="Lateral Gaussian blur before comparing, pixels; 0 = none."
+        )
         scale_factor: tuple[float, float, float] = Field(
             (1.0, 1.0, 1.0), description="Area downsampling factors (z, y, x) before comparing; 1 = none."
         )

@@ -27,7 +27,9 @@ class AddDetectorBlur(Preprocessor):
     """Gaussian blur of each pattern over ky, kx (std in detector pixels)."""
 
     class Options(PluginOptions):
-        std_px: float = Field(ge=0, description="Gaussian std in detector pixels (0: nothing); typical 0.3 - 1.")
+        std_px: float = Field(
+            ge=0, description="Gaussian std in detector pixels (0: nothing); typical 0.3 - 1."
+        )
 
     def transform(self, measurements, context) -> None:
         std = self.options.std_px

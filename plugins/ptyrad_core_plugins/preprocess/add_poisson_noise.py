@@ -51,7 +51,9 @@ class AddPoissonNoise(Preprocessor):
         unit: Literal["total_e_per_pattern", "e_per_A2"] = Field(
             description="How `value` is given: electrons per pattern, or a dose in e/A^2 (times scan.step_A^2)."
         )
-        value: float = Field(gt=0, description="Electrons per pattern (e.g. 1e4 - 1e7) or dose in e/A^2 (e.g. 1e3 - 1e6).")
+        value: float = Field(
+            gt=0, description="Electrons per pattern (e.g. 1e4 - 1e7) or dose in e/A^2 (e.g. 1e3 - 1e6)."
+        )
 
     def total_electrons(self, context) -> float:
         o = self.options

@@ -43,7 +43,9 @@ class AddSourceSize(Preprocessor):
     """Gaussian blur of the patterns across neighbouring scan positions (std in Angstrom)."""
 
     class Options(PluginOptions):
-        std_A: float = Field(ge=0, description="Source size: Gaussian std at the sample in Angstrom (0: nothing).")
+        std_A: float = Field(
+            ge=0, description="Source size: Gaussian std at the sample in Angstrom (0: nothing)."
+        )
 
     def transform(self, measurements, context) -> None:
         std = self.options.std_A
@@ -54,11 +56,15 @@ class AddSourceSize(Preprocessor):
             raise DataError("std_A needs the scan step to convert Angstrom to scan steps; set scan.step_A")
         scan_shape = context.scan_shape or measurements.scan_shape
         if scan_shape is None:
-            raise DataError("std_A needs the scan shape (n_slow, n_fast); set scan.n_slow and scan.n_fast (or load 4-D data)")
+            raise DataError(
+                "std_A needs the scan shape (n_slow, n_fast); set scan.n_slow and scan.n_fast (or load 4-D data)"
+            )
         array = measurements.require_memory("add_source_size")
         n_slow, n_fast = (int(s) for s in scan_shape)
         if n_slow * n_fast != measurements.n:
-            raise DataError(f"the scan shape {n_slow} x {n_fast} does not match the {measurements.n} patterns")
+            raise DataError(
+                f"the scan shape {n_slow} x {n_fast} does not match the {measurements.n} patterns"
+            )
         sigma = std / context.scan_step_A
         measurements.set_array(blur_scan(array, (n_slow, n_fast), sigma))
         context.notes.append(f"add_source_size: std {std:.4g} A = {sigma:.4g} scan steps")

@@ -40,7 +40,9 @@ def check_range(name: str, bounds: Range, size: int, what: str) -> range | None:
         return None
     start, stop = bounds
     if not 0 <= start < stop <= size:
-        raise DataError(f"{name} = [{start}, {stop}] is outside the {size} {what} (need 0 <= start < stop <= {size})")
+        raise DataError(
+            f"{name} = [{start}, {stop}] is outside the {size} {what} (need 0 <= start < stop <= {size})"
+        )
     return range(start, stop)
 
 

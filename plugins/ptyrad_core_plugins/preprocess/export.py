@@ -90,7 +90,9 @@ def row_blocks(measurements, shape: tuple[int, ...]):
             yield first, buffer[: k * row].reshape(k, *shape[1:])
             buffer, first = buffer[k * row :].copy(), first + k
     if len(buffer):
-        raise DataError(f"{len(buffer)} values left over for shape {shape}")  # not reached: the size is checked
+        raise DataError(
+            f"{len(buffer)} values left over for shape {shape}"
+        )  # not reached: the size is checked
 
 
 class Export(Preprocessor):
@@ -102,7 +104,9 @@ class Export(Preprocessor):
             description="Output file (relative to the config's folder); null: ptyrad_init_meas_<shape>.<format> next "
             "to the data file.",
         )
-        format: Literal["hdf5", "npy", "tif"] = Field("hdf5", description="File format: 'hdf5', 'npy' or 'tif' (needs tifffile).")
+        format: Literal["hdf5", "npy", "tif"] = Field(
+            "hdf5", description="File format: 'hdf5', 'npy' or 'tif' (needs tifffile)."
+        )
         shape: list[int] | None = Field(
             None,
             description="Reshape on export (C order, one entry may be -1), e.g. [n_slow, n_fast, ky, kx]; null: (N, ky, kx).",
@@ -125,7 +129,9 @@ class Export(Preprocessor):
         o = self.options
         name = "ptyrad_init_meas_" + "_".join(map(str, shape)) + SUFFIX[o.format]
         if o.path is None:
-            folder = Path(context.data_path).parent if context.data_path is not None else Path(context.base_dir)
+            folder = (
+                Path(context.data_path).parent if context.data_path is not None else Path(context.base_dir)
+            )
             return folder / name
         path = Path(o.path).expanduser()
         if not path.is_absolute():
@@ -158,14 +164,22 @@ class Export(Preprocessor):
                 raise DataError(f"format 'tif' needs a shape of 2 or more axes, got {list(shape)}")
         path = self.output_path(context, shape)
         rule = dict(
-            inputs=context.input_paths(), overwrite=o.overwrite or context.overwrite,
-            is_previous_output=lambda p: self.is_previous(p, shape), kind=f"{o.format} export of this step",
+            inputs=context.input_paths(),
+            overwrite=o.overwrite or context.overwrite,
+            is_previous_output=lambda p: self.is_previous(p, shape),
+            kind=f"{o.format} export of this step",
         )
         what = "options.path" if o.path is not None else "options.path (null: next to the data file)"
         if context.dry_run:
             state = check_output_file_dry(path, what, **rule)
-            verb = {"new": "would write", "new folder": "would create the folder and write", "replace": "would replace"}[state]
-            context.notes.append(f"export: {verb} {path} ({o.format}, float32, shape {list(shape)}); nothing written (dry run)")
+            verb = {
+                "new": "would write",
+                "new folder": "would create the folder and write",
+                "replace": "would replace",
+            }[state]
+            context.notes.append(
+                f"export: {verb} {path} ({o.format}, float32, shape {list(shape)}); nothing written (dry run)"
+            )
             return
         check_output_file(path, what, **rule)
         tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
@@ -179,7 +193,9 @@ class Export(Preprocessor):
                 out.flush()
                 del out
             else:
-                pages = (p for _, rows in row_blocks(measurements, shape) for p in rows.reshape(-1, *shape[-2:]))
+                pages = (
+                    p for _, rows in row_blocks(measurements, shape) for p in rows.reshape(-1, *shape[-2:])
+                )
                 tifffile.imwrite(tmp, pages, shape=shape, dtype=np.float32, imagej=True, software=SOFTWARE)
             os.replace(tmp, path)
         except OSError as exc:

@@ -58,9 +58,13 @@ class RemoveNegative(Preprocessor):
             "values below `value` to 0; 'subtract_value' subtracts `value`. Then any negative left is set to 0.",
         )
         value: float | None = Field(
-            None, validate_default=True, description="Threshold / offset in the data's units for 'clip_value' / 'subtract_value'."
+            None,
+            validate_default=True,
+            description="Threshold / offset in the data's units for 'clip_value' / 'subtract_value'.",
         )
-        force: bool = Field(False, description="Apply the correction even when no value is negative (PtyRAD skips then).")
+        force: bool = Field(
+            False, description="Apply the correction even when no value is negative (PtyRAD skips then)."
+        )
 
         @field_validator("value")
         @classmethod

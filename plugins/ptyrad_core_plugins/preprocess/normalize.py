@@ -71,7 +71,9 @@ class Normalize(Preprocessor):
         mean = None if o.mode == "divide_const" else measurements.mean_pattern()
         c = normalization_constant(mean, o.mode, o.value)
         if not (math.isfinite(c) and c > 0):
-            raise DataError(f"mode '{o.mode}' gives the constant {c!r} from the mean pattern; need a positive number")
+            raise DataError(
+                f"mode '{o.mode}' gives the constant {c!r} from the mean pattern; need a positive number"
+            )
         c32 = np.float32(c)
         measurements.map(lambda b: np.asarray(b, dtype=np.float32) / c32)
         context.notes.append(f"normalize: divided by {c:.8g} ({o.mode})")

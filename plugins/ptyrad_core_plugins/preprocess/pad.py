@@ -55,15 +55,21 @@ class Pad(Preprocessor):
     """Place each pattern on an ``npix x npix`` background canvas built from the mean pattern (same dk)."""
 
     class Options(PluginOptions):
-        npix: int = Field(gt=0, description="Padded pattern size in pixels (>= the pattern size); dx becomes dx W / npix.")
+        npix: int = Field(
+            gt=0, description="Padded pattern size in pixels (>= the pattern size); dx becomes dx W / npix."
+        )
         padding: Literal["constant", "edge", "linear_ramp", "exp", "power"] = Field(
             description="How the background outside the measured pixels is made from the mean pattern's amplitude."
         )
         value: float = Field(
-            10.0, description="Amplitude (sqrt of intensity) for 'constant', end value for 'linear_ramp'; PtyRAD's default 10."
+            10.0,
+            description="Amplitude (sqrt of intensity) for 'constant', end value for 'linear_ramp'; PtyRAD's default 10.",
         )
         threshold: float = Field(
-            70.0, gt=0, le=100, description="Percentile of the mean amplitude below which pixels enter the 'exp'/'power' fit."
+            70.0,
+            gt=0,
+            le=100,
+            description="Percentile of the mean amplitude below which pixels enter the 'exp'/'power' fit.",
         )
 
     def transform(self, measurements, context) -> None:

@@ -42,7 +42,9 @@ class Permute(Preprocessor):
         array = measurements.require_memory("permute")
         order = self.options.order
         if len(order) != array.ndim:
-            raise DataError(f"order = {order} has {len(order)} axes, but the measurements have shape {array.shape}")
+            raise DataError(
+                f"order = {order} has {len(order)} axes, but the measurements have shape {array.shape}"
+            )
         measurements.set_array(np.transpose(array, order))
 
 

@@ -51,7 +51,9 @@ class Resample(Preprocessor):
     """Bilinear resampling of every pattern by ``scale`` (kMax fixed), intensities / scale^2."""
 
     class Options(PluginOptions):
-        scale: float = Field(gt=0, description="Resampling factor: the patterns get floor(M scale) pixels over the same kMax.")
+        scale: float = Field(
+            gt=0, description="Resampling factor: the patterns get floor(M scale) pixels over the same kMax."
+        )
         align: Align = Field(
             "zero_frequency",
             description="'zero_frequency' keeps k = 0 on pixel M' // 2; 'edges' is PtyRAD's interpolate "
@@ -59,7 +61,9 @@ class Resample(Preprocessor):
         )
 
     def output_size(self, n: int) -> int:
-        return math.floor(n * self.options.scale)  # torch's interpolate(scale_factor=...) rounding, as the detector stage
+        return math.floor(
+            n * self.options.scale
+        )  # torch's interpolate(scale_factor=...) rounding, as the detector stage
 
     def transform(self, measurements, context) -> None:
         o = self.options

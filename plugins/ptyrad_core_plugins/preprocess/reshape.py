@@ -25,7 +25,8 @@ class Reshape(Preprocessor):
 
     class Options(PluginOptions):
         shape: list[int] = Field(
-            min_length=1, description="New shape, C order; one entry may be -1 (inferred), e.g. [-1, 128, 128]."
+            min_length=1,
+            description="New shape, C order; one entry may be -1 (inferred), e.g. [-1, 128, 128].",
         )
 
         @field_validator("shape")

@@ -70,12 +70,16 @@ class _MatFile:
             try:
                 from scipy.io import loadmat
             except ImportError:
-                raise DataError(f"{path}: reading a MATLAB v5 .mat file needs scipy (pip install scipy)") from None
+                raise DataError(
+                    f"{path}: reading a MATLAB v5 .mat file needs scipy (pip install scipy)"
+                ) from None
             tops = sorted({k.split(".")[0] for k in ("probe", "object", POSITIONS_KEY, *DX_KEYS, *DZ_KEYS)})
             try:
                 self._mat = loadmat(path, variable_names=tops, squeeze_me=False, struct_as_record=True)
             except Exception as exc:
-                raise DataError(f"{path}: not a readable MATLAB file, expected {WHAT} ({type(exc).__name__}: {exc})") from None
+                raise DataError(
+                    f"{path}: not a readable MATLAB file, expected {WHAT} ({type(exc).__name__}: {exc})"
+                ) from None
 
     def close(self):
         if self.v73:
@@ -101,7 +105,11 @@ class _MatFile:
         value = self._mat.get(parts[0])
         for part in parts[1:]:
             value = _unwrap(value)
-            if not isinstance(value, np.ndarray) or value.dtype.names is None or part not in value.dtype.names:
+            if (
+                not isinstance(value, np.ndarray)
+                or value.dtype.names is None
+                or part not in value.dtype.names
+            ):
                 return None
             value = value[part]
         value = _unwrap(value)
@@ -132,7 +140,8 @@ class PtychoShelvesResultReader(ResultReader):
 
     class Options(PluginOptions):
         length_unit: Literal["auto", "A", "m"] = Field(
-            "auto", description="Unit of p.dx_spec and the slice distances: 'A', 'm', or 'auto' (below 1e-6 means metres)."
+            "auto",
+            description="Unit of p.dx_spec and the slice distances: 'A', 'm', or 'auto' (below 1e-6 means metres).",
         )
 
     def read(self) -> PriorResult:
@@ -142,7 +151,9 @@ class PtychoShelvesResultReader(ResultReader):
             raw_obj = mat.get("object")
             for name, value in (("probe", raw_probe), ("object", raw_obj)):
                 if value is None:
-                    raise DataError(f"{path}: no variable {name!r}, expected {WHAT}; the file holds: {mat.contents()}")
+                    raise DataError(
+                        f"{path}: no variable {name!r}, expected {WHAT}; the file holds: {mat.contents()}"
+                    )
             raw_pos = mat.get(POSITIONS_KEY)
             dx_raw = next((v for v in (mat.get(k) for k in DX_KEYS) if v is not None), None)
             dz_raw = next((v for v in (mat.get(k) for k in DZ_KEYS) if v is not None), None)
@@ -153,7 +164,9 @@ class PtychoShelvesResultReader(ResultReader):
         elif probe.ndim == 2:
             probe = probe[..., None]
         if probe.ndim != 3:
-            raise DataError(f"{path}: probe has shape {raw_probe.shape}; expected (Ny, Nx), (Ny, Nx, pmode) or (Ny, Nx, pmode, vp)")
+            raise DataError(
+                f"{path}: probe has shape {raw_probe.shape}; expected (Ny, Nx), (Ny, Nx, pmode) or (Ny, Nx, pmode, vp)"
+            )
         obj = as_complex(raw_obj)
         if obj.ndim == 4 and obj.shape[2] == 1:
             obj = obj[:, :, 0, :]
@@ -170,7 +183,9 @@ class PtychoShelvesResultReader(ResultReader):
             if pp.ndim == 3:
                 pp = pp[:, :, 0]  # fly scan: one set per sub-position; take the first
             if pp.ndim != 2 or pp.shape[1] != 2:
-                raise DataError(f"{path}: {POSITIONS_KEY} has shape {np.shape(raw_pos)}; expected (N, 2) (x, y) pixels")
+                raise DataError(
+                    f"{path}: {POSITIONS_KEY} has shape {np.shape(raw_pos)}; expected (N, 2) (x, y) pixels"
+                )
             # PtyRAD's _load_pos_from_ptyshv, exactly
             offset = np.ceil(np.array(obj.shape[:2]) / 2 - np.array(probe.shape[:2]) / 2) - 1
             positions = pp[:, [1, 0]] + offset
@@ -227,7 +242,9 @@ def sniff(path: Path) -> bool:
                 return isinstance(f.get("probe"), h5py.Dataset) and isinstance(f.get("object"), h5py.Dataset)
         try:
             from scipy.io import whosmat
-        except ImportError:  # cannot look inside; a MATLAB v5 file is most likely ours (read() says scipy is needed)
+        except (
+            ImportError
+        ):  # cannot look inside; a MATLAB v5 file is most likely ours (read() says scipy is needed)
             return header.startswith(b"MATLAB")
         names = {name for name, _, _ in whosmat(path)}
         return {"probe", "object"} <= names

@@ -50,13 +50,20 @@ class PtyradResultReader(ResultReader):
         with open_h5(path, WHAT) as f:
             for group in ("optimizable_tensors", "model_attributes"):
                 if not isinstance(f.get(group), h5py.Group):
-                    raise DataError(f"{path}: no group {group!r}, expected {WHAT}; the file holds: {h5_contents(f)}")
+                    raise DataError(
+                        f"{path}: no group {group!r}, expected {WHAT}; the file holds: {h5_contents(f)}"
+                    )
 
             def get(key, expected):
                 return h5_get(f, key, path, expected)
 
             probe = np.asarray(get("optimizable_tensors/probe", "the probe (pmode, Ny, Nx) complex"))
-            if not np.iscomplexobj(probe) and probe.dtype.names is None and probe.ndim == 4 and probe.shape[-1] == 2:
+            if (
+                not np.iscomplexobj(probe)
+                and probe.dtype.names is None
+                and probe.ndim == 4
+                and probe.shape[-1] == 2
+            ):
                 probe = probe[..., 0] + 1j * probe[..., 1]  # real view (pmode, Ny, Nx, 2)
             probe = as_complex(probe)
             if probe.ndim == 2:
@@ -68,13 +75,19 @@ class PtyradResultReader(ResultReader):
             tilts = get("optimizable_tensors/obj_tilts", "the object tilts (1 or N, 2) mrad")
             occu = f.get("model_attributes/omode_occu")
             occu = None if not isinstance(occu, h5py.Dataset) else scalar_or_array(occu[()])
-            scale = 1e10 if _illum_type(f) == "xray" else 1.0  # PtyRAD lengths: Angstrom (electron) or m (x-ray)
+            scale = (
+                1e10 if _illum_type(f) == "xray" else 1.0
+            )  # PtyRAD lengths: Angstrom (electron) or m (x-ray)
             dx = _first_scalar(f, ["model_attributes/dx"])
             dz = _first_scalar(f, ["optimizable_tensors/slice_thickness", "model_attributes/slice_thickness"])
         if obja.shape != objp.shape or obja.ndim != 4:
-            raise DataError(f"{path}: obja {obja.shape} and objp {objp.shape} must both be (omode, Nz, Ny, Nx)")
+            raise DataError(
+                f"{path}: obja {obja.shape} and objp {objp.shape} must both be (omode, Nz, Ny, Nx)"
+            )
         if crop.shape != shifts.shape or crop.ndim != 2 or crop.shape[1] != 2:
-            raise DataError(f"{path}: crop_pos {crop.shape} and probe_pos_shifts {shifts.shape} must both be (N, 2)")
+            raise DataError(
+                f"{path}: crop_pos {crop.shape} and probe_pos_shifts {shifts.shape} must both be (N, 2)"
+            )
         obj = (obja.astype(np.float64) * np.exp(1j * objp.astype(np.float64))).astype(np.complex64)
         return PriorResult(
             source=str(path),
@@ -118,7 +131,9 @@ def sniff(path: Path) -> bool:
         return False
     try:
         with h5py.File(path, "r") as f:
-            return isinstance(f.get("optimizable_tensors"), h5py.Group) and isinstance(f.get("model_attributes"), h5py.Group)
+            return isinstance(f.get("optimizable_tensors"), h5py.Group) and isinstance(
+                f.get("model_attributes"), h5py.Group
+            )
     except Exception:
         return False
 

@@ -39,7 +39,14 @@ from ptyrad_core.plugin import (
 from ._files import is_hdf5, require_file, scalar
 
 NAME = "ptyrad_core"
-REQUIRED = ("probe/modes", "object/amplitude", "object/phase", "positions/refined_px", "positions/nominal_px", "tilts_mrad")
+REQUIRED = (
+    "probe/modes",
+    "object/amplitude",
+    "object/phase",
+    "positions/refined_px",
+    "positions/nominal_px",
+    "tilts_mrad",
+)
 
 
 class PtyradCoreResultReader(ResultReader):
@@ -47,7 +54,8 @@ class PtyradCoreResultReader(ResultReader):
 
     class Options(PluginOptions):
         positions: Literal["refined", "nominal"] = Field(
-            "refined", description="Which positions to take: the refined ones (nominal + refinement) or the nominal ones."
+            "refined",
+            description="Which positions to take: the refined ones (nominal + refinement) or the nominal ones.",
         )
 
     def read(self) -> PriorResult:
@@ -55,9 +63,13 @@ class PtyradCoreResultReader(ResultReader):
         try:
             r = read_result(path)
         except ValueError as exc:
-            raise DataError(f"{path}: expected a ptyrad_core result file (root attribute format = {RESULT_FORMAT!r}): {exc}") from None
+            raise DataError(
+                f"{path}: expected a ptyrad_core result file (root attribute format = {RESULT_FORMAT!r}): {exc}"
+            ) from None
         except OSError as exc:
-            raise DataError(f"{path}: not a readable HDF5 file, expected a ptyrad_core result file ({exc})") from None
+            raise DataError(
+                f"{path}: not a readable HDF5 file, expected a ptyrad_core result file ({exc})"
+            ) from None
         missing = [k for k in REQUIRED if k not in r]
         if missing:
             holds = ", ".join(f"{k} {np.shape(v)}" for k, v in r.items() if k != "attrs")

@@ -53,19 +53,25 @@ class Py4DSTEMResultReader(ResultReader):
         if probe.ndim == 2:
             probe = probe[None]
         if probe.ndim != 3:
-            raise DataError(f"{path}: probe has shape {raw_probe.shape}; expected (Ny, Nx) or (pmode, Ny, Nx). File: {contents}")
+            raise DataError(
+                f"{path}: probe has shape {raw_probe.shape}; expected (Ny, Nx) or (pmode, Ny, Nx). File: {contents}"
+            )
         obj = as_complex(raw_obj)
         if obj.ndim == 2:
             obj = obj[None, None]
         elif obj.ndim == 3:
             obj = obj[None]
         else:
-            raise DataError(f"{path}: object has shape {raw_obj.shape}; expected (Ny, Nx) or (Nz, Ny, Nx). File: {contents}")
+            raise DataError(
+                f"{path}: object has shape {raw_obj.shape}; expected (Ny, Nx) or (Nz, Ny, Nx). File: {contents}"
+            )
         positions = None
         if raw_pos is not None:
             pp = np.asarray(raw_pos, dtype=np.float64)
             if pp.ndim != 2 or pp.shape[1] != 2:
-                raise DataError(f"{path}: positions_px has shape {pp.shape}; expected (N, 2) (y, x) probe centres")
+                raise DataError(
+                    f"{path}: positions_px has shape {pp.shape}; expected (N, 2) (y, x) probe centres"
+                )
             positions = pp - np.array(probe.shape[-2:]) / 2  # PtyRAD's _load_pos_from_py4dstem
         return PriorResult(
             source=str(path),
