@@ -169,12 +169,11 @@ def _load_entry_points(pm: PtyradPluginManager, own_only: bool) -> None:
                 continue
             source = "built-in" if builtin else "installed package"
             try:
-                # what pluggy's load_setuptools_entrypoints(group, name) does for this one entry point
-                # (load, register, record the distribution), without it rescanning every installed
-                # distribution's entry points once per plugin
+                # one scan of the installed distributions for all entry points: pluggy's
+                # load_setuptools_entrypoints(group, name) rescans them for every plugin it loads.
+                # The distribution is recorded in pm.info below, not in pluggy's distinfo list.
                 plugin = ep.load()
                 pm.register(plugin, name=ep.name)
-                pm._plugin_distinfo.append((plugin, dist))  # what pm.list_plugin_distinfo() returns
             except Exception as exc:  # a broken third-party package must not break discovery
                 pm.load_errors.append(PluginLoadError(ep.name, f"{source} {dist_name} {dist.version}", exc))
                 continue
