@@ -195,3 +195,28 @@ def test_result_has_heldout_loss_best_and_stop(files):
     assert old.heldout_loss.shape == (0,) and old.best_iteration is None and old.stopped_at is None
     assert old.state_iteration == old.iteration and old.validation == {}
     assert len(old.plot_loss().axes) == 1
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    __import__("importlib.util").util.find_spec("ptyrad_core.kernel.heldout") is None,
+    reason="the engine's held-out validation is not in yet",
+)
+def test_a_run_with_validation_shows_and_reports_its_heldout_curve(tmp_path):
+    """A tiny run holding 10 % of the pixels out: its held-out history reaches load_result, show and
+    report.html (curve, best iteration = the minimum of the curve with keep: best)."""
+    cfg = copy.deepcopy(BASE_CONFIG)
+    cfg["recon"].update(iterations=3, validation={"fraction": 0.1})
+    cfg["output"] = {"dir": str(tmp_path / "run"), "figures": False, "log_file": False}
+    run = build_run(cfg).run()
+    curve = np.asarray(run.history["heldout_loss"], dtype=np.float64)
+    assert len(curve) == 3 and np.isfinite(curve).all()
+    r = load_result(run.result_path)
+    np.testing.assert_allclose(r.heldout_loss, curve)
+    best = int(np.asarray(run.history["iteration"])[np.argmin(curve)])
+    assert r.best_iteration == best and r.state_iteration == best
+    html = write_report(run.result_path, tmp_path / "report").read_text(encoding="utf-8")
+    assert len(polyline_points(html, "heldout")) == 3 and f'data-best-iteration="{best}"' in html
+    assert re.search(r"held-out loss +│", render(summary(run.result_path)))

@@ -123,6 +123,14 @@ PRUNERS = {
 }
 
 
+#: the objectives by name (besides ``loss:<term>``)
+OBJECTIVES = ("heldout", "loss", "time", "contrast")
+#: ``tune.objectives`` when the config names none. Issue 17 makes it ``["heldout"]``; it stays
+#: ``["loss"]`` until the engine's ``recon.validation`` (the held-out loss it needs) is in, so that a
+#: study without an objective does not fail on every config meanwhile.
+DEFAULT_OBJECTIVES = ("loss",)
+
+
 class TuneSection(_Strict):
     """The study: search space, objective(s), sampler, pruner, storage."""
 
@@ -133,14 +141,19 @@ class TuneSection(_Strict):
         20, ge=1, description="Finished (complete or pruned) trials the study stops at, over all workers."
     )
     timeout_s: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds.")
-    objectives: list[Literal["loss", "time", "contrast"] | str] = Field(
-        default_factory=lambda: ["loss"],
-        description="What each trial returns, all minimised: 'loss' (total loss of the last iteration), "
-        "'loss:<term>' (one term), 'time' (wall time per iteration), 'contrast' (minus the phase contrast). "
-        "Two or more make a multi-objective study.",
+    objectives: list[Literal["heldout", "loss", "time", "contrast"] | str] = Field(
+        default_factory=lambda: list(DEFAULT_OBJECTIVES),
+        description="What each trial returns, all minimised: 'heldout' (the held-out loss of the state the "
+        "run keeps: data the optimizer never saw, so fitting the noise does not pay; needs "
+        "recon.validation), 'loss' (total training loss of the last iteration), 'loss:<term>' (one term), "
+        "'time' (wall time per iteration), 'contrast' (minus the phase contrast). Two or more make a "
+        "multi-objective study.",
     )
     report_every: int = Field(
-        1, ge=1, description="Report the first objective to the pruner every N iterations."
+        1,
+        ge=1,
+        description="Report to the pruner every N iterations: the held-out loss of the state the run "
+        "would keep when the first objective is 'heldout', else the training loss.",
     )
     sampler: ComponentChoice = Field(
         default_factory=lambda: ComponentChoice(name="TPE"), description="Optuna sampler."
@@ -167,8 +180,10 @@ class TuneSection(_Strict):
     @model_validator(mode="after")
     def _objectives_known(self):
         for name in self.objectives:
-            if name not in ("loss", "time", "contrast") and not name.startswith("loss:"):
-                raise ValueError(f"unknown objective {name!r}; use loss, loss:<term>, time or contrast")
+            if name not in OBJECTIVES and not name.startswith("loss:"):
+                raise ValueError(
+                    f"unknown objective {name!r}; use heldout, loss, loss:<term>, time or contrast"
+                )
         if (
             len(self.objectives) > 1
             and self.pruner is not None
@@ -540,14 +555,24 @@ class StudyLock:
 class _TrialReporter:
     """A lifecycle plugin that reports the objective to Optuna and stops pruned trials."""
 
-    def __init__(self, trial, every: int):
+    def __init__(self, trial, every: int, objective: str = "loss"):
         self.trial, self.every, self.pruned_at = trial, every, None
+        self.heldout = objective == "heldout"
 
     @hookimpl
     def ptyrad_on_iter_end(self, run, iteration, metrics):
         if iteration % self.every:
             return
-        self.trial.report(float(metrics["loss"]), step=iteration)
+        if self.heldout:
+            # the held-out loss of the state the run would keep if it ended here, so that the last
+            # value reported is the trial's objective; nothing on iterations without a held-out loss
+            now = metrics.get("heldout_loss")
+            if now is None or not math.isfinite(float(now)):
+                return
+            value = kept_heldout_loss(run, required=False)
+        else:
+            value = float(metrics["loss"])
+        self.trial.report(value, step=iteration)
         if self.trial.should_prune():
             self.pruned_at = iteration
             raise TrialStopped(f"trial {self.trial.number} pruned at iteration {iteration}")
@@ -596,10 +621,47 @@ def _fail_dead_trials(study) -> None:
             pass
 
 
+def validation_on(config) -> bool:
+    """Whether a config's run holds data out (``recon.validation.fraction > 0``)."""
+    validation = getattr(config.recon, "validation", None)
+    return validation is not None and float(getattr(validation, "fraction", 0) or 0) > 0
+
+
+def kept_heldout_loss(run, required: bool = True) -> float | None:
+    """The held-out loss of the state ``run`` keeps (so far): with ``recon.stop.keep: best`` (the
+    default) the best held-out loss by the run's own rule (an improvement is a value below
+    ``best * (1 - min_delta)``), with ``keep: last`` the last evaluated one.
+
+    :raises ConfigError: ``required`` and the run has no held-out loss (validation off).
+    """
+    import numpy as np
+
+    h = np.asarray(run.history.get("heldout_loss", []), dtype=np.float64)
+    h = h[np.isfinite(h)]
+    if h.size == 0:
+        if required:
+            raise ConfigError(
+                "tune.objectives: 'heldout' needs held-out validation, but the trial's run has no held-out "
+                "loss: set recon.validation.fraction > 0 (and do not search it down to 0) or choose 'loss'"
+            )
+        return None
+    stop = getattr(run.config.recon, "stop", None)
+    if (getattr(stop, "keep", None) or "best") == "last":
+        return float(h[-1])
+    min_delta = float(getattr(stop, "min_delta", 0.0) or 0.0)
+    best = float("inf")
+    for value in h:
+        if value < best * (1 - min_delta):
+            best = float(value)
+    return best
+
+
 def objective_values(run, objectives: list[str]) -> list[float]:
     out = []
     for name in objectives:
-        if name == "loss":
+        if name == "heldout":
+            out.append(kept_heldout_loss(run))
+        elif name == "loss":
             out.append(float(run.history["loss"][-1]))
         elif name == "time":
             times = sorted(run.history["time_s"])
@@ -656,6 +718,21 @@ class Study:
         )  # the reconstruction part must be valid
         self.pm_modules = (base.plugins.modules, base.plugins.disable)
         self.output_dir = Path(base.output.dir)
+        if "heldout" in self.tune.objectives and not validation_on(base):
+            default = "" if "objectives" in (raw.get("tune") or {}) else " (the default objective)"
+            raise ConfigError(
+                f"tune.objectives: 'heldout'{default} needs held-out validation, but "
+                f"recon.validation.fraction is 0 in {self.config_path}: set it > 0 (e.g. 0.05) or set "
+                "tune.objectives to [loss]"
+            )
+        searched = [
+            p for p in self.tune.params if p == "recon.validation" or p.startswith("recon.validation.")
+        ]
+        if "heldout" in self.tune.objectives and searched:
+            raise ConfigError(
+                f"tune.params[{searched[0]!r}]: the held-out split is what the 'heldout' objective measures "
+                "on; trials with different splits do not compare. Fix it in recon.validation instead"
+            )
         self.seed = self.tune.seed if self.tune.seed is not None else base.recon.seed
         self.quiet = quiet
         check_space(
@@ -743,7 +820,8 @@ class Study:
         raw["output"]["dir"] = str(self.trial_dir(trial.number))
         config = build_config(raw, str(self.config_path), base_dir=self.base_dir)
         # Optuna prunes single-objective studies only; a multi-objective trial runs to the end
-        inline = [_TrialReporter(trial, self.tune.report_every)] if len(self.tune.objectives) == 1 else []
+        single = len(self.tune.objectives) == 1
+        inline = [_TrialReporter(trial, self.tune.report_every, self.tune.objectives[0])] if single else []
         pm = get_plugin_manager(
             config.plugins.modules, config.plugins.disable, base_dir=self.base_dir, inline=inline
         )
