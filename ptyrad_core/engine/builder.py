@@ -54,6 +54,14 @@ class Settings:
     :ivar source: the config's name in messages (its file, or ``"<config>"``).
     :ivar output_dir: ``output.dir`` (the result's folder, or the parent of a named one).
     :ivar dist_timeout_s: ``recon.dist_timeout_s``: how long ranks wait for each other.
+    :ivar validation_fraction: ``recon.validation.fraction``: detector pixels held out of every
+        pattern (0: held-out validation off).
+    :ivar validation_seed: ``recon.validation.seed``, or ``recon.seed`` when it is null.
+    :ivar validation_every: ``recon.validation.every``: evaluate the held-out loss every N iterations.
+    :ivar patience: ``recon.stop.patience``: evaluated iterations without a held-out improvement
+        before the run stops (``None``: never early).
+    :ivar min_delta: ``recon.stop.min_delta``: the relative improvement that counts.
+    :ivar keep: ``recon.stop.keep`` resolved: ``"best"`` or ``"last"``.
     """
 
     iterations: int
@@ -67,6 +75,12 @@ class Settings:
     source: str
     output_dir: Path
     dist_timeout_s: float
+    validation_fraction: float = 0.0
+    validation_seed: int = 0
+    validation_every: int = 1
+    patience: int | None = None
+    min_delta: float = 0.0
+    keep: str = "last"
 
     @classmethod
     def from_config(cls, config: Config) -> Settings:
@@ -83,6 +97,16 @@ class Settings:
             source=config.origin.source,
             output_dir=Path(config.output.dir),
             dist_timeout_s=config.recon.dist_timeout_s,
+            validation_fraction=float(config.recon.validation.fraction),
+            validation_seed=(
+                config.recon.validation.seed
+                if config.recon.validation.seed is not None
+                else config.recon.seed
+            ),
+            validation_every=config.recon.validation.every,
+            patience=config.recon.stop.patience,
+            min_delta=float(config.recon.stop.min_delta),
+            keep=config.recon.keep,
         )
 
 

@@ -310,6 +310,52 @@ class IndicesSpec(Strict):
     subscan: tuple[int, int] | None = Field(None, description="(n_slow, n_fast) of the sub-grid or block; null = half of each.")
 
 
+class ValidationSpec(Strict):
+    """Held-out validation (docs/validation.md): a random fraction of the detector pixels of every
+    pattern is kept out of the training loss and scored with the same loss stack."""
+
+    fraction: float = Field(
+        0.05,
+        ge=0,
+        le=0.5,
+        description="Fraction of the detector pixels of every pattern held out of the training (a different "
+        "subset per position; each pixel is held out at this fraction of the positions); 0 turns held-out "
+        "validation off.",
+    )
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=2**63 - 1,
+        description="Seed of the held-out split; null = recon.seed. A resumed run keeps its file's split.",
+    )
+    every: int = Field(
+        1, ge=1, description="Evaluate the held-out loss every N iterations (from the same forward pass)."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.fraction > 0
+
+
+class StopSpec(Strict):
+    """Early stopping on the held-out loss and which state the result file keeps."""
+
+    patience: int | None = Field(
+        None,
+        ge=1,
+        description="Stop after this many evaluated iterations without a held-out improvement; null = never "
+        "stop early. Needs recon.validation.fraction > 0.",
+    )
+    min_delta: float = Field(
+        0.0, ge=0, description="Relative improvement that counts: held-out < best * (1 - min_delta)."
+    )
+    keep: Literal["best", "last"] | None = Field(
+        None,
+        description="State the result file holds at the end: 'best' (at the held-out minimum; the last "
+        "one is kept in its checkpoint) or 'last'; null = 'best' with validation on, else 'last'.",
+    )
+
+
 class ReconSection(Strict):
     iterations: int = Field(gt=0, description="Number of iterations (passes over all positions).")
     batch_size: int = Field(32, gt=0, description="Positions per mini-batch.")
@@ -342,12 +388,40 @@ class ReconSection(Strict):
         "(PTYRAD_CORE_MEMORY_LIMIT_MB sets the limit instead of the detected free memory; ptyrad_core.setup.memory)."
     )
 
+    validation: ValidationSpec = Field(
+        default_factory=ValidationSpec,
+        description="Held-out detector pixels scored every iteration (docs/validation.md).",
+    )
+    stop: StopSpec = Field(
+        default_factory=StopSpec, description="Early stopping on the held-out loss; the state kept."
+    )
+
     @field_validator("positions_per_pass")
     @classmethod
     def _positive(cls, v):
         if v != "auto" and v < 1:
             raise ValueError(f"must be 'auto' or a number of positions >= 1, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _stop_needs_validation(self):
+        if self.stop.patience is not None and not self.validation.enabled:
+            raise ValueError(
+                "recon.stop.patience needs held-out validation: set recon.validation.fraction > 0 "
+                "(or patience: null)"
+            )
+        if self.stop.keep == "best" and not self.validation.enabled:
+            raise ValueError(
+                "recon.stop.keep 'best' needs held-out validation: set recon.validation.fraction > 0"
+            )
+        return self
+
+    @property
+    def keep(self) -> str:
+        """``recon.stop.keep`` resolved: 'best' with validation on unless set, else 'last'."""
+        if self.stop.keep is not None:
+            return self.stop.keep
+        return "best" if self.validation.enabled else "last"
 
 
 class FolderName(Strict):
