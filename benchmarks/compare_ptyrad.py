@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/compare_ptyrad.py [--cases all|core|scaling|NAME,...]
         [--iters 7] [--warmup 2] [--rounds 2] [--slow-rounds 1] [--seed 0] [--ptyrad-python PATH]
         [--device cpu|cuda]
-    .venv/bin/python benchmarks/compare_ptyrad.py --table [--cases ...] [--device ...]   (re-print from results/)
+    .venv/bin/python benchmarks/compare_ptyrad.py --table [--cases ...] [--device ...]
+        (re-print from results/)
 
 Each case runs PtyRAD 1.0 (``ptyrad_driver.py``, in PtyRAD's own venv, public API, compiler off)
 and ptyrad_core (``ptyrad_core_driver.py``) in fresh processes, alternating within the harness
@@ -467,8 +468,10 @@ def run_case(case: Case, args, tmp: Path) -> dict:
             t = statistics.median(res["iter_times"][args.warmup :])
             gpu = f", peak GPU {res['peak_gpu_MiB']:.0f} MiB" if "peak_gpu_MiB" in res else ""
             print(
-                f"  [{case.name}] round {r + 1}/{rounds} {code:6s}: {t:.3f} s/iter (median of {len(res['iter_times']) - args.warmup}), "
-                f"loss1 {res['loss'][0]:.4f}, error {res['phase']['error']:.4f}, peak RSS {res['peak_rss_MiB']:.0f} MiB{gpu}, "
+                f"  [{case.name}] round {r + 1}/{rounds} {code:6s}: {t:.3f} s/iter "
+                f"(median of {len(res['iter_times']) - args.warmup}), "
+                f"loss1 {res['loss'][0]:.4f}, error {res['phase']['error']:.4f}, "
+                f"peak RSS {res['peak_rss_MiB']:.0f} MiB{gpu}, "
                 f"process {res['wall_s']:.0f} s",
                 flush=True,
             )
@@ -504,7 +507,8 @@ def run_case(case: Case, args, tmp: Path) -> dict:
 
 HEADER = (
     "| case | P / O / Nz / batch | positions, window | PtyRAD s/iter | ours s/iter | ratio | FFT floor s | "
-    "ours / floor (PtyRAD / floor) | FFTW floor s (ours / it) | peak RSS MiB PtyRAD / ours | phase error PtyRAD / ours | "
+    "ours / floor (PtyRAD / floor) | FFTW floor s (ours / it) | peak RSS MiB PtyRAD / ours | "
+    "phase error PtyRAD / ours | "
     "loss it. 1 PtyRAD / ours |\n"
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
@@ -522,7 +526,8 @@ def table_row(res: dict) -> str:
     if "peak_gpu_MiB" in o:
         memory += f" (GPU {p['peak_gpu_MiB']:.0f} / {o['peak_gpu_MiB']:.0f})"
     return (
-        f"| {c['name']}{seed} | {c['pmode']} / {c['omode']} / {c['nz']} / {c['batch']} | {d['positions']}, {d['k']} px | "
+        f"| {c['name']}{seed} | {c['pmode']} / {c['omode']} / {c['nz']} / {c['batch']} | "
+        f"{d['positions']}, {d['k']} px | "
         f"{p['s_per_iter']:.3f} | {o['s_per_iter']:.3f} | {s['ratio']:.2f} | {s['fft_floor_s']:.3f} | "
         f"{s['ours_over_floor']:.2f} ({s['ptyrad_over_floor']:.2f}) | {fftw_floor} | {memory} | "
         f"{p['phase_error']:.4f} / {o['phase_error']:.4f} | {p['loss_iter1']:.4f} / {o['loss_iter1']:.4f} |"
@@ -530,7 +535,8 @@ def table_row(res: dict) -> str:
 
 
 def result_name(case: str, seed: int, device: str = "cpu") -> str:
-    """``CASE.json``; ``-seedN`` for a seed other than 0, ``-cuda`` for a GPU run (kept apart from the CPU's)."""
+    """``CASE.json``; ``-seedN`` for a seed other than 0, ``-cuda`` for a GPU run (kept apart from the
+    CPU's)."""
     kind = "" if device == "cpu" else "-" + device.split(":")[0]
     return f"{case}{kind}.json" if seed == 0 else f"{case}{kind}-seed{seed}.json"
 
@@ -583,7 +589,8 @@ def write_latest(results: Path, cases: list[Case], seed: int, device: str = "cpu
     for name, e in entries.items():
         if name in previous:
             print(
-                f"  {name}: ratio {previous[name]['ratio']:.2f} ({previous[name]['date']}) -> {e['ratio']:.2f}",
+                f"  {name}: ratio {previous[name]['ratio']:.2f} ({previous[name]['date']}) "
+                f"-> {e['ratio']:.2f}",
                 flush=True,
             )
     path.write_text(
@@ -624,7 +631,9 @@ def main() -> None:
         "--seed",
         type=int,
         default=0,
-        help="random seed of both codes (batches, initial noise); results of seed N > 0 go to CASE-seedN.json",
+        help=(
+            "random seed of both codes (batches, initial noise); results of seed N > 0 go to CASE-seedN.json"
+        ),
     )
     ap.add_argument(
         "--ptyrad-python",
@@ -640,7 +649,10 @@ def main() -> None:
     ap.add_argument(
         "--device",
         default="cpu",
-        help="where both codes run: cpu (default) or cuda[:N]; GPU results go to CASE-cuda.json, with peak GPU memory",
+        help=(
+            "where both codes run: cpu (default) or cuda[:N]; GPU results go to CASE-cuda.json, "
+            "with peak GPU memory"
+        ),
     )
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the per-case JSON files")
     ap.add_argument(
@@ -672,8 +684,10 @@ def main() -> None:
                 )
                 s = res["summary"]
                 print(
-                    f"  => PtyRAD {s['ptyrad']['s_per_iter']:.3f} s/iter, ours {s['ours']['s_per_iter']:.3f} s/iter, "
-                    f"ratio {s['ratio']:.2f}, FFT floor {s['fft_floor_s']:.3f} s (ours {s['ours_over_floor']:.2f}x)"
+                    f"  => PtyRAD {s['ptyrad']['s_per_iter']:.3f} s/iter, "
+                    f"ours {s['ours']['s_per_iter']:.3f} s/iter, "
+                    f"ratio {s['ratio']:.2f}, FFT floor {s['fft_floor_s']:.3f} s "
+                    f"(ours {s['ours_over_floor']:.2f}x)"
                     + (
                         f", FFTW floor {s['fft_floor_fftw_s']:.3f} s (ours {s['ours_over_fftw_floor']:.2f}x)"
                         if "fft_floor_fftw_s" in s

@@ -33,13 +33,14 @@ def main() -> None:
     fftw = FFTWBackend()
     print(f"torch {torch.__version__}, {args.threads} threads")
     print(
-        "| transforms x Ny x Nx | torch.fft us (per transform) | FFTW in place us (per transform) | FFTW / torch |"
+        "| transforms x Ny x Nx | torch.fft us (per transform) | FFTW in place us (per transform) | "
+        "FFTW / torch |"
     )
     print("| --- | --- | --- | --- |")
     for shape in SHAPES:
         x = torch.randn(*shape, dtype=torch.complex64)
-        t_torch = _lowest_median(lambda: torch.fft.fft2(x), args.repeats, 5)
-        t_fftw = _lowest_median(lambda: fftw.fft_(x), args.repeats, 5)
+        t_torch = _lowest_median(lambda x=x: torch.fft.fft2(x), args.repeats, 5)
+        t_fftw = _lowest_median(lambda x=x: fftw.fft_(x), args.repeats, 5)
         n = shape[0]
         print(
             f"| {' x '.join(map(str, shape))} | {t_torch * 1e6:.0f} ({t_torch / n * 1e6:.2f}) | "

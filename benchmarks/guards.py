@@ -83,10 +83,12 @@ def main(argv=None) -> int:
     share = statistics.median(call_s) * batches / on
     print(f"case {args.case}: {args.rounds} rounds x {args.iterations} iterations, alternating")
     print(
-        f"  guards on : median {on * 1e3:.2f} ms/iteration (rounds {', '.join(f'{t * 1e3:.1f}' for t in times['on'])})"
+        f"  guards on : median {on * 1e3:.2f} ms/iteration "
+        f"(rounds {', '.join(f'{t * 1e3:.1f}' for t in times['on'])})"
     )
     print(
-        f"  guards off: median {off * 1e3:.2f} ms/iteration (rounds {', '.join(f'{t * 1e3:.1f}' for t in times['off'])})"
+        f"  guards off: median {off * 1e3:.2f} ms/iteration "
+        f"(rounds {', '.join(f'{t * 1e3:.1f}' for t in times['off'])})"
     )
     print(f"  on / off  : {on / off:.4f}")
     print(

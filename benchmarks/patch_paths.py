@@ -50,5 +50,6 @@ if __name__ == "__main__":
     for ny, batch in ((160, 32), (260, 8), (260, 16), (260, 32), (512, 32), (1024, 32)):
         r = bench(ny, batch)
         print(
-            f"| {ny}^2 | {batch} | {batch * WINDOW[0] * WINDOW[1] / ny**2:.2f} | {r['whole']:.1f} | {r['patch']:.1f} |"
+            f"| {ny}^2 | {batch} | {batch * WINDOW[0] * WINDOW[1] / ny**2:.2f} | "
+            f"{r['whole']:.1f} | {r['patch']:.1f} |"
         )

@@ -1,6 +1,7 @@
 """Run ptyrad_core on one config; print its per-iteration times as JSON (last stdout line).
 
-    python benchmarks/ptyrad_core_driver.py CONFIG.yaml OUT.npz [--fft BATCH,PMODE,OMODE,NZ,NPOS,K] [dotted.key=value ...]
+    python benchmarks/ptyrad_core_driver.py CONFIG.yaml OUT.npz [--fft BATCH,PMODE,OMODE,NZ,NPOS,K]
+        [dotted.key=value ...]
 
 OUT.npz receives the final object phase ``(omode, Nz, NY, NX)``, the object-mode occupancies
 and the initial scan positions ``(N, 2)`` (window top-left corners in object pixels). With

@@ -6,8 +6,8 @@ Runs inside PtyRAD's own virtual environment (../shared/tools/install-ptyrad-ref
         [--fft BATCH,PMODE,OMODE,NZ,NPOS,K]
 
 It uses PtyRAD's public API (ptyrad.params.load_params, ptyrad.solver.PtyRADSolver) on the CPU
-or a GPU (compiler disabled in the params file, as PtyRAD's CPU default). OUT.npz receives the final object phase
-``(omode, Nz, NY, NX)``, the object-mode occupancies and the initial scan positions
+or a GPU (compiler disabled in the params file, as PtyRAD's CPU default). OUT.npz receives the final
+object phase ``(omode, Nz, NY, NX)``, the object-mode occupancies and the initial scan positions
 ``(N, 2)`` (window top-left corners in object pixels: PtyRAD's crop_pos + probe_pos_shifts
 before the first iteration), so that the harness computes the error against ground truth the
 same way for both codes. With ``--fft`` the FFT floor is timed in this process after the run.

@@ -1,6 +1,7 @@
 """One command for the PtyRAD 1.0 comparison (issue 6), quiet or beside a competing load (issue 15).
 
-    .venv/bin/python benchmarks/run.py --quick      # one case (1 probe mode, 6 slices, batch 32), 1 round: ~1 min
+    .venv/bin/python benchmarks/run.py --quick      # one case (1 probe mode, 6 slices, batch 32),
+                                                    # 1 round: ~1 min
     .venv/bin/python benchmarks/run.py              # every case of compare_ptyrad.py, 2 rounds: ~10 min
     .venv/bin/python benchmarks/run.py --cases p4-s6-b32,p1-s1-b576 [--rounds 3]
     .venv/bin/python benchmarks/run.py --quick --device cuda   # both codes on a GPU: results/<case>-cuda.json
@@ -51,7 +52,8 @@ OURS_ENV = "PTYRAD_CORE_BENCH_ENV"  # NAME=VALUE ... for our driver alone (--our
 
 LOAD_HEADER = (
     "| case | load | PtyRAD quiet s/iter | PtyRAD loaded s/iter | PtyRAD slowdown | ours quiet s/iter | "
-    "ours loaded s/iter | ours slowdown | ours / PtyRAD slowdown | ratio quiet / loaded | CPUs the load got |\n"
+    "ours loaded s/iter | ours slowdown | ours / PtyRAD slowdown | ratio quiet / loaded | "
+    "CPUs the load got |\n"
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
@@ -99,7 +101,8 @@ def loadavg() -> float | None:
 
 
 def with_load(spec: LoadSpec):
-    """``compare_ptyrad.run_case`` run quiet, then again beside the load; the loaded runs go under ``load``."""
+    """``compare_ptyrad.run_case`` run quiet, then again beside the load; the loaded runs go under
+    ``load``."""
     run_case = compare_ptyrad.run_case
 
     def run_quiet_and_loaded(case, args, tmp: Path) -> dict:
@@ -108,7 +111,8 @@ def with_load(spec: LoadSpec):
         before = loadavg()
         if before is not None and before > 0.5:
             print(
-                f"  [{case.name}] warning: load average {before:.2f} before the quiet runs: the machine is not quiet",
+                f"  [{case.name}] warning: load average {before:.2f} before the quiet runs: "
+                "the machine is not quiet",
                 flush=True,
             )
         res = run_case(case, args, tmp / "quiet")
@@ -146,7 +150,8 @@ def load_row(name: str, res: dict) -> str:
     ratio = f"{lo['ratio_quiet']:.2f} / {lo['ratio_loaded']:.2f}" if "ratio_loaded" in lo else "-"
     return (
         f"| {name} | {spec['procs']} x {spec['kind']}, nice {spec['nice']} | {p['quiet_s_per_iter']:.3f} | "
-        f"{p['loaded_s_per_iter']:.3f} | {p['slowdown']:.2f} | {o['quiet_s_per_iter']:.3f} | {o['loaded_s_per_iter']:.3f} | "
+        f"{p['loaded_s_per_iter']:.3f} | {p['slowdown']:.2f} | {o['quiet_s_per_iter']:.3f} | "
+        f"{o['loaded_s_per_iter']:.3f} | "
         f"{o['slowdown']:.2f} | {lo['ours_over_ptyrad_slowdown']:.2f} | {ratio} | {cpus} |"
     )
 

@@ -35,7 +35,8 @@ from ptyrad_core.plugin import Field, ForwardExtension, PluginOptions, hookimpl
 
 
 def defocus_samples(sigma: float, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Hermite defocus samples ``delta_i`` (Angstrom) and weights ``w_i`` (sum 1) of ``N(0, sigma^2)``."""
+    """Gauss-Hermite defocus samples ``delta_i`` (Angstrom) and weights ``w_i`` (sum 1) of
+    ``N(0, sigma^2)``."""
     x, w = np.polynomial.hermite_e.hermegauss(n)
     return sigma * x, w / math.sqrt(2 * math.pi)
 
@@ -46,14 +47,15 @@ class DefocusSpread(ForwardExtension):
     class Options(PluginOptions):
         focal_spread_A: float = Field(
             gt=0,
-            description="Standard deviation sigma of the defocus, Angstrom (Cc * sigma_E / E; typically 20 - 60).",
+            description="Standard deviation sigma of the defocus, Angstrom (Cc * sigma_E / E; "
+            "typically 20 - 60).",
         )
         n_samples: int = Field(
             5,
             ge=1,
             le=64,
-            description="Gauss-Hermite defocus samples n (the probe modes are multiplied by n); odd n includes "
-            "the nominal focus.",
+            description="Gauss-Hermite defocus samples n (the probe modes are multiplied by n); "
+            "odd n includes the nominal focus.",
         )
 
     def __init__(self, options: Options):

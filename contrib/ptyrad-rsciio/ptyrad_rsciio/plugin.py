@@ -66,7 +66,8 @@ def reader_for(path: Path, format: str | None = None) -> dict:
         )
     if len(found) > 1:
         raise DataError(
-            f"{path}: '.{suffix}' files are read by several RosettaSciIO formats ({', '.join(p['name'] for p in found)}); "
+            f"{path}: '.{suffix}' files are read by several RosettaSciIO formats "
+            f"({', '.join(p['name'] for p in found)}); "
             "set data.options.format to one of them"
         )
     return found[0]
@@ -144,21 +145,24 @@ class RsciioLoader(Loader):
     class Options(PluginOptions):
         format: str | None = Field(
             None,
-            description="RosettaSciIO format name (e.g. 'HSPY', 'EMD', 'DigitalMicrograph', 'QuantumDetector'); "
-            "null: from the file extension.",
+            description="RosettaSciIO format name (e.g. 'HSPY', 'EMD', 'DigitalMicrograph', "
+            "'QuantumDetector'); null: from the file extension.",
         )
         signal: int | None = Field(
             None,
             ge=0,
-            description="Index of the signal to use when the file holds several; null: the only 3-D / 4-D one.",
+            description="Index of the signal to use when the file holds several; "
+            "null: the only 3-D / 4-D one.",
         )
         lazy: bool = Field(
             True,
-            description="Read through dask, so that data larger than data.memory_budget_MB are streamed per batch.",
+            description="Read through dask, so that data larger than data.memory_budget_MB "
+            "are streamed per batch.",
         )
         reader_options: dict[str, Any] = Field(
             default_factory=dict,
-            description="Extra keyword arguments of the RosettaSciIO reader (e.g. navigation_shape for .mib).",
+            description="Extra keyword arguments of the RosettaSciIO reader "
+            "(e.g. navigation_shape for .mib).",
         )
 
     def load(self) -> Measurements:
@@ -170,7 +174,8 @@ class RsciioLoader(Loader):
             module = importlib.import_module(reader["api"])
         except ImportError as exc:
             raise DataError(
-                f"{path}: RosettaSciIO's {reader['name']} reader needs a package that is not installed ({exc}); "
+                f"{path}: RosettaSciIO's {reader['name']} reader needs a package that is not installed "
+                f"({exc}); "
                 f"see RosettaSciIO's installation notes for the {reader['name']} format"
             ) from None
         kwargs = {k: as_tuples(v) for k, v in o.reader_options.items()}
@@ -182,7 +187,8 @@ class RsciioLoader(Loader):
         ]
         if unknown:
             raise DataError(
-                f"data.options.reader_options: RosettaSciIO's {reader['name']} reader takes no {', '.join(map(repr, unknown))}; "
+                f"data.options.reader_options: RosettaSciIO's {reader['name']} reader takes no "
+                f"{', '.join(map(repr, unknown))}; "
                 f"it takes: {', '.join(k for k in params if k != 'filename')}"
             )
         try:
@@ -193,11 +199,13 @@ class RsciioLoader(Loader):
                     f"{path}: RosettaSciIO's {reader['name']} reader could not read it (TypeError: {exc})"
                 ) from None
             raise DataError(
-                f"data.options.reader_options: RosettaSciIO's {reader['name']} reader rejected {o.reader_options} ({exc})"
+                f"data.options.reader_options: RosettaSciIO's {reader['name']} reader rejected "
+                f"{o.reader_options} ({exc})"
             ) from None
         except Exception as exc:
             raise DataError(
-                f"{path}: RosettaSciIO's {reader['name']} reader could not read it ({type(exc).__name__}: {exc})"
+                f"{path}: RosettaSciIO's {reader['name']} reader could not read it "
+                f"({type(exc).__name__}: {exc})"
             ) from None
         index = self._pick(signals, reader)
         signal = signals[index]
@@ -222,7 +230,8 @@ class RsciioLoader(Loader):
         shapes = [tuple(int(s) for s in sig["data"].shape) for sig in signals]
         listed = (
             ", ".join(
-                f"{i}: {(sig.get('metadata') or {}).get('General', {}).get('title', '') or 'untitled'} {shape}"
+                f"{i}: "
+                f"{(sig.get('metadata') or {}).get('General', {}).get('title', '') or 'untitled'} {shape}"
                 for i, (sig, shape) in enumerate(zip(signals, shapes))
             )
             or "none"
@@ -232,7 +241,8 @@ class RsciioLoader(Loader):
             i = self.options.signal
             if i >= len(signals):
                 raise DataError(
-                    f"data.options.signal: {path} holds {len(signals)} signal(s) ({listed}); index {i} is out of range"
+                    f"data.options.signal: {path} holds {len(signals)} signal(s) ({listed}); "
+                    f"index {i} is out of range"
                 )
             if len(shapes[i]) not in (3, 4):
                 raise DataError(f"{path}: signal {i} has shape {shapes[i]} ({len(shapes[i])}-D); {expected}")
@@ -242,7 +252,8 @@ class RsciioLoader(Loader):
             return found[0]
         if not found:
             raise DataError(
-                f"{path}: wrong dimensionality: RosettaSciIO's {reader['name']} reader found {listed}; {expected}"
+                f"{path}: wrong dimensionality: RosettaSciIO's {reader['name']} reader found {listed}; "
+                f"{expected}"
             )
         raise DataError(
             f"{path}: holds several 3-D / 4-D signals ({listed}); set data.options.signal to one index"

@@ -140,7 +140,8 @@ def test_a_file_with_several_signals(tmp_path, stack4d):
                 assert meas.source == f"{path}:signal 1" and meas.shape == stack4d.shape
     with pytest.raises(
         DataError,
-        match=r"several 3-D / 4-D signals \(0: overview \(8, 8\), 1: scan \(3, 4, 8, 8\), 2: scan2 \(1, 4, 8, 8\)\); set data.options.signal",
+        match=r"several 3-D / 4-D signals \(0: overview \(8, 8\), 1: scan \(3, 4, 8, 8\), "
+        r"2: scan2 \(1, 4, 8, 8\)\); set data.options.signal",
     ):
         load(path)
     assert load(path, signal=2).shape == (1, 4, 8, 8)
@@ -232,7 +233,8 @@ def write_mib(path: Path, frames: np.ndarray) -> Path:
     out = bytearray()
     for i, frame in enumerate(frames):
         head = (
-            f"MQ1,{i + 1:06d},00384,01,{kx:04d},{ky:04d},U16,   1x1,01,2020-05-18 16:51:49.971626,0.000555,0,0,0,"
+            f"MQ1,{i + 1:06d},00384,01,{kx:04d},{ky:04d},U16,   1x1,01,"
+            "2020-05-18 16:51:49.971626,0.000555,0,0,0,"
             "MQ1A,2020-05-18T14:51:49.971626178Z,555000ns,12,"
         )
         out += head.encode().ljust(384, b"\0") + frame.astype(">u2").tobytes()
@@ -248,7 +250,7 @@ def test_reader_options_from_yaml_lists_become_tuples(tmp_path, lazy):
     pytest.importorskip("rsciio.quantumdetector")
     frames = (np.arange(8 * 16 * 16).reshape(8, 16, 16) % 1000).astype(np.uint16)
     path = write_mib(tmp_path / "scan.mib", frames)
-    options = yaml.safe_load("{lazy: %s, reader_options: {navigation_shape: [4, 2]}}" % str(lazy).lower())
+    options = yaml.safe_load(f"{{lazy: {str(lazy).lower()}, reader_options: {{navigation_shape: [4, 2]}}}}")
     assert options["reader_options"]["navigation_shape"] == [4, 2]
     meas = load(path, **options)
     assert meas.shape == (2, 4, 16, 16)  # RosettaSciIO: navigation_shape is (x, y)

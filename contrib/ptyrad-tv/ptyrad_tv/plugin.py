@@ -25,7 +25,8 @@ by the proximal point of the TV::
 
 computed with Chambolle's projection algorithm (J. Math. Imaging Vis. 20, 89-97, 2004)::
 
-    p^0 = 0,   p^{k+1} = ( p^k + tau grad(div p^k - phi / lambda) ) / ( 1 + tau |grad(div p^k - phi / lambda)| )
+    p^0 = 0,
+    p^{k+1} = ( p^k + tau grad(div p^k - phi / lambda) ) / ( 1 + tau |grad(div p^k - phi / lambda)| )
     phi' = phi - lambda div p^K
 
 ``div = -grad^T`` is the discrete divergence. It converges for ``tau <= 1/8``; ``lambda``
@@ -104,8 +105,8 @@ class TVPhaseProx(Constraint):
     class Options(PluginOptions):
         weight: float = Field(
             gt=0,
-            description="lambda: strength of the TV, radians (a step of height h between plateaus of n1, n2 px "
-            "shrinks by lambda (1/n1 + 1/n2)); typical 1e-3 - 1e-2.",
+            description="lambda: strength of the TV, radians (a step of height h between plateaus of "
+            "n1, n2 px shrinks by lambda (1/n1 + 1/n2)); typical 1e-3 - 1e-2.",
         )
         n_iter: int = Field(30, ge=1, description="Iterations of Chambolle's projection algorithm.")
         tau: float = Field(
