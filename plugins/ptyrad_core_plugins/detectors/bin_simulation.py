@@ -72,8 +72,9 @@ class BinSimulation(DetectorModel):
         )
         even: Literal["trapezoid", "block"] = Field(
             "trapezoid",
-            description="Even factors: 'trapezoid' centres each bin on its frequency (end pixels weighted 1/2); "
-            "'block' sums plain factor x factor blocks, shifted by 1 / (2 factor) px.",
+            description="Even factors: 'trapezoid' centres each bin on its frequency "
+            "(end pixels weighted 1/2); 'block' sums plain factor x factor blocks, "
+            "shifted by 1 / (2 factor) px.",
         )
 
     def simulation_grid(self, shape, dk):

@@ -46,8 +46,8 @@ class CropSimulation(DetectorModel):
         n = self.options.npix
         if n < max(shape):
             raise ConfigError(
-                f"detector crop_simulation: npix = {n} is smaller than the {shape[0]} x {shape[1]} patterns it must "
-                "produce; use resample_simulation to simulate fewer pixels"
+                f"detector crop_simulation: npix = {n} is smaller than the {shape[0]} x {shape[1]} "
+                "patterns it must produce; use resample_simulation to simulate fewer pixels"
             )
         self.output_shape = tuple(shape)
         return (n, n), dk
@@ -55,7 +55,8 @@ class CropSimulation(DetectorModel):
     def forward(self, patterns, batch):
         if self.output_shape is None:
             raise RuntimeError(
-                "crop_simulation: simulation_grid() has not been called (the kernel calls it in initialize.sampling)"
+                "crop_simulation: simulation_grid() has not been called "
+                "(the kernel calls it in initialize.sampling)"
             )
         my, mx = self.output_shape
         ny, nx = patterns.shape[-2:]

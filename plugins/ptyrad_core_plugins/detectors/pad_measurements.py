@@ -68,7 +68,8 @@ def radius(shape: tuple[int, int], centre: tuple[int, int]) -> np.ndarray:
 
 
 def fit_background(image: np.ndarray, mask: np.ndarray, kind: str) -> tuple[float, float]:
-    """Least-squares ``(a, b)``, ``a, b >= 0``, of :func:`decay` to ``image`` on ``mask`` (PtyRAD's ``fit_background``).
+    """Least-squares ``(a, b)``, ``a, b >= 0``, of :func:`decay` to ``image`` on ``mask`` (PtyRAD's
+    ``fit_background``).
 
     ``r`` is measured from pixel ``(H // 2, W // 2)``.
     """
@@ -111,7 +112,8 @@ def fit_background(image: np.ndarray, mask: np.ndarray, kind: str) -> tuple[floa
 def background_canvas(
     mean_pattern: np.ndarray, npix: int, padding: str, value: float = 10.0, threshold: float = 70.0
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """The ``(npix, npix)`` intensity background (zero on the measured pixels) and the measured block's top-left corner."""
+    """The ``(npix, npix)`` intensity background (zero on the measured pixels) and the measured block's
+    top-left corner."""
     amp = np.sqrt(np.asarray(mean_pattern, dtype=np.float64))
     h, w = amp.shape
     y1, x1 = npix // 2 - h // 2, npix // 2 - w // 2
@@ -140,11 +142,13 @@ class PadMeasurements(DetectorModel):
             gt=0, description="Padded pattern size in pixels (>= the measured size); dx becomes dx M / npix."
         )
         padding: Literal["constant", "edge", "linear_ramp", "exp", "power"] = Field(
-            description="How the background outside the measured pixels is made from the mean pattern's amplitude."
+            description="How the background outside the measured pixels is made from the mean pattern's "
+            "amplitude."
         )
         value: float = Field(
             10.0,
-            description="Amplitude (sqrt of intensity) for 'constant', end value for 'linear_ramp'; PtyRAD's default 10.",
+            description="Amplitude (sqrt of intensity) for 'constant', end value for 'linear_ramp'; "
+            "PtyRAD's default 10.",
         )
         threshold: float = Field(
             70.0,
@@ -164,7 +168,8 @@ class PadMeasurements(DetectorModel):
         n = self.options.npix
         if n < max(shape):
             raise ConfigError(
-                f"detector pad_measurements: npix = {n} is smaller than the measured {shape[0]} x {shape[1]} patterns"
+                f"detector pad_measurements: npix = {n} is smaller than the measured "
+                f"{shape[0]} x {shape[1]} patterns"
             )
         mean = measurements.mean_pattern()
         canvas, self.corner = background_canvas(
@@ -178,8 +183,10 @@ class PadMeasurements(DetectorModel):
             raise RuntimeError("pad_measurements: prepare() has not been called with the measurements")
         if tuple(shape) != self.measured_shape:
             raise ConfigError(
-                f"detector pad_measurements: it pads the measured {self.measured_shape[0]} x {self.measured_shape[1]} "
-                f"patterns, but an earlier stage changed them to {shape[0]} x {shape[1]}; list pad_measurements first"
+                f"detector pad_measurements: it pads the measured "
+                f"{self.measured_shape[0]} x {self.measured_shape[1]} "
+                f"patterns, but an earlier stage changed them to {shape[0]} x {shape[1]}; "
+                "list pad_measurements first"
             )
         n = self.options.npix
         return (n, n), dk

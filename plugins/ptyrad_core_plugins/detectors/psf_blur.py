@@ -34,7 +34,8 @@ class PSFBlur(DetectorModel):
     def _check(self, shape) -> None:
         if self.size // 2 >= min(shape):
             raise ConfigError(
-                f"detector psf_blur: a {self.size}-tap kernel needs patterns larger than {self.size // 2} px for "
+                f"detector psf_blur: a {self.size}-tap kernel needs patterns larger than "
+                f"{self.size // 2} px for "
                 f"reflect padding, got {shape[0]} x {shape[1]}"
             )
 

@@ -63,7 +63,8 @@ class ResampleMeasurements(DetectorModel):
         out = tuple(self.output_size(n) for n in shape)
         if min(out) < 2:
             raise ConfigError(
-                f"detector resample_measurements: scale {self.options.scale} leaves {out[0]} x {out[1]} pixels"
+                f"detector resample_measurements: scale {self.options.scale} leaves "
+                f"{out[0]} x {out[1]} pixels"
             )
         self._resample = BilinearResampler(
             shape, out, (shape[0] / out[0], shape[1] / out[1]), self.options.align
@@ -73,7 +74,8 @@ class ResampleMeasurements(DetectorModel):
     def measurements(self, meas, batch):
         if self._resample is None:
             raise RuntimeError(
-                "resample_measurements: measurement_grid() has not been called (the kernel calls it in initialize.sampling)"
+                "resample_measurements: measurement_grid() has not been called "
+                "(the kernel calls it in initialize.sampling)"
             )
         return self._resample(meas) / self.options.scale**2
 

@@ -127,7 +127,8 @@ class ResampleSimulation(DetectorModel):
     def forward(self, patterns, batch):
         if self._resample is None:
             raise RuntimeError(
-                "resample_simulation: simulation_grid() has not been called (the kernel calls it in initialize.sampling)"
+                "resample_simulation: simulation_grid() has not been called "
+                "(the kernel calls it in initialize.sampling)"
             )
         n = patterns.shape[-1]
         m = self.output_shape[-1]

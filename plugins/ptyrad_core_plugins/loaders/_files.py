@@ -198,7 +198,8 @@ def check_extent(source: str, path: Path, needed: int, layout: str) -> None:
         raise DataError(f"{source}: cannot read the file size ({exc})") from None
     if size < needed:
         raise DataError(
-            f"{source}: the file has {size} bytes, but {layout} needs {needed} bytes; expected the whole file: "
+            f"{source}: the file has {size} bytes, but {layout} needs {needed} bytes; "
+            "expected the whole file: "
             "it is truncated (an interrupted copy or write?)"
         )
 
@@ -238,7 +239,8 @@ class WholeArray:
                 ) from None
             if tuple(data.shape) != self.shape:
                 raise DataError(
-                    f"{self._source}: read an array of shape {tuple(data.shape)}, its header declares {self.shape}"
+                    f"{self._source}: read an array of shape {tuple(data.shape)}, "
+                    f"its header declares {self.shape}"
                 )
             check_dtype(self._source, data.shape, data.dtype)
             self._data = data

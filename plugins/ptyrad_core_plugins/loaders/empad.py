@@ -55,7 +55,8 @@ class EMPADLoader(Loader):
         def _shape(cls, v):
             if v is not None and (len(v) not in (2, 3, 4) or any(s <= 0 for s in v)):
                 raise ValueError(
-                    f"shape must be 2 to 4 positive integers ([ky, kx], [N, ky, kx] or [Ny, Nx, ky, kx]), got {v}"
+                    "shape must be 2 to 4 positive integers ([ky, kx], [N, ky, kx] or [Ny, Nx, ky, kx]), "
+                    f"got {v}"
                 )
             return v
 
@@ -74,7 +75,8 @@ class EMPADLoader(Loader):
         if len(shape) == 2:
             if rest or frames == 0:
                 raise DataError(
-                    f"{path}: {size} bytes is not a whole number of frames of shape ({ky}, {kx}): {layout} bytes "
+                    f"{path}: {size} bytes is not a whole number of frames of shape ({ky}, {kx}): "
+                    f"{layout} bytes "
                     f"leaves {frames} frames and {rest} bytes; check data.options.shape, offset and gap"
                 )
             shape = [frames, ky, kx]
@@ -83,7 +85,8 @@ class EMPADLoader(Loader):
         if size != expected:
             hint = f" (the file holds {frames} whole frames of this size)" if frames and not rest else ""
             raise DataError(
-                f"{path}: data.options.shape {shape} needs {expected} bytes = {layout}, but the file has {size} bytes"
+                f"{path}: data.options.shape {shape} needs {expected} bytes = {layout}, "
+                f"but the file has {size} bytes"
                 f"{hint}; check data.options.shape, offset and gap"
             )
         source = str(path)

@@ -72,8 +72,9 @@ class MatLoader(Loader):
         )
         axis_order: Literal["auto", "matlab", "reversed"] = Field(
             "auto",
-            description="'matlab': MATLAB's size() order for v5 and v7.3; 'reversed': the reverse (as h5py and "
-            "PtyRAD 1.0 read v7.3); 'auto': MATLAB's order for arrays MATLAB wrote, stored order for plain HDF5 datasets.",
+            description="'matlab': MATLAB's size() order for v5 and v7.3; 'reversed': the reverse "
+            "(as h5py and PtyRAD 1.0 read v7.3); 'auto': MATLAB's order for arrays MATLAB wrote, "
+            "stored order for plain HDF5 datasets.",
         )
 
     file: h5py.File | None = None
@@ -194,7 +195,8 @@ class MatLoader(Loader):
             if not names or value.size != 1:
                 raise DataError(
                     f"{path}: data.options.key {key!r}: {where} is not a scalar struct "
-                    f"(shape {getattr(value, 'shape', ())}, dtype {getattr(value, 'dtype', type(value).__name__)})"
+                    f"(shape {getattr(value, 'shape', ())}, "
+                    f"dtype {getattr(value, 'dtype', type(value).__name__)})"
                 )
             if part not in names:
                 listed = ", ".join(

@@ -101,7 +101,8 @@ class NpyLoader(Loader):
         source = str(self.path)
         if self.options.key is not None:
             raise DataError(
-                f"{self.path}: data.options.key {self.options.key!r} applies to .npz archives only; this .npy file "
+                f"{self.path}: data.options.key {self.options.key!r} applies to .npz archives only; "
+                "this .npy file "
                 f"holds one array of shape {tuple(array.shape)}"
             )
         check_shape(source, array.shape)

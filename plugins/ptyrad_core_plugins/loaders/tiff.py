@@ -56,7 +56,8 @@ class TiffLoader(Loader):
         check_extent(source, path, data_end, "the image data its headers point to")
         if damage.messages:
             raise DataError(
-                f"{path}: the TIFF file ({path.stat().st_size} bytes) is damaged or truncated: {damage.messages[0]}"
+                f"{path}: the TIFF file ({path.stat().st_size} bytes) is damaged or truncated: "
+                f"{damage.messages[0]}"
                 f"{f' (and {len(damage.messages) - 1} more problems)' if len(damage.messages) > 1 else ''}; "
                 "expected a complete file"
             )
@@ -73,7 +74,8 @@ class TiffLoader(Loader):
         else:
             listed = ", ".join(f"series {i} {s}" for i, s in enumerate(shapes[:20]))
             raise DataError(
-                f"{path}: the TIFF file holds {len(series)} image series of different shapes ({listed}); expected one stack"
+                f"{path}: the TIFF file holds {len(series)} image series of different shapes ({listed}); "
+                "expected one stack"
             )
         check_shape(source, shape)
         check_dtype(source, shape, dtype)
@@ -93,7 +95,8 @@ class TiffLoader(Loader):
             ) from None
         if tuple(array.shape) != shape:
             raise DataError(
-                f"{path}: read an array of shape {tuple(array.shape)}, expected {shape} from the TIFF metadata"
+                f"{path}: read an array of shape {tuple(array.shape)}, "
+                f"expected {shape} from the TIFF metadata"
             )
         return Measurements(array, source=source)
 

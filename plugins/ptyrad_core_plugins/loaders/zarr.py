@@ -73,7 +73,8 @@ class ZarrLoader(Loader):
     class Options(PluginOptions):
         key: str | None = Field(
             None,
-            description="Array path inside the store ('entry/data'); null picks the bare array or the 3-D/4-D array.",
+            description="Array path inside the store ('entry/data'); "
+            "null picks the bare array or the 3-D/4-D array.",
         )
 
     store = None

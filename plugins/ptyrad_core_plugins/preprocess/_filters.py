@@ -11,7 +11,8 @@ import numpy as np
 
 
 def gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
-    """``scipy.ndimage.gaussian_filter1d``'s taps: ``exp(-x^2 / (2 sigma^2))`` on ``|x| <= int(truncate sigma + 0.5)``, sum 1."""
+    """``scipy.ndimage.gaussian_filter1d``'s taps: ``exp(-x^2 / (2 sigma^2))`` on
+    ``|x| <= int(truncate sigma + 0.5)``, sum 1."""
     radius = int(truncate * float(sigma) + 0.5)
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     w = np.exp(-0.5 * (x / sigma) ** 2)

@@ -34,7 +34,8 @@ SALT = 0x5049  # fixed: the noise depends only on recon.seed and the data
 
 
 def poisson_noise(array: np.ndarray, total_electrons: float, rng: np.random.Generator) -> np.ndarray:
-    """``Poisson(n_e I / c) c / n_e`` with ``c`` the mean total intensity per pattern, float32, drawn in pattern blocks."""
+    """``Poisson(n_e I / c) c / n_e`` with ``c`` the mean total intensity per pattern, float32, drawn in
+    pattern blocks."""
     c = float(array.sum(dtype=np.float64)) / len(array)
     out = np.empty(array.shape, dtype=np.float32)
     per = max(1, Measurements.CHUNK_BYTES // (8 * max(1, int(np.prod(array.shape[1:])))))
@@ -49,7 +50,8 @@ class AddPoissonNoise(Preprocessor):
 
     class Options(PluginOptions):
         unit: Literal["total_e_per_pattern", "e_per_A2"] = Field(
-            description="How `value` is given: electrons per pattern, or a dose in e/A^2 (times scan.step_A^2)."
+            description="How `value` is given: electrons per pattern, "
+            "or a dose in e/A^2 (times scan.step_A^2)."
         )
         value: float = Field(
             gt=0, description="Electrons per pattern (e.g. 1e4 - 1e7) or dose in e/A^2 (e.g. 1e3 - 1e6)."

@@ -29,7 +29,8 @@ from ._filters import gaussian_filter
 
 
 def blur_scan(array: np.ndarray, scan_shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """Gaussian filter of ``(N, ky, kx)`` patterns over the ``scan_shape`` axes, float32, in detector-pixel chunks."""
+    """Gaussian filter of ``(N, ky, kx)`` patterns over the ``scan_shape`` axes, float32, in
+    detector-pixel chunks."""
     n_slow, n_fast = scan_shape
     flat = array.reshape(n_slow, n_fast, -1)
     out = np.empty(flat.shape, dtype=np.float32)
@@ -57,7 +58,8 @@ class AddSourceSize(Preprocessor):
         scan_shape = context.scan_shape or measurements.scan_shape
         if scan_shape is None:
             raise DataError(
-                "std_A needs the scan shape (n_slow, n_fast); set scan.n_slow and scan.n_fast (or load 4-D data)"
+                "std_A needs the scan shape (n_slow, n_fast); set scan.n_slow and scan.n_fast "
+                "(or load 4-D data)"
             )
         array = measurements.require_memory("add_source_size")
         n_slow, n_fast = (int(s) for s in scan_shape)

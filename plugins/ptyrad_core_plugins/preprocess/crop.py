@@ -80,7 +80,8 @@ class Crop(Preprocessor):
         scan_shape = context.scan_shape or measurements.scan_shape
         if scan_shape is None:
             raise DataError(
-                f"{names} needs the scan shape; set scan.n_slow and scan.n_fast (or load 4-D (Ny, Nx, ky, kx) data)"
+                f"{names} needs the scan shape; set scan.n_slow and scan.n_fast "
+                "(or load 4-D (Ny, Nx, ky, kx) data)"
             )
         n_slow, n_fast = (int(s) for s in scan_shape)
         if n_slow * n_fast != measurements.n:

@@ -79,7 +79,8 @@ def resolve_shape(shape: list[int] | None, current: tuple[int, ...]) -> tuple[in
 
 
 def row_blocks(measurements, shape: tuple[int, ...]):
-    """Yield ``(first_row, rows)``: the patterns (via ``chunks()``) regrouped as whole rows of the ``shape`` array."""
+    """Yield ``(first_row, rows)``: the patterns (via ``chunks()``) regrouped as whole rows of the
+    ``shape`` array."""
     row = int(np.prod(shape[1:]))
     buffer = np.empty(0, dtype=np.float32)
     first = 0
@@ -101,21 +102,22 @@ class Export(Preprocessor):
     class Options(PluginOptions):
         path: str | None = Field(
             None,
-            description="Output file (relative to the config's folder); null: ptyrad_init_meas_<shape>.<format> next "
-            "to the data file.",
+            description="Output file (relative to the config's folder); "
+            "null: ptyrad_init_meas_<shape>.<format> next to the data file.",
         )
         format: Literal["hdf5", "npy", "tif"] = Field(
             "hdf5", description="File format: 'hdf5', 'npy' or 'tif' (needs tifffile)."
         )
         shape: list[int] | None = Field(
             None,
-            description="Reshape on export (C order, one entry may be -1), e.g. [n_slow, n_fast, ky, kx]; null: (N, ky, kx).",
+            description="Reshape on export (C order, one entry may be -1), e.g. [n_slow, n_fast, ky, kx]; "
+            "null: (N, ky, kx).",
         )
         key: str = Field("meas", min_length=1, description="Dataset name in the HDF5 file (PtyRAD's 'meas').")
         overwrite: bool = Field(
             False,
-            description="Replace an existing file that is not a previous export (as --overwrite); a file the run "
-            "reads is never replaced.",
+            description="Replace an existing file that is not a previous export (as --overwrite); "
+            "a file the run reads is never replaced.",
         )
 
         @field_validator("shape")

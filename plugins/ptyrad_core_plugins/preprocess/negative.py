@@ -54,8 +54,9 @@ class RemoveNegative(Preprocessor):
     class Options(PluginOptions):
         mode: Mode = Field(
             "clip_neg",
-            description="'clip_neg' sets negatives to 0; 'subtract_min' subtracts the global minimum; 'clip_value' sets "
-            "values below `value` to 0; 'subtract_value' subtracts `value`. Then any negative left is set to 0.",
+            description="'clip_neg' sets negatives to 0; 'subtract_min' subtracts the global minimum; "
+            "'clip_value' sets values below `value` to 0; 'subtract_value' subtracts `value`. "
+            "Then any negative left is set to 0.",
         )
         value: float | None = Field(
             None,

@@ -51,8 +51,8 @@ class Normalize(Preprocessor):
     class Options(PluginOptions):
         mode: Mode = Field(
             "max_at_one",
-            description="Constant c (I' = I / c): 'max_at_one' max of the mean pattern, 'mean_at_one' its mean, "
-            "'sum_to_one' its sum, 'divide_const' `value`.",
+            description="Constant c (I' = I / c): 'max_at_one' max of the mean pattern, "
+            "'mean_at_one' its mean, 'sum_to_one' its sum, 'divide_const' `value`.",
         )
         value: float | None = Field(
             None, gt=0, validate_default=True, description="The constant c for 'divide_const' (data units)."

@@ -1,4 +1,5 @@
-"""Pad the patterns onto a larger background canvas, precomputed: PtyRAD's ``meas_pad`` (``mode: precompute``).
+"""Pad the patterns onto a larger background canvas, precomputed: PtyRAD's ``meas_pad``
+(``mode: precompute``).
 
 Every measured ``H x W`` pattern is placed on an ``npix x npix`` canvas with the same detector
 pixel ``dk``, so the patterns get ``npix`` pixels and
@@ -59,11 +60,13 @@ class Pad(Preprocessor):
             gt=0, description="Padded pattern size in pixels (>= the pattern size); dx becomes dx W / npix."
         )
         padding: Literal["constant", "edge", "linear_ramp", "exp", "power"] = Field(
-            description="How the background outside the measured pixels is made from the mean pattern's amplitude."
+            description="How the background outside the measured pixels is made from the mean pattern's "
+            "amplitude."
         )
         value: float = Field(
             10.0,
-            description="Amplitude (sqrt of intensity) for 'constant', end value for 'linear_ramp'; PtyRAD's default 10.",
+            description="Amplitude (sqrt of intensity) for 'constant', end value for 'linear_ramp'; "
+            "PtyRAD's default 10.",
         )
         threshold: float = Field(
             70.0,
@@ -83,7 +86,8 @@ class Pad(Preprocessor):
         total = float(mean.sum())
         share = float(canvas.sum(dtype=np.float64)) / total if total > 0 else float("nan")
         context.notes.append(
-            f"pad: {shape[0]} x {shape[1]} -> {o.npix} x {o.npix} ({o.padding}); background = {share:.2%} of the "
+            f"pad: {shape[0]} x {shape[1]} -> {o.npix} x {o.npix} ({o.padding}); "
+            f"background = {share:.2%} of the "
             "mean pattern's intensity"
         )
         measurements.map(lambda b: pad_onto(b, canvas, corner))

@@ -28,7 +28,8 @@ class Permute(Preprocessor):
     class Options(PluginOptions):
         order: list[int] = Field(
             min_length=1,
-            description="Output axis i takes input axis order[i] (numpy.transpose), e.g. [0, 1, 3, 2] swaps ky and kx.",
+            description="Output axis i takes input axis order[i] (numpy.transpose), "
+            "e.g. [0, 1, 3, 2] swaps ky and kx.",
         )
 
         @field_validator("order")

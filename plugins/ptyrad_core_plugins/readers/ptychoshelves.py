@@ -141,7 +141,8 @@ class PtychoShelvesResultReader(ResultReader):
     class Options(PluginOptions):
         length_unit: Literal["auto", "A", "m"] = Field(
             "auto",
-            description="Unit of p.dx_spec and the slice distances: 'A', 'm', or 'auto' (below 1e-6 means metres).",
+            description="Unit of p.dx_spec and the slice distances: 'A', 'm', "
+            "or 'auto' (below 1e-6 means metres).",
         )
 
     def read(self) -> PriorResult:
@@ -165,7 +166,8 @@ class PtychoShelvesResultReader(ResultReader):
             probe = probe[..., None]
         if probe.ndim != 3:
             raise DataError(
-                f"{path}: probe has shape {raw_probe.shape}; expected (Ny, Nx), (Ny, Nx, pmode) or (Ny, Nx, pmode, vp)"
+                f"{path}: probe has shape {raw_probe.shape}; "
+                "expected (Ny, Nx), (Ny, Nx, pmode) or (Ny, Nx, pmode, vp)"
             )
         obj = as_complex(raw_obj)
         if obj.ndim == 4 and obj.shape[2] == 1:

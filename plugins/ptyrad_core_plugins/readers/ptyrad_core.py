@@ -55,7 +55,8 @@ class PtyradCoreResultReader(ResultReader):
     class Options(PluginOptions):
         positions: Literal["refined", "nominal"] = Field(
             "refined",
-            description="Which positions to take: the refined ones (nominal + refinement) or the nominal ones.",
+            description="Which positions to take: the refined ones (nominal + refinement) "
+            "or the nominal ones.",
         )
 
     def read(self) -> PriorResult:
@@ -64,7 +65,8 @@ class PtyradCoreResultReader(ResultReader):
             r = read_result(path)
         except ValueError as exc:
             raise DataError(
-                f"{path}: expected a ptyrad_core result file (root attribute format = {RESULT_FORMAT!r}): {exc}"
+                f"{path}: expected a ptyrad_core result file "
+                f"(root attribute format = {RESULT_FORMAT!r}): {exc}"
             ) from None
         except OSError as exc:
             raise DataError(

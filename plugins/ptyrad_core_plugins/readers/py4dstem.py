@@ -54,7 +54,8 @@ class Py4DSTEMResultReader(ResultReader):
             probe = probe[None]
         if probe.ndim != 3:
             raise DataError(
-                f"{path}: probe has shape {raw_probe.shape}; expected (Ny, Nx) or (pmode, Ny, Nx). File: {contents}"
+                f"{path}: probe has shape {raw_probe.shape}; "
+                f"expected (Ny, Nx) or (pmode, Ny, Nx). File: {contents}"
             )
         obj = as_complex(raw_obj)
         if obj.ndim == 2:
@@ -63,7 +64,8 @@ class Py4DSTEMResultReader(ResultReader):
             obj = obj[None]
         else:
             raise DataError(
-                f"{path}: object has shape {raw_obj.shape}; expected (Ny, Nx) or (Nz, Ny, Nx). File: {contents}"
+                f"{path}: object has shape {raw_obj.shape}; "
+                f"expected (Ny, Nx) or (Nz, Ny, Nx). File: {contents}"
             )
         positions = None
         if raw_pos is not None:
