@@ -65,7 +65,7 @@ def launch_local(argv: list[str], nproc: int) -> int:
             "--nproc: this process already runs under torchrun (RANK is set); leave --nproc out"
         )
     rest, skip = [], False
-    for i, arg in enumerate(argv):  # the same arguments without --nproc
+    for arg in argv:  # the same arguments without --nproc
         if skip:
             skip = False
         elif arg == "--nproc":
@@ -180,7 +180,8 @@ def cmd_validate(args) -> int:
     )
     print(
         f"  sampling  dx = {model.dx:.5g} A, lambda = {model.wavelength:.5g} A, "
-        f"detector edge {model.wavelength / (2 * model.dx) * 1e3:.2f} mrad, aperture {config.experiment.conv_angle_mrad} mrad"
+        f"detector edge {model.wavelength / (2 * model.dx) * 1e3:.2f} mrad, "
+        f"aperture {config.experiment.conv_angle_mrad} mrad"
     )
     print(f"  object    {ob[0]} mode(s) x {ob[1]} slice(s) x {ob[2]} x {ob[3]} px; every probe window fits")
     print(f"  probe     {model.probe.shape[0]} mode(s) of {model.window[0]} x {model.window[1]} px")

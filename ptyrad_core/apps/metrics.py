@@ -196,7 +196,8 @@ def registered_phase_error(
     The shift is measured by :func:`register_shift` (plain cross-correlation) on the compared
     region of both images (mean removed, Tukey-tapered edges): the illuminated part, where the
     reconstruction means something; the measurement is repeated on the shifted reconstruction
-    until it converges, which removes the taper's pull towards zero shift. ``recon`` is then Fourier-shifted onto ``truth`` and the
+    until it converges, which removes the taper's pull towards zero shift. ``recon`` is then
+    Fourier-shifted onto ``truth`` and the
     relative RMS error computed over ``region`` intersected with the part that the circular shift
     leaves valid (``region=None``: that central part alone), each image's mean removed there.
 
@@ -210,7 +211,7 @@ def registered_phase_error(
             f"registered_phase_error: images must be 2-D of the same shape, got {r.shape} and {t.shape}"
         )
     box = region if region is not None else (slice(None), slice(None))
-    rr, tt = r[box], t[box]
+    rr = r[box]
     if rr.size == 0:
         raise ValueError(f"registered_phase_error: region {region} is empty for images of shape {r.shape}")
     dy, dx = _register_region(t, r, box, upsample)
@@ -474,7 +475,8 @@ def frc_command(
     table.add_row("B", f"{path_b} ({b['kind']})")
     table.add_row(
         "region",
-        f"rows {box[0].start}:{box[0].stop}, columns {box[1].start}:{box[1].stop} ({img_a.shape[0]} x {img_a.shape[1]} px), dx = {a['dx_A']:.5g} A",
+        f"rows {box[0].start}:{box[0].stop}, columns {box[1].start}:{box[1].stop} "
+        f"({img_a.shape[0]} x {img_a.shape[1]} px), dx = {a['dx_A']:.5g} A",
     )
     table.add_row("shift of B", f"({result['shift_px'][0]:+.3f}, {result['shift_px'][1]:+.3f}) px")
     table.add_row("window", str(window))

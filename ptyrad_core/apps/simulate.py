@@ -34,7 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ptyrad_core.kernel.errors import ConfigError, DataError
 
-SIMULATOR = "ptyrad_core.apps.simulate: float64 multislice of ptyrad_core.kernel.model.PtychoModel (Fourier sub-pixel shifts, no antialiasing)"
+SIMULATOR = (
+    "ptyrad_core.apps.simulate: float64 multislice of ptyrad_core.kernel.model.PtychoModel "
+    "(Fourier sub-pixel shifts, no antialiasing)"
+)
 
 
 class _Strict(BaseModel):
@@ -42,14 +45,16 @@ class _Strict(BaseModel):
 
 
 class ArrayFileSpec(_Strict):
-    """One array in a file (``.npy``, ``.npz``, HDF5, ``.mat``; :func:`ptyrad_core.setup.sources.read_array`)."""
+    """One array in a file (``.npy``, ``.npz``, HDF5, ``.mat``;
+    :func:`ptyrad_core.setup.sources.read_array`)."""
 
     path: Path = Field(
         description="File holding the array; relative paths are taken from the spec file's folder."
     )
     key: str | None = Field(
         None,
-        description="Dataset / array name inside the file (HDF5 path, npz name); null for single-array files.",
+        description="Dataset / array name inside the file (HDF5 path, npz name); "
+        "null for single-array files.",
     )
 
 
@@ -80,7 +85,8 @@ class ProbeSpec(_Strict):
     )
     file: ArrayFileSpec | None = Field(
         None,
-        description="With source 'file': a complex (K, K) or (1, K, K) probe, centred at pixel (K/2, K/2); it is normalised to sum |probe|^2 = 1.",
+        description="With source 'file': a complex (K, K) or (1, K, K) probe, centred at pixel (K/2, K/2); "
+        "it is normalised to sum |probe|^2 = 1.",
     )
 
     @model_validator(mode="after")
@@ -98,23 +104,27 @@ class ObjectSpec(_Strict):
     )
     file: ArrayFileSpec | None = Field(
         None,
-        description="With source 'file': real phase slices (Nz, NY, NX) or (NY, NX), radians (e.g. a dataset's ground_truth/phase_slices).",
+        description="With source 'file': real phase slices (Nz, NY, NX) or (NY, NX), radians "
+        "(e.g. a dataset's ground_truth/phase_slices).",
     )
     slice_thickness_A: float = Field(2.0, gt=0, description="Slice thickness dz, Angstrom.")
     slices: int = Field(4, ge=1, description="Number of slices of the lattice object.")
     shape_px: tuple[int, int] | None = Field(
         None,
-        description="(NY, NX) of the lattice object; null: the smallest that holds the scan with margin_A to spare on each side.",
+        description="(NY, NX) of the lattice object; null: the smallest that holds the scan with margin_A "
+        "to spare on each side.",
     )
     margin_A: float = Field(
         0.0,
         ge=0,
-        description="Extra object border around the scanned windows (lattice object with shape_px null), Angstrom.",
+        description="Extra object border around the scanned windows (lattice object with shape_px null), "
+        "Angstrom.",
     )
     lattice_A: float = Field(3.905, gt=0, description="Square lattice constant, Angstrom.")
     atomic_numbers: tuple[int, int] = Field(
         (38, 22),
-        description="Atomic numbers of the corner-site atoms (even slices) and centre-site atoms (odd slices); the phase scales as Z^0.67.",
+        description="Atomic numbers of the corner-site atoms (even slices) and centre-site atoms "
+        "(odd slices); the phase scales as Z^0.67.",
     )
     phase_per_atom_rad: float = Field(
         0.4, gt=0, description="Peak phase of one atom of the heavier species, radians."
@@ -143,11 +153,14 @@ class ScanSpec(_Strict):
     position_error_A: float = Field(
         0.0,
         ge=0,
-        description="Standard deviation of random (seeded) Gaussian errors added to the nominal positions to give the true ones, Angstrom; true positions are clipped so every window stays inside the object.",
+        description="Standard deviation of random (seeded) Gaussian errors added to the nominal positions "
+        "to give the true ones, Angstrom; true positions are clipped so every window stays inside "
+        "the object.",
     )
     true_positions: ArrayFileSpec | None = Field(
         None,
-        description="Take the true positions (N, 2) (y, x) in object pixels (window top-left corners) from a file instead of nominal + random error.",
+        description="Take the true positions (N, 2) (y, x) in object pixels (window top-left corners) "
+        "from a file instead of nominal + random error.",
     )
 
 
@@ -167,7 +180,8 @@ class SimulationSpec(_Strict):
     dose_e_per_A2: float | None = Field(
         None,
         ge=0,
-        description="Electron dose per square Angstrom; electrons per pattern = dose * step_A^2; null or 0: noiseless patterns normalised to 1 (measurements = noiseless).",
+        description="Electron dose per square Angstrom; electrons per pattern = dose * step_A^2; "
+        "null or 0: noiseless patterns normalised to 1 (measurements = noiseless).",
     )
     seed: int = Field(0, description="Seed of every random choice (vacancies, position errors, shot noise).")
     sample: str = Field(
@@ -281,7 +295,8 @@ def _probe(spec: SimulationSpec) -> np.ndarray:
             probe = probe[0]
         if probe.ndim != 2 or probe.shape != (ex.pattern_px, ex.pattern_px):
             raise DataError(
-                f"probe.file: expected a ({ex.pattern_px}, {ex.pattern_px}) probe (experiment.pattern_px), got shape {probe.shape}"
+                f"probe.file: expected a ({ex.pattern_px}, {ex.pattern_px}) probe (experiment.pattern_px), "
+                f"got shape {probe.shape}"
             )
         probe = probe.astype(np.complex128)
         return probe / np.sqrt(np.sum(np.abs(probe) ** 2))
@@ -427,7 +442,8 @@ def simulate(spec: SimulationSpec | dict, output=None, *, overwrite: bool = Fals
         true = np.asarray(_read(sc.true_positions, "scan.true_positions"), dtype=np.float64)
         if true.shape != (n, 2):
             raise DataError(
-                f"scan.true_positions: expected shape ({n}, 2) for a {sc.n_slow} x {sc.n_fast} scan, got {true.shape}"
+                f"scan.true_positions: expected shape ({n}, 2) for a {sc.n_slow} x {sc.n_fast} scan, "
+                f"got {true.shape}"
             )
     else:
         true = (
@@ -439,8 +455,9 @@ def simulate(spec: SimulationSpec | dict, output=None, *, overwrite: bool = Fals
     for name, pos in (("nominal", nominal), ("true", true)):
         if (pos < 0).any() or (np.floor(pos) > high).any():
             raise DataError(
-                f"simulate: {name} scan windows ({k} px) leave the {shape[0]} x {shape[1]} px object: the scan "
-                f"spans {(sc.n_slow - 1) * sc.step_A:.4g} x {(sc.n_fast - 1) * sc.step_A:.4g} A; use a larger object "
+                f"simulate: {name} scan windows ({k} px) leave the {shape[0]} x {shape[1]} px object: "
+                f"the scan spans {(sc.n_slow - 1) * sc.step_A:.4g} x {(sc.n_fast - 1) * sc.step_A:.4g} A; "
+                "use a larger object "
                 "(object.shape_px / margin_A) or a smaller scan"
             )
     dose = spec.dose_e_per_A2 or 0.0
@@ -516,7 +533,9 @@ def simulate(spec: SimulationSpec | dict, output=None, *, overwrite: bool = Fals
                 "slice_thickness_A": float(ob.slice_thickness_A),
                 "thickness_A": float(ob.slice_thickness_A * phases.shape[0]),
                 "tilt_mrad_yx": np.asarray(spec.tilt_mrad, dtype=np.float64),
-                "tilt_convention": "(y, x) in mrad; propagator exp(-i pi lambda k^2 dz + 2 pi i dz (kx tan tx + ky tan ty))",
+                "tilt_convention": (
+                    "(y, x) in mrad; propagator exp(-i pi lambda k^2 dz + 2 pi i dz (kx tan tx + ky tan ty))"
+                ),
                 "object_shape_px": np.asarray(shape, dtype=np.int64),
                 "position_error_sigma_A": float(sc.position_error_A),
                 "source_size_sigma_A": 0.0,
@@ -547,8 +566,10 @@ def simulate_command(spec_path, out_path=None, console=None, overwrite: bool = F
         shape = f["measurements"].shape
         obj = f["ground_truth/phase_slices"].shape
         console.print(
-            f"wrote {path}: {shape[0]} x {shape[1]} patterns of {shape[2]} x {shape[3]} px, object {obj[0]} x {obj[1]} x {obj[2]} px "
-            f"(dz = {a['slice_thickness_A']:.4g} A), {a['electrons_per_pattern']:.4g} electrons per pattern",
+            f"wrote {path}: {shape[0]} x {shape[1]} patterns of {shape[2]} x {shape[3]} px, "
+            f"object {obj[0]} x {obj[1]} x {obj[2]} px "
+            f"(dz = {a['slice_thickness_A']:.4g} A), "
+            f"{a['electrons_per_pattern']:.4g} electrons per pattern",
             highlight=False,
         )
     return path

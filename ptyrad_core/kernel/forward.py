@@ -121,7 +121,8 @@ class WindowGather(torch.autograd.Function):
 
     Forward: one ``index_select`` on the sliding-window view ``flat.reshape(-1).unfold(0, width, 1)``
     (rows of ``R`` offset by ``N``), which copies whole window rows and reads an index of ``R M``
-    entries, where ``gather`` would read ``R M width`` (several times faster on the CPU). Backward: the adjoint, a scatter-add
+    entries, where ``gather`` would read ``R M width`` (several times faster on the CPU). Backward: the
+    adjoint, a scatter-add
     of ``(R, M, width)`` into ``(R, N)``. A scatter-add runs in parallel over its outer rows only;
     with fewer rows than threads (one slice, one mode) and many more window pixels than object
     pixels (the whole scan in one batch), it scatters into one partial sum per thread and adds

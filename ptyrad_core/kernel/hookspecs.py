@@ -241,7 +241,8 @@ def ptyrad_translate_config(raw: dict[str, Any], path: Path) -> tuple[dict[str, 
 def ptyrad_on_run_start(run: Any) -> None:
     """Observe the start of a reconstruction.
 
-    Called once, after the model, data and optimizer exist and before the first iteration. In a data-parallel run (torchrun) only rank 0 calls it.
+    Called once, after the model, data and optimizer exist and before the first iteration. In a
+    data-parallel run (torchrun) only rank 0 calls it.
 
     :param run: the :class:`~ptyrad_core.engine.loop.Reconstruction` (config, model, data,
         output folder, iteration counter).
@@ -255,7 +256,8 @@ def ptyrad_on_run_start(run: Any) -> None:
 def ptyrad_on_iter_end(run: Any, iteration: int, metrics: dict[str, Any]) -> None:
     """Observe the end of an iteration.
 
-    Called once per iteration, after all batches and constraints of that iteration. In a data-parallel run (torchrun) only rank 0 calls it.
+    Called once per iteration, after all batches and constraints of that iteration. In a
+    data-parallel run (torchrun) only rank 0 calls it.
 
     :param run: the :class:`~ptyrad_core.engine.loop.Reconstruction`.
     :param iteration: the iteration just finished (1-based).
@@ -287,7 +289,8 @@ def ptyrad_on_save(run: Any, path: Path, iteration: int) -> None:
 def ptyrad_on_run_end(run: Any) -> None:
     """Observe the end of a reconstruction.
 
-    Called once after the last iteration and the final save. In a data-parallel run (torchrun) only rank 0 calls it.
+    Called once after the last iteration and the final save. In a data-parallel run (torchrun) only
+    rank 0 calls it.
 
     :param run: the :class:`~ptyrad_core.engine.loop.Reconstruction`.
     :return: ignored. Return value ignored.

@@ -41,10 +41,22 @@ FILE_NAME = "convergence.json"
 FORMAT = "ptyrad_core-convergence"
 
 METRICS = {
-    "obja_bg": "mean |change| of 1 - amplitude over background pixels (below the low percentile) of the scanned region",
-    "obja_fg": "mean |change| of 1 - amplitude over foreground pixels (above the high percentile) of the scanned region",
-    "objp_bg": "mean |change| of the phase (rad) over background pixels (below the low percentile) of the scanned region",
-    "objp_fg": "mean |change| of the phase (rad) over foreground pixels (above the high percentile) of the scanned region",
+    "obja_bg": (
+        "mean |change| of 1 - amplitude over background pixels (below the low percentile) "
+        "of the scanned region"
+    ),
+    "obja_fg": (
+        "mean |change| of 1 - amplitude over foreground pixels (above the high percentile) "
+        "of the scanned region"
+    ),
+    "objp_bg": (
+        "mean |change| of the phase (rad) over background pixels (below the low percentile) "
+        "of the scanned region"
+    ),
+    "objp_fg": (
+        "mean |change| of the phase (rad) over foreground pixels (above the high percentile) "
+        "of the scanned region"
+    ),
     "probe": "sum |I - I_prev| / sum I_prev of the mode-summed probe intensity",
     "positions_A": "RMS change of the refined scan positions, Angstrom",
     "tilts_mrad": "RMS change of the tilts, mrad",
@@ -114,7 +126,8 @@ class ConvergenceMonitor:
                 "positions": model.refined_positions().detach().double(),
                 "tilts": model.tilts.detach().double(),
             }
-        # copies: a CPU tensor's numpy() shares memory with the parameter, which the optimizer updates in place
+        # copies: a CPU tensor's numpy() shares memory with the parameter, which the optimizer updates
+        # in place
         return {k: np.array(v.cpu().numpy(), copy=True) for k, v in snap.items()}
 
     def measure(self, model, iteration: int) -> dict[str, float]:

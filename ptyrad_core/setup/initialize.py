@@ -112,7 +112,8 @@ def load_measurements(config: Config, pm, components: dict | None = None) -> Mea
         raise DataError(
             f"{meas.source}: the array can only be read whole (a compressed archive member), and it takes "
             f"{meas.nbytes_float32 / 2**20:.0f} MB as float32, more than data.memory_budget_MB = "
-            f"{config.data.memory_budget_MB:g}; raise data.memory_budget_MB if the memory is there, or store the "
+            f"{config.data.memory_budget_MB:g}; raise data.memory_budget_MB if the memory is there, "
+            "or store the "
             "measurements uncompressed (.npy, HDF5) so that they can be streamed"
         )
     else:  # statistics stream through the file in blocks well within the budget (raw bytes per block)
@@ -138,9 +139,10 @@ class Data:
 
     @property
     def dx_calibrated(self) -> float:
-        """The calibrated data's real-space pixel in Angstrom: ``1 / (N dk)`` of the patterns the ``experiment``
-        calibration describes (after the layout steps, before any other preprocessing), i.e. ``experiment.dx_A``
-        when that is the calibration given. Positions read from a file in pixels are in these pixels."""
+        """The calibrated data's real-space pixel in Angstrom: ``1 / (N dk)`` of the patterns the
+        ``experiment`` calibration describes (after the layout steps, before any other preprocessing),
+        i.e. ``experiment.dx_A`` when that is the calibration given. Positions read from a file in pixels
+        are in these pixels."""
         dk_calibrated = self.dk / self.preprocess.dk_factor
         return 1.0 / (self.preprocess.calibration_shape[0] * dk_calibrated)
 
@@ -241,7 +243,8 @@ def sampling(config: Config, data: Data, stages) -> tuple[tuple[int, int], float
     )
     if window[0] != window[1]:
         raise ConfigError(
-            f"detector: the simulation window must be square, the detector chain gives {window[0]} x {window[1]}"
+            "detector: the simulation window must be square, "
+            f"the detector chain gives {window[0]} x {window[1]}"
         )
     dx = 1.0 / (window[0] * dk_sim)
     alpha_max = data.wavelength / (2 * dx) * 1e3  # mrad at the edge of the simulated patterns
@@ -249,7 +252,8 @@ def sampling(config: Config, data: Data, stages) -> tuple[tuple[int, int], float
     if conv >= alpha_max:
         raise ConfigError(
             f"experiment: the convergence angle {conv} mrad does not fit the detector, whose "
-            f"edge is at {alpha_max:.2f} mrad ({window[0]} px, dx = {dx:.5g} A, lambda = {data.wavelength:.5g} A)"
+            f"edge is at {alpha_max:.2f} mrad ({window[0]} px, dx = {dx:.5g} A, "
+            f"lambda = {data.wavelength:.5g} A)"
         )
     return window, dx
 
@@ -261,7 +265,8 @@ def _select(arr: np.ndarray, data: Data, raw_count: int, where: str) -> np.ndarr
         return arr
     if len(arr) != raw_count:
         raise DataError(
-            f"{where}: {len(arr)} rows, but the scan has {raw_count} positions ({data.measurements.n} after preprocessing)"
+            f"{where}: {len(arr)} rows, but the scan has {raw_count} positions "
+            f"({data.measurements.n} after preprocessing)"
         )
     return arr if selection is None else arr[selection]
 
@@ -290,7 +295,8 @@ def rescale_positions(pos: np.ndarray, pixel_A: float, dx: float, of: str) -> np
 def initial_positions(
     config: Config, data: Data, window: tuple[int, int], dx: float, rng, priors: Priors
 ) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """Nominal positions ``(N, 2)`` in object pixels (of ``dx`` Angstrom), and the object shape for a raster (else None).
+    """Nominal positions ``(N, 2)`` in object pixels (of ``dx`` Angstrom), and the object shape for a
+    raster (else None).
 
     Every source keeps the scan's geometry in Angstrom when ``dx`` differs from the pixel the
     positions were given in: a raster is ``scan.step_A / dx`` pixels apart; file positions in
@@ -362,7 +368,8 @@ def initial_probe(
         probe = probe[None] if probe.ndim == 2 else probe
         if probe.ndim != 3 or tuple(probe.shape[1:]) != tuple(window):
             raise DataError(
-                f"model.probe: the loaded probe has shape {probe.shape}; expected (pmode, {window[0]}, {window[1]}) to "
+                f"model.probe: the loaded probe has shape {probe.shape}; "
+                f"expected (pmode, {window[0]}, {window[1]}) to "
                 "match the simulation window (use model.probe.permute to reorder axes)"
             )
         probe = sources.probe_with_modes(probe, p.modes, p.mode_power)
@@ -413,7 +420,8 @@ def initial_object(
         dz = prior.slice_thickness_A or dz
         if prior.dx_A and abs(prior.dx_A / priors.dx - 1) > 1e-3:
             log.warning(
-                "model.object: %s has dx = %.5g A but this run has dx = %.5g A; the object is used pixel for pixel",
+                "model.object: %s has dx = %.5g A but this run has dx = %.5g A; "
+                "the object is used pixel for pixel",
                 prior.source,
                 prior.dx_A,
                 priors.dx,

@@ -206,7 +206,7 @@ def estimate_run(
     c = 2 * r
     P, M, Nz = int(m.probe.modes), int(m.object.modes), int(m.object.slices)
     W = int(window[0]) * int(window[1])
-    O = M * Nz * int(object_shape[0]) * int(object_shape[1])
+    n_obj = M * Nz * int(object_shape[0]) * int(object_shape[1])
     N = int(n_positions)
     B = max(1, min(int(config.recon.batch_size), N))
     K = int(np.prod(measurements.pattern_shape))
@@ -218,8 +218,8 @@ def estimate_run(
         for name in ("object_amplitude", "object_phase", "probe", "positions", "tilts", "slice_thickness")
     }
     sizes = {
-        "object_amplitude": O * r,
-        "object_phase": O * r,
+        "object_amplitude": n_obj * r,
+        "object_phase": n_obj * r,
         "probe": P * W * c,
         "positions": 2 * N * r,
         "tilts": 2 * (N if m.tilts.mode == "per_position" else 1) * r,
@@ -242,7 +242,7 @@ def estimate_run(
         "batch waves": B * P * M * W * c * (1 + (Nz if object_grad else 0) + (Nz - 1 if need_h else 0))
         + 2 * Nz * M * B * W * c
         + 4 * b * P * M * W * c,
-        "object transients": (4 * O * c + O * r)
+        "object transients": (4 * n_obj * c + n_obj * r)
         if B * W >= 0.75 * object_shape[0] * object_shape[1]
         else Nz * M * B * W * (3 * r + 2 * c),
         "per-position vectors": 3 * B * W * c + 6 * T * W * c + B * (W + K) * 4 * r,
@@ -251,7 +251,7 @@ def estimate_run(
         batch,
         {"snapshots": params + buffers + state},
         {"result writing": 2 * state},
-        {"constraints": 6 * O * r if config.constraints else 0},
+        {"constraints": 6 * n_obj * r if config.constraints else 0},
     ]
     # the phases add up: what one frees, the allocator keeps, and the next may not fit in it
     for phase in phases:
@@ -275,7 +275,7 @@ def estimate_run(
             f"below {_mib(measurements.n * K * 4)}: the measurements are then streamed from disk"
         )
     if on_gpu:
-        host.add("result writing", 2 * state + 2 * O * r)
+        host.add("result writing", 2 * state + 2 * n_obj * r)
         place.add("FFT workspace", B * P * M * W * c)  # cuFFT plans of the batched transforms
     estimates = [place] if not on_gpu else [place, host]
     for est in estimates:
@@ -443,7 +443,8 @@ def check(estimates: list[Estimate], config, what: str) -> None:
         advice = ", ".join(f"{k} ({est.advice[k]})" if k in est.advice else k for k in keys)
         held = f" plus {_mib(est.held)} MiB it holds already" if est.held and where != ENV_LIMIT else ""
         raise MemoryBudgetError(
-            f"memory: {what} needs an estimated {est.summary()} on the {est.place}, more than {HEADROOM:.0%} of the "
+            f"memory: {what} needs an estimated {est.summary()} on the {est.place}, "
+            f"more than {HEADROOM:.0%} of the "
             f"{_mib(limit)} MiB available ({where}{held}); lower {advice}. "
             f"recon.memory_check: false skips this check, {ENV_LIMIT} sets the limit"
         )

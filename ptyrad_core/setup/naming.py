@@ -90,7 +90,8 @@ def expand(affixes: list[str]) -> list[str]:
         for item in PRESETS.get(a, [a]):
             if item not in AFFIXES:
                 raise ConfigError(
-                    f"output.name.affixes: unknown affix {item!r}; choose from {', '.join(sorted(AFFIXES | set(PRESETS)))}"
+                    f"output.name.affixes: unknown affix {item!r}; "
+                    f"choose from {', '.join(sorted(AFFIXES | set(PRESETS)))}"
                 )
             if item not in out:
                 out.append(item)

@@ -25,10 +25,14 @@ import warnings
 
 #: optimizers that cannot optimize the model, with the reason
 UNUSABLE = {
-    "SparseAdam": "SparseAdam needs sparse gradients, which the model never produces (its parameters are dense "
-    "tensors); use Adam, AdamW or another dense optimizer",
-    "Muon": "Muon updates 2-D weight matrices only, and the object (omode, Nz, NY, NX) and the probe are not 2-D; "
-    "use Adam, AdamW or another optimizer for tensors of any shape",
+    "SparseAdam": (
+        "SparseAdam needs sparse gradients, which the model never produces (its parameters are dense "
+        "tensors); use Adam, AdamW or another dense optimizer"
+    ),
+    "Muon": (
+        "Muon updates 2-D weight matrices only, and the object (omode, Nz, NY, NX) and the probe "
+        "are not 2-D; use Adam, AdamW or another optimizer for tensors of any shape"
+    ),
 }
 
 #: keywords the engine passes itself (parameter groups; their learning rates come from `update`)
@@ -168,7 +172,10 @@ def check_optimizer(section) -> list[tuple[tuple, str]]:
                 warnings.simplefilter("ignore")
                 scls(optimizer, **spec.options)
         except Exception as exc:
-            message = f"torch.optim.lr_scheduler.{spec.name} rejected the options {spec.options}: {_first_line(exc)}"
+            message = (
+                f"torch.optim.lr_scheduler.{spec.name} rejected the options {spec.options}: "
+                f"{_first_line(exc)}"
+            )
     if message is not None:
         problems.append((("optimizer", "scheduler", "options"), message))
     return problems

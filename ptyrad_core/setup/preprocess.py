@@ -79,7 +79,8 @@ def _calibration_point(meas: Measurements, context: PreprocessContext, need_mean
     if meas.scan_shape is not None:
         if context.scan_shape is not None and tuple(context.scan_shape) != tuple(meas.scan_shape):
             raise DataError(
-                f"{meas.source}: 4-D measurements with scan shape {tuple(meas.scan_shape)}, but the config says "
+                f"{meas.source}: 4-D measurements with scan shape {tuple(meas.scan_shape)}, "
+                "but the config says "
                 f"scan.n_slow = {context.scan_shape[0]}, scan.n_fast = {context.scan_shape[1]}"
             )
         context.scan_shape = tuple(meas.scan_shape)
@@ -114,11 +115,13 @@ def check_bright_field(mean: np.ndarray, radius_px: float, source: str, calibrat
     if not radius_px >= 1:
         if calibration.startswith("experiment.fit_rbf"):
             raise DataError(
-                f"{source}: the mean pattern has no bright-field disk: its half-maximum area ({calibration}) is a disk of "
+                f"{source}: the mean pattern has no bright-field disk: "
+                f"its half-maximum area ({calibration}) is a disk of "
                 f"{radius_px:.3g} px radius; expected at least 1 px (a few hot pixels on dark frames?)"
             )
         raise ConfigError(
-            f"{calibration}: the bright-field disk would be {radius_px:.3g} px in radius (convergence angle / detector "
+            f"{calibration}: the bright-field disk would be {radius_px:.3g} px in radius "
+            "(convergence angle / detector "
             "pixel); expected at least 1 px: check these values"
         )
     total = float(mean.sum())
@@ -132,8 +135,10 @@ def check_bright_field(mean: np.ndarray, radius_px: float, source: str, calibrat
     mean_out = float(mean[~inside].mean())
     if mean_in < BRIGHT_FIELD_CONTRAST * mean_out:
         raise DataError(
-            f"{source}: the mean pattern has no bright-field disk: inside the expected disk ({radius_px:.3g} px "
-            f"radius from {calibration}, centred at ({cy:.1f}, {cx:.1f}) px) it is {mean_in / max(mean_out, 1e-300):.3g} "
+            f"{source}: the mean pattern has no bright-field disk: "
+            f"inside the expected disk ({radius_px:.3g} px "
+            f"radius from {calibration}, centred at ({cy:.1f}, {cx:.1f}) px) "
+            f"it is {mean_in / max(mean_out, 1e-300):.3g} "
             f"times as bright as outside; expected at least {BRIGHT_FIELD_CONTRAST} (noise or dark frames? "
             "the wrong dataset or key?)"
         )

@@ -133,7 +133,8 @@ def judge_new_file(
     for source in inputs:
         if source is not None and same_file(path, source):
             raise OutputError(
-                f"{what}: {str(path)!r} is a file this command reads; it is never written to. Choose another path"
+                f"{what}: {str(path)!r} is a file this command reads; it is never written to. "
+                "Choose another path"
             )
     if path.is_dir():
         raise OutputError(f"{what}: {str(path)!r} is a folder, not a file")

@@ -97,7 +97,8 @@ PROC_CGROUP = Path("/proc/self/cgroup")
 
 
 def _positive_int(value) -> int | None:
-    """``'4'`` -> 4; ``'4,2'`` (OpenMP's nested list) -> 4; anything else (``''``, ``'0'``, ``'x'``) -> None."""
+    """``'4'`` -> 4; ``'4,2'`` (OpenMP's nested list) -> 4; anything else (``''``, ``'0'``, ``'x'``)
+    -> None."""
     try:
         n = int(str(value).split(",")[0].strip())
     except (TypeError, ValueError):

@@ -82,7 +82,8 @@ def scan_step(pos: np.ndarray, max_queries: int = 2048) -> float:
 
 
 def scan_extent(pos: np.ndarray, window: tuple[int, int]) -> tuple[float, float]:
-    """Field of view (y, x) covered by the probe windows: ``max - min`` of ``pos`` plus the window, in pixels."""
+    """Field of view (y, x) covered by the probe windows: ``max - min`` of ``pos`` plus the window, in
+    pixels."""
     pos = np.asarray(pos, dtype=np.float64)
     span = pos.max(0) - pos.min(0) + np.asarray(window, dtype=np.float64)
     return float(span[0]), float(span[1])

@@ -50,7 +50,8 @@ def check_array(arr, label: str, where: str) -> np.ndarray:
         if bad.any():
             first = tuple(int(i) for i in np.unravel_index(np.argmax(bad), arr.shape))
             raise DataError(
-                f"{where}: {label} holds {int(bad.sum())} NaN or infinite values, the first in row {first[0]} "
+                f"{where}: {label} holds {int(bad.sum())} NaN or infinite values, "
+                f"the first in row {first[0]} "
                 f"(index {first}, value {arr[first]}); expected finite numbers"
             )
     return arr
@@ -130,7 +131,8 @@ def read_prior(spec, where: str, pm, config, cache: dict, resolved=None) -> Prio
         )
         if resolved is None:
             raise DataError(
-                f"{where}.reader: no result reader recognises {str(path)!r}; name one of: {', '.join(registry.names())}"
+                f"{where}.reader: no result reader recognises {str(path)!r}; "
+                f"name one of: {', '.join(registry.names())}"
             )
     entry, options = resolved
     name = entry.name
@@ -143,7 +145,8 @@ def read_prior(spec, where: str, pm, config, cache: dict, resolved=None) -> Prio
             raise
         except Exception as exc:
             raise DataError(
-                f"{where}: result reader {name!r} (plugin {entry.plugin!r}) failed on {path}: {type(exc).__name__}: {exc}"
+                f"{where}: result reader {name!r} (plugin {entry.plugin!r}) failed on {path}: "
+                f"{type(exc).__name__}: {exc}"
             ) from exc
     return cache[key]
 
