@@ -92,7 +92,7 @@ class Measurements:
 
     @property
     def pattern_shape(self) -> tuple[int, int]:
-        return tuple(self._shape[-2:])
+        return self._shape[-2], self._shape[-1]
 
     @property
     def nbytes_float32(self) -> int:
@@ -163,8 +163,10 @@ class Measurements:
     def require_memory(self, step: str) -> np.ndarray:
         if self._array is None:
             raise DataError(
-                f"{self.source}: preprocessing step {step!r} needs the measurements in memory, but they exceed "
-                f"data.memory_budget_MB ({self.nbytes_float32 / 2**20:.0f} MB as float32); raise the budget or "
+                f"{self.source}: preprocessing step {step!r} needs the measurements in memory, "
+                "but they exceed "
+                f"data.memory_budget_MB ({self.nbytes_float32 / 2**20:.0f} MB as float32); "
+                "raise the budget or "
                 "preprocess the file"
             )
         return self._array
@@ -187,7 +189,8 @@ class Measurements:
             return
         if len(self._shape) != 4:
             raise DataError(
-                f"{self.source}: measurements must be 3-D (N, ky, kx) or 4-D (Ny, Nx, ky, kx), got shape {self._shape}"
+                f"{self.source}: measurements must be 3-D (N, ky, kx) or 4-D (Ny, Nx, ky, kx), "
+                f"got shape {self._shape}"
                 " (data.preprocess permute / reshape can rearrange them)"
             )
         self.scan_shape = self._shape[:2]
@@ -216,6 +219,7 @@ class Measurements:
                     )
                 if out is not block:
                     out[i : i + len(block)] = block
+            assert out is not None, "no patterns to map"
             self._array = out
             self._shape = tuple(self._array.shape)
         else:
@@ -306,14 +310,16 @@ class Measurements:
         :return: the mean pattern, float64 ``(Ky, Kx)`` (negative values counted as 0 under
             ``"clip"``), from the same pass over the data.
         """
-        n_bad, n_neg, first, low, start = 0, 0, None, 0.0, 0
-        n_zero, first_zero = 0, []
+        n_bad, n_neg, low, start = 0, 0, 0.0, 0
+        first: tuple[np.integer, tuple[np.integer, ...]] | None = None
+        n_zero = 0
+        first_zero: list[int] = []
         total = np.zeros(self.pattern_shape, dtype=np.float64)
         for block in self.chunks():
             bad = ~np.isfinite(block)
             if bad.any() and first is None:
-                first = np.unravel_index(np.argmax(bad), block.shape)
-                first = (first[0] + start, first[1:])
+                at = np.unravel_index(np.argmax(bad), block.shape)
+                first = (at[0] + start, at[1:])
             n_bad += int(bad.sum())
             neg = block < 0
             n_neg += int(neg.sum())
@@ -328,6 +334,7 @@ class Measurements:
                     total -= np.where(neg, block, 0).sum(axis=0, dtype=np.float64)
             start += len(block)
         if n_bad:
+            assert first is not None  # set at the first block with a bad value
             raise DataError(
                 f"{self.source}: measurements hold {n_bad} NaN or infinite values "
                 f"(first at pattern {first[0]}, pixel {first[1]}); expected finite intensities"
@@ -381,7 +388,7 @@ def _take(raw, index: tuple) -> np.ndarray:
         return np.asarray(raw[index], dtype=np.float32)
     except (TypeError, ValueError, IndexError):
         *lead, last = index
-        return np.stack([np.asarray(raw[(*lead, int(i))], dtype=np.float32) for i in last])
+        return np.stack([np.asarray(raw[tuple(lead) + (int(i),)], dtype=np.float32) for i in last])
 
 
 def read_block(raw, index: tuple, source: str) -> np.ndarray:
@@ -412,15 +419,17 @@ def read_error(raw, index: tuple, source: str, exc: BaseException) -> DataError:
         if chunk is not None:
             number, count, offset = chunk
             return DataError(
-                f"{where}: chunk {number} of {count} (offset {offset}, chunk shape {raw.chunks}) cannot be read "
-                f"({reason}); expected an intact {raw.compression or 'stored'} chunk: the file is damaged, copy it again"
+                f"{where}: chunk {number} of {count} (offset {offset}, chunk shape {raw.chunks}) "
+                f"cannot be read ({reason}); expected an intact {raw.compression or 'stored'} chunk: "
+                "the file is damaged, copy it again"
             )
         return DataError(
             f"{where}: cannot be read ({reason}); expected an intact HDF5 dataset: the file is damaged"
         )
     what = "the array" if index == () else "patterns " + ", ".join(_describe(i) for i in index)
     return DataError(
-        f"{source}: cannot read {what} ({reason}); expected a readable array: is the file damaged or truncated?"
+        f"{source}: cannot read {what} ({reason}); expected a readable array: "
+        "is the file damaged or truncated?"
     )
 
 
@@ -473,8 +482,10 @@ def _narrow(host: np.ndarray, device: torch.device, name: str, source: str, chun
                 worst = max(worst, float(((small.float() - block).abs() / block.abs())[big].max()))
     if worst > 2.0**-10:
         raise DataError(
-            f"{source}: data.device_dtype float16 rounds the patterns by up to {worst:.2g} (relative; it keeps 11 bits "
-            f"only between 6.1e-5 and 65504, the patterns reach {top:.3g}); use bfloat16, or scale the patterns to counts"
+            f"{source}: data.device_dtype float16 rounds the patterns by up to {worst:.2g} "
+            "(relative; it keeps 11 bits "
+            f"only between 6.1e-5 and 65504, the patterns reach {top:.3g}); "
+            "use bfloat16, or scale the patterns to counts"
         )
     return out
 
