@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ptyrad_core.kernel import forward as fwd
+from ptyrad_core.kernel.components import DetectorModel
 from ptyrad_core.kernel.fft import TorchFFT
 from ptyrad_core.kernel.schedule import Schedule
 
@@ -39,7 +40,8 @@ PARAMETER_NAMES = ("object_amplitude", "object_phase", "probe", "positions", "ti
 
 @dataclass(frozen=True)
 class ParamSchedule(Schedule):
-    """When and how fast one parameter is optimized (``update.<parameter>``): a :class:`Schedule` and ``lr`` (0: frozen)."""
+    """When and how fast one parameter is optimized (``update.<parameter>``): a :class:`Schedule` and
+    ``lr`` (0: frozen)."""
 
     lr: float = 0.0
 
@@ -62,7 +64,8 @@ class Batch:
 
     @cached_property
     def object_patches(self) -> tuple[Tensor, Tensor]:
-        """Amplitude and phase patches ``(B, omode, Nz, Ny, Nx)`` under the batch's windows (differentiable)."""
+        """Amplitude and phase patches ``(B, omode, Nz, Ny, Nx)`` under the batch's windows
+        (differentiable)."""
         m = self.model
         rows = m.window_rows(self.indices)
         b, win = len(self.indices), m.window
@@ -100,6 +103,15 @@ class PtychoModel(nn.Module):
     :param dtype: real dtype (float32 or float64); complex tensors use the matching complex dtype.
     """
 
+    # buffers (register_buffer), declared so that they type as tensors, not ``Tensor | Module``
+    crop: Tensor
+    frac: Tensor
+    occupancy: Tensor
+    fy: Tensor
+    fx: Tensor
+    fy_centred: Tensor
+    fx_centred: Tensor
+
     def __init__(
         self,
         *,
@@ -114,30 +126,29 @@ class PtychoModel(nn.Module):
         occupancy=None,
         schedules: dict[str, ParamSchedule] | None = None,
         extensions: list[fwd.ForwardExtension] | None = None,
-        detectors: list[nn.Module] | None = None,
+        detectors: list[DetectorModel] | None = None,
         scan_shape: tuple[int, int] | None = None,
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__()
-        real = dict(dtype=dtype)
         cplx = torch.complex64 if dtype == torch.float32 else torch.complex128
-        amp = torch.as_tensor(np.asarray(object_amplitude), **real)
+        amp = torch.as_tensor(np.asarray(object_amplitude), dtype=dtype)
         self.object_amplitude = nn.Parameter(amp.clone())
-        self.object_phase = nn.Parameter(torch.as_tensor(np.asarray(object_phase), **real).clone())
+        self.object_phase = nn.Parameter(torch.as_tensor(np.asarray(object_phase), dtype=dtype).clone())
         probe_t = torch.as_tensor(np.asarray(probe)).to(cplx)
         self.probe_ri = nn.Parameter(torch.view_as_real(probe_t).clone())
         pos = np.asarray(positions_px, dtype=np.float64)
         crop = np.floor(pos)
         self.register_buffer("crop", torch.as_tensor(crop, dtype=torch.int64))
-        self.register_buffer("frac", torch.as_tensor(pos - crop, **real))
-        self.positions = nn.Parameter(torch.zeros(pos.shape, **real))
+        self.register_buffer("frac", torch.as_tensor(pos - crop, dtype=dtype))
+        self.positions = nn.Parameter(torch.zeros(pos.shape, dtype=dtype))
         self.tilts = nn.Parameter(
-            torch.as_tensor(np.asarray(tilts_mrad, dtype=np.float64), **real).reshape(-1, 2).clone()
+            torch.as_tensor(np.asarray(tilts_mrad, dtype=np.float64), dtype=dtype).reshape(-1, 2).clone()
         )
-        self.slice_thickness = nn.Parameter(torch.tensor(float(slice_thickness), **real))
+        self.slice_thickness = nn.Parameter(torch.tensor(float(slice_thickness), dtype=dtype))
         omode = amp.shape[0]
         occ = np.full(omode, 1.0 / omode) if occupancy is None else np.asarray(occupancy, dtype=np.float64)
-        self.register_buffer("occupancy", torch.as_tensor(occ / occ.sum(), **real))
+        self.register_buffer("occupancy", torch.as_tensor(occ / occ.sum(), dtype=dtype))
         fy, fx = fwd.frequency_grid(self.window, dtype=dtype)
         self.register_buffer("fy", fy)
         self.register_buffer("fx", fx)
@@ -149,17 +160,18 @@ class PtychoModel(nn.Module):
         self.dx = float(dx)
         self.schedules = {name: ParamSchedule() for name in PARAMETER_NAMES}
         self.schedules.update(schedules or {})
-        self.extensions = nn.ModuleList(extensions or [])
-        self.detectors = nn.ModuleList(detectors or [])
+        exts, dets = list(extensions or []), list(detectors or [])
+        self.extensions = nn.ModuleList(exts)
+        self.detectors = nn.ModuleList(dets)
         self.scan_shape = tuple(scan_shape) if scan_shape is not None else None
         #: FFT backend of the slice recursion (:func:`ptyrad_core.kernel.fft.select`; ``recon.fft``)
         self.fft = TorchFFT()
-        #: scan positions per chunk of the slice recursion, None = the whole batch (``recon.positions_per_pass``)
+        #: scan positions per chunk of the slice recursion, None = the whole batch
+        #: (``recon.positions_per_pass``)
         self.positions_per_pass: int | None = None
-        self._chains = {
-            hook: [e for e in self.extensions if e.overrides(hook)] for hook in fwd.ForwardExtension.HOOKS
-        }
-        for component in [*self.extensions, *self.detectors]:
+        self._chains = {hook: [e for e in exts if e.overrides(hook)] for hook in fwd.ForwardExtension.HOOKS}
+        components: list[fwd.ForwardExtension | DetectorModel] = [*exts, *dets]
+        for component in components:
             component.setup(self)
 
     # -- views -----------------------------------------------------------------------------
@@ -171,11 +183,13 @@ class PtychoModel(nn.Module):
 
     @property
     def window(self) -> tuple[int, int]:
-        return tuple(self.probe_ri.shape[1:3])
+        ny, nx = self.probe_ri.shape[1:3]
+        return ny, nx
 
     @property
     def object_shape(self) -> tuple[int, int]:
-        return tuple(self.object_amplitude.shape[-2:])
+        ny, nx = self.object_amplitude.shape[-2:]
+        return ny, nx
 
     @property
     def n_positions(self) -> int:
@@ -207,7 +221,8 @@ class PtychoModel(nn.Module):
         return active
 
     def window_rows(self, indices: Tensor) -> Tensor:
-        """Flat object index ``(B * Ny,)`` of the first pixel of each window row (:func:`~ptyrad_core.kernel.forward.window_rows`)."""
+        """Flat object index ``(B * Ny,)`` of the first pixel of each window row
+        (:func:`~ptyrad_core.kernel.forward.window_rows`)."""
         return fwd.window_rows(self.crop[indices], self.window, self.object_shape[1])
 
     # -- forward ---------------------------------------------------------------------------
@@ -215,7 +230,8 @@ class PtychoModel(nn.Module):
     def forward(self, indices: Tensor, iteration: int = 0) -> tuple[Tensor, Batch]:
         """Predicted measurements ``(B, My, Mx)`` for scan positions ``indices``, and the batch."""
         batch = Batch(indices, iteration, self)
-        amplitude, phase = self.object_amplitude, self.object_phase
+        amplitude: Tensor = self.object_amplitude
+        phase: Tensor = self.object_phase
         for ext in self._chains["object"]:
             amplitude, phase = ext.object(amplitude, phase, self)
         rows = self.window_rows(indices)
