@@ -26,11 +26,11 @@ def compare_grid(stages, shape: tuple[int, int], dk: float) -> Grid:
     """The grid on which predictions and measurements are compared."""
     for stage in stages:
         shape, dk = stage.measurement_grid(tuple(shape), dk)
-    return tuple(shape), dk
+    return (shape[0], shape[1]), dk
 
 
 def simulation_grid(stages, shape: tuple[int, int], dk: float) -> Grid:
     """The grid the forward model simulates on, for a comparison grid ``(shape, dk)``."""
     for stage in reversed(list(stages)):
         shape, dk = stage.simulation_grid(tuple(shape), dk)
-    return tuple(shape), dk
+    return (shape[0], shape[1]), dk

@@ -202,6 +202,8 @@ def load_module_plugin(spec: str, base_dir: Path | None = None) -> tuple[types.M
         if modname in sys.modules:
             return sys.modules[modname], path.stem, "config file"
         module_spec = importlib.util.spec_from_file_location(modname, path)
+        if module_spec is None or module_spec.loader is None:
+            raise PluginError(f"plugins.modules: plugin file {str(path)!r} is not a Python module (.py)")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[modname] = module
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -21,7 +22,7 @@ class Entry:
     """One registered component: its class and the plugin that registered it."""
 
     name: str
-    cls: type
+    cls: type[Any]  # any class with a nested pydantic ``Options`` (checked by Registry.add)
     plugin: str
 
 
@@ -76,7 +77,8 @@ class Registry:
         broken = "".join(f"\n  note: {e}" for e in self.load_errors)
         at = f"{where}: " if where else ""
         raise PluginError(
-            f"{at}unknown {self.family} {name!r}{hint} Registered: {', '.join(self.names()) or '(none)'}{broken}"
+            f"{at}unknown {self.family} {name!r}{hint} "
+            f"Registered: {', '.join(self.names()) or '(none)'}{broken}"
         )
 
     def resolve(
