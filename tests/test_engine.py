@@ -132,7 +132,7 @@ class Recorder:
 
     @hookimpl
     def ptyrad_on_iter_end(self, run, iteration, metrics):
-        assert set(metrics) == {"loss", "loss_terms", "time_s"}
+        assert set(metrics) == {"loss", "loss_terms", "time_s", "heldout_loss"}  # validation on by default
         assert math.isclose(metrics["loss"], sum(metrics["loss_terms"].values()))
         self.events.append(("iter", iteration))
 

@@ -10,6 +10,12 @@ Under ``torchrun`` the same loop runs data-parallel (:mod:`ptyrad_core.engine.di
 rank holds the model, runs the forward pass for its share of each batch, and the gradients are
 averaged before each step. Rank 0 alone calls the lifecycle hooks (progress, log, figures) and
 writes the result file.
+
+Held-out validation (``recon.validation``, :mod:`ptyrad_core.kernel.heldout`): a fraction of the
+detector pixels of every pattern is kept out of the training loss and scored, from the same
+forward pass, with the same loss stack; ``recon.stop`` stops the run when that held-out loss has
+not improved for ``patience`` evaluated iterations, and decides whether the result file holds the
+state at the held-out minimum (``keep: best``) or the last one.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +35,58 @@ from ptyrad_core.engine.builder import Settings
 from ptyrad_core.engine.distributed import World
 from ptyrad_core.kernel.components import enforce
 from ptyrad_core.kernel.config import Config, load_config
-from ptyrad_core.kernel.errors import (DistributedError, NonFiniteLossError, NonFiniteStateError, OutputError, PluginError, PtyradError,
-                     RunInterrupted)
+from ptyrad_core.kernel.errors import (
+    DistributedError,
+    NonFiniteLossError,
+    NonFiniteStateError,
+    OutputError,
+    PluginError,
+    PtyradError,
+    RunInterrupted,
+)
+from ptyrad_core.kernel.heldout import STATE_NAMES, Split, heldout_loss, train_pred
 from ptyrad_core.kernel.model import PARAMETER_NAMES, Batch
-from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 from ptyrad_core.setup import runtime, sources
-
 
 log = logging.getLogger("ptyrad_core")
 
 RESULT_NAME = "result.h5"
+
+
+@dataclass
+class Tracker:
+    """Best held-out loss so far, its iteration and (for ``keep: best``) its state.
+
+    :ivar best_iteration: the iteration of the lowest held-out loss (-1: none yet).
+    :ivar best_loss: that loss (``None``: none yet).
+    :ivar since_best: evaluated iterations since the last improvement.
+    :ivar stopped_at: the iteration the run stopped early at (-1: it did not).
+    :ivar best_state: ``{name: tensor}`` copies of the model's
+        :data:`~ptyrad_core.kernel.heldout.STATE_NAMES` at ``best_iteration``, on the model's
+        device (``None`` unless kept).
+    """
+
+    best_iteration: int = -1
+    best_loss: float | None = None
+    since_best: int = 0
+    stopped_at: int = -1
+    best_state: dict | None = None
+
+    def update(self, iteration: int, value: float, min_delta: float, model=None) -> bool:
+        """Count one evaluated iteration; True when ``value`` improves on the best
+        (``value < best * (1 - min_delta)``). With ``model``, an improvement copies its state."""
+        if self.best_loss is None or value < self.best_loss * (1 - min_delta):
+            self.best_iteration, self.best_loss, self.since_best = iteration, float(value), 0
+            if model is not None:
+                self.best_state = {n: getattr(model, n).detach().clone() for n in STATE_NAMES}
+            return True
+        self.since_best += 1
+        return False
+
+    def copy(self) -> Tracker:
+        # the state tensors are replaced on improvement, never changed in place: shared, not copied
+        state = dict(self.best_state) if self.best_state is not None else None
+        return Tracker(self.best_iteration, self.best_loss, self.since_best, self.stopped_at, state)
 
 
 def blame(exc: BaseException, named: dict[int, str]) -> str | None:
@@ -94,9 +143,11 @@ class Reconstruction:
         self.peak_memory: dict[str, float] = {}
         torch.manual_seed(self.settings.seed)
         self.rng = np.random.default_rng(self.settings.seed)
-        #: the parts the builder made (:class:`~ptyrad_core.engine.builder.Parts`); the main ones are attributes
-        self.parts = parts = builder.build_parts(config, self.pm, self.components, self.device, self.rng,
-                                                 overwrite=overwrite)
+        #: the parts the builder made (:class:`~ptyrad_core.engine.builder.Parts`); the main ones
+        #: are attributes
+        self.parts = parts = builder.build_parts(
+            config, self.pm, self.components, self.device, self.rng, overwrite=overwrite
+        )
         self.prepared = parts.prepared
         self.measurements = parts.measurements
         self.model = parts.model
@@ -108,13 +159,27 @@ class Reconstruction:
         self.plan = parts.plan
         self._named = parts.labels
         self._measurement_stages = [d for d in self.model.detectors if d.transforms_measurements()]
-        optimized = {id(p) for g in (self.optimizer.param_groups if self.optimizer is not None else []) for p in g["params"]}
-        self._optimized = [(n, self.model.parameter(n)) for n in PARAMETER_NAMES if id(self.model.parameter(n)) in optimized]
+        optimized = {
+            id(p)
+            for g in (self.optimizer.param_groups if self.optimizer is not None else [])
+            for p in g["params"]
+        }
+        self._optimized = [
+            (n, self.model.parameter(n)) for n in PARAMETER_NAMES if id(self.model.parameter(n)) in optimized
+        ]
         self._plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
         self.iteration = 0
         self.history: dict = {"iteration": [], "loss": [], "time_s": [], "slice_thickness_A": []}
         self.history["loss_terms"] = {label: [] for label, _, _ in self.loss_terms}
+        #: the held-out split (:class:`~ptyrad_core.kernel.heldout.Split`): drawn at the first batch,
+        #: when the compared grid is known, or read from the file a run resumes from
+        self.split: Split | None = None
+        self.validating = self.settings.validation_fraction > 0
+        #: best held-out loss, its iteration and state, early stop (:class:`Tracker`)
+        self.tracker = Tracker()
+        if self.validating:
+            self.history["heldout_loss"] = []
         if folder is None:  # the folder's name needs the model's sizes: claimed now, before any work
             self._claim_output(parts.output_dir)
         self._guarded = [(name, self.model.parameter(name)) for name in PARAMETER_NAMES]
@@ -146,7 +211,10 @@ class Reconstruction:
         if not (self.result_path.exists() or self.result_path.is_symlink()):
             return
         if not self.result_path.is_file():
-            raise OutputError(f"output: {str(self.result_path)!r} exists and is not a file; remove it or choose another output.dir")
+            raise OutputError(
+                f"output: {str(self.result_path)!r} exists and is not a file; remove it or choose another "
+                "output.dir"
+            )
         if self._saved_iteration is not None or self.overwrite:
             return  # this run's own result, or replacing was asked for
         if self.resume_path is not None and outputs.same_file(self.resume_path, self.result_path):
@@ -163,13 +231,14 @@ class Reconstruction:
         self.world.close()
 
     @classmethod
-    def from_file(cls, path, overrides: list[str] | None = None, **kwargs) -> "Reconstruction":
+    def from_file(cls, path, overrides: list[str] | None = None, **kwargs) -> Reconstruction:
         return cls(load_config(path, overrides), **kwargs)
 
     # -- pieces of an iteration ------------------------------------------------------------
 
     def batches(self) -> list[np.ndarray]:
-        """This iteration's mini-batches of position indices (:class:`~ptyrad_core.engine.builder.BatchPlan`)."""
+        """This iteration's mini-batches of position indices
+        (:class:`~ptyrad_core.engine.builder.BatchPlan`)."""
         return self.plan.batches(self.rng)
 
     def plugin_table(self) -> list[dict]:
@@ -178,8 +247,14 @@ class Reconstruction:
             for i in self.pm.info.values()
         ]
 
-    def _loss(self, indices: torch.Tensor, iteration: int) -> torch.Tensor:
-        """Weighted loss terms ``(n_terms,)`` for one batch (on every rank: of the whole batch)."""
+    def _loss(self, indices: torch.Tensor, iteration: int, score: bool = False):
+        """Weighted loss terms ``(n_terms,)`` for one batch (on every rank: of the whole batch), and
+        with ``score`` the batch's held-out loss (a 0-d tensor; ``None`` without validation).
+
+        With validation the held-out pixels are left out of the training loss. In a data-parallel
+        run every rank holds the gathered predictions and the measurements of the whole batch, so
+        every rank computes the same held-out value and takes the same early-stop decision: no
+        reduction over ranks is needed."""
         if self.world.enabled:
             start, stop = self.world.share(len(indices))
             local = indices[start:stop] if stop > start else indices[:1]  # an empty share runs one dummy row
@@ -198,9 +273,32 @@ class Reconstruction:
         if pred.shape != meas.shape:
             raise PtyradError(
                 f"predicted patterns have shape {tuple(pred.shape[1:])} but the measurements "
-                f"{tuple(meas.shape[1:])}: the forward extensions / detector model must produce the measured shape"
+                f"{tuple(meas.shape[1:])}: the forward extensions / detector model must produce the "
+                "measured shape"
             )
-        return torch.stack([w * term(pred, meas, batch) for _, w, term in self.loss_terms])
+        held = None
+        if self.validating:
+            mask = self._split(meas).mask(indices)
+            if score:
+                held = heldout_loss(self.loss_terms, pred, meas, mask, batch, self.split.fraction)
+            pred = train_pred(pred, meas, mask)
+        return torch.stack([w * term(pred, meas, batch) for _, w, term in self.loss_terms]), held
+
+    def _split(self, meas: torch.Tensor) -> Split:
+        """The held-out split, drawn at the first batch from ``recon.validation`` (the compared grid
+        is the measurements' after the detector stages) or read from a resumed file (checked once)."""
+        if self.split is None:
+            s = self.settings
+            self.split = Split.make(
+                s.validation_seed, s.validation_fraction, self.model.n_positions, meas.shape[-2:]
+            )
+            self._split_checked = True
+        elif not getattr(self, "_split_checked", False):
+            self.split.check(
+                tuple(meas.shape[-2:]), self.model.n_positions, "--resume: the file's held-out split"
+            )
+            self._split_checked = True
+        return self.split
 
     def run_iteration(self, iteration: int) -> dict:
         """Run one iteration; return its metrics."""
@@ -209,12 +307,14 @@ class Reconstruction:
         active = self.model.set_iteration(iteration)
         batches = self.batches()
         sums = torch.zeros(len(self.loss_terms), dtype=torch.float64, device=self.device)
+        score = self.validating and iteration % self.settings.validation_every == 0
+        held_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
         for b, idx in enumerate(batches):
             indices = torch.as_tensor(idx, device=self.device)
             with torch.set_grad_enabled(bool(active)):
-                values = self._loss(indices, iteration)
+                values, held = self._loss(indices, iteration, score)
                 total = values.sum()
             if not bool(torch.isfinite(total)):
                 terms = {label: float(v) for (label, _, _), v in zip(self.loss_terms, values.detach().cpu())}
@@ -229,6 +329,8 @@ class Reconstruction:
                     agreed = self._step(indices, iteration)
                     self._check_finite(iteration, self._optimized, None, b)
             sums += values.detach().to(torch.float64)
+            if held is not None:
+                held_sum += held.to(torch.float64)
             if agreed is None:
                 self._check_stop()
             elif agreed:  # a rank was asked to stop: every rank stops after this batch
@@ -246,7 +348,18 @@ class Reconstruction:
                 self.scheduler.step()
         elapsed = _clock(self.device) - t0
         terms = {label: v for (label, _, _), v in zip(self.loss_terms, means)}
-        return {"loss": float(sum(means)), "loss_terms": terms, "time_s": elapsed}
+        metrics = {"loss": float(sum(means)), "loss_terms": terms, "time_s": elapsed}
+        if self.validating:
+            held = float(held_sum) / len(batches) if score else float("nan")
+            if score and not np.isfinite(held):
+                raise NonFiniteLossError(
+                    f"iteration {iteration}: the held-out loss is not finite ({held}) while the training "
+                    "loss "
+                    "is: the model predicts NaN or Inf at held-out pixels. Lower the learning rates or check "
+                    "the data."
+                )
+            metrics["heldout_loss"] = held
+        return metrics
 
     def _check_finite(self, iteration: int, params, culprit: str | None, batch: int | None = None) -> None:
         """Raise :class:`NonFiniteStateError` if a parameter in ``params`` holds NaN or Inf.
@@ -266,14 +379,20 @@ class Reconstruction:
         if not bad:
             return
         if culprit is None:
-            lrs = {g.get("name"): g["lr"] for g in self.optimizer.param_groups} if self.optimizer is not None else {}
+            lrs = (
+                {g.get("name"): g["lr"] for g in self.optimizer.param_groups}
+                if self.optimizer is not None
+                else {}
+            )
             what = ", ".join(f"{n!r} (lr {lrs[n]:g})" if n in lrs else repr(n) for n in bad)
             raise NonFiniteStateError(
-                f"iteration {iteration}, batch {batch}: the {self.settings.optimizer} step made {what} non-finite "
+                f"iteration {iteration}, batch {batch}: the {self.settings.optimizer} step made {what} "
+                "non-finite "
                 "(NaN or Inf); lower that learning rate or check the data"
             )
         raise NonFiniteStateError(
-            f"iteration {iteration}: {culprit} made {', '.join(repr(n) for n in bad)} non-finite (NaN or Inf); "
+            f"iteration {iteration}: {culprit} made {', '.join(repr(n) for n in bad)} non-finite (NaN or "
+            "Inf); "
             "check its options"
         )
 
@@ -288,7 +407,7 @@ class Reconstruction:
 
             def closure():
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = self._loss(indices, iteration).sum()
+                loss = self._loss(indices, iteration)[0].sum()
                 loss.backward()
                 self.world.average_gradients(self.model.parameters())
                 return loss
@@ -322,9 +441,12 @@ class Reconstruction:
         drift = self.world.broadcast_parameters(self.model)
         if drift > 0:
             log.warning(
-                "rank %d: parameters had drifted from rank 0's by up to %.3g by iteration %d (now reset): a component "
+                "rank %d: parameters had drifted from rank 0's by up to %.3g by iteration %d (now reset): a "
+                "component "
                 "does not compute identically on every rank (random numbers, non-deterministic kernels?)",
-                self.world.rank, drift, self.iteration,
+                self.world.rank,
+                drift,
+                self.iteration,
             )
 
     def _lifecycle(self, hook: str, **kwargs) -> None:
@@ -340,6 +462,21 @@ class Reconstruction:
         h["slice_thickness_A"].append(float(self.model.slice_thickness.detach()))
         for label, value in metrics["loss_terms"].items():
             h["loss_terms"][label].append(value)
+        if "heldout_loss" in h:
+            h["heldout_loss"].append(metrics.get("heldout_loss", float("nan")))
+
+    def _track(self, iteration: int, metrics: dict) -> bool:
+        """Update the best held-out loss (and the best state, ``keep: best``); True when the run
+        should stop early (``patience`` evaluated iterations without an improvement)."""
+        value = metrics.get("heldout_loss")
+        if value is None or not np.isfinite(value):
+            return False
+        s = self.settings
+        self.tracker.update(iteration, value, s.min_delta, self.model if s.keep == "best" else None)
+        if s.patience is not None and self.tracker.since_best >= s.patience:
+            self.tracker.stopped_at = iteration
+            return True
+        return False
 
     @property
     def data_digest(self) -> str:
@@ -348,18 +485,20 @@ class Reconstruction:
             self._data_digest = sources.file_digest(self.settings.data_file)
         return self._data_digest
 
-    def save(self) -> Path:
+    def save(self, final: bool = False) -> Path:
         """Write the result file (rank 0; other ranks write nothing and return its path).
 
         The write is atomic (a temporary file renamed over the old one): whatever stops it, the
         previous file stays intact. Ctrl-C or SIGTERM during the write are held until it ends.
         A failed write raises :class:`_SaveFailed` (the run stops; nothing is written again).
+        ``final``: the run's end (its last iteration or an early stop): with ``recon.stop.keep:
+        best`` the file's arrays then hold the state at the held-out minimum.
         """
         if not self.world.is_main:
             return self.result_path
         self._writing = True
         try:
-            path = results.write_result(self.result_path, self)
+            path = results.write_result(self.result_path, self, final=final)
         except KeyboardInterrupt:
             raise
         except Exception as exc:
@@ -372,7 +511,7 @@ class Reconstruction:
         self.pm.call_lifecycle("ptyrad_on_save", run=self, path=path, iteration=self.iteration)
         return path
 
-    def resume(self, path) -> "Reconstruction":
+    def resume(self, path) -> Reconstruction:
         """Continue from a result file written by a run of the same config (its checkpoint).
 
         The config's hyperparameters apply (learning rates, iteration windows, constraints,
@@ -388,7 +527,7 @@ class Reconstruction:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def run(self, iterations: int | None = None) -> "Reconstruction":
+    def run(self, iterations: int | None = None) -> Reconstruction:
         """Run ``iterations`` more iterations (default: up to ``recon.iterations``) and save.
 
         SIGINT and SIGTERM stop the run at the end of the current batch: the unfinished
@@ -405,8 +544,12 @@ class Reconstruction:
         """
         last = self.settings.iterations if iterations is None else self.iteration + iterations
         if last <= self.iteration:
-            log.warning("already at iteration %d (recon.iterations = %d): nothing to run, %s left as it is",
-                        self.iteration, last, self.result_path)
+            log.warning(
+                "already at iteration %d (recon.iterations = %d): nothing to run, %s left as it is",
+                self.iteration,
+                last,
+                self.result_path,
+            )
             return self
         save_every = self.settings.save_every
         runtime.tune_allocator()
@@ -436,23 +579,36 @@ class Reconstruction:
                     culprit = blame(exc, self._named)
                     if culprit is None or _out_of_memory(exc):
                         raise
-                    raise PluginError(f"{culprit} raised at iteration {iteration}: {type(exc).__name__}: {exc}") from exc
+                    raise PluginError(
+                        f"{culprit} raised at iteration {iteration}: {type(exc).__name__}: {exc}"
+                    ) from exc
                 self.iteration = iteration
                 self._record(iteration, metrics)
+                stop = self._track(iteration, metrics)
                 self._snapshot = results.capture(self)
                 self._lifecycle("ptyrad_on_iter_end", run=self, iteration=iteration, metrics=metrics)
+                if stop:
+                    log.info(
+                        "stopped early at iteration %d: no held-out improvement since iteration %d",
+                        iteration,
+                        self.tracker.best_iteration,
+                    )
+                    break
                 if save_every and iteration % save_every == 0 and iteration != last:
                     self._sync()
                     self.save()
                 self._check_stop(measure=True)
             self._sync()
-            self.save()
+            self.save(final=True)
         except DistributedError as exc:
             # the last completed iteration is the same on every rank: rank 0 keeps it
             results.restore(self, self._snapshot)
             path = self.save()
-            written = (f"checkpoint of iteration {self.iteration} written to {path}" if self.world.is_main
-                       else f"rank 0, if it is still running, writes iteration {self.iteration} to {path}")
+            written = (
+                f"checkpoint of iteration {self.iteration} written to {path}"
+                if self.world.is_main
+                else f"rank 0, if it is still running, writes iteration {self.iteration} to {path}"
+            )
             error = DistributedError(f"{exc}; {written} (continue with --resume)")
             self._lifecycle("ptyrad_on_exception", run=self, exc=error)
             raise error from None
@@ -478,22 +634,41 @@ class Reconstruction:
             kept = self._on_disk()
             cause = str(exc.exc).strip().splitlines()[0] if str(exc.exc).strip() else type(exc.exc).__name__
             return OutputError(
-                f"writing {self.result_path} at iteration {self.iteration} failed ({type(exc.exc).__name__}: {cause}); "
-                + (f"the previous checkpoint, iteration {kept}, is intact there" if kept is not None
-                   else "no checkpoint was written")
-                + (f" (continue with --resume {self.result_path} once the cause is fixed)" if kept is not None else "")
+                f"writing {self.result_path} at iteration {self.iteration} failed "
+                f"({type(exc.exc).__name__}: {cause}); "
+                + (
+                    f"the previous checkpoint, iteration {kept}, is intact there"
+                    if kept is not None
+                    else "no checkpoint was written"
+                )
+                + (
+                    f" (continue with --resume {self.result_path} once the cause is fixed)"
+                    if kept is not None
+                    else ""
+                )
             )
         where = self._keep_last_good()
         if isinstance(exc, _Interrupted):
             return RunInterrupted(
-                f"{signal.Signals(exc.signum).name} received: stopped after iteration {self.iteration}; {where}"
-                f"{'' if self.world.is_main else ' (by rank 0)'}", exc.signum)
+                f"{signal.Signals(exc.signum).name} received: stopped after iteration {self.iteration}; "
+                f"{where}"
+                f"{'' if self.world.is_main else ' (by rank 0)'}",
+                exc.signum,
+            )
         if isinstance(exc, KeyboardInterrupt):
-            return RunInterrupted(f"interrupted (second Ctrl-C) after iteration {self.iteration}; {where}", signal.SIGINT)
+            return RunInterrupted(
+                f"interrupted (second Ctrl-C) after iteration {self.iteration}; {where}", signal.SIGINT
+            )
         if isinstance(exc, (NonFiniteLossError, NonFiniteStateError)):
-            return type(exc)(f"{str(exc).rstrip('.')}. Restored the state after iteration {self.iteration}; {where}")
+            return type(exc)(
+                f"{str(exc).rstrip('.')}. Restored the state after iteration {self.iteration}; {where}"
+            )
         if isinstance(exc, PtyradError):
-            error = type(exc)(f"{exc}; {where}") if type(exc).__init__ is PtyradError.__init__ else PtyradError(f"{exc}; {where}")
+            error = (
+                type(exc)(f"{exc}; {where}")
+                if type(exc).__init__ is PtyradError.__init__
+                else PtyradError(f"{exc}; {where}")
+            )
             error.__cause__ = exc.__cause__
             return error
         if _out_of_memory(exc):
@@ -502,11 +677,14 @@ class Reconstruction:
             error = PtyradError(
                 f"out of memory in iteration {self.iteration + 1}{f' in {culprit}' if culprit else ''} "
                 f"({type(exc).__name__}{f': {first}' if first else ''}); lower recon.batch_size or set "
-                f"recon.positions_per_pass; {where}")
+                f"recon.positions_per_pass; {where}"
+            )
         else:
             error = PtyradError(
-                f"unexpected {type(exc).__name__} in iteration {self.iteration + 1}: {exc} (--verbose shows the "
-                f"traceback); {where}")
+                f"unexpected {type(exc).__name__} in iteration {self.iteration + 1}: {exc} (--verbose shows "
+                "the "
+                f"traceback); {where}"
+            )
         error.__cause__ = exc
         return error
 
@@ -529,7 +707,8 @@ class Reconstruction:
             return f"its checkpoint in {self.result_path} is kept (continue with --resume {self.result_path})"
         if self.iteration == self._start_iteration:
             if self.resumed_from is not None:
-                return f"nothing new since {self.resumed_from[0]} (continue with --resume {self.resumed_from[0]})"
+                since = self.resumed_from[0]
+                return f"nothing new since {since} (continue with --resume {since})"
             return "no iteration completed, nothing was written"
         on_disk = self._on_disk()
         if on_disk is not None and on_disk > self.iteration and self._saved_iteration is not None:
@@ -538,8 +717,11 @@ class Reconstruction:
             path = self.save()
         except _SaveFailed as failed:
             kept = self._on_disk()
-            return (f"writing its checkpoint failed too ({type(failed.exc).__name__}: {failed.exc}); "
-                    + (f"{self.result_path} still holds iteration {kept}" if kept is not None else "nothing was written"))
+            return f"writing its checkpoint failed too ({type(failed.exc).__name__}: {failed.exc}); " + (
+                f"{self.result_path} still holds iteration {kept}"
+                if kept is not None
+                else "nothing was written"
+            )
         except KeyboardInterrupt:
             return f"the checkpoint write was abandoned; {self.result_path} is as it was"
         return f"checkpoint written to {path} (continue with --resume {path})"
@@ -596,8 +778,14 @@ def _clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def run(config_or_path, overrides: list[str] | None = None, quiet: bool = True, *, resume=None,
-        overwrite: bool = False) -> Reconstruction:
+def run(
+    config_or_path,
+    overrides: list[str] | None = None,
+    quiet: bool = True,
+    *,
+    resume=None,
+    overwrite: bool = False,
+) -> Reconstruction:
     """Run a reconstruction from a config object, a dict or a YAML path; return it when done.
 
     :param resume: a result file to continue from (``--resume``).

@@ -28,8 +28,7 @@ import h5py
 import numpy as np
 import yaml
 
-from ptyrad_core.kernel.errors import DataError
-from ptyrad_core.kernel.errors import NonFiniteStateError
+from ptyrad_core.kernel.errors import DataError, NonFiniteStateError
 from ptyrad_core.setup import runtime
 
 log = logging.getLogger("ptyrad_core")
@@ -70,12 +69,45 @@ def _require_finite(run) -> None:
             raise NonFiniteStateError(f"history/{key} holds NaN or Inf: not written")
 
 
-def write_result(path: Path, run) -> Path:
+def _kept_best(run, final: bool) -> dict | None:
+    """The best held-out state the file's arrays hold instead of the last one: at the run's end
+    (``final``) with ``recon.stop.keep: best``, when the best iteration is not the last."""
+    tracker = getattr(run, "tracker", None)
+    if not final or tracker is None or tracker.best_state is None or run.settings.keep != "best":
+        return None
+    return tracker.best_state if tracker.best_iteration != run.iteration else None
+
+
+@contextmanager
+def _holding(model, state: dict | None):
+    """The model holds ``state`` ({name: tensor}) inside the block; its own values after (bit for bit)."""
+    if state is None:
+        yield
+        return
+    import torch
+
+    own = {name: getattr(model, name).detach().clone() for name in state}
+    try:
+        with torch.no_grad():
+            for name, value in state.items():
+                getattr(model, name).copy_(value)
+        yield
+    finally:
+        with torch.no_grad():
+            for name, value in own.items():
+                getattr(model, name).copy_(value)
+
+
+def write_result(path: Path, run, final: bool = False) -> Path:
     """Write the state of ``run`` (a :class:`~ptyrad_core.engine.loop.Reconstruction`) atomically.
 
     The file is written under a temporary name in the same folder, flushed to disk (fsync) and
     renamed over ``path``: a crash, a full disk or an interrupt at any point leaves the previous
     file intact. A state holding NaN or Inf is refused (:class:`NonFiniteStateError`).
+
+    ``final`` (the run's end) with ``recon.stop.keep: best``: the arrays hold the state at the
+    held-out minimum (root attribute ``state_iteration``), and the checkpoint the last state
+    (``checkpoint/last_state``), which a resume continues from.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,11 +115,13 @@ def write_result(path: Path, run) -> Path:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     model = run.model
     hist = run.history
+    best = _kept_best(run, final)
     try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w") as f, _holding(model, best):
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["iteration"] = run.iteration
+            f.attrs["state_iteration"] = run.tracker.best_iteration if best is not None else run.iteration
             f.attrs["dx_A"] = model.dx
             f.attrs["wavelength_A"] = model.wavelength
             f.attrs["seed"] = run.settings.seed
@@ -105,7 +139,12 @@ def write_result(path: Path, run) -> Path:
                 f.attrs[f"peak_{key}_MiB"] = float(value)
             amp = model.object_amplitude.detach().cpu().numpy()
             f.create_dataset("object/amplitude", data=amp, compression="gzip", compression_opts=1)
-            f.create_dataset("object/phase", data=model.object_phase.detach().cpu().numpy(), compression="gzip", compression_opts=1)
+            f.create_dataset(
+                "object/phase",
+                data=model.object_phase.detach().cpu().numpy(),
+                compression="gzip",
+                compression_opts=1,
+            )
             f["object/occupancy"] = model.occupancy.cpu().numpy().astype(np.float64)
             probe = model.probe.detach().cpu().numpy()
             f["probe/modes"] = probe.astype(np.complex64)
@@ -122,7 +161,16 @@ def write_result(path: Path, run) -> Path:
             f["history/slice_thickness_A"] = np.asarray(hist["slice_thickness_A"], dtype=np.float64)
             for name, values in hist["loss_terms"].items():
                 f[f"history/loss_terms/{name}"] = np.asarray(values, dtype=np.float64)
+            if "heldout_loss" in hist:  # NaN where it was not evaluated (recon.validation.every > 1)
+                f["history/heldout_loss"] = np.asarray(hist["heldout_loss"], dtype=np.float64)
+            if getattr(run, "split", None) is not None:
+                write_validation(f.create_group("validation"), run)
+        with h5py.File(tmp, "a") as f:  # the checkpoint: the last state, whatever the arrays hold
             write(f.create_group("checkpoint"), run)
+            if best is not None:
+                last = f.create_group("checkpoint/last_state")
+                for name in ("object_amplitude", "object_phase", "probe_ri"):
+                    last.create_dataset(name, data=getattr(model, name).detach().cpu().numpy(), **_GZIP)
         with open(tmp, "rb+") as fh:  # on disk before it replaces the previous file
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -132,10 +180,39 @@ def write_result(path: Path, run) -> Path:
     return path
 
 
+_GZIP = {"compression": "gzip", "compression_opts": 1}
+
+
+def write_validation(group, run) -> None:
+    """Fill the ``validation`` group: the split (``pixel_u``, ``position_s``; attributes
+    ``fraction``, ``seed``, ``shape``), ``every``, ``keep``, ``best_iteration`` (-1: none),
+    ``best_heldout_loss`` (absent while there is none), ``stopped_at`` (-1: no early stop), and with
+    ``keep: best`` the best state's tensors under ``best_state/<name>``."""
+    run.split.write(group)
+    tracker = run.tracker
+    group.attrs["every"] = run.settings.validation_every
+    group.attrs["keep"] = run.settings.keep
+    group.attrs["best_iteration"] = tracker.best_iteration
+    if tracker.best_loss is not None:
+        group.attrs["best_heldout_loss"] = tracker.best_loss
+    group.attrs["stopped_at"] = tracker.stopped_at
+    if run.settings.keep == "best" and tracker.best_state is not None:
+        for name, value in tracker.best_state.items():
+            data = value.detach().cpu().numpy()
+            group.create_dataset(f"best_state/{name}", data=data, **(_GZIP if data.ndim else {}))
+
+
 #: datasets every result file holds (``write_result`` writes them all; docs/results.md)
 REQUIRED = (
-    "object/amplitude", "object/phase", "object/occupancy", "probe/modes", "probe/powers",
-    "positions/nominal_px", "positions/refined_px", "tilts_mrad", "slice_thickness_A",
+    "object/amplitude",
+    "object/phase",
+    "object/occupancy",
+    "probe/modes",
+    "probe/powers",
+    "positions/nominal_px",
+    "positions/refined_px",
+    "tilts_mrad",
+    "slice_thickness_A",
 )
 #: root attributes every result file holds, numbers
 REQUIRED_NUMBERS = ("iteration", "dx_A", "wavelength_A")
@@ -170,7 +247,10 @@ def read_result(path: Path) -> dict[str, Any]:
         except DataError:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken group or link
-            raise DataError(f"result file {path}: cannot list its datasets ({type(exc).__name__}: {exc}); the file is damaged") from None
+            raise DataError(
+                f"result file {path}: cannot list its datasets ({type(exc).__name__}: {exc}); the file is "
+                "damaged"
+            ) from None
     out["attrs"] = attrs
     return out
 
@@ -200,7 +280,8 @@ def _open(path: Path, what: str):
     except Exception as exc:  # noqa: BLE001 - not HDF5, truncated, locked
         reason = str(exc).split("\n")[0]
         raise DataError(
-            f"{what}: {path} is not a readable HDF5 file ({type(exc).__name__}: {reason}); expected a ptyrad_core "
+            f"{what}: {path} is not a readable HDF5 file ({type(exc).__name__}: {reason}); expected a "
+            "ptyrad_core "
             "result file (truncated or damaged?)"
         ) from None
 
@@ -215,24 +296,35 @@ def _check(f, path: Path, what: str, require: tuple[str, ...]) -> dict[str, Any]
     attrs = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in attrs.items()}
     fmt = attrs.get("format")
     if fmt != FORMAT:
-        raise DataError(f"{head} is not a ptyrad_core result file (root attribute format is {fmt!r}, expected {FORMAT!r})")
+        raise DataError(
+            f"{head} is not a ptyrad_core result file (root attribute format is {fmt!r}, expected {FORMAT!r})"
+        )
     version = attrs.get("format_version")
     if not isinstance(version, (int, np.integer)) or not 1 <= int(version) <= FORMAT_VERSION:
         raise DataError(
-            f"{head}: attribute 'format_version' is {version.item() if isinstance(version, np.generic) else version!r}; expected an integer from 1 to {FORMAT_VERSION} "
+            f"{head}: attribute 'format_version' is "
+            f"{version.item() if isinstance(version, np.generic) else version!r}; expected an integer from "
+            f"1 to {FORMAT_VERSION} "
             "(a file of a newer ptyrad_core?)"
         )
     for key in REQUIRED_NUMBERS:
         value = attrs.get(key)
         if isinstance(value, np.ndarray) and value.shape == ():
             value = value[()]
-        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool) or not np.isfinite(value):
+        if (
+            not isinstance(value, (int, float, np.integer, np.floating))
+            or isinstance(value, bool)
+            or not np.isfinite(value)
+        ):
             raise DataError(f"{head}: attribute {key!r} is {value!r}; expected a finite number")
     for key, (language, kind) in TEXT_ATTRS.items():
         attrs[key] = _parse(attrs.get(key), key, language, kind, head)
     missing = [name for name in require if not _is_dataset(f, name)]
     if missing:
-        raise DataError(f"{head} lacks the dataset(s) {', '.join(missing)}; a ptyrad_core result file holds {', '.join(require)}")
+        raise DataError(
+            f"{head} lacks the dataset(s) {', '.join(missing)}; a ptyrad_core result file holds "
+            f"{', '.join(require)}"
+        )
     _check_shapes(f, head)
     return attrs
 
@@ -274,16 +366,25 @@ def _parse(text, key: str, language: str, kind: type, head: str):
     """The value of a text attribute: ``config`` as YAML (safe_load: plain data, no tags that
     build Python objects), the others as JSON."""
     if not isinstance(text, str):
-        raise DataError(f"{head}: attribute {key!r} is {type(text).__name__ if text is not None else 'missing'}; expected {language} text")
+        raise DataError(
+            f"{head}: attribute {key!r} is {type(text).__name__ if text is not None else 'missing'}; "
+            f"expected {language} text"
+        )
     try:
         value = yaml.safe_load(text) if language == "YAML" else json.loads(text)
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         mark = getattr(exc, "problem_mark", None)
         reason = getattr(exc, "problem", None) or str(exc).split("\n")[0]
         at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise DataError(f"{head}: attribute {key!r} is not valid {language}{at} ({reason}); expected plain {language} data") from None
+        raise DataError(
+            f"{head}: attribute {key!r} is not valid {language}{at} ({reason}); expected plain {language} "
+            "data"
+        ) from None
     if not isinstance(value, kind):
-        raise DataError(f"{head}: attribute {key!r} holds a {type(value).__name__}; expected a {language} {'mapping' if kind is dict else 'list'}")
+        raise DataError(
+            f"{head}: attribute {key!r} holds a {type(value).__name__}; expected a {language} "
+            f"{'mapping' if kind is dict else 'list'}"
+        )
     return value
 
 
@@ -301,7 +402,8 @@ def unexpected_content(path):
         raise
     except CONTENT_ERRORS as exc:
         raise DataError(
-            f"{path}: a value in the file is not what a ptyrad_core result file holds ({type(exc).__name__}: {exc}); "
+            f"{path}: a value in the file is not what a ptyrad_core result file holds "
+            f"({type(exc).__name__}: {exc}); "
             "expected the layout of docs/results.md"
         ) from exc
 
@@ -331,6 +433,7 @@ def capture(run) -> dict[str, Any]:
         "torch_rng": torch.get_rng_state(),
         "iteration": run.iteration,
         "history": copy.deepcopy(run.history),
+        "tracker": run.tracker.copy() if getattr(run, "tracker", None) is not None else None,
     }
 
 
@@ -347,6 +450,8 @@ def restore(run, snapshot: dict[str, Any]) -> None:
     torch.set_rng_state(snapshot["torch_rng"])
     run.iteration = snapshot["iteration"]
     run.history = copy.deepcopy(snapshot["history"])
+    if snapshot.get("tracker") is not None:
+        run.tracker = snapshot["tracker"].copy()
 
 
 def _to_bytes(obj) -> np.ndarray:
@@ -360,7 +465,9 @@ def _to_bytes(obj) -> np.ndarray:
 def _from_bytes(arr: np.ndarray):
     import torch
 
-    return torch.load(io.BytesIO(np.asarray(arr, dtype=np.uint8).tobytes()), weights_only=True, map_location="cpu")
+    return torch.load(
+        io.BytesIO(np.asarray(arr, dtype=np.uint8).tobytes()), weights_only=True, map_location="cpu"
+    )
 
 
 def write(group, run) -> None:
@@ -382,9 +489,16 @@ def write(group, run) -> None:
 
 
 #: what a result file must hold, beyond any result's datasets, to be resumed from
-CHECKPOINT = ("history/iteration", "history/loss", "history/time_s", "history/slice_thickness_A",
-              "checkpoint/position_shifts_px", "checkpoint/tilts_mrad", "checkpoint/slice_thickness_A",
-              "checkpoint/torch_rng")
+CHECKPOINT = (
+    "history/iteration",
+    "history/loss",
+    "history/time_s",
+    "history/slice_thickness_A",
+    "checkpoint/position_shifts_px",
+    "checkpoint/tilts_mrad",
+    "checkpoint/slice_thickness_A",
+    "checkpoint/torch_rng",
+)
 
 
 def inspect(path, what: str = "--resume") -> dict:
@@ -398,12 +512,16 @@ def inspect(path, what: str = "--resume") -> dict:
         try:
             json.loads(f["checkpoint"].attrs["numpy_rng"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{what}: {path} is a partial result file: its checkpoint has no readable random "
-                            f"state ({type(exc).__name__}); resume from a file written by a save") from None
+            raise DataError(
+                f"{what}: {path} is a partial result file: its checkpoint has no readable random "
+                f"state ({type(exc).__name__}); resume from a file written by a save"
+            ) from None
         n = len(f["history/iteration"])
     if n != int(attrs["iteration"]):
-        raise DataError(f"{what}: {path} says iteration {int(attrs['iteration'])} but holds {n} history entries: "
-                        "the file is inconsistent")
+        raise DataError(
+            f"{what}: {path} says iteration {int(attrs['iteration'])} but holds {n} history entries: "
+            "the file is inconsistent"
+        )
     return attrs
 
 
@@ -433,7 +551,8 @@ def read(path, run) -> int:
         for key, shape in expected.items():
             if tuple(f[key].shape) != shape:
                 raise DataError(
-                    f"--resume: {path}:{key} has shape {tuple(f[key].shape)}, but this config builds {shape}; "
+                    f"--resume: {path}:{key} has shape {tuple(f[key].shape)}, but this config builds "
+                    f"{shape}; "
                     "resume with the config that made the file"
                 )
         with torch.no_grad():
@@ -443,15 +562,26 @@ def read(path, run) -> int:
             m.positions.copy_(torch.from_numpy(ck["position_shifts_px"][()]))
             m.tilts.copy_(torch.from_numpy(ck["tilts_mrad"][()]))
             m.slice_thickness.copy_(torch.from_numpy(np.asarray(ck["slice_thickness_A"][()])))
+            if "last_state" in ck:  # the arrays hold the best held-out state: continue from the last
+                for name in ("object_amplitude", "object_phase", "probe_ri"):
+                    getattr(m, name).copy_(torch.from_numpy(ck["last_state"][name][()]))
         saved_class = ck.attrs.get("optimizer_class")
         if run.optimizer is not None and "optimizer" in ck:
             if saved_class is not None and saved_class != type(run.optimizer).__name__:
-                _note(run, "resume: the file's optimizer was %s, this run's is %s: its state starts fresh",
-                         saved_class, type(run.optimizer).__name__)
+                _note(
+                    run,
+                    "resume: the file's optimizer was %s, this run's is %s: its state starts fresh",
+                    saved_class,
+                    type(run.optimizer).__name__,
+                )
             else:
                 _load_optimizer(run, _from_bytes(ck["optimizer"][()]))
-                if run.scheduler is not None and "scheduler" in ck \
-                        and ck.attrs.get("scheduler_class", type(run.scheduler).__name__) == type(run.scheduler).__name__:
+                if (
+                    run.scheduler is not None
+                    and "scheduler" in ck
+                    and ck.attrs.get("scheduler_class", type(run.scheduler).__name__)
+                    == type(run.scheduler).__name__
+                ):
                     _load_scheduler(run, _from_bytes(ck["scheduler"][()]))
         torch.set_rng_state(torch.from_numpy(ck["torch_rng"][()]))
         run.rng.bit_generator.state = json.loads(ck.attrs["numpy_rng"])
@@ -468,7 +598,8 @@ def read(path, run) -> int:
         if saved_terms != sorted(run.history["loss_terms"]):
             raise DataError(
                 f"--resume: {path} was made with the loss terms {saved_terms}, this config has "
-                f"{sorted(run.history['loss_terms'])}; a resumed run keeps its loss terms (their weights may change). "
+                f"{sorted(run.history['loss_terms'])}; a resumed run keeps its loss terms (their weights "
+                "may change). "
                 "To change them, start a new run initialised from the result (model.*.source: result)"
             )
         run.history = {
@@ -478,7 +609,78 @@ def read(path, run) -> int:
             "slice_thickness_A": hist["slice_thickness_A"][()].tolist(),
             "loss_terms": {k: hist["loss_terms"][k][()].tolist() for k in run.history["loss_terms"]},
         }
+        _read_validation(f, path, run)
     return run.iteration
+
+
+def _read_validation(f, path, run) -> None:
+    """The held-out split, curve and best state of a resumed run: the file's split is kept whatever
+    the config says (a held-out pixel must never have been trained on); best tracking continues."""
+    import torch
+
+    from ptyrad_core.kernel.heldout import Split
+
+    if not hasattr(run, "tracker"):
+        return
+    n = len(run.history["iteration"])
+    group = f.get("validation")
+    if not isinstance(group, h5py.Group) or "pixel_u" not in group:
+        if run.validating:
+            _note(
+                run,
+                "resume: %s holds no held-out split; this run draws one (recon.validation) and scores "
+                "from iteration %d on",
+                path,
+                run.iteration + 1,
+            )
+            run.history["heldout_loss"] = [float("nan")] * n
+        return
+    split = Split.read(group, f"--resume: {path}:validation")
+    if len(split.position_s) != run.model.n_positions:
+        split.check(split.shape, run.model.n_positions, f"--resume: {path}:validation")
+    fraction = run.settings.validation_fraction
+    if fraction != split.fraction:
+        _note(
+            run,
+            "resume: the held-out split of %s is kept (fraction %g, seed %d); the config's fraction %g "
+            "is not used",
+            path,
+            split.fraction,
+            split.seed,
+            fraction,
+        )
+    run.split, run.validating = split, True
+    run._split_checked = False
+    saved = f["history"].get("heldout_loss")
+    curve = saved[()].tolist() if saved is not None and len(saved) == n else [float("nan")] * n
+    run.history["heldout_loss"] = curve
+    tracker = type(run.tracker)()
+    tracker.best_iteration = int(group.attrs.get("best_iteration", -1))
+    if "best_heldout_loss" in group.attrs and tracker.best_iteration >= 0:
+        tracker.best_loss = float(group.attrs["best_heldout_loss"])
+        tracker.since_best = sum(
+            1
+            for it, v in zip(run.history["iteration"], curve)
+            if it > tracker.best_iteration and np.isfinite(v)
+        )
+    else:
+        tracker.best_iteration = -1
+    stopped = int(group.attrs.get("stopped_at", -1))
+    if stopped >= 0:  # resuming a stopped run asks for more: patience counts afresh
+        tracker.since_best = 0
+        _note(
+            run,
+            "resume: the file's run stopped early at iteration %d; this one goes on (patience counted "
+            "afresh)",
+            stopped,
+        )
+    if "best_state" in group and tracker.best_loss is not None:
+        device = next(run.model.parameters()).device
+        tracker.best_state = {
+            name: torch.from_numpy(np.asarray(group["best_state"][name][()])).to(device)
+            for name in group["best_state"]
+        }
+    run.tracker = tracker
 
 
 def _load_optimizer(run, saved: dict) -> None:
@@ -491,19 +693,30 @@ def _load_optimizer(run, saved: dict) -> None:
     carried, fresh = [], []
     for group in current["param_groups"]:
         old = saved_groups.get(group.get("name"))
-        if old is None or len(old["params"]) != len(group["params"]) or group.get("name") is None and len(saved_groups) != 1:
+        if (
+            old is None
+            or len(old["params"]) != len(group["params"])
+            or group.get("name") is None
+            and len(saved_groups) != 1
+        ):
             fresh.append(str(group.get("name")))
             continue
         for new_id, old_id in zip(group["params"], old["params"]):
             if old_id in saved["state"]:
                 state[new_id] = saved["state"][old_id]
         carried.append(str(group.get("name")))
-        if "initial_lr" in old and old.get("initial_lr"):  # a scheduler's progress: the same factor on the new rate
+        if "initial_lr" in old and old.get(
+            "initial_lr"
+        ):  # a scheduler's progress: the same factor on the new rate
             unchanged = old["initial_lr"] == group.get("initial_lr", group["lr"])
             group["_resume_lr"] = old["lr"] if unchanged else group["lr"] * old["lr"] / old["initial_lr"]
     if fresh:
-        _note(run, "resume: optimizer state carried for %s; fresh for %s (not optimized in the file's run)",
-                 ", ".join(carried) or "nothing", ", ".join(fresh))
+        _note(
+            run,
+            "resume: optimizer state carried for %s; fresh for %s (not optimized in the file's run)",
+            ", ".join(carried) or "nothing",
+            ", ".join(fresh),
+        )
     rates = {g.get("name"): g.pop("_resume_lr", None) for g in current["param_groups"]}
     try:
         opt.load_state_dict({"state": state, "param_groups": current["param_groups"]})

@@ -3,8 +3,9 @@
 Registered by :func:`~ptyrad_core.kernel.plugin_manager.get_plugin_manager` (module listed in
 ``DEFAULT_PLUGINS``); ``plugins.disable: [core.logfile]`` or ``output.log_file: false`` turns it
 off. The log is appended to (a resumed run continues the same file): the settings at the start,
-one line per iteration (loss per term, seconds per iteration), each save, the peak memory at the
-end, and the error that stopped a run (into the file only: the console gets it once, from the CLI).
+one line per iteration (loss per term, held-out loss, seconds per iteration), each save, the
+peak memory at the end, and the error that stopped a run (into the file only: the console gets
+it once, from the CLI).
 """
 
 from __future__ import annotations
@@ -45,8 +46,14 @@ class LogFileObserver:
             log.info("--overwrite: the result in %s is replaced at the first save", run.output_dir)
         log.info(
             "data %s: %d patterns %s; object %s x %d slices x %d modes; probe %d modes; dx %.5g A",
-            run.measurements.source, m.n_positions, m.window, m.object_shape,
-            m.object_amplitude.shape[1], m.object_amplitude.shape[0], m.probe.shape[0], m.dx,
+            run.measurements.source,
+            m.n_positions,
+            m.window,
+            m.object_shape,
+            m.object_amplitude.shape[1],
+            m.object_amplitude.shape[0],
+            m.probe.shape[0],
+            m.dx,
         )
         log.info("plugins: %s", ", ".join(f"{p['name']} ({p['source']})" for p in run.plugin_table()))
 
@@ -55,7 +62,20 @@ class LogFileObserver:
         if self.handler is None:
             return
         terms = ", ".join(f"{k}: {v:.6g}" for k, v in metrics["loss_terms"].items())
-        log.info("iter %d: loss %.6g (%s) in %.4f s", iteration, metrics["loss"], terms, metrics["time_s"])
+        held = metrics.get("heldout_loss")
+        if held is not None and held == held:  # validation on and evaluated this iteration (not NaN)
+            log.info(
+                "iter %d: loss %.6g (%s), held-out %.6g in %.4f s",
+                iteration,
+                metrics["loss"],
+                terms,
+                held,
+                metrics["time_s"],
+            )
+        else:
+            log.info(
+                "iter %d: loss %.6g (%s) in %.4f s", iteration, metrics["loss"], terms, metrics["time_s"]
+            )
 
     @hookimpl
     def ptyrad_on_save(self, run, path, iteration):
@@ -78,8 +98,15 @@ class LogFileObserver:
     @hookimpl
     def ptyrad_on_exception(self, run, exc):
         if self.handler is not None:  # into run.log only: the console gets the error once, from the CLI
-            record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "run stopped at iteration %d: %s: %s",
-                                    (run.iteration, type(exc).__name__, exc), None)
+            record = log.makeRecord(
+                log.name,
+                logging.ERROR,
+                __file__,
+                0,
+                "run stopped at iteration %d: %s: %s",
+                (run.iteration, type(exc).__name__, exc),
+                None,
+            )
             self.handler.handle(record)
         self._close()
 

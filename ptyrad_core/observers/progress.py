@@ -18,7 +18,8 @@ PLUGIN_NAME = "core.progress"
 
 
 class ProgressObserver:
-    """A rich progress bar: iteration, loss per term, time per iteration and ETA."""
+    """A rich progress bar: iteration, loss per term, held-out loss (``recon.validation``), time
+    per iteration and ETA."""
 
     def __init__(self) -> None:
         self.progress: Progress | None = None
@@ -47,7 +48,11 @@ class ProgressObserver:
         if self.progress is None:
             return
         terms = " ".join(f"{k}={v:.4g}" for k, v in metrics["loss_terms"].items())
-        status = f"loss={metrics['loss']:.5g} ({terms}) {metrics['time_s']:.3f} s/iter"
+        status = f"loss={metrics['loss']:.5g} ({terms})"
+        held = metrics.get("heldout_loss")
+        if held is not None and held == held:  # validation on and evaluated this iteration (not NaN)
+            status += f" held-out={held:.5g}"
+        status += f" {metrics['time_s']:.3f} s/iter"
         self.progress.update(self.task, completed=iteration, status=status)
 
     def _stop(self):
