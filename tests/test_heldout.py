@@ -1,0 +1,263 @@
+"""Held-out validation (issue 17): the split of detector pixels, the masked training loss, the
+held-out loss, its history and result-file records, resume, early stopping and the state kept."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from conftest import build_run
+
+from ptyrad_core.engine import loop
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.kernel.errors import ConfigError
+from ptyrad_core.kernel.heldout import STATE_NAMES, Split, heldout_loss, train_pred
+from ptyrad_core_plugins.losses.gaussian import GaussianLoss
+from ptyrad_core_plugins.losses.poisson import PoissonLoss
+
+# -- the split ---------------------------------------------------------------------------------
+
+
+def test_split_is_deterministic_and_holds_out_the_fraction_everywhere():
+    # f * pixels and f * positions are whole numbers: the stratified draws hit them to +-1
+    fraction, n, shape = 0.1, 50, (12, 10)
+    split = Split.make(7, fraction, n, shape)
+    again = Split.make(7, fraction, n, shape)
+    other = Split.make(8, fraction, n, shape)
+    np.testing.assert_array_equal(split.pixel_u, again.pixel_u)
+    np.testing.assert_array_equal(split.position_s, again.position_s)
+    assert not np.array_equal(split.pixel_u, other.pixel_u)
+
+    mask = split.mask_numpy(np.arange(n))  # (N, My, Mx)
+    per_position = mask.reshape(n, -1).sum(1)
+    per_pixel = mask.reshape(n, -1).sum(0)
+    assert np.all(np.abs(per_position - round(fraction * shape[0] * shape[1])) <= 1), per_position
+    assert np.all(np.abs(per_pixel - round(fraction * n)) <= 1), per_pixel
+    # a different subset at every position, and every pixel held out somewhere
+    assert len({m.tobytes() for m in mask}) == n
+    assert per_pixel.min() > 0
+    # the device mask is the definition's
+    idx = torch.tensor([3, 0, 49, 3])
+    np.testing.assert_array_equal(split.mask(idx).numpy(), split.mask_numpy(idx.numpy()))
+
+
+def test_split_round_trips_through_a_group(tmp_path):
+    split = Split.make(1, 0.05, 9, (4, 6))
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        split.write(f.create_group("validation"))
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        back = Split.read(f["validation"])
+    assert (back.fraction, back.seed, back.shape) == (split.fraction, split.seed, split.shape)
+    np.testing.assert_array_equal(back.mask_numpy(np.arange(9)), split.mask_numpy(np.arange(9)))
+
+
+# -- the training loss and the held-out loss -------------------------------------------------------
+
+
+def _patterns(seed=0, shape=(3, 8, 8)):
+    g = torch.Generator().manual_seed(seed)
+    meas = torch.rand(shape, generator=g, dtype=torch.float64) * 10 + 0.5
+    pred = meas * (1 + 0.3 * torch.randn(shape, generator=g, dtype=torch.float64)).abs()
+    return pred, meas
+
+
+def test_held_out_pixels_get_no_gradient_and_the_others_their_own():
+    pred, meas = _patterns()
+    mask = Split.make(0, 0.2, 3, (8, 8)).mask(torch.arange(3))
+    assert mask.any() and not mask.all()
+    term = PoissonLoss(PoissonLoss.Options())  # pixel-wise: the kept pixels' gradient is unchanged
+    masked = pred.clone().requires_grad_(True)
+    term(train_pred(masked, meas, mask), meas, None).backward()
+    plain = pred.clone().requires_grad_(True)
+    term(plain, meas, None).backward()
+    assert torch.all(masked.grad[mask] == 0)
+    assert torch.all(plain.grad[mask] != 0)  # the mask is what removed it
+    torch.testing.assert_close(masked.grad[~mask], plain.grad[~mask], rtol=0, atol=0)
+
+
+def _gaussian_np(x, m, p=0.5, eps=1e-10):
+    return np.sqrt(np.mean(((x + eps) ** p - m**p) ** 2)) / np.mean(m**p)
+
+
+def _poisson_np(x, m, p=1.0, eps=1e-6):
+    return -np.mean(m**p * np.log(x**p + eps) - x**p) / np.mean(m**p)
+
+
+def test_held_out_loss_is_its_formula_and_zero_for_a_perfect_prediction():
+    pred, meas = _patterns(1)
+    fraction = 0.25
+    mask = Split.make(3, fraction, 3, (8, 8)).mask(torch.arange(3))
+    stack = [
+        ("gaussian", 1.0, GaussianLoss(GaussianLoss.Options())),
+        ("poisson", 0.5, PoissonLoss(PoissonLoss.Options())),
+    ]
+    got = float(heldout_loss(stack, pred, meas, mask, None, fraction))
+    p, m, k = pred.numpy(), meas.numpy(), mask.numpy()
+    scored = np.where(k, p, m)
+    expected = (
+        _gaussian_np(scored, m) + 0.5 * _poisson_np(scored, m) - _gaussian_np(m, m) - 0.5 * _poisson_np(m, m)
+    ) / fraction
+    assert got == pytest.approx(expected, rel=1e-10)
+    assert got > 0
+    assert float(heldout_loss(stack, meas.clone(), meas, mask, None, fraction)) == pytest.approx(0, abs=1e-12)
+    # only the held-out pixels count: changing the prediction elsewhere changes nothing
+    elsewhere = torch.where(mask, pred, pred * 3)
+    assert float(heldout_loss(stack, elsewhere, meas, mask, None, fraction)) == pytest.approx(got, rel=1e-12)
+
+
+# -- runs on the tiny data -------------------------------------------------------------------------
+
+
+def _cfg(tiny_config, iterations=3, **recon):
+    cfg = tiny_config()
+    cfg["recon"].update(iterations=iterations, **recon)
+    return cfg
+
+
+def test_fraction_zero_is_the_run_without_masking(tiny_config, monkeypatch):
+    # validation on with a mask that holds nothing out trains exactly as a run without masking
+    monkeypatch.setattr(
+        Split, "mask", lambda self, idx: torch.zeros((len(idx), *self.shape), dtype=torch.bool)
+    )
+    empty = build_run(_cfg(tiny_config, validation={"fraction": 0.05})).run()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("no held-out code runs with fraction 0")
+
+    monkeypatch.setattr(loop, "train_pred", fail)
+    monkeypatch.setattr(loop, "heldout_loss", fail)
+    off = build_run(_cfg(tiny_config, validation={"fraction": 0})).run()
+    assert off.history["loss"] == empty.history["loss"]
+    assert torch.equal(off.model.object_phase, empty.model.object_phase)
+    assert "heldout_loss" not in off.history and off.split is None
+    with h5py.File(off.result_path, "r") as f:
+        assert "validation" not in f and "history/heldout_loss" not in f
+        assert int(f.attrs["state_iteration"]) == 3
+
+
+def test_a_run_reports_the_held_out_loss_and_resumes_to_the_same_end(tiny_config):
+    cfg = _cfg(tiny_config, iterations=4)
+    straight = build_run(cfg).run()
+    held = straight.history["heldout_loss"]
+    assert len(held) == 4 and all(np.isfinite(held)) and all(h > 0 for h in held)
+    with h5py.File(straight.result_path, "r") as f:
+        np.testing.assert_array_equal(f["history/heldout_loss"][()], held)
+        np.testing.assert_array_equal(f["validation/pixel_u"][()], straight.split.pixel_u)
+        np.testing.assert_array_equal(f["validation/position_s"][()], straight.split.position_s)
+        assert f["validation"].attrs["fraction"] == 0.05
+        assert int(f["validation"].attrs["best_iteration"]) == int(np.argmin(held)) + 1
+        assert int(f.attrs["state_iteration"]) == int(np.argmin(held)) + 1
+    log = (straight.output_dir / "run.log").read_text()
+    assert f"held-out {held[-1]:.6g}" in log
+
+    cfg["output"]["dir"] += "-part"
+    first = build_run(cfg).run(2)
+    resumed = build_run(cfg, resume=first.result_path)
+    np.testing.assert_array_equal(resumed.split.pixel_u, straight.split.pixel_u)
+    resumed.run()
+    assert resumed.history["heldout_loss"] == held
+    assert resumed.history["loss"] == straight.history["loss"]
+    for name in STATE_NAMES:
+        assert torch.equal(getattr(resumed.model, name), getattr(straight.model, name)), name
+    assert resumed.tracker.best_iteration == straight.tracker.best_iteration
+    with h5py.File(resumed.result_path, "r") as a, h5py.File(straight.result_path, "r") as b:
+        for key in ("object/phase", "probe/modes", "validation/pixel_u", "validation/position_s"):
+            np.testing.assert_array_equal(a[key][()], b[key][()], err_msg=key)
+
+
+def test_a_resumed_run_keeps_the_files_split_whatever_the_config_says(tiny_config):
+    cfg = _cfg(tiny_config, iterations=2)
+    first = build_run(cfg).run(1)
+    cfg["recon"]["validation"] = {"fraction": 0.2, "seed": 99}
+    resumed = build_run(cfg, resume=first.result_path).run()
+    np.testing.assert_array_equal(resumed.split.position_s, first.split.position_s)
+    assert resumed.split.fraction == 0.05
+    assert "the config's fraction 0.2 is not used" in (resumed.output_dir / "run.log").read_text()
+
+
+def test_every_n_scores_every_nth_iteration(tiny_config):
+    run = build_run(_cfg(tiny_config, iterations=4, validation={"every": 2})).run()
+    held = np.asarray(run.history["heldout_loss"])
+    assert np.isnan(held[[0, 2]]).all() and np.isfinite(held[[1, 3]]).all()
+
+
+def _forced_curve(monkeypatch, curve):
+    """Make the held-out loss follow ``curve`` and record the parameters after every iteration."""
+    states = {}
+    original = Reconstruction.run_iteration
+
+    def run_iteration(self, iteration):
+        metrics = original(self, iteration)
+        metrics["heldout_loss"] = curve[iteration - 1]
+        states[iteration] = {n: getattr(self.model, n).detach().clone() for n in STATE_NAMES}
+        return metrics
+
+    monkeypatch.setattr(Reconstruction, "run_iteration", run_iteration)
+    return states
+
+
+CURVE = [1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.9, 0.6, 0.5, 0.4]
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_early_stop_at_best_plus_patience_keeps_the_chosen_state(tiny_config, monkeypatch, keep):
+    states = _forced_curve(monkeypatch, CURVE)
+    cfg = _cfg(tiny_config, iterations=10, stop={"patience": 3, "keep": keep})
+    run = build_run(cfg).run()  # an early stop is a normal end
+    best = 3  # 0.7; then 3 iterations without an improvement
+    assert run.iteration == best + 3 and run.tracker.stopped_at == best + 3
+    assert run.tracker.best_iteration == best and run.history["heldout_loss"] == CURVE[: best + 3]
+    kept = best if keep == "best" else best + 3
+    with h5py.File(run.result_path, "r") as f:
+        assert int(f.attrs["iteration"]) == 6 and int(f.attrs["state_iteration"]) == kept
+        v = f["validation"].attrs
+        assert (int(v["best_iteration"]), int(v["stopped_at"]), v["keep"]) == (best, 6, keep)
+        assert float(v["best_heldout_loss"]) == 0.7
+        np.testing.assert_array_equal(f["object/phase"][()], states[kept]["object_phase"].numpy())
+        np.testing.assert_array_equal(f["object/amplitude"][()], states[kept]["object_amplitude"].numpy())
+        np.testing.assert_array_equal(f["checkpoint/position_shifts_px"][()], states[6]["positions"].numpy())
+        assert ("checkpoint/last_state" in f) == (keep == "best")
+        if keep == "best":
+            np.testing.assert_array_equal(
+                f["validation/best_state/object_phase"][()], states[best]["object_phase"]
+            )
+    assert (
+        "stopped early at iteration 6: no held-out improvement since iteration 3"
+        in (run.output_dir / "run.log").read_text()
+    )
+    # the run keeps training from its last state; a resume continues from it too
+    assert torch.equal(run.model.object_phase, states[6]["object_phase"])
+    cfg["recon"]["iterations"] = 7
+    resumed = build_run(cfg, resume=run.result_path)
+    assert torch.equal(resumed.model.object_phase, states[6]["object_phase"])
+    assert resumed.tracker.best_iteration == best
+
+
+def test_min_delta_needs_a_relative_improvement(tiny_config, monkeypatch):
+    _forced_curve(monkeypatch, [1.0, 0.95, 0.93, 0.5, 0.4])
+    run = build_run(_cfg(tiny_config, iterations=5, stop={"patience": 2, "min_delta": 0.1})).run()
+    # 0.95 and 0.93 are less than 10 % below 1.0: two iterations without an improvement
+    assert run.tracker.best_iteration == 1 and run.iteration == 3 and run.tracker.stopped_at == 3
+
+
+@pytest.mark.parametrize(
+    "recon, key",
+    [
+        (
+            {"stop": {"patience": 3}, "validation": {"fraction": 0}},
+            "recon.stop.patience needs held-out validation",
+        ),
+        ({"validation": {"fraction": 0.6}}, "recon.validation.fraction"),
+        ({"validation": {"fraction": -0.01}}, "recon.validation.fraction"),
+        ({"stop": {"keep": "worst"}}, "recon.stop.keep"),
+        ({"stop": {"patience": 0}}, "recon.stop.patience"),
+    ],
+)
+def test_bad_validation_settings_are_one_line(tiny_config, recon, key):
+    cfg = tiny_config()
+    cfg["recon"].update(recon)
+    with pytest.raises(ConfigError) as info:
+        build_config(cfg)
+    assert key in str(info.value) and "\n" not in str(info.value)
