@@ -90,6 +90,8 @@ def test_two_processes_equal_one_process(tiny_config, write_yaml, tmp_path, stre
     assert int(two["attrs"]["world_size"]) == 2 and int(two["attrs"]["iteration"]) == 3
     assert two["attrs"]["peak_rss_MiB"] > 0
     np.testing.assert_allclose(two["history/loss"], ref["history/loss"], rtol=1e-5)
+    # every rank scores the whole gathered batch: the held-out loss (on by default) is the one process's
+    np.testing.assert_allclose(two["history/heldout_loss"], ref["history/heldout_loss"], rtol=1e-5)
     for key in STATE:
         a, b = two[key], ref[key]
         # rounding only: two ranks sum the batch in another order (the probe ended 1.03e-4 apart at af37de9, not
