@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ptyrad_core.kernel.errors import ConfigError, PluginError
 from ptyrad_core.kernel.schedule import Schedule
@@ -52,7 +60,9 @@ class LossSpec(ComponentSpec):
 class ConstraintSpec(ComponentSpec):
     start_iter: int | None = Field(1, ge=1, description="First iteration it runs at; null = never.")
     step: int = Field(1, ge=1, description="Runs every `step` iterations from start_iter.")
-    end_iter: int | None = Field(None, ge=1, description="Iteration from which it stops (exclusive); null = never stops.")
+    end_iter: int | None = Field(
+        None, ge=1, description="Iteration from which it stops (exclusive); null = never stops."
+    )
 
     @property
     def schedule(self) -> Schedule:
@@ -64,21 +74,28 @@ class ConstraintSpec(ComponentSpec):
 
 
 class DataSection(Strict):
-    path: Path = Field(description="Measurement file (relative paths are taken from the config file's folder).")
+    path: Path = Field(
+        description="Measurement file (relative paths are taken from the config file's folder)."
+    )
     loader: str = Field("auto", description="Loader name, or 'auto' to choose by file type.")
     options: dict[str, Any] = Field(default_factory=dict, description="The loader's own options (e.g. key).")
     negative_values: Literal["error", "clip"] = Field(
-        "error", description="Negative intensities left after preprocessing: 'error' rejects the data, 'clip' sets them to 0."
+        "error",
+        description="Negative intensities left after preprocessing: 'error' rejects the data, 'clip' sets them to 0.",
     )
     preprocess: list[ComponentSpec] = Field(
-        default_factory=list, description="Preprocessing steps applied in order to the loaded patterns (see docs/plugins.md)."
+        default_factory=list,
+        description="Preprocessing steps applied in order to the loaded patterns (see docs/plugins.md).",
     )
     memory_budget_MB: float = Field(
-        4096, gt=0, description="Measurements larger than this (as float32) stay on disk and are read per batch."
+        4096,
+        gt=0,
+        description="Measurements larger than this (as float32) stay on disk and are read per batch.",
     )
     device_dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Type of in-memory measurements on the compute device: bfloat16 / float16 halve their "
-        "memory (batches are compared in float32; docs/scaling.md)."
+        "float32",
+        description="Type of in-memory measurements on the compute device: bfloat16 / float16 halve their "
+        "memory (batches are compared in float32; docs/scaling.md).",
     )
 
 
@@ -102,18 +119,26 @@ class ExperimentSection(Strict):
         description="Aberrations in Angstrom / degrees, Krivanek (C10, C12, phi12, C12a ...), Haider (C1, A1, ...) "
         "or aliases (defocus = -C10, Cs = C30).",
     )
-    dx_A: float | None = Field(None, gt=0, description="Calibration (give exactly one): " + CALIBRATIONS["dx_A"] + ".")
+    dx_A: float | None = Field(
+        None, gt=0, description="Calibration (give exactly one): " + CALIBRATIONS["dx_A"] + "."
+    )
     dk_invA: float | None = Field(None, gt=0, description="Calibration: " + CALIBRATIONS["dk_invA"] + ".")
     kmax_invA: float | None = Field(None, gt=0, description="Calibration: " + CALIBRATIONS["kmax_invA"] + ".")
     da_mrad: float | None = Field(None, gt=0, description="Calibration: " + CALIBRATIONS["da_mrad"] + ".")
-    angle_max_mrad: float | None = Field(None, gt=0, description="Calibration: " + CALIBRATIONS["angle_max_mrad"] + ".")
+    angle_max_mrad: float | None = Field(
+        None, gt=0, description="Calibration: " + CALIBRATIONS["angle_max_mrad"] + "."
+    )
     n_alpha: float | None = Field(None, gt=0, description="Calibration: " + CALIBRATIONS["n_alpha"] + ".")
     rbf_px: float | None = Field(None, gt=0, description="Calibration: " + CALIBRATIONS["rbf_px"] + ".")
     fit_rbf: bool = Field(False, description="Calibration: " + CALIBRATIONS["fit_rbf"] + ".")
 
     @model_validator(mode="after")
     def _one_calibration(self):
-        given = [k for k in CALIBRATIONS if (getattr(self, k) is not None and k != "fit_rbf") or (k == "fit_rbf" and self.fit_rbf)]
+        given = [
+            k
+            for k in CALIBRATIONS
+            if (getattr(self, k) is not None and k != "fit_rbf") or (k == "fit_rbf" and self.fit_rbf)
+        ]
         if len(given) != 1:
             raise ValueError(
                 f"give exactly one calibration of the detector ({', '.join(CALIBRATIONS)}), got "
@@ -124,7 +149,11 @@ class ExperimentSection(Strict):
     @property
     def calibration(self) -> str:
         """The name of the calibration given (``dx_A``, ..., ``fit_rbf``)."""
-        return next(k for k in CALIBRATIONS if (getattr(self, k) is not None and k != "fit_rbf") or (k == "fit_rbf" and self.fit_rbf))
+        return next(
+            k
+            for k in CALIBRATIONS
+            if (getattr(self, k) is not None and k != "fit_rbf") or (k == "fit_rbf" and self.fit_rbf)
+        )
 
     @property
     def calibration_text(self) -> str:
@@ -147,12 +176,16 @@ class ExperimentSection(Strict):
         if self.n_alpha is not None:
             return 2.0 * self.n_alpha * self.conv_angle_mrad * 1e-3 / wavelength / npix
         radius = self.rbf_px if self.rbf_px is not None else rbf_px
+        if radius is None:  # callers pass the fitted bright-field radius for this calibration
+            raise ValueError("the bright-field radius calibration needs rbf_px (configured or fitted)")
         return self.conv_angle_mrad * 1e-3 / radius / wavelength
 
 
 class Affine(Strict):
     scale: float = Field(1.0, gt=0, description="Isotropic scale of the scan.")
-    asymmetry: float = Field(0.0, gt=-2, lt=2, description="Relative y/x scale difference: y * (1 + a/2), x * (1 - a/2); |a| < 2.")
+    asymmetry: float = Field(
+        0.0, gt=-2, lt=2, description="Relative y/x scale difference: y * (1 + a/2), x * (1 - a/2); |a| < 2."
+    )
     rotation_deg: float = Field(0.0, description="Scan rotation in degrees.")
     shear_deg: float = Field(0.0, description="Scan shear in degrees.")
 
@@ -168,24 +201,36 @@ class FileSource(Strict):
 
     path: Path | None = Field(None, description="File (relative paths: from the config file's folder).")
     key: str | None = Field(None, description="Dataset key inside an HDF5 / .mat / .npz file.")
-    reader: str = Field("auto", description="Result reader for source 'result' (see docs/plugins.md), or 'auto'.")
-    reader_options: dict[str, Any] = Field(default_factory=dict, description="The result reader's own options.")
+    reader: str = Field(
+        "auto", description="Result reader for source 'result' (see docs/plugins.md), or 'auto'."
+    )
+    reader_options: dict[str, Any] = Field(
+        default_factory=dict, description="The result reader's own options."
+    )
 
 
 class ScanSection(FileSource):
     source: Literal["raster", "file", "result"] = Field(
-        "raster", description="'raster' from step and counts, 'file' (an (N, 2) array), or 'result' (a previous reconstruction)."
+        "raster",
+        description="'raster' from step and counts, 'file' (an (N, 2) array), or 'result' (a previous reconstruction).",
     )
     n_slow: int = Field(gt=0, description="Scan positions along the slow (y) axis, as acquired.")
     n_fast: int = Field(gt=0, description="Scan positions along the fast (x) axis, as acquired.")
     step_A: float | None = Field(None, gt=0, description="Raster step in Angstrom (source: raster).")
-    flipT: FlipT = Field(default_factory=FlipT, description="Flips / transpose of the scan grid (PtyRAD's pos_scan_flipT).")
-    affine: Affine = Field(default_factory=Affine, description="Affine distortion of the raster (about its centre).")
-    jitter_px: float = Field(0.0, ge=0, description="Std of Gaussian random displacements added to the positions, object pixels.")
+    flipT: FlipT = Field(
+        default_factory=FlipT, description="Flips / transpose of the scan grid (PtyRAD's pos_scan_flipT)."
+    )
+    affine: Affine = Field(
+        default_factory=Affine, description="Affine distortion of the raster (about its centre)."
+    )
+    jitter_px: float = Field(
+        0.0, ge=0, description="Std of Gaussian random displacements added to the positions, object pixels."
+    )
     units: Literal["px", "A"] = Field(
-        "px", description="Units of the positions in a file: 'px' = pixels of the calibrated data (1 / (N dk) of the "
+        "px",
+        description="Units of the positions in a file: 'px' = pixels of the calibrated data (1 / (N dk) of the "
         "patterns the experiment calibration describes, e.g. experiment.dx_A), rescaled to the simulation pixel when "
-        "preprocessing or detector stages change it; 'A' = Angstrom."
+        "preprocessing or detector stages change it; 'A' = Angstrom.",
     )
 
     @model_validator(mode="after")
@@ -199,25 +244,38 @@ class ScanSection(FileSource):
 
 class ProbeInit(FileSource):
     source: Literal["simulate", "result", "file"] = Field(
-        "simulate", description="'simulate' from the experiment section, 'result' (a previous reconstruction), "
-        "or 'file' (a complex (pmode, Ny, Nx) or (Ny, Nx) array)."
+        "simulate",
+        description="'simulate' from the experiment section, 'result' (a previous reconstruction), "
+        "or 'file' (a complex (pmode, Ny, Nx) or (Ny, Nx) array).",
     )
-    modes: int = Field(1, ge=1, description="Number of incoherent probe modes (extra modes are added or dropped).")
+    modes: int = Field(
+        1, ge=1, description="Number of incoherent probe modes (extra modes are added or dropped)."
+    )
     mode_power: float | list[float] = Field(
-        0.02, description="Initial power fraction of each added mode (0 < p < 1), or one value per added mode (the last repeats)."
+        0.02,
+        description="Initial power fraction of each added mode (0 < p < 1), or one value per added mode (the last repeats).",
     )
-    permute: list[int] | None = Field(None, description="Axis order that turns a file's probe array into (pmode, Ny, Nx).")
-    z_shift_A: float = Field(0.0, description="Propagate the initial probe by this distance (Angstrom, + = downstream).")
+    permute: list[int] | None = Field(
+        None, description="Axis order that turns a file's probe array into (pmode, Ny, Nx)."
+    )
+    z_shift_A: float = Field(
+        0.0, description="Propagate the initial probe by this distance (Angstrom, + = downstream)."
+    )
     normalization: Literal["mean_total_ints", "max_total_ints", "target_intensity"] = Field(
-        "mean_total_ints", description="Scale sum |probe|^2 to the mean or max total intensity of the patterns, or to `intensity`."
+        "mean_total_ints",
+        description="Scale sum |probe|^2 to the mean or max total intensity of the patterns, or to `intensity`.",
     )
-    intensity: float | None = Field(None, gt=0, description="Target sum |probe|^2 for normalization 'target_intensity'.")
+    intensity: float | None = Field(
+        None, gt=0, description="Target sum |probe|^2 for normalization 'target_intensity'."
+    )
 
     @field_validator("mode_power")
     @classmethod
     def _power_fraction(cls, v):
         for p in v if isinstance(v, list) else [v]:
-            if not 0 < p < 1:  # a fraction of the probe's intensity: 0 adds an empty mode, >= 1 leaves none to the first
+            if (
+                not 0 < p < 1
+            ):  # a fraction of the probe's intensity: 0 adds an empty mode, >= 1 leaves none to the first
                 raise ValueError(f"each mode power must be a fraction between 0 and 1 (exclusive), got {p}")
         return v
 
@@ -225,7 +283,8 @@ class ProbeInit(FileSource):
 class ZPad(Strict):
     layers: tuple[int, int] = Field((0, 0), description="Slices added before the first and after the last.")
     kind: tuple[Literal["vacuum", "edge"], Literal["vacuum", "edge"]] = Field(
-        ("vacuum", "vacuum"), description="Added slices are vacuum (transmission 1) or copies of the edge slice."
+        ("vacuum", "vacuum"),
+        description="Added slices are vacuum (transmission 1) or copies of the edge slice.",
     )
 
 
@@ -238,18 +297,29 @@ class ZResample(Strict):
 
 class ObjectInit(FileSource):
     source: Literal["flat", "result", "file"] = Field(
-        "flat", description="'flat' (amplitude 1, phase 0 plus noise), 'result' (a previous reconstruction), "
-        "or 'file' (a complex (omode, Nz, NY, NX) array)."
+        "flat",
+        description="'flat' (amplitude 1, phase 0 plus noise), 'result' (a previous reconstruction), "
+        "or 'file' (a complex (omode, Nz, NY, NX) array).",
     )
     modes: int = Field(1, ge=1, description="Number of incoherent object modes.")
-    slices: int = Field(1, ge=1, description="Number of slices Nz (a loaded object must match after z operations).")
+    slices: int = Field(
+        1, ge=1, description="Number of slices Nz (a loaded object must match after z operations)."
+    )
     slice_thickness_A: float = Field(gt=0, description="Initial slice thickness in Angstrom.")
-    shape: tuple[int, int] | None = Field(None, description="Object size (NY, NX) in pixels; null fits the scan.")
-    phase_noise: float = Field(0.0, ge=0, description="Std of random initial phase (radians); needed for omode > 1.")
-    occupancy: list[float] | None = Field(None, description="Object-mode occupancies (>= 0, normalised); null = equal.")
+    shape: tuple[int, int] | None = Field(
+        None, description="Object size (NY, NX) in pixels; null fits the scan."
+    )
+    phase_noise: float = Field(
+        0.0, ge=0, description="Std of random initial phase (radians); needed for omode > 1."
+    )
+    occupancy: list[float] | None = Field(
+        None, description="Object-mode occupancies (>= 0, normalised); null = equal."
+    )
     z_crop: tuple[int, int] | None = Field(None, description="Keep slices [start, stop) of a loaded object.")
     z_pad: ZPad | None = Field(None, description="Add slices to a loaded object.")
-    z_resample: ZResample | None = Field(None, description="Resample a loaded object along z (phase sum and thickness kept).")
+    z_resample: ZResample | None = Field(
+        None, description="Resample a loaded object along z (phase sum and thickness kept)."
+    )
 
     @field_validator("occupancy")
     @classmethod
@@ -260,9 +330,15 @@ class ObjectInit(FileSource):
 
 
 class TiltInit(FileSource):
-    source: Literal["value", "file", "result"] = Field("value", description="'value' (init_mrad), 'file' or 'result'.")
-    mode: Literal["global", "per_position"] = Field("global", description="One tilt for all positions, or one each.")
-    init_mrad: tuple[float, float] = Field((0.0, 0.0), description="Initial tilt (t_y, t_x) in mrad (source: value).")
+    source: Literal["value", "file", "result"] = Field(
+        "value", description="'value' (init_mrad), 'file' or 'result'."
+    )
+    mode: Literal["global", "per_position"] = Field(
+        "global", description="One tilt for all positions, or one each."
+    )
+    init_mrad: tuple[float, float] = Field(
+        (0.0, 0.0), description="Initial tilt (t_y, t_x) in mrad (source: value)."
+    )
 
 
 class ModelSection(Strict):
@@ -287,9 +363,13 @@ class UpdateSection(Strict):
 
 
 class SchedulerSpec(Strict):
-    name: str = Field(description="Any torch.optim.lr_scheduler class name (StepLR, ExponentialLR, CosineAnnealingLR, ...).")
+    name: str = Field(
+        description="Any torch.optim.lr_scheduler class name (StepLR, ExponentialLR, CosineAnnealingLR, ...)."
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the scheduler.")
-    step_unit: Literal["iter", "batch"] = Field("iter", description="Step the scheduler after every iteration or every optimizer step.")
+    step_unit: Literal["iter", "batch"] = Field(
+        "iter", description="Step the scheduler after every iteration or every optimizer step."
+    )
 
 
 class OptimizerSection(Strict):
@@ -299,15 +379,20 @@ class OptimizerSection(Strict):
         description="Keyword arguments of the optimizer. An optimizer with a fused implementation (Adam, AdamW, SGD, "
         "Adagrad) runs it (the same update, one kernel per parameter) unless these name fused, foreach or differentiable.",
     )
-    scheduler: SchedulerSpec | None = Field(None, description="Learning-rate scheduler; null = constant learning rates.")
+    scheduler: SchedulerSpec | None = Field(
+        None, description="Learning-rate scheduler; null = constant learning rates."
+    )
 
 
 class IndicesSpec(Strict):
     mode: Literal["full", "sub", "center"] = Field(
-        "full", description="'full': every position; 'sub': an evenly spaced sub-grid over the whole field; "
-        "'center': the central block."
+        "full",
+        description="'full': every position; 'sub': an evenly spaced sub-grid over the whole field; "
+        "'center': the central block.",
     )
-    subscan: tuple[int, int] | None = Field(None, description="(n_slow, n_fast) of the sub-grid or block; null = half of each.")
+    subscan: tuple[int, int] | None = Field(
+        None, description="(n_slow, n_fast) of the sub-grid or block; null = half of each."
+    )
 
 
 class ValidationSpec(Strict):
@@ -360,32 +445,44 @@ class ReconSection(Strict):
     iterations: int = Field(gt=0, description="Number of iterations (passes over all positions).")
     batch_size: int = Field(32, gt=0, description="Positions per mini-batch.")
     grouping: Literal["random", "spread", "fps", "compact"] = Field(
-        "random", description="random: new random batches every iteration; spread: positions spread over the field of view "
+        "random",
+        description="random: new random batches every iteration; spread: positions spread over the field of view "
         "(Hilbert curve, O(N)); fps: farthest-point sampling, each batch's positions as far apart as possible (O(N^2) "
-        "time, 4 N^2 / batch_size bytes once; PtyRAD's fps); compact: spatially clustered positions."
+        "time, 4 N^2 / batch_size bytes once; PtyRAD's fps); compact: spatially clustered positions.",
     )
-    grad_accumulation: int = Field(1, ge=1, description="Mini-batches whose gradients add up before one step.")
-    indices: IndicesSpec = Field(default_factory=lambda: IndicesSpec(), description="Which scan positions take part.")
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="Random seed (batches, initial noise), 0 <= seed < 2^63.")
+    grad_accumulation: int = Field(
+        1, ge=1, description="Mini-batches whose gradients add up before one step."
+    )
+    indices: IndicesSpec = Field(
+        default_factory=lambda: IndicesSpec(), description="Which scan positions take part."
+    )
+    seed: int = Field(
+        0, ge=0, le=2**63 - 1, description="Random seed (batches, initial noise), 0 <= seed < 2^63."
+    )
     device: str = Field("auto", description="'auto' (CUDA if present), 'cpu', 'cuda', 'cuda:1', ...")
     precision: Literal["float32", "float64"] = Field("float32", description="Real precision of the model.")
     fft: Literal["auto", "torch", "fftw"] = Field(
-        "auto", description="FFT library of the multislice: 'auto' (FFTW on the CPU when pyFFTW is installed, else "
-        "torch.fft), 'torch' or 'fftw' (CPU only; the fftw extra). Results agree to rounding (docs: ptyrad_core.kernel.fft)."
+        "auto",
+        description="FFT library of the multislice: 'auto' (FFTW on the CPU when pyFFTW is installed, else "
+        "torch.fft), 'torch' or 'fftw' (CPU only; the fftw extra). Results agree to rounding (docs: ptyrad_core.kernel.fft).",
     )
     positions_per_pass: Literal["auto"] | int = Field(
-        "auto", description="Scan positions of a batch carried through the slices together. 'auto': on the CPU as many "
+        "auto",
+        description="Scan positions of a batch carried through the slices together. 'auto': on the CPU as many "
         "as make about 2 MiB of waves, which then stay in cache between the products and transforms of a slice (faster "
-        "for large batches: docs/benchmarks.md); on a GPU the whole batch. Changes the result only by rounding."
+        "for large batches: docs/benchmarks.md); on a GPU the whole batch. Changes the result only by rounding.",
     )
     dist_timeout_s: float = Field(
-        600, gt=0, description="Data-parallel runs (torchrun): seconds a process waits for the others in a collective "
-        "before it stops with an error (docs/scaling.md)."
+        600,
+        gt=0,
+        description="Data-parallel runs (torchrun): seconds a process waits for the others in a collective "
+        "before it stops with an error (docs/scaling.md).",
     )
     memory_check: bool = Field(
-        True, description="Estimate the peak memory before allocating (object, probe, optimizer state, gradients, batch "
+        True,
+        description="Estimate the peak memory before allocating (object, probe, optimizer state, gradients, batch "
         "waves, measurements) and refuse a run that does not fit the free host / GPU memory; false skips the refusal "
-        "(PTYRAD_CORE_MEMORY_LIMIT_MB sets the limit instead of the detected free memory; ptyrad_core.setup.memory)."
+        "(PTYRAD_CORE_MEMORY_LIMIT_MB sets the limit instead of the detected free memory; ptyrad_core.setup.memory).",
     )
 
     validation: ValidationSpec = Field(
@@ -431,33 +528,41 @@ class FolderName(Strict):
     )
     prefix: str = Field("", description="Text at the start of the name.")
     postfix: str = Field("", description="Text at the end of the name.")
-    time: str | None = Field(None, description="Prefix a timestamp: 'date', 'datetime', 'time' or a strftime format.")
+    time: str | None = Field(
+        None, description="Prefix a timestamp: 'date', 'datetime', 'time' or a strftime format."
+    )
 
 
 class TiffExports(Strict):
     parts: list[Literal["phase", "amplitude", "probe"]] = Field(
-        default_factory=lambda: ["phase"], description="What to export: object phase, amplitude, probe amplitudes."
+        default=["phase"], description="What to export: object phase, amplitude, probe amplitudes."
     )
     obj_dim: list[Literal[2, 3, 4]] = Field(
-        default_factory=lambda: [2, 3], description="2: projection, 3: slices, 4: every mode and slice."
+        default=[2, 3], description="2: projection, 3: slices, 4: every mode and slice."
     )
     fov: list[Literal["crop", "full"]] = Field(
-        default_factory=lambda: ["crop"], description="'crop': the scanned region; 'full': the whole object."
+        default=["crop"], description="'crop': the scanned region; 'full': the whole object."
     )
     bit: list[Literal["raw", "32", "16", "8"]] = Field(
-        default_factory=lambda: ["raw"], description="'raw' float32 values, '32' float scaled 0..1, '16' / '8' unsigned integers."
+        default=["raw"],
+        description="'raw' float32 values, '32' float scaled 0..1, '16' / '8' unsigned integers.",
     )
 
 
 class OutputSection(Strict):
     dir: Path = Field(Path("output"), description="Output folder (relative to the working directory).")
-    save_every: int = Field(0, ge=0, description="Write the result file every N iterations; 0 = only at the end.")
+    save_every: int = Field(
+        0, ge=0, description="Write the result file every N iterations; 0 = only at the end."
+    )
     log_file: bool = Field(True, description="Write run.log in the output folder.")
     name: FolderName | None = Field(
-        None, description="Write into a sub-folder of `dir` named from the config (like PtyRAD's recon_dir_affixes); null = `dir` itself."
+        None,
+        description="Write into a sub-folder of `dir` named from the config (like PtyRAD's recon_dir_affixes); null = `dir` itself.",
     )
     figures: bool = Field(True, description="Draw figures and report.html at every save.")
-    tiff: TiffExports | None = Field(None, description="TIFF exports of object and probe at every save (needs tifffile); null = none.")
+    tiff: TiffExports | None = Field(
+        None, description="TIFF exports of object and probe at every save (needs tifffile); null = none."
+    )
 
 
 @dataclass(frozen=True)
@@ -485,16 +590,28 @@ class Origin:
 class Config(Strict):
     """A complete reconstruction config."""
 
-    plugins: PluginsSection = Field(default_factory=PluginsSection, description="Extra plugin modules and blocked plugins.")
+    plugins: PluginsSection = Field(
+        default_factory=PluginsSection, description="Extra plugin modules and blocked plugins."
+    )
     data: DataSection = Field(description="The measurements and the loader that reads them.")
-    experiment: ExperimentSection = Field(description="Beam energy, probe-forming optics and detector sampling.")
+    experiment: ExperimentSection = Field(
+        description="Beam energy, probe-forming optics and detector sampling."
+    )
     scan: ScanSection = Field(description="Scan positions: a raster or a file.")
     model: ModelSection = Field(description="Sizes and initial values of probe, object and tilts.")
-    update: UpdateSection = Field(default_factory=UpdateSection, description="Learning rate and iteration window per parameter.")
-    optimizer: OptimizerSection = Field(default_factory=OptimizerSection, description="The torch.optim optimizer.")
+    update: UpdateSection = Field(
+        default_factory=UpdateSection, description="Learning rate and iteration window per parameter."
+    )
+    optimizer: OptimizerSection = Field(
+        default_factory=OptimizerSection, description="The torch.optim optimizer."
+    )
     loss: list[LossSpec] = Field(min_length=1, description="Loss terms; total = sum of weight * term.")
-    constraints: list[ConstraintSpec] = Field(default_factory=list, description="Constraints, applied in list order.")
-    forward: list[ComponentSpec] = Field(default_factory=list, description="Forward-model extensions, chained in order.")
+    constraints: list[ConstraintSpec] = Field(
+        default_factory=list, description="Constraints, applied in list order."
+    )
+    forward: list[ComponentSpec] = Field(
+        default_factory=list, description="Forward-model extensions, chained in order."
+    )
     detector: list[ComponentSpec] = Field(
         default_factory=list,
         description="Detector model: a chain of stages applied in order to the predicted patterns (a single "
@@ -582,7 +699,10 @@ def _model_at(model: type[BaseModel], loc) -> type[BaseModel] | None:
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+        if (
+            not (isinstance(current, type) and issubclass(current, BaseModel))
+            or part not in current.model_fields
+        ):
             return None
         current = _unwrap(current.model_fields[part].annotation)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
@@ -654,7 +774,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             nxt = parts[i + 1]
             if isinstance(node, list):
                 if not isinstance(part, int) or part >= len(node):
-                    raise ConfigError(f"--set {text!r}: {dotted(parts[: i + 1])} is not an existing list item")
+                    raise ConfigError(
+                        f"--set {text!r}: {dotted(parts[: i + 1])} is not an existing list item"
+                    )
                 node = node[part]
             else:
                 if not isinstance(node.get(part), (dict, list)):
@@ -692,7 +814,9 @@ def read_yaml(path: Path) -> tuple[dict, str]:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}") from None
     if raw is None:
-        raise ConfigError(f"{path}: the file is empty (or only comments); expected a YAML mapping of sections")
+        raise ConfigError(
+            f"{path}: the file is empty (or only comments); expected a YAML mapping of sections"
+        )
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
     return raw, text
@@ -744,10 +868,15 @@ def build_config(raw: dict, source: str = "<config>", text: str = "", base_dir: 
     lines = _yaml_lines(text) if text else {}
     bad = nonfinite_numbers(raw)
     if bad:
-        where = {loc: f"{source}:{_line_for(lines, loc)}" if _line_for(lines, loc) else source for loc, _ in bad}
-        raise ConfigError("\n".join(
-            f"{where[loc]}: {dotted(loc)}: {value} is not a finite number; expected a finite value" for loc, value in bad
-        ))
+        where = {
+            loc: f"{source}:{_line_for(lines, loc)}" if _line_for(lines, loc) else source for loc, _ in bad
+        }
+        raise ConfigError(
+            "\n".join(
+                f"{where[loc]}: {dotted(loc)}: {value} is not a finite number; expected a finite value"
+                for loc, value in bad
+            )
+        )
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -774,7 +903,9 @@ def load_config(path: Path | str, overrides: list[str] | None = None, pm=None) -
             try:
                 config = build_config(native, str(path), "", path.resolve().parent)
             except ConfigError as exc:
-                raise ConfigError(f"{path}: the config translated from this file is invalid:\n{exc}") from None
+                raise ConfigError(
+                    f"{path}: the config translated from this file is invalid:\n{exc}"
+                ) from None
             config._notes = notes
             return config
     raw = apply_overrides(raw, overrides or [])
@@ -786,13 +917,16 @@ def is_native(raw: dict) -> bool:
     return set(raw) <= set(Config.model_fields)
 
 
-def translate_file(path: Path, raw: dict, overrides: list[str] | None = None, pm=None) -> tuple[dict, list[str]] | None:
+def translate_file(
+    path: Path, raw: dict, overrides: list[str] | None = None, pm=None
+) -> tuple[dict, list[str]] | None:
     """A non-native config translated by the first plugin that recognises it: (native dict, notes).
 
     ``None`` when no plugin does and some top-level keys are native (a native config with unknown
     keys, left to the usual validation errors); a ConfigError naming the file when no key is.
     """
-    native_sets, foreign_sets = [], []
+    native_sets: list[str] = []
+    foreign_sets: list[str] = []
     for text in overrides or []:
         parts, _ = parse_override(text)
         (native_sets if parts[0] in Config.model_fields else foreign_sets).append(text)
@@ -800,7 +934,9 @@ def translate_file(path: Path, raw: dict, overrides: list[str] | None = None, pm
         from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
         pm = get_plugin_manager()
-    result = pm.hook.ptyrad_translate_config(raw=apply_overrides(copy.deepcopy(raw), foreign_sets), path=Path(path))
+    result = pm.hook.ptyrad_translate_config(
+        raw=apply_overrides(copy.deepcopy(raw), foreign_sets), path=Path(path)
+    )
     if result is None:
         if set(raw) & set(Config.model_fields):
             return None
@@ -828,16 +964,40 @@ def component_specs(config: Config) -> list[tuple[str, tuple, ComponentSpec]]:
     return out
 
 
-def file_components(config: Config) -> list[tuple[str, tuple, str, str, str, dict, Path]]:
+def file_components(config: Config) -> list[tuple[str, tuple[str, ...], str, str, str, dict[str, Any], Path]]:
     """The data loader and the result reader of each ``source: result`` section: (family, YAML path,
     key of the name, key of the options, name or ``"auto"``, options, file)."""
-    out = [("loader", ("data",), "loader", "options", config.data.loader, config.data.options,
-            config.resolve(config.data.path))]
-    for loc in (("scan",), ("model", "probe"), ("model", "object"), ("model", "tilts")):
+    out: list[tuple[str, tuple[str, ...], str, str, str, dict[str, Any], Path]] = [
+        (
+            "loader",
+            ("data",),
+            "loader",
+            "options",
+            config.data.loader,
+            config.data.options,
+            config.resolve(config.data.path),
+        )
+    ]
+    sections: tuple[tuple[str, ...], ...] = (
+        ("scan",),
+        ("model", "probe"),
+        ("model", "object"),
+        ("model", "tilts"),
+    )
+    for loc in sections:
         holder: Any = config.scan if loc == ("scan",) else getattr(config.model, loc[1])
         if holder.source == "result" and holder.path is not None:
-            out.append(("result_reader", loc, "reader", "reader_options", holder.reader, holder.reader_options,
-                        config.resolve(holder.path)))
+            out.append(
+                (
+                    "result_reader",
+                    loc,
+                    "reader",
+                    "reader_options",
+                    holder.reader,
+                    holder.reader_options,
+                    config.resolve(holder.path),
+                )
+            )
     return out
 
 
@@ -854,13 +1014,29 @@ def validate_components(config: Config, pm, checks=()) -> dict[tuple, tuple[type
     problems = []
     origin = config.origin
     hooks = {"loader": "ptyrad_sniff_loader", "result_reader": "ptyrad_sniff_result"}
-    wanted = [(family, loc, "name", "options", spec.name, spec.options, None) for family, loc, spec in component_specs(config)]
+    wanted = [
+        (family, loc, "name", "options", spec.name, spec.options, None)
+        for family, loc, spec in component_specs(config)
+    ]
     for family, loc, name_key, options_key, name, options, path in wanted + file_components(config):
-        if family in hooks and name == "auto" and not (path.exists() if family == "loader" else path.is_file()):
+        if (
+            family in hooks
+            and name == "auto"
+            and path is not None
+            and not (path.exists() if family == "loader" else path.is_file())
+        ):
             continue  # reading it says so (a loader's data may be a folder: zarr)
         try:
-            found = pm.registry(family).resolve(name, options, loc, origin=origin, name_key=name_key, field=options_key,
-                                                sniff=getattr(pm.hook, hooks.get(family, ""), None), path=path)
+            found = pm.registry(family).resolve(
+                name,
+                options,
+                loc,
+                origin=origin,
+                name_key=name_key,
+                field=options_key,
+                sniff=getattr(pm.hook, hooks.get(family, ""), None),
+                path=path,
+            )
             if found is not None:
                 resolved[loc if family not in hooks else loc + (name_key,)] = (found[0].cls, found[1])
         except PluginError as exc:
