@@ -291,8 +291,8 @@ def fake_run(heldout, keep=None, min_delta=0.0):
     )
 
 
-def test_heldout_is_an_objective():
-    tune = TuneSection(params={"a": {"type": "categorical", "choices": [0]}}, objectives=["heldout"])
+def test_heldout_is_the_default_objective():
+    tune = TuneSection(params={"a": {"type": "categorical", "choices": [0]}})
     assert tune.objectives == ["heldout"] and "heldout" in OBJECTIVES
     with pytest.raises(ValueError, match="use heldout, loss"):
         TuneSection(params={"a": {"type": "categorical", "choices": [0]}}, objectives=["held"])
@@ -351,7 +351,7 @@ def test_a_study_optimizes_the_heldout_loss(tmp_path):
     """Two trials on tiny.h5 with the objective heldout: each trial's value is the held-out loss of
     the state its run kept (the lowest of its held-out curve, keep: best), read back from the
     trial's result.h5, not its training loss."""
-    cfg = tune_config(tmp_path, n_trials=2, sampler={"name": "random"}, objectives=["heldout"])
+    cfg = tune_config(tmp_path, n_trials=2, sampler={"name": "random"})  # the default objective
     cfg["recon"]["iterations"] = 3
     cfg["recon"]["validation"] = {"fraction": 0.1}
     study = Study(write(tmp_path, cfg))
@@ -373,13 +373,15 @@ def test_a_study_optimizes_the_heldout_loss(tmp_path):
 
 @needs_validation
 def test_heldout_without_validation_is_one_line(tmp_path):
-    cfg = tune_config(tmp_path, objectives=["heldout"])
+    cfg = tune_config(tmp_path)
     cfg["recon"]["validation"] = {"fraction": 0}
-    with pytest.raises(ConfigError, match=r"tune.objectives: 'heldout' needs held-out validation") as err:
+    with pytest.raises(
+        ConfigError, match=r"tune.objectives: 'heldout' \(the default objective\) needs"
+    ) as err:
         Study(write(tmp_path, cfg))
     assert "\n" not in str(err.value) and "tune.objectives to [loss]" in str(err.value)
     Study(write(tmp_path, tune_config(tmp_path, objectives=["loss"])))  # the training loss stays available
     searched = {"recon.validation.fraction": {"type": "float", "low": 0.02, "high": 0.2}}
-    cfg = tune_config(tmp_path, objectives=["heldout"], params=searched)
+    cfg = tune_config(tmp_path, params=searched)
     with pytest.raises(ConfigError, match=r"tune.params\['recon.validation.fraction'\]: the held-out split"):
         Study(write(tmp_path, cfg))

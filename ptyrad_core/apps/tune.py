@@ -125,10 +125,9 @@ PRUNERS = {
 
 #: the objectives by name (besides ``loss:<term>``)
 OBJECTIVES = ("heldout", "loss", "time", "contrast")
-#: ``tune.objectives`` when the config names none. Issue 17 makes it ``["heldout"]``; it stays
-#: ``["loss"]`` until the engine's ``recon.validation`` (the held-out loss it needs) is in, so that a
-#: study without an objective does not fail on every config meanwhile.
-DEFAULT_OBJECTIVES = ("loss",)
+#: ``tune.objectives`` when the config names none: the held-out loss, which fitting the noise
+#: does not lower (the training loss rewards it)
+DEFAULT_OBJECTIVES = ("heldout",)
 
 
 class TuneSection(_Strict):
