@@ -10,13 +10,13 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from ptyrad_core.kernel.config import build_config
 from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.config import build_config
 from ptyrad_core.kernel.errors import ConfigError
 from ptyrad_core.kernel.model import Batch, PtychoModel
-from ptyrad_core.setup.optics import electron_wavelength, make_mixed_probe, make_probe
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 from ptyrad_core.plugin import Constraint
+from ptyrad_core.setup.optics import electron_wavelength, make_mixed_probe, make_probe
 
 PM = get_plugin_manager(autoload=False)
 RNG = np.random.default_rng(11)
@@ -143,7 +143,9 @@ def test_measured_power_is_pow_except_sqrt_at_exact_zeros(p, dtype):
     assert zero.sum() > 10
     assert torch.equal(got[~zero], expected[~zero])
     if p == 0.5:
-        assert float(got[zero].min()) > 0 and float(got[zero].max()) <= torch.finfo(dtype).tiny ** 0.5 * (1 + 1e-6)
+        assert float(got[zero].min()) > 0 and float(got[zero].max()) <= torch.finfo(dtype).tiny ** 0.5 * (
+            1 + 1e-6
+        )
     else:
         assert torch.equal(got[zero], expected[zero])
     assert math.isnan(float(measured_power(torch.tensor([-1.0], dtype=dtype), 0.5)[0]))
@@ -167,7 +169,7 @@ def np_patches(x, model, idx):
     """(B, omode, Nz, win, win) patches of a numpy object at the model's crops."""
     crops = model.crop.numpy()[idx]
     w = model.window[0]
-    return np.stack([x[:, :, cy:cy + w, cx:cx + w] for cy, cx in crops])
+    return np.stack([x[:, :, cy : cy + w, cx : cx + w] for cy, cx in crops])
 
 
 @pytest.mark.parametrize("q", [1.0, 2.0])
@@ -232,7 +234,9 @@ def test_every_loss_is_a_finite_differentiable_scalar_and_rejects_unknown_option
 def test_ortho_pmode_gives_orthogonal_modes_with_the_same_intensity():
     model = make_model(pmode=4)
     rng = np.random.default_rng(2)
-    mixed = model.probe.detach().numpy() + 0.3 * (rng.standard_normal((4, 16, 16)) + 1j * rng.standard_normal((4, 16, 16)))
+    mixed = model.probe.detach().numpy() + 0.3 * (
+        rng.standard_normal((4, 16, 16)) + 1j * rng.standard_normal((4, 16, 16))
+    )
     model.assign("probe", torch.as_tensor(mixed))
     before = model.probe.detach().numpy().reshape(4, -1)
     after = run_constraint(model, "ortho_pmode")["probe"].reshape(4, -1)
@@ -275,7 +279,12 @@ def test_probe_mask_r():
     model = make_model(pmode=2)
     probe = np_sort_modes(model.probe.detach().numpy())
     zs = np.linspace(-200, 200, 41)
-    sharp = [np.sum(np.abs(np.fft.ifft2(np.fft.fft2(probe[0]) * np_fresnel((16, 16), 0.3, model.wavelength, z))) ** 4) for z in zs]
+    sharp = [
+        np.sum(
+            np.abs(np.fft.ifft2(np.fft.fft2(probe[0]) * np_fresnel((16, 16), 0.3, model.wavelength, z))) ** 4
+        )
+        for z in zs
+    ]
     z = zs[int(np.argmax(sharp))]
     assert abs(z - 60) <= 10  # the probe was made with 60 A defocus: the search finds its focus
     h = np_fresnel((16, 16), 0.3, model.wavelength, z)
@@ -285,7 +294,9 @@ def test_probe_mask_r():
     focused = np.fft.ifft2(np.fft.fft2(probe[:1]) * h)
     masked = np.fft.ifft2(np.fft.fft2(focused * window) * np.conj(h))
     expected = np_sort_modes(np.concatenate([masked, probe[1:]]))
-    got = run_constraint(model, "probe_mask_r", radius=0.6, order=4, power_thresh=0.5, z_range=(-200, 200), z_steps=41)["probe"]
+    got = run_constraint(
+        model, "probe_mask_r", radius=0.6, order=4, power_thresh=0.5, z_range=(-200, 200), z_steps=41
+    )["probe"]
     assert np.allclose(got, expected, atol=1e-10)
 
 
@@ -339,8 +350,10 @@ def test_rz_filter_does_not_wrap_around_but_kz_does():
     """A phase only in the bottom slice: the periodic k_z filter leaks it into the top slice."""
     nz = 8
     leaks = {}
-    for name, options in (("kz_filter", {"beta": 1.0, "alpha": 0.0, "obj_type": "phase"}),
-                          ("obj_zblur", {"std": 1.0, "kernel_size": 5, "obj_type": "phase"})):
+    for name, options in (
+        ("kz_filter", {"beta": 1.0, "alpha": 0.0, "obj_type": "phase"}),
+        ("obj_zblur", {"std": 1.0, "kernel_size": 5, "obj_type": "phase"}),
+    ):
         model = make_model(omode=1, nz=nz)
         phase = np.zeros((1, nz, 24, 24))
         phase[0, -1] = np.random.default_rng(0).uniform(0.5, 1.5, (24, 24))
@@ -462,7 +475,13 @@ def test_a_constraint_schedule_selects_its_iterations():
         spec = ConstraintSpec(name="x", start_iter=start, step=step, end_iter=end)
         assert [i for i in range(1, 8) if spec.runs_at(i)] == want, (start, step, end)
     assert not any(ConstraintSpec(name="x", start_iter=None, step=2).runs_at(i) for i in range(1, 20))
-    assert [i for i in range(1, 6) if ConstraintSpec(name="x").runs_at(i)] == [1, 2, 3, 4, 5]  # the default: always
+    assert [i for i in range(1, 6) if ConstraintSpec(name="x").runs_at(i)] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]  # the default: always
 
 
 def test_every_constraint_runs_exactly_at_its_schedule(tiny_config, monkeypatch):
@@ -476,13 +495,22 @@ def test_every_constraint_runs_exactly_at_its_schedule(tiny_config, monkeypatch)
         # the method the kernel calls: enforce, or the old apply of a class written before the rename
         verb = "enforce" if getattr(cls, "enforce", None) not in (None, Constraint.enforce) else "apply"
         original = getattr(cls, verb)
-        monkeypatch.setattr(cls, verb, lambda self, model, it, _o=original: (calls[type(self)].append(it),
-                                                                             _o(self, model, it))[1])
+        monkeypatch.setattr(
+            cls,
+            verb,
+            lambda self, model, it, _o=original: (calls[type(self)].append(it), _o(self, model, it))[1],
+        )
     schedules = {name: SCHEDULES[i % len(SCHEDULES)] for i, name in enumerate(names)}
     cfg = tiny_config(
-        model={"probe": {"modes": 2}, "object": {"modes": 2, "phase_noise": 0.01, "slices": 3, "slice_thickness_A": 2.6},
-               "tilts": {"mode": "per_position"}},
-        constraints=[{"name": name, **dict(zip(("start_iter", "step", "end_iter"), schedules[name][0]))} for name in names],
+        model={
+            "probe": {"modes": 2},
+            "object": {"modes": 2, "phase_noise": 0.01, "slices": 3, "slice_thickness_A": 2.6},
+            "tilts": {"mode": "per_position"},
+        },
+        constraints=[
+            {"name": name, **dict(zip(("start_iter", "step", "end_iter"), schedules[name][0]))}
+            for name in names
+        ],
         update={"positions": {"lr": 1e-3}, "tilts": {"lr": 1e-2}},
     )
     cfg["recon"].update(iterations=7, batch_size=32)

@@ -20,8 +20,15 @@ from ptyrad_core.setup.preprocess import run_pipeline
 def test_the_sdk_exports_what_a_plugin_author_needs():
     for name in plugin.__all__:
         assert getattr(plugin, name) is not None, name
-    bases = [plugin.LossTerm, plugin.Constraint, plugin.ForwardExtension, plugin.DetectorModel,
-             plugin.Loader, plugin.Preprocessor, plugin.ResultReader]
+    bases = [
+        plugin.LossTerm,
+        plugin.Constraint,
+        plugin.ForwardExtension,
+        plugin.DetectorModel,
+        plugin.Loader,
+        plugin.Preprocessor,
+        plugin.ResultReader,
+    ]
     assert {b.__module__ for b in bases} == {"ptyrad_core.kernel.components"}
 
 
@@ -33,8 +40,13 @@ def test_old_module_paths_of_the_bases_still_import():
     from ptyrad_core.kernel.prior import ResultReader
 
     assert (Loader, DetectorModel, ForwardExtension, Preprocessor, ResultReader, Grid) == (
-        plugin.Loader, plugin.DetectorModel, plugin.ForwardExtension, plugin.Preprocessor,
-        plugin.ResultReader, plugin.Grid)
+        plugin.Loader,
+        plugin.DetectorModel,
+        plugin.ForwardExtension,
+        plugin.Preprocessor,
+        plugin.ResultReader,
+        plugin.Grid,
+    )
 
 
 def test_the_bases_store_the_options_and_give_setup_a_no_op(tmp_path):
@@ -42,8 +54,13 @@ def test_the_bases_store_the_options_and_give_setup_a_no_op(tmp_path):
         k: int = plugin.Field(1, description="a number")
 
     o = Opts()
-    for base in (plugin.LossTerm, plugin.Constraint, plugin.ForwardExtension, plugin.DetectorModel,
-                 plugin.Preprocessor):
+    for base in (
+        plugin.LossTerm,
+        plugin.Constraint,
+        plugin.ForwardExtension,
+        plugin.DetectorModel,
+        plugin.Preprocessor,
+    ):
         assert base(o).options is o
     for base in (plugin.Constraint, plugin.LossTerm, plugin.ForwardExtension, plugin.DetectorModel):
         assert base(o).setup(None) is None
@@ -88,7 +105,9 @@ def test_a_constraint_that_defines_only_apply_still_runs_with_one_deprecation_wa
     registry = Registry("constraint")
     registry.add("old", Old)  # accepted
     c = Old(Old.Options())
-    with pytest.warns(DeprecationWarning, match=r"test_components\..*Old defines apply\(\); rename it to enforce\(\)"):
+    with pytest.warns(
+        DeprecationWarning, match=r"test_components\..*Old defines apply\(\); rename it to enforce\(\)"
+    ):
         components.enforce(c, None, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once per class: no second warning
@@ -103,14 +122,21 @@ def test_a_preprocessor_that_defines_only_apply_still_runs_with_a_deprecation_wa
 
     meas = Measurements(torch.ones(4, 3, 3).numpy(), source="mem")
     with pytest.warns(DeprecationWarning, match=r"OldStep defines apply\(\); rename it to transform\(\)"):
-        run_pipeline(meas, [("data.preprocess[0]", OldStep(OldStep.Options()))], PreprocessContext(scan_shape=(2, 2)))
+        run_pipeline(
+            meas, [("data.preprocess[0]", OldStep(OldStep.Options()))], PreprocessContext(scan_shape=(2, 2))
+        )
     assert float(meas.array.max()) == 2.0
 
 
 @pytest.mark.parametrize(
     "family, expected",
-    [("constraint", "enforce()"), ("preprocess", "transform()"), ("loader", "load()"),
-     ("result_reader", "read()"), ("loss", "forward()")],
+    [
+        ("constraint", "enforce()"),
+        ("preprocess", "transform()"),
+        ("loader", "load()"),
+        ("result_reader", "read()"),
+        ("loss", "forward()"),
+    ],
 )
 def test_registering_a_class_without_its_family_method_is_a_one_line_error(family, expected):
     class Empty:
@@ -120,8 +146,13 @@ def test_registering_a_class_without_its_family_method_is_a_one_line_error(famil
     class Plugin:
         pass
 
-    hook = {"constraint": "constraints", "preprocess": "preprocessors", "loader": "loaders",
-            "result_reader": "result_readers", "loss": "loss_terms"}[family]
+    hook = {
+        "constraint": "constraints",
+        "preprocess": "preprocessors",
+        "loader": "loaders",
+        "result_reader": "result_readers",
+        "loss": "loss_terms",
+    }[family]
 
     def register(self, registry):
         registry.add("empty", Empty)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 import h5py
 import numpy as np
 import pytest
 
-from ptyrad_core.kernel.config import apply_overrides, build_config, load_config
 from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.config import apply_overrides, build_config, load_config
 from ptyrad_core.kernel.errors import ConfigError, DataError, PtyradError
 
 
@@ -92,15 +91,27 @@ def _write_h5(path, arr, key="dp"):
 
 def test_wrong_measurement_shape_is_named(tiny_config, tmp_path):
     cfg = tiny_config()
-    cfg["data"] = {"path": str(_write_h5(tmp_path / "flat.h5", np.ones((64, 4096), np.float32))), "options": {"key": "dp"}}
-    with pytest.raises(DataError, match=r"flat.h5:dp: measurements must be 3-D \(N, ky, kx\) or 4-D \(Ny, Nx, ky, kx\), got shape \(64, 4096\)"):
+    cfg["data"] = {
+        "path": str(_write_h5(tmp_path / "flat.h5", np.ones((64, 4096), np.float32))),
+        "options": {"key": "dp"},
+    }
+    with pytest.raises(
+        DataError,
+        match=r"flat.h5:dp: measurements must be 3-D \(N, ky, kx\) or 4-D \(Ny, Nx, ky, kx\), got shape \(64, 4096\)",
+    ):
         Reconstruction(build_config(cfg), quiet=True)
 
 
 def test_pattern_count_mismatch_is_named(tiny_config, tmp_path):
     cfg = tiny_config()
-    cfg["data"] = {"path": str(_write_h5(tmp_path / "few.h5", np.ones((60, 64, 64), np.float32))), "options": {"key": "dp"}}
-    with pytest.raises(DataError, match=r"few.h5:dp: 60 diffraction patterns \(array shape \(60, 64, 64\)\), but scan.n_slow x scan.n_fast = 8 x 8 = 64"):
+    cfg["data"] = {
+        "path": str(_write_h5(tmp_path / "few.h5", np.ones((60, 64, 64), np.float32))),
+        "options": {"key": "dp"},
+    }
+    with pytest.raises(
+        DataError,
+        match=r"few.h5:dp: 60 diffraction patterns \(array shape \(60, 64, 64\)\), but scan.n_slow x scan.n_fast = 8 x 8 = 64",
+    ):
         Reconstruction(build_config(cfg), quiet=True)
 
 
@@ -116,11 +127,17 @@ def test_nan_and_negative_counts_are_rejected(tiny_config, tmp_path, bad, match)
 
 
 def test_negative_counts_can_be_clipped(tiny_config, tmp_path):
-    with h5py.File(tiny_config()["data"]["path"], "r") as f:  # real patterns: flat ones have no bright-field disk and are refused
+    with h5py.File(
+        tiny_config()["data"]["path"], "r"
+    ) as f:  # real patterns: flat ones have no bright-field disk and are refused
         arr = f["measurements"][()].reshape(64, 64, 64)
     arr[3, 10, 12] = -5
     cfg = tiny_config()
-    cfg["data"] = {"path": str(_write_h5(tmp_path / "neg.h5", arr)), "options": {"key": "dp"}, "negative_values": "clip"}
+    cfg["data"] = {
+        "path": str(_write_h5(tmp_path / "neg.h5", arr)),
+        "options": {"key": "dp"},
+        "negative_values": "clip",
+    }
     run = Reconstruction(build_config(cfg), quiet=True)
     assert run.measurements.array.min() == 0
 
@@ -128,7 +145,10 @@ def test_negative_counts_can_be_clipped(tiny_config, tmp_path):
 def test_probe_window_must_fit_the_object(tiny_config):
     cfg = tiny_config()
     cfg["model"]["object"]["shape"] = [70, 70]
-    with pytest.raises(DataError, match=r"probe windows \(64 x 64 px\) reach object pixels .* outside the object \(0..70, 0..70\)"):
+    with pytest.raises(
+        DataError,
+        match=r"probe windows \(64 x 64 px\) reach object pixels .* outside the object \(0..70, 0..70\)",
+    ):
         Reconstruction(build_config(cfg), quiet=True)
 
 
@@ -147,9 +167,15 @@ def test_bad_aberration_key(tiny_config):
 
 
 def test_overrides_set_nested_and_list_values(tiny_config):
-    cfg = apply_overrides(tiny_config(), ["recon.iterations=7", "loss.0.weight=0.5", "model.object.shape=[90, 90]"])
+    cfg = apply_overrides(
+        tiny_config(), ["recon.iterations=7", "loss.0.weight=0.5", "model.object.shape=[90, 90]"]
+    )
     config = build_config(cfg)
-    assert config.recon.iterations == 7 and config.loss[0].weight == 0.5 and config.model.object.shape == (90, 90)
+    assert (
+        config.recon.iterations == 7
+        and config.loss[0].weight == 0.5
+        and config.model.object.shape == (90, 90)
+    )
     with pytest.raises(ConfigError, match="expected dotted.key=value"):
         apply_overrides(cfg, ["recon.iterations"])
 
@@ -158,7 +184,9 @@ def test_cli_reports_errors_without_traceback(tiny_config, write_yaml, cli):
     cfg = tiny_config()
     cfg["recon"]["batch_sise"] = 3
     path = write_yaml(cfg)
-    proc = cli("run", path)  # in this process; tests/test_cli_smoke.py checks the same through a child process
+    proc = cli(
+        "run", path
+    )  # in this process; tests/test_cli_smoke.py checks the same through a child process
     assert proc.code == 2
     assert "recon.batch_sise: unknown key 'batch_sise'; did you mean 'batch_size'?" in proc.err
     assert "Traceback" not in proc.err
@@ -168,7 +196,9 @@ def test_all_errors_share_a_base_class():
     assert issubclass(ConfigError, PtyradError) and issubclass(DataError, PtyradError)
 
 
-def test_loader_and_result_reader_options_are_checked_before_any_data_are_read(tiny_config, tmp_path, monkeypatch):
+def test_loader_and_result_reader_options_are_checked_before_any_data_are_read(
+    tiny_config, tmp_path, monkeypatch
+):
     """Registry.resolve validates the loader's and the result readers' options with the other
     components: a wrong key is named with the rest, and nothing is read."""
     from ptyrad_core.setup import initialize
@@ -181,8 +211,12 @@ def test_loader_and_result_reader_options_are_checked_before_any_data_are_read(t
     result.write_bytes(b"not read")  # a named reader needs no sniffing: the file is not opened
     cfg = tiny_config(loss=[{"name": "gaussian", "options": {"dp_pow": 1, "nope": 2}}])
     cfg["data"]["options"] = {"key": "measurements", "kee": 1}
-    cfg["model"]["probe"] = {"source": "result", "path": str(result), "reader": "ptyrad_core",
-                             "reader_options": {"positions": "sideways"}}
+    cfg["model"]["probe"] = {
+        "source": "result",
+        "path": str(result),
+        "reader": "ptyrad_core",
+        "reader_options": {"positions": "sideways"},
+    }
     with pytest.raises(ConfigError) as err:
         Reconstruction(build_config(cfg, "cfg.yaml"), quiet=True)
     msg = str(err.value)
@@ -206,7 +240,11 @@ def test_config_origin_is_public(tiny_config, write_yaml, tmp_path):
     assert config.origin.where(("recon", "iterations")).startswith(f"{path}:")
     assert config.resolve("x.npy") == path.resolve().parent / "x.npy"
     built = build_config(tiny_config())
-    assert built.origin.file is None and built.origin.source == "<config>" and built.origin.where(("loss",)) == "<config>"
+    assert (
+        built.origin.file is None
+        and built.origin.source == "<config>"
+        and built.origin.where(("loss",)) == "<config>"
+    )
 
 
 def test_registry_resolve_names_validates_and_sniffs():
@@ -227,12 +265,20 @@ def test_registry_resolve_names_validates_and_sniffs():
     reg = Registry("result_reader")
     reg.add("mine", Reader)
     origin = Origin(source="c.yaml", lines={("scan", "reader_options", "positon"): 7})
-    entry, options = reg.resolve("mine", {}, ("scan",), origin=origin, name_key="reader", field="reader_options")
+    entry, options = reg.resolve(
+        "mine", {}, ("scan",), origin=origin, name_key="reader", field="reader_options"
+    )
     assert entry.cls is Reader and options.positions == "refined"
     entry, _ = reg.resolve("auto", {}, ("scan",), sniff=lambda path: "mine", path="x.h5")
     assert entry.name == "mine"
     assert reg.resolve("auto", {}, ("scan",), sniff=lambda path: None, path="x.h5") is None
-    with pytest.raises(PluginError, match=r"scan\.reader: unknown result_reader 'mien'; did you mean 'mine'\?"):
+    with pytest.raises(
+        PluginError, match=r"scan\.reader: unknown result_reader 'mien'; did you mean 'mine'\?"
+    ):
         reg.resolve("mien", {}, ("scan",), name_key="reader")
-    with pytest.raises(ConfigError, match=r"^c\.yaml:7: scan\.reader_options\.positon: unknown key 'positon'"):
-        reg.resolve("mine", {"positon": 1}, ("scan",), origin=origin, name_key="reader", field="reader_options")
+    with pytest.raises(
+        ConfigError, match=r"^c\.yaml:7: scan\.reader_options\.positon: unknown key 'positon'"
+    ):
+        reg.resolve(
+            "mine", {"positon": 1}, ("scan",), origin=origin, name_key="reader", field="reader_options"
+        )

@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import build_run
 
 from ptyrad_core import hookimpl
-from ptyrad_core.observers.convergence import FILE_NAME, METRICS, ConvergenceMonitor, bg_fg_change
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
-
-from conftest import build_run
+from ptyrad_core.observers.convergence import FILE_NAME, METRICS, ConvergenceMonitor, bg_fg_change
 
 
 class Recorder:
@@ -99,7 +98,10 @@ def test_monitor_records_every_iteration_and_writes_the_file(tiny_config):
 
 
 def test_frozen_model_does_not_change(tiny_config):
-    cfg = tiny_config(update={"object_amplitude": {"lr": 0}, "object_phase": {"lr": 0}, "probe": {"lr": 0}}, recon={"iterations": 2, "batch_size": 32})
+    cfg = tiny_config(
+        update={"object_amplitude": {"lr": 0}, "object_phase": {"lr": 0}, "probe": {"lr": 0}},
+        recon={"iterations": 2, "batch_size": 32},
+    )
     run, monitor, _ = make_run(cfg, every=2)
     run.run()
     h = monitor.history

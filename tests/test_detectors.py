@@ -12,34 +12,38 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import dataset, rel_error
 from pydantic import ValidationError
 
+from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel import detector as detector_grid
 from ptyrad_core.kernel.config import build_config
 from ptyrad_core.kernel.data import Measurements
-from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.errors import ConfigError
-from ptyrad_core.setup.initialize import Data, sampling
-from ptyrad_core.setup.preprocess import PreprocessResult
 from ptyrad_core.kernel.model import PtychoModel
-from ptyrad_core.setup.optics import electron_wavelength, make_probe
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
+from ptyrad_core.setup.initialize import Data, sampling
+from ptyrad_core.setup.optics import electron_wavelength, make_probe
+from ptyrad_core.setup.preprocess import PreprocessResult
 from ptyrad_core_plugins.detectors import bin_simulation as detector_bin_simulation
 from ptyrad_core_plugins.detectors import crop_simulation as detector_crop_simulation
 from ptyrad_core_plugins.detectors import pad_measurements as detector_pad_measurements
 from ptyrad_core_plugins.detectors import psf_blur as detector_psf_blur
 from ptyrad_core_plugins.detectors import resample_measurements as detector_resample_measurements
 from ptyrad_core_plugins.detectors import resample_simulation as detector_resample_simulation
-from ptyrad_core_plugins.forward import object_blur as forward_object_blur
 from ptyrad_core_plugins.detectors.bin_simulation import BinSimulation
 from ptyrad_core_plugins.detectors.crop_simulation import CropSimulation
-from ptyrad_core_plugins.detectors.pad_measurements import PadMeasurements, background_canvas, fit_background, one_hot_mask
+from ptyrad_core_plugins.detectors.pad_measurements import (
+    PadMeasurements,
+    background_canvas,
+    fit_background,
+    one_hot_mask,
+)
 from ptyrad_core_plugins.detectors.psf_blur import PSFBlur
 from ptyrad_core_plugins.detectors.resample_measurements import ResampleMeasurements
 from ptyrad_core_plugins.detectors.resample_simulation import ResampleSimulation
+from ptyrad_core_plugins.forward import object_blur as forward_object_blur
 from ptyrad_core_plugins.forward.object_blur import ObjectBlur
-
-from conftest import dataset, rel_error
 
 MODULES = [
     detector_psf_blur,
@@ -139,7 +143,10 @@ def test_crop_simulation_is_centred_slicing(n, m):
     assert np.array_equal(out, a[:, s : s + m, s : s + m])
     delta = np.zeros((1, n, n))
     delta[0, n // 2, n // 2] = 1
-    assert np.unravel_index(stage(torch.from_numpy(delta), None).numpy()[0].argmax(), (m, m)) == (m // 2, m // 2)
+    assert np.unravel_index(stage(torch.from_numpy(delta), None).numpy()[0].argmax(), (m, m)) == (
+        m // 2,
+        m // 2,
+    )
     if not (n % 2 == 0 and m % 2 == 1):  # PtyRAD's center_crop start agrees except for even n, odd m
         assert s == (n - m) // 2
 
@@ -322,7 +329,9 @@ def test_background_fit_matches_curve_fit(kind):
     r = np.hypot(x - 32, y - 32) + 1e-10
     model = (lambda r, a, b: a * np.exp(-b * r)) if kind == "exp" else (lambda r, a, b: a * r ** (-b))
     p0 = [amp[mask].max(), 0.1 if kind == "exp" else 1.0]
-    ref, _ = optimize.curve_fit(model, r[mask], amp[mask], p0=p0, bounds=([0, 0], [np.inf, np.inf]), maxfev=10000)
+    ref, _ = optimize.curve_fit(
+        model, r[mask], amp[mask], p0=p0, bounds=([0, 0], [np.inf, np.inf]), maxfev=10000
+    )
     got = fit_background(amp, mask, kind)
     assert got == pytest.approx(tuple(ref), rel=1e-3)
 
@@ -405,7 +414,11 @@ CHAINS = [
     ([(PSFBlur, dict(std=0.5))], 64, DX),
     ([(PadMeasurements, dict(npix=96, padding="edge"))], 96, DX * 64 / 96),
     ([(ResampleMeasurements, dict(scale=1.5))], 96, DX),
-    ([(PadMeasurements, dict(npix=80, padding="exp")), (ResampleMeasurements, dict(scale=0.8))], 64, DX * 64 / 80),
+    (
+        [(PadMeasurements, dict(npix=80, padding="exp")), (ResampleMeasurements, dict(scale=0.8))],
+        64,
+        DX * 64 / 80,
+    ),
     ([(PadMeasurements, dict(npix=80, padding="power")), (CropSimulation, dict(npix=96))], 96, DX * 64 / 96),
     ([(ResampleMeasurements, dict(scale=0.5)), (BinSimulation, dict(factor=2))], 64, DX),
 ]
@@ -418,8 +431,12 @@ def test_sampling_of_detector_chains(tiny_config, tiny_meas, chain, window, dx):
     for stage in stages:
         stage.prepare(tiny_meas)
     tiny_meas.as_patterns()
-    data = Data(tiny_meas, PreprocessResult((64, 64), None, 1.0, None, (8, 8)), dk=1 / (64 * 0.19525),
-                wavelength=electron_wavelength(300))
+    data = Data(
+        tiny_meas,
+        PreprocessResult((64, 64), None, 1.0, None, (8, 8)),
+        dk=1 / (64 * 0.19525),
+        wavelength=electron_wavelength(300),
+    )
     got_window, got_dx = sampling(config, data, stages)
     assert got_window == (window, window)
     assert got_dx == pytest.approx(dx, rel=1e-12)
@@ -437,9 +454,15 @@ def test_psf_blur_on_the_abtem_patterns():
     pos = d["positions_true_px"]
     ph = d["phase_slices"]
     model = PtychoModel(
-        object_amplitude=np.ones_like(ph)[None], object_phase=ph[None], probe=d["probe"][None], positions_px=pos,
-        tilts_mrad=np.asarray(a["tilt_mrad_yx"], float)[None], slice_thickness=a["slice_thickness_A"],
-        wavelength=a["wavelength_A"], dx=a["dx_A"], detectors=[make(PSFBlur, std=0.5)],
+        object_amplitude=np.ones_like(ph)[None],
+        object_phase=ph[None],
+        probe=d["probe"][None],
+        positions_px=pos,
+        tilts_mrad=np.asarray(a["tilt_mrad_yx"], float)[None],
+        slice_thickness=a["slice_thickness_A"],
+        wavelength=a["wavelength_A"],
+        dx=a["dx_A"],
+        detectors=[make(PSFBlur, std=0.5)],
     )
     with torch.no_grad():
         pred, _ = model(torch.arange(len(pos)))
@@ -475,10 +498,16 @@ def small_model(window, detectors=(), extensions=()):
     dx = 0.3
     shape = (1, 2, window + 12, window + 12)
     return PtychoModel(
-        object_amplitude=1 + 0.05 * rng.standard_normal(shape), object_phase=0.3 * rng.standard_normal(shape),
-        probe=make_probe(window, dx, 200, 20, {"defocus": 40})[None] * 10, positions_px=rng.uniform(0, 10, (4, 2)),
-        tilts_mrad=np.zeros((1, 2)), slice_thickness=3.0, wavelength=electron_wavelength(200), dx=dx,
-        detectors=list(detectors), extensions=list(extensions),
+        object_amplitude=1 + 0.05 * rng.standard_normal(shape),
+        object_phase=0.3 * rng.standard_normal(shape),
+        probe=make_probe(window, dx, 200, 20, {"defocus": 40})[None] * 10,
+        positions_px=rng.uniform(0, 10, (4, 2)),
+        tilts_mrad=np.zeros((1, 2)),
+        slice_thickness=3.0,
+        wavelength=electron_wavelength(200),
+        dx=dx,
+        detectors=list(detectors),
+        extensions=list(extensions),
     )
 
 
@@ -525,7 +554,9 @@ def test_object_blur(obj_type):
     ref_p = numpy_blur(phase.detach().numpy().reshape(2, 10, 11), 0.8, 5).reshape(amp.shape)
     want_a = ref_a if obj_type != "phase" else amp.detach().numpy()
     want_p = ref_p if obj_type != "amplitude" else phase.detach().numpy()
-    assert np.allclose(a2.detach().numpy(), want_a, atol=1e-12) and np.allclose(p2.detach().numpy(), want_p, atol=1e-12)
+    assert np.allclose(a2.detach().numpy(), want_a, atol=1e-12) and np.allclose(
+        p2.detach().numpy(), want_p, atol=1e-12
+    )
     assert torch.autograd.gradcheck(lambda a, p: ext.object(a, p, None), (amp, phase))
     # inside the model: the object's gradient flows through the blur
     model = small_model(24, extensions=[ext])
@@ -543,13 +574,30 @@ def test_object_blur(obj_type):
 @pytest.mark.parametrize(
     "detector, forward, window, dx",
     [
-        ([{"name": "crop_simulation", "options": {"npix": 80}}, {"name": "psf_blur", "options": {"std": 0.5}}], [], 80, DX * 64 / 80),
         (
-            [{"name": "pad_measurements", "options": {"npix": 80, "padding": "power"}},
-             {"name": "resample_measurements", "options": {"scale": 0.8}}],
-            [], 64, DX * 64 / 80,
+            [
+                {"name": "crop_simulation", "options": {"npix": 80}},
+                {"name": "psf_blur", "options": {"std": 0.5}},
+            ],
+            [],
+            80,
+            DX * 64 / 80,
         ),
-        ([{"name": "resample_simulation", "options": {"npix": 48}}], [{"name": "object_blur", "options": {"std": 0.5}}], 48, DX),
+        (
+            [
+                {"name": "pad_measurements", "options": {"npix": 80, "padding": "power"}},
+                {"name": "resample_measurements", "options": {"scale": 0.8}},
+            ],
+            [],
+            64,
+            DX * 64 / 80,
+        ),
+        (
+            [{"name": "resample_simulation", "options": {"npix": 48}}],
+            [{"name": "object_blur", "options": {"std": 0.5}}],
+            48,
+            DX,
+        ),
     ],
 )
 def test_reconstruction_with_detector_chain(pm, tiny_config, detector, forward, window, dx):

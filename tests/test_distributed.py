@@ -17,16 +17,18 @@ import numpy as np
 import pytest
 import torch
 
-from ptyrad_core.kernel.config import build_config
 from ptyrad_core.engine.distributed import World, split_sizes
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.engine.results import read_result
+from ptyrad_core.kernel.config import build_config
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ("object/phase", "object/amplitude", "probe/modes", "positions/refined_px")
 
-pytestmark = [pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available"),
-              pytest.mark.slow]  # ranks in child processes
+pytestmark = [
+    pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available"),
+    pytest.mark.slow,
+]  # ranks in child processes
 
 
 def free_port() -> int:
@@ -55,15 +57,22 @@ def equal_config(tiny_config):
     """Plain SGD: the step is linear in the gradient, so a wrong gradient scale (or a loss of the
     local share only) shows as a difference of percent, while rounding stays near 1e-6."""
     cfg = tiny_config(
-        update={"object_phase": {"lr": 0.3}, "object_amplitude": {"lr": 0.2}, "probe": {"lr": 0.02},
-                "positions": {"lr": 100.0, "start_iter": 2}},
+        update={
+            "object_phase": {"lr": 0.3},
+            "object_amplitude": {"lr": 0.2},
+            "probe": {"lr": 0.02},
+            "positions": {"lr": 100.0, "start_iter": 2},
+        },
         optimizer={"name": "SGD"},
         model={"probe": {"modes": 2}, "object": {"slices": 2, "slice_thickness_A": 3.905}},
         # not a sum over positions: batch RMS, batch-mean normalisation, batch-averaged PACBED, the object under the
         # windows. eps 1e-6 (not 1e-10): sqrt(I + eps) near I = 0 turns rounding into large gradients, so that even
         # one process with 1 or 2 threads ends 1e-3 apart.
-        loss=[{"name": "gaussian", "options": {"eps": 1e-6}}, {"name": "pacbed", "weight": 0.5, "options": {"eps": 1e-6}},
-              {"name": "sparse", "weight": 0.1}],
+        loss=[
+            {"name": "gaussian", "options": {"eps": 1e-6}},
+            {"name": "pacbed", "weight": 0.5, "options": {"eps": 1e-6}},
+            {"name": "sparse", "weight": 0.1},
+        ],
         constraints=[{"name": "ortho_pmode"}, {"name": "pos_recenter"}],
     )
     cfg["recon"].update(iterations=3, batch_size=13)  # batches of 13 and 12: uneven shares (7 + 6)
@@ -80,11 +89,17 @@ def test_two_processes_equal_one_process(tiny_config, write_yaml, tmp_path, stre
     if streamed:  # each rank reads its share of every batch from the file; the shares are gathered
         cfg["data"]["memory_budget_MB"] = 0.1
     path = write_yaml(cfg)
-    proc = subprocess.run(cli("run", str(path), "-q", "--nproc", "2"), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        cli("run", str(path), "-q", "--nproc", "2"), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert "drifted" not in proc.stderr  # every rank computed the same parameters, bit for bit
     out = Path(cfg["output"]["dir"])
-    assert sorted(p.name for p in out.iterdir()) == ["convergence.json", "result.h5", "run.log"]  # rank 0 only
+    assert sorted(p.name for p in out.iterdir()) == [
+        "convergence.json",
+        "result.h5",
+        "run.log",
+    ]  # rank 0 only
     assert len(list(out.rglob("*.h5"))) == 1
     two = read_result(out / "result.h5")
     assert int(two["attrs"]["world_size"]) == 2 and int(two["attrs"]["iteration"]) == 3
@@ -96,7 +111,10 @@ def test_two_processes_equal_one_process(tiny_config, write_yaml, tmp_path, stre
         a, b = two[key], ref[key]
         # rounding only: two ranks sum the batch in another order (the probe ended 1.03e-4 apart at af37de9, not
         # bisected; a wrong gather or share gives errors of 1e-2 and more)
-        assert np.linalg.norm(a - b) <= 3e-4 * np.linalg.norm(b), (key, np.linalg.norm(a - b) / np.linalg.norm(b))
+        assert np.linalg.norm(a - b) <= 3e-4 * np.linalg.norm(b), (
+            key,
+            np.linalg.norm(a - b) / np.linalg.norm(b),
+        )
     # the run did move everything it optimizes (so the comparison means something)
     init = Reconstruction(build_config(cfg), quiet=True, overwrite=True)  # built, not run: replaces nothing
     assert np.linalg.norm(ref["object/phase"] - init.model.object_phase.detach().numpy()) > 0.1
@@ -108,10 +126,20 @@ def start_ranks(path: Path, logs: Path, extra=()) -> list[subprocess.Popen]:
     port = str(free_port())
     procs = []
     for rank in (0, 1):
-        env = single_thread_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                                MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        env = single_thread_env(
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE="2",
+            LOCAL_WORLD_SIZE="2",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+        )
         err = open(logs / f"rank{rank}.err", "w")
-        procs.append(subprocess.Popen(cli("run", str(path), "-q", *extra), env=env, stdout=subprocess.DEVNULL, stderr=err))
+        procs.append(
+            subprocess.Popen(
+                cli("run", str(path), "-q", *extra), env=env, stdout=subprocess.DEVNULL, stderr=err
+            )
+        )
     return procs
 
 
@@ -154,7 +182,10 @@ def test_a_lost_rank_stops_the_others_with_a_clear_error(tiny_config, write_yaml
                 p.wait()
     err = (tmp_path / "rank0.err").read_text()
     assert code == 2, err
-    assert "rank 0 of 2" in err and "another process of this run stopped, was killed or did not answer within" in err, err
+    assert (
+        "rank 0 of 2" in err
+        and "another process of this run stopped, was killed or did not answer within" in err
+    ), err
     assert "checkpoint of iteration" in err and "--resume" in err, err
     if how == "stop":
         assert timeout_s - 1 <= elapsed <= timeout_s + 60, elapsed
@@ -162,8 +193,13 @@ def test_a_lost_rank_stops_the_others_with_a_clear_error(tiny_config, write_yaml
     done = int(r["attrs"]["iteration"])
     assert done >= 2 and list(r["history/iteration"]) == list(range(1, done + 1))
     if how == "kill":  # it resumes, here in one process
-        cont = subprocess.run(cli("run", str(path), "-q", "--resume", str(result), "--set", f"recon.iterations={done + 1}"),
-                              env=single_thread_env(), capture_output=True, text=True, timeout=120)
+        cont = subprocess.run(
+            cli("run", str(path), "-q", "--resume", str(result), "--set", f"recon.iterations={done + 1}"),
+            env=single_thread_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert cont.returncode == 0, cont.stderr
         assert int(read_result(result)["attrs"]["iteration"]) == done + 1
 
@@ -189,7 +225,9 @@ def test_a_stop_signal_to_one_rank_stops_every_rank_after_the_same_batch(tiny_co
     stopped = [int(e.split("stopped after iteration ")[1].split(";")[0]) for e in errs]
     assert stopped[0] == stopped[1], errs
     r = read_result(result)
-    assert int(r["attrs"]["iteration"]) == stopped[0] and list(r["history/iteration"]) == list(range(1, stopped[0] + 1))
+    assert int(r["attrs"]["iteration"]) == stopped[0] and list(r["history/iteration"]) == list(
+        range(1, stopped[0] + 1)
+    )
 
 
 # -- measurements larger than the memory budget ---------------------------------------------
@@ -215,7 +253,9 @@ MEASURE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="measures the resident set from /proc (Linux)")
+@pytest.mark.skipif(
+    not Path("/proc/self/status").exists(), reason="measures the resident set from /proc (Linux)"
+)
 def test_measurements_beyond_the_memory_budget(tiny_config, write_yaml, tmp_path):
     """128 MiB of patterns and a 16 MiB budget: the run streams, equals the in-memory run, and
     its peak resident memory grows by at most budget + model (+ one batch's work space), which
@@ -232,8 +272,15 @@ def test_measurements_beyond_the_memory_budget(tiny_config, write_yaml, tmp_path
     warm["output"]["dir"] = str(tmp_path / "warm")
 
     def config(budget, name):
-        cfg = tiny_config(data={"path": str(big), "loader": "hdf5", "options": {"key": "measurements"}, "memory_budget_MB": budget},
-                          scan={"source": "raster", "step_A": 0.4, "n_slow": 64, "n_fast": 128})
+        cfg = tiny_config(
+            data={
+                "path": str(big),
+                "loader": "hdf5",
+                "options": {"key": "measurements"},
+                "memory_budget_MB": budget,
+            },
+            scan={"source": "raster", "step_A": 0.4, "n_slow": 64, "n_fast": 128},
+        )
         cfg["recon"].update(iterations=2, indices={"mode": "center", "subscan": [8, 8]})
         cfg["output"]["dir"] = str(tmp_path / name)
         return cfg
@@ -241,8 +288,19 @@ def test_measurements_beyond_the_memory_budget(tiny_config, write_yaml, tmp_path
     runs = {}
     for name, budget in (("streamed", budget_MiB), ("in_memory", 4096)):
         cfg = config(budget, name)
-        proc = subprocess.run([sys.executable, "-c", MEASURE, str(write_yaml(warm, "warm.yaml")), str(write_yaml(cfg, f"{name}.yaml"))],
-                              env=single_thread_env(), capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                MEASURE,
+                str(write_yaml(warm, "warm.yaml")),
+                str(write_yaml(cfg, f"{name}.yaml")),
+            ],
+            env=single_thread_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr
         runs[name] = json.loads(proc.stdout.strip().splitlines()[-1])
         runs[name]["result"] = read_result(Path(cfg["output"]["dir"]) / "result.h5")
@@ -253,7 +311,9 @@ def test_measurements_beyond_the_memory_budget(tiny_config, write_yaml, tmp_path
         np.testing.assert_array_equal(s["result"][key], m["result"][key], err_msg=key)
     bound = (budget_MiB + workspace_MiB) * 2**20 + s["model"]
     assert s["peak"] - s["base"] <= bound, f"streamed run grew by {(s['peak'] - s['base']) / 2**20:.0f} MiB"
-    assert m["peak"] - m["base"] > bound + (data_MiB // 2) * 2**20  # the bound would catch a run that loads the file
+    assert (
+        m["peak"] - m["base"] > bound + (data_MiB // 2) * 2**20
+    )  # the bound would catch a run that loads the file
     assert s["result"]["attrs"]["peak_rss_MiB"] == pytest.approx(s["reported_MiB"])
     assert s["reported_MiB"] == pytest.approx(s["peak"] / 2**20, rel=0.05)
 
@@ -265,13 +325,17 @@ def test_bfloat16_measurements_halve_their_memory_and_barely_change_the_run(tiny
     cfg = equal_config(tiny_config)  # SGD, eps 1e-6: rounding is not amplified (see above)
     full = Reconstruction(build_config(cfg), quiet=True)
     cfg["data"]["device_dtype"] = "bfloat16"
-    half = Reconstruction(build_config(cfg), quiet=True, overwrite=True)  # same folder as `full`, run after it
+    half = Reconstruction(
+        build_config(cfg), quiet=True, overwrite=True
+    )  # same folder as `full`, run after it
     assert half.data.patterns.dtype == torch.bfloat16
     assert half.data.patterns.nbytes * 2 == full.data.patterns.nbytes
     idx = torch.arange(16)
     a, b = full.data.batch(idx), half.data.batch(idx)
     assert b.dtype == torch.float32
-    assert float(((a - b).abs() / a.abs().clamp_min(1e-30)).max()) <= 2.0**-8  # bfloat16 keeps 8 significant bits
+    assert (
+        float(((a - b).abs() / a.abs().clamp_min(1e-30)).max()) <= 2.0**-8
+    )  # bfloat16 keeps 8 significant bits
     with pytest.raises(Exception, match="moved to the compute device"):  # no second copy on the host
         half.measurements.read([0])
     full.run()

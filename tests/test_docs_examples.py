@@ -16,7 +16,10 @@ from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
 
 def run(cfg):
-    return _run(cfg, overwrite=True)  # one config, run as in memory, streamed and refused: each replaces the last
+    return _run(
+        cfg, overwrite=True
+    )  # one config, run as in memory, streamed and refused: each replaces the last
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,8 +42,10 @@ def test_the_page_has_both_examples():
 
 def test_the_constraint_example_runs(tiny_config, tmp_path):
     (tmp_path / "my_constraints.py").write_text(examples()["my_constraints.py"])
-    cfg = tiny_config(plugins={"modules": [str(tmp_path / "my_constraints.py")]},
-                      constraints=[{"name": "clamp_amplitude", "options": {"low": 0.5, "high": 0.9}}])
+    cfg = tiny_config(
+        plugins={"modules": [str(tmp_path / "my_constraints.py")]},
+        constraints=[{"name": "clamp_amplitude", "options": {"low": 0.5, "high": 0.9}}],
+    )
     cfg["update"] = {"object_amplitude": {"lr": 0.05}}
     model = run(cfg).model
     amp = model.object_amplitude.detach()
@@ -60,8 +65,10 @@ def test_the_loader_example_reads_streams_and_refuses(tiny_config, tmp_path):
     loaded = cls(tmp_path / "scan.bin", cls.Options()).load()
     assert not loaded.in_memory  # a memory map, read whole or per batch by the kernel
     assert np.array_equal(loaded.read(np.arange(5, 9)), counts.reshape(-1, 64, 64)[5:9].astype(np.float32))
-    cfg = tiny_config(plugins={"modules": [str(tmp_path / "my_loader.py")]},
-                      data={"path": str(tmp_path / "scan.bin"), "loader": "auto"})
+    cfg = tiny_config(
+        plugins={"modules": [str(tmp_path / "my_loader.py")]},
+        data={"path": str(tmp_path / "scan.bin"), "loader": "auto"},
+    )
     cfg["recon"]["iterations"] = 1
     assert np.isfinite(run(cfg).history["loss"][0])
     (tmp_path / "scan.bin").write_bytes(b"\0" * 10)

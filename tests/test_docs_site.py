@@ -19,7 +19,7 @@ import sys
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -34,8 +34,14 @@ pytestmark = pytest.mark.slow  # a strict mkdocs build, and Chromium on every pa
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "-d", str(out)],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "-d", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -51,7 +57,12 @@ class Refs(HTMLParser):
         if a.get("id"):
             self.ids.add(a["id"])
         for key in ("href", "src"):
-            if a.get(key) is not None and (tag, key) in {("a", "href"), ("img", "src"), ("link", "href"), ("script", "src")}:
+            if a.get(key) is not None and (tag, key) in {
+                ("a", "href"),
+                ("img", "src"),
+                ("link", "href"),
+                ("script", "src"),
+            }:
                 self.refs.append((tag, a[key]))
 
 
@@ -89,7 +100,11 @@ def test_every_page_of_the_nav_is_built(site):
     assert expected <= {p.name for p in pages(site)}
     assert {"config.html", "hooks.html", "api.html", "ptyrad-users.html", "authoring.html"} <= expected
     api = (site / "api.html").read_text(encoding="utf-8")
-    for name in ("ptyrad_core.engine.loop.Reconstruction", "ptyrad_core.kernel.data.Loader", "ptyrad_core.kernel.forward.ForwardExtension"):
+    for name in (
+        "ptyrad_core.engine.loop.Reconstruction",
+        "ptyrad_core.kernel.data.Loader",
+        "ptyrad_core.kernel.forward.ForwardExtension",
+    ):
         assert f'id="{name}"' in api, f"API page lacks {name}"
 
 
@@ -112,7 +127,11 @@ def test_no_broken_local_link_image_or_anchor(site):
                 target = target / "index.html"
             if not target.exists():
                 broken.append(f"{page.relative_to(site)}: <{tag}> {ref} (no file)")
-            elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in parse(target).ids:
+            elif (
+                parts.fragment
+                and target.suffix == ".html"
+                and unquote(parts.fragment) not in parse(target).ids
+            ):
                 broken.append(f"{page.relative_to(site)}: <{tag}> {ref} (no id {parts.fragment!r})")
     assert not broken, "\n".join(broken)
 
@@ -143,14 +162,18 @@ window.addEventListener('load', async () => {
 """
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium not installed (apt-get install -y chromium)")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium not installed (apt-get install -y chromium)"
+)
 def test_every_page_loads_in_chromium_without_broken_links_or_images(site, tmp_path):
     served = tmp_path / "served"
     shutil.copytree(site, served)
     (served / "_linkcheck.js").write_text(CHECK_JS)
     for page in pages(served):
         text = page.read_text(encoding="utf-8")
-        page.write_text(text.replace("</body>", '<script src="/_linkcheck.js"></script></body>'), encoding="utf-8")
+        page.write_text(
+            text.replace("</body>", '<script src="/_linkcheck.js"></script></body>'), encoding="utf-8"
+        )
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     handler.log_message = lambda *a, **k: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -158,9 +181,20 @@ def test_every_page_loads_in_chromium_without_broken_links_or_images(site, tmp_p
 
     def check(page: Path) -> dict | None:
         url = f"http://127.0.0.1:{server.server_port}/{page.relative_to(served).as_posix()}"
-        cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--dump-dom", url]
+        cmd = [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            url,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=90).stdout
         m = re.search(r"data-linkcheck=\"([^\"]*)\"", out)
         return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&")) if m else None
@@ -168,10 +202,16 @@ def test_every_page_loads_in_chromium_without_broken_links_or_images(site, tmp_p
     try:
         # a control page: the check must see a missing page, a missing anchor and a missing image
         control = served / "_control.html"
-        control.write_text('<html><body><a href="nope.html">a</a><a href="index.html#no-such-id">b</a>'
-                           '<a href="index.html">c</a><img src="missing.png"><script src="/_linkcheck.js"></script></body></html>')
+        control.write_text(
+            '<html><body><a href="nope.html">a</a><a href="index.html#no-such-id">b</a>'
+            '<a href="index.html">c</a><img src="missing.png"><script src="/_linkcheck.js"></script></body></html>'
+        )
         result = check(control)
-        assert result is not None and len(result["broken"]) == 2 and (result["images"], result["loaded"]) == (1, 0), result
+        assert (
+            result is not None
+            and len(result["broken"]) == 2
+            and (result["images"], result["loaded"]) == (1, 0)
+        ), result
         control.unlink()
         failures, checked = [], 0
         for page in pages(served):
@@ -192,7 +232,17 @@ def test_the_ptyrad_page_names_every_mapped_option():
     from ptyrad_core_plugins import compat_ptyrad as C
 
     page = (ROOT / "docs" / "ptyrad-users.md").read_text()
-    names = [*C.LOSSES, *C.LOSSES.values(), *C.UPDATES, *C.UPDATES.values(), *C.CALIBRATION, *C.CALIBRATION.values(),
-             *C.READERS.values(), *C.LOADERS.values()]
-    missing = sorted({n for n in names if not re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)|\.{re.escape(n)}`", page)})
+    names = [
+        *C.LOSSES,
+        *C.LOSSES.values(),
+        *C.UPDATES,
+        *C.UPDATES.values(),
+        *C.CALIBRATION,
+        *C.CALIBRATION.values(),
+        *C.READERS.values(),
+        *C.LOADERS.values(),
+    ]
+    missing = sorted(
+        {n for n in names if not re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)|\.{re.escape(n)}`", page)}
+    )
     assert not missing, f"docs/ptyrad-users.md does not mention {missing}"

@@ -10,12 +10,12 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from ptyrad_core import hookimpl
-from ptyrad_core.kernel.config import ConstraintSpec, build_config
 from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.engine.results import read_result
+from ptyrad_core.kernel.config import ConstraintSpec, build_config
 from ptyrad_core.kernel.errors import NonFiniteLossError
 from ptyrad_core.kernel.model import ParamSchedule
 from ptyrad_core.kernel.schedule import Schedule
-from ptyrad_core.engine.results import read_result
 from ptyrad_core.setup.scan import affine_matrix, make_batches, place_in_object, raster_positions
 
 
@@ -30,7 +30,10 @@ def test_param_schedule_and_constraint_schedule():
 
 def test_one_schedule_type_for_parameters_and_constraints():
     """ParamSchedule and a constraint's schedule are the one kernel Schedule (same rule, keys unchanged)."""
-    assert Schedule(start_iter=2, end_iter=9, step=3) == ConstraintSpec(name="x", start_iter=2, step=3, end_iter=9).schedule
+    assert (
+        Schedule(start_iter=2, end_iter=9, step=3)
+        == ConstraintSpec(name="x", start_iter=2, step=3, end_iter=9).schedule
+    )
     assert isinstance(ParamSchedule(lr=1.0), Schedule)
     assert [i for i in range(1, 6) if Schedule(start_iter=None).runs_at(i)] == []
     assert [i for i in range(1, 6) if Schedule().runs_at(i)] == [1, 2, 3, 4, 5]
@@ -54,14 +57,16 @@ def test_the_loop_reads_no_config():
 def test_builder_parts_and_settings(tiny_config):
     from ptyrad_core.engine import builder
 
-    cfg = tiny_config(constraints=[{"name": "objp_postiv", "start_iter": 2, "step": 2}],
-                      loss=[{"name": "gaussian"}, {"name": "gaussian", "weight": 0.5}])
+    cfg = tiny_config(
+        constraints=[{"name": "objp_postiv", "start_iter": 2, "step": 2}],
+        loss=[{"name": "gaussian"}, {"name": "gaussian", "weight": 0.5}],
+    )
     rec = Reconstruction(build_config(cfg), quiet=True)
     assert isinstance(rec.settings, builder.Settings) and rec.settings.iterations == 2
     with pytest.raises(AttributeError):  # frozen
         rec.settings.iterations = 3
     assert [(t.label, t.weight) for t in rec.loss_terms] == [("gaussian", 1.0), ("gaussian_2", 0.5)]
-    (label, constraint, schedule), = rec.constraints
+    ((label, constraint, schedule),) = rec.constraints
     assert label == "constraints[0] 'objp_postiv'" and schedule == Schedule(start_iter=2, step=2)
     assert rec.parts.output_dir == rec.output_dir
     batches = rec.batches()
@@ -153,8 +158,19 @@ def test_lifecycle_hooks_and_periodic_saves(tiny_config, register_inline):
     cfg["recon"]["iterations"] = 5
     run = Reconstruction(build_config(cfg), pm=register_inline(rec), quiet=True)
     run.run()
-    assert rec.events == [("configure", 5), ("start", 0), ("iter", 1), ("iter", 2), ("save", 2), ("iter", 3),
-                          ("iter", 4), ("save", 4), ("iter", 5), ("save", 5), ("end", 5)]
+    assert rec.events == [
+        ("configure", 5),
+        ("start", 0),
+        ("iter", 1),
+        ("iter", 2),
+        ("save", 2),
+        ("iter", 3),
+        ("iter", 4),
+        ("save", 4),
+        ("iter", 5),
+        ("save", 5),
+        ("end", 5),
+    ]
     assert not list(run.output_dir.glob(".*tmp*")), "temporary files left behind"
 
 
@@ -212,11 +228,15 @@ def test_every_result_dataset_is_documented(tiny_config):
     for key in read_result(run.result_path):
         if key == "attrs":
             continue
-        documented = f"`/{key}`" in doc or (key.startswith("history/loss_terms/") and "`/history/loss_terms/<name>`" in doc)
+        documented = f"`/{key}`" in doc or (
+            key.startswith("history/loss_terms/") and "`/history/loss_terms/<name>`" in doc
+        )
         assert documented, key
 
 
-@pytest.mark.parametrize("name, options", [("SGD", {"momentum": 0.9}), ("LBFGS", {"max_iter": 2}), ("AdamW", {}), ("RMSprop", {})])
+@pytest.mark.parametrize(
+    "name, options", [("SGD", {"momentum": 0.9}), ("LBFGS", {"max_iter": 2}), ("AdamW", {}), ("RMSprop", {})]
+)
 def test_any_torch_optimizer_by_name(tiny_config, name, options):
     cfg = tiny_config(optimizer={"name": name, "options": options})
     cfg["recon"]["iterations"] = 2
@@ -238,7 +258,10 @@ def test_fused_optimizer_by_default_unless_the_config_chooses(tiny_config):
     plain = Reconstruction(build_config(cfg), quiet=True)
     assert all(g["fused"] for g in fused.optimizer.param_groups)
     assert not any(g["fused"] for g in plain.optimizer.param_groups)
-    start = {name: plain.model.parameter(name).detach().clone() for name in ("object_phase", "object_amplitude", "probe")}
+    start = {
+        name: plain.model.parameter(name).detach().clone()
+        for name in ("object_phase", "object_amplitude", "probe")
+    }
     fused.run(3)
     plain.run(3)
     for name, before in start.items():
@@ -289,15 +312,25 @@ def test_positions_per_pass_chooses_chunks_and_does_not_change_the_result(tiny_c
 def test_unknown_optimizer_and_bad_options_are_named(tiny_config):
     from ptyrad_core.kernel.errors import PtyradError
 
-    with pytest.raises(PtyradError, match="optimizer.name: 'Adamm' is not a torch.optim optimizer; did you mean 'Adam'\\? choose one of: .*Adam"):
+    with pytest.raises(
+        PtyradError,
+        match="optimizer.name: 'Adamm' is not a torch.optim optimizer; did you mean 'Adam'\\? choose one of: .*Adam",
+    ):
         Reconstruction(build_config(tiny_config(optimizer={"name": "Adamm"})), quiet=True)
     with pytest.raises(PtyradError, match=r"torch.optim.Adam rejected the options \{'betas': 3\}"):
-        Reconstruction(build_config(tiny_config(optimizer={"name": "Adam", "options": {"betas": 3}})), quiet=True)
+        Reconstruction(
+            build_config(tiny_config(optimizer={"name": "Adam", "options": {"betas": 3}})), quiet=True
+        )
 
 
 @pytest.mark.parametrize("unit, expected_steps", [("iter", 3), ("batch", 12)])
 def test_learning_rate_scheduler(tiny_config, unit, expected_steps):
-    cfg = tiny_config(optimizer={"name": "Adam", "scheduler": {"name": "StepLR", "options": {"step_size": 1, "gamma": 0.5}, "step_unit": unit}})
+    cfg = tiny_config(
+        optimizer={
+            "name": "Adam",
+            "scheduler": {"name": "StepLR", "options": {"step_size": 1, "gamma": 0.5}, "step_unit": unit},
+        }
+    )
     cfg["recon"].update(iterations=3, batch_size=16)
     run = Reconstruction(build_config(cfg), quiet=True).run()
     lr0 = cfg["update"]["object_phase"]["lr"] if "update" in cfg else 5e-4
@@ -314,11 +347,17 @@ def test_output_folder_named_from_the_config(tiny_config):
     base = tiny_config()["output"]["dir"]
     cfg["output"] = {"dir": base, "name": {"affixes": ["default"], "prefix": "sto", "postfix": "v1"}}
     run = Reconstruction(build_config(cfg), quiet=True)
-    assert run.output_dir == Path(base) / "sto_full_N64_dp64_random16_p1_1obj_2slice_dz3.9_oalr5e-4_oplr5e-4_plr1e-4_gaussian1_obj_zblur_df100_v1"
+    assert (
+        run.output_dir
+        == Path(base)
+        / "sto_full_N64_dp64_random16_p1_1obj_2slice_dz3.9_oalr5e-4_oplr5e-4_plr1e-4_gaussian1_obj_zblur_df100_v1"
+    )
     cfg["output"]["name"] = {"affixes": ["minimal"], "time": "%Y"}
     import datetime
 
-    assert run.__class__(build_config(cfg), quiet=True).output_dir.name.startswith(f"{datetime.date.today().year}_full_N64")
+    assert run.__class__(build_config(cfg), quiet=True).output_dir.name.startswith(
+        f"{datetime.date.today().year}_full_N64"
+    )
     cfg["output"]["name"] = {"affixes": ["nonsense"]}
     with pytest.raises(Exception, match="unknown affix 'nonsense'"):
         Reconstruction(build_config(cfg), quiet=True)

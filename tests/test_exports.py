@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import build_run
 
-from ptyrad_core.observers.tiff import scale_to_bits
 from ptyrad_core.apps.metrics import scanned_region
 from ptyrad_core.engine.results import read_result
-
-from conftest import build_run
+from ptyrad_core.observers.tiff import scale_to_bits
 
 tifffile = pytest.importorskip("tifffile", reason="the TIFF exports need tifffile (the 'formats' extra)")
 
 
 def test_tiff_exports_of_a_run(tiny_config):
-    cfg = tiny_config(model={"probe": {"modes": 2}, "object": {"modes": 2, "phase_noise": 0.01, "slices": 2, "slice_thickness_A": 3.9}})
-    cfg["output"]["tiff"] = {"parts": ["phase", "amplitude", "probe"], "obj_dim": [2, 3, 4], "fov": ["crop", "full"], "bit": ["raw", "8"]}
+    cfg = tiny_config(
+        model={
+            "probe": {"modes": 2},
+            "object": {"modes": 2, "phase_noise": 0.01, "slices": 2, "slice_thickness_A": 3.9},
+        }
+    )
+    cfg["output"]["tiff"] = {
+        "parts": ["phase", "amplitude", "probe"],
+        "obj_dim": [2, 3, 4],
+        "fov": ["crop", "full"],
+        "bit": ["raw", "8"],
+    }
     run = build_run(cfg).run()
     r = read_result(run.result_path)
     out = run.output_dir

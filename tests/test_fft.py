@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 import torch
 
+from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel import fft as fftlib
 from ptyrad_core.kernel.config import build_config
-from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.errors import ConfigError
-
 
 
 def test_pyfftw_is_installed_with_the_test_dependencies():
     """pyFFTW is in the ``test`` extra: every FFTW test below runs, none is skipped."""
-    assert fftlib.fftw_available(), "pyFFTW missing: pip install -e '.[fftw,test]' (scripts/bootstrap.sh does)"
+    assert fftlib.fftw_available(), (
+        "pyFFTW missing: pip install -e '.[fftw,test]' (scripts/bootstrap.sh does)"
+    )
 
 
 def crandn(*shape, dtype=torch.complex64, seed=0):
@@ -48,7 +49,11 @@ def test_fftw_falls_back_to_torch_for_tensors_it_cannot_take():
     assert out.data_ptr() != strided.data_ptr()
     assert torch.allclose(out, torch.fft.fft2(strided), atol=1e-5)
     offset = crandn(16 * 16 + 1)[1:].view(16, 16)  # 8-byte offset: not aligned for FFTW's SIMD plan
-    assert torch.allclose(backend.fft_(offset.clone() if offset.data_ptr() % 32 == 0 else offset), torch.fft.fft2(offset), atol=1e-5)
+    assert torch.allclose(
+        backend.fft_(offset.clone() if offset.data_ptr() % 32 == 0 else offset),
+        torch.fft.fft2(offset),
+        atol=1e-5,
+    )
     real = torch.randn(4, 16, 16)
     assert torch.allclose(backend.fft_(real), torch.fft.fft2(real))
 
@@ -91,9 +96,14 @@ def test_a_reconstruction_is_the_same_with_either_backend(tiny_config):
         run = Reconstruction(build_config(cfg), quiet=True)
         assert run.model.fft.name == name
         run.run()
-        runs.setdefault(name, []).append((np.array(run.history["loss"]), run.model.object_phase.detach().numpy().copy(),
-                                          run.model.positions.detach().numpy().copy()))
-    (lt, pt, qt), = runs["torch"]
+        runs.setdefault(name, []).append(
+            (
+                np.array(run.history["loss"]),
+                run.model.object_phase.detach().numpy().copy(),
+                run.model.positions.detach().numpy().copy(),
+            )
+        )
+    ((lt, pt, qt),) = runs["torch"]
     (lf, pf, qf), (lf2, pf2, qf2) = runs["fftw"]
     assert np.array_equal(lf, lf2) and np.array_equal(pf, pf2) and np.array_equal(qf, qf2)
     assert np.allclose(lf, lt, rtol=1e-9, atol=0)

@@ -7,12 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import dataset, rel_error
 
 from ptyrad_core.kernel import forward as fwd
 from ptyrad_core.kernel.model import PtychoModel
 from ptyrad_core.setup.optics import electron_wavelength, make_mixed_probe, make_probe
-
-from conftest import dataset, rel_error
 
 
 def model_from_truth(d, positions, probe=None):
@@ -108,8 +107,15 @@ def test_probe_from_parameters_matches_ground_truth(name):
 def test_aberration_notations_agree():
     kw = dict(npix=32, dx=0.2, energy_kv=200, conv_angle_mrad=25)
     ref = make_probe(**kw, aberrations={"C10": -50, "C12": 20, "phi12": 30, "C30": 1e4})
-    cart = make_probe(**kw, aberrations={"defocus": 50, "C12a": 20 * math.cos(math.radians(60)),
-                                          "C12b": 20 * math.sin(math.radians(60)), "Cs": 1e4})
+    cart = make_probe(
+        **kw,
+        aberrations={
+            "defocus": 50,
+            "C12a": 20 * math.cos(math.radians(60)),
+            "C12b": 20 * math.sin(math.radians(60)),
+            "Cs": 1e4,
+        },
+    )
     haider = make_probe(**kw, aberrations={"C1": -50, "A1": 20, "A1phi": 30, "C3": 1e4})
     assert np.allclose(ref, cart) and np.allclose(ref, haider)
 
@@ -122,15 +128,28 @@ def test_mode_sum_equals_explicit_loop():
     probe = make_mixed_probe(make_probe(win, 0.3, 200, 20, {"defocus": 30}), pmode, 0.1)
     pos = rng.uniform(0, n_obj - win - 1, (n_pos, 2))
     occ = np.array([0.7, 0.3])
-    common = dict(positions_px=pos, tilts_mrad=rng.normal(0, 2, (n_pos, 2)), slice_thickness=4.0,
-                  wavelength=electron_wavelength(200), dx=0.3, dtype=torch.float64)
+    common = dict(
+        positions_px=pos,
+        tilts_mrad=rng.normal(0, 2, (n_pos, 2)),
+        slice_thickness=4.0,
+        wavelength=electron_wavelength(200),
+        dx=0.3,
+        dtype=torch.float64,
+    )
     idx = torch.arange(n_pos)
     with torch.no_grad():
-        full, _ = PtychoModel(object_amplitude=amp, object_phase=phase, probe=probe, occupancy=occ, **common)(idx)
+        full, _ = PtychoModel(object_amplitude=amp, object_phase=phase, probe=probe, occupancy=occ, **common)(
+            idx
+        )
         loop = torch.zeros_like(full)
         for m in range(pmode):
             for n in range(omode):
-                single = PtychoModel(object_amplitude=amp[n:n + 1], object_phase=phase[n:n + 1], probe=probe[m:m + 1], **common)
+                single = PtychoModel(
+                    object_amplitude=amp[n : n + 1],
+                    object_phase=phase[n : n + 1],
+                    probe=probe[m : m + 1],
+                    **common,
+                )
                 loop += occ[n] * single(idx)[0]
     assert torch.allclose(full, loop, rtol=1e-10, atol=1e-12)
 
@@ -138,7 +157,9 @@ def test_mode_sum_equals_explicit_loop():
 def test_integer_shift_ramp_is_a_roll():
     img = torch.randn(1, 16, 16, dtype=torch.complex128)
     fy, fx = fwd.frequency_grid((16, 16), dtype=torch.float64)
-    shifted = torch.fft.ifft2(torch.fft.fft2(img) * fwd.shift_ramps(torch.tensor([[3.0, -2.0]], dtype=torch.float64), fy, fx))
+    shifted = torch.fft.ifft2(
+        torch.fft.fft2(img) * fwd.shift_ramps(torch.tensor([[3.0, -2.0]], dtype=torch.float64), fy, fx)
+    )
     assert torch.allclose(shifted, torch.roll(img, (3, -2), dims=(-2, -1)))
 
 

@@ -42,7 +42,9 @@ def test_autograd_matches_finite_differences(name, per_position_tilts, backend):
     model = small_model(per_position_tilts)
     model.fft = fftlib.select(backend)
     model.set_iteration(1)
-    weights = torch.rand(model.n_positions, *model.window, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    weights = torch.rand(
+        model.n_positions, *model.window, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
     param = model.parameter(name)
     loss = loss_of(model, weights)
     (grad,) = torch.autograd.grad(loss, param)
@@ -64,8 +66,17 @@ def test_autograd_matches_finite_differences(name, per_position_tilts, backend):
 
 @pytest.mark.parametrize("chunk", [None, 2])
 @pytest.mark.parametrize("backend", ["torch", "fftw"])
-@pytest.mark.parametrize("nz, omode, per_position, n", [(1, 1, False, 8), (3, 1, False, 8), (3, 2, True, 8), (4, 3, False, 8),
-                                                      (2, 1, False, 7), (2, 2, True, 9)])
+@pytest.mark.parametrize(
+    "nz, omode, per_position, n",
+    [
+        (1, 1, False, 8),
+        (3, 1, False, 8),
+        (3, 2, True, 8),
+        (4, 3, False, 8),
+        (2, 1, False, 7),
+        (2, 2, True, 9),
+    ],
+)
 def test_hand_written_multislice_backward_equals_autograd(nz, omode, per_position, n, backend, chunk):
     """The hand-written adjoint equals autograd's, for the whole batch at once and in chunks of 2
     of the 3 positions (a full chunk and a remainder)."""
@@ -74,7 +85,10 @@ def test_hand_written_multislice_backward_equals_autograd(nz, omode, per_positio
     g = torch.Generator().manual_seed(nz * 10 + omode)
 
     def crandn(*shape):
-        return torch.complex(torch.randn(*shape, dtype=torch.float64, generator=g), torch.randn(*shape, dtype=torch.float64, generator=g))
+        return torch.complex(
+            torch.randn(*shape, dtype=torch.float64, generator=g),
+            torch.randn(*shape, dtype=torch.float64, generator=g),
+        )
 
     b, pmode = 3, 2
     inputs = {
@@ -87,7 +101,10 @@ def test_hand_written_multislice_backward_equals_autograd(nz, omode, per_positio
     weight = torch.rand(b, n, n, dtype=torch.float64, generator=g)
     grads = {}
     fft = fftlib.select(backend)
-    for name, fn in (("custom", lambda **kw: fwd.multislice(**kw, fft=fft, chunk=chunk)), ("autograd", fwd.multislice_autograd)):
+    for name, fn in (
+        ("custom", lambda **kw: fwd.multislice(**kw, fft=fft, chunk=chunk)),
+        ("autograd", fwd.multislice_autograd),
+    ):
         leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
         out = fn(**leaves, occupancy=occupancy / occupancy.sum())
         got = torch.autograd.grad((out * weight).sum(), list(leaves.values()), allow_unused=True)
@@ -122,7 +139,10 @@ def test_transmission_equals_polar_and_its_gradients(dtype):
     assert torch.isclose(out["custom"][1][0, 0, 0, 0], expect, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("omode, nz, batch, window, threads", [(2, 3, 5, (8, 7), 1), (1, 1, 200, (9, 9), 2), (1, 1, 200, (9, 9), 3)])
+@pytest.mark.parametrize(
+    "omode, nz, batch, window, threads",
+    [(2, 3, 5, (8, 7), 1), (1, 1, 200, (9, 9), 2), (1, 1, 200, (9, 9), 3)],
+)
 def test_window_gather_equals_slicing_and_its_adjoint(omode, nz, batch, window, threads):
     """The patches are the object's windows, and their backward the scatter-add of autograd's
     slicing, also when the scatter is split into one partial sum per thread (one slice, many
@@ -132,10 +152,17 @@ def test_window_gather_equals_slicing_and_its_adjoint(omode, nz, batch, window, 
     g = torch.Generator().manual_seed(4)
     ny, nx = 23, 19
     obj = torch.randn(omode, nz, ny, nx, dtype=torch.complex128, generator=g, requires_grad=True)
-    crop = torch.stack([torch.randint(0, ny - window[0] + 1, (batch,), generator=g),
-                        torch.randint(0, nx - window[1] + 1, (batch,), generator=g)], dim=1)
+    crop = torch.stack(
+        [
+            torch.randint(0, ny - window[0] + 1, (batch,), generator=g),
+            torch.randint(0, nx - window[1] + 1, (batch,), generator=g),
+        ],
+        dim=1,
+    )
     weight = torch.randn(nz, omode, batch, *window, dtype=torch.complex128, generator=g)
-    reference = torch.stack([obj[:, :, y:y + window[0], x:x + window[1]] for y, x in crop.tolist()], dim=2)
+    reference = torch.stack(
+        [obj[:, :, y : y + window[0], x : x + window[1]] for y, x in crop.tolist()], dim=2
+    )
     reference = reference.transpose(0, 1)  # (Nz, omode, B, Ny, Nx)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -189,8 +216,12 @@ def test_ramps_on_the_centred_grid_equal_ramps_in_fft_order(n):
     fy, fx = fwd.frequency_grid((n, n), dtype=torch.float64)
     results = []
     for grid, centred in (((fy, fx), False), (fwd.centred(fy, fx), True)):
-        shifts = torch.rand(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
-        out = fwd.multislice(probe, fwd.shift_ramps(shifts, *grid), patches, propagators, centred_ramps=centred)
+        shifts = torch.rand(
+            4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+        ).requires_grad_(True)
+        out = fwd.multislice(
+            probe, fwd.shift_ramps(shifts, *grid), patches, propagators, centred_ramps=centred
+        )
         results.append((out, *torch.autograd.grad((out * weight).sum(), shifts)))
     assert torch.allclose(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
     assert torch.allclose(results[0][1], results[1][1], rtol=1e-10, atol=1e-10)

@@ -13,7 +13,7 @@ from ptyrad_core.engine import loop
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.config import build_config
 from ptyrad_core.kernel.errors import ConfigError
-from ptyrad_core.kernel.heldout import STATE_NAMES, Split, heldout_loss, train_pred
+from ptyrad_core.engine.heldout import STATE_NAMES, Split, heldout_loss, train_pred
 from ptyrad_core_plugins.losses.gaussian import GaussianLoss
 from ptyrad_core_plugins.losses.poisson import PoissonLoss
 

@@ -200,10 +200,6 @@ def test_result_has_heldout_loss_best_and_stop(files):
 # -- end to end --------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    __import__("importlib.util").util.find_spec("ptyrad_core.kernel.heldout") is None,
-    reason="the engine's held-out validation is not in yet",
-)
 def test_a_run_with_validation_shows_and_reports_its_heldout_curve(tmp_path):
     """A tiny run holding 10 % of the pixels out: its held-out history reaches load_result, show and
     report.html (curve, best iteration = the minimum of the curve with keep: best)."""

@@ -8,23 +8,22 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import dataset
 
-from ptyrad_core.setup import optics
-from ptyrad_core.setup import scan
-from ptyrad_core.setup import sources
-from ptyrad_core.kernel.config import build_config
 from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.config import build_config
 from ptyrad_core.kernel.errors import ConfigError, DataError
+from ptyrad_core.setup import optics, scan, sources
 from ptyrad_core.setup.initialize import fit_rbf
-
-from conftest import DATA, dataset
 
 LAM300 = optics.electron_wavelength(300)
 
 
 def run_for(cfg, iterations=None):
     config = build_config(cfg)
-    run = Reconstruction(config, quiet=True, overwrite=True)  # configs are reused: each run may replace the last
+    run = Reconstruction(
+        config, quiet=True, overwrite=True
+    )  # configs are reused: each run may replace the last
     return run.run(iterations) if iterations else run
 
 
@@ -36,18 +35,26 @@ DX = 0.19525
 DK = 1 / (64 * DX)
 
 
-@pytest.mark.parametrize("calibration", [
-    {"dx_A": DX},
-    {"dk_invA": DK},
-    {"kmax_invA": 32 * DK},
-    {"da_mrad": DK * LAM300 * 1e3},
-    {"angle_max_mrad": 32 * DK * LAM300 * 1e3},
-    {"n_alpha": 32 * DK * LAM300 * 1e3 / 21.4},
-    {"rbf_px": 21.4e-3 / (DK * LAM300)},
-])
+@pytest.mark.parametrize(
+    "calibration",
+    [
+        {"dx_A": DX},
+        {"dk_invA": DK},
+        {"kmax_invA": 32 * DK},
+        {"da_mrad": DK * LAM300 * 1e3},
+        {"angle_max_mrad": 32 * DK * LAM300 * 1e3},
+        {"n_alpha": 32 * DK * LAM300 * 1e3 / 21.4},
+        {"rbf_px": 21.4e-3 / (DK * LAM300)},
+    ],
+)
 def test_every_calibration_gives_the_same_dx(tiny_config, calibration):
     cfg = tiny_config()
-    cfg["experiment"] = {"energy_kV": 300, "conv_angle_mrad": 21.4, "aberrations": {"defocus": 100}, **calibration}
+    cfg["experiment"] = {
+        "energy_kV": 300,
+        "conv_angle_mrad": 21.4,
+        "aberrations": {"defocus": 100},
+        **calibration,
+    }
     assert math.isclose(run_for(cfg).model.dx, DX, rel_tol=1e-9)
 
 
@@ -57,14 +64,21 @@ def test_fitted_bright_field_disk_calibrates_the_shipped_data(tiny_config):
     expected_px = 21.4e-3 / (DK * LAM300)
     assert abs(fit_rbf(mean) - expected_px) < 1.0
     cfg = tiny_config()
-    cfg["experiment"] = {"energy_kV": 300, "conv_angle_mrad": 21.4, "aberrations": {"defocus": 100}, "fit_rbf": True}
+    cfg["experiment"] = {
+        "energy_kV": 300,
+        "conv_angle_mrad": 21.4,
+        "aberrations": {"defocus": 100},
+        "fit_rbf": True,
+    }
     assert abs(run_for(cfg).model.dx / DX - 1) < 0.08
 
 
 def test_calibration_must_be_given_once(tiny_config):
     cfg = tiny_config()
     cfg["experiment"]["dk_invA"] = 0.08
-    with pytest.raises(ConfigError, match="give exactly one calibration of the detector .* got dx_A, dk_invA"):
+    with pytest.raises(
+        ConfigError, match="give exactly one calibration of the detector .* got dx_A, dk_invA"
+    ):
         build_config(cfg)
 
 
@@ -110,7 +124,13 @@ def test_positions_from_a_previous_result_and_from_a_file_in_angstrom(tiny_confi
     second = run_for(cfg)
     assert np.allclose((second.model.crop + second.model.frac).numpy(), refined, atol=1e-5)
     np.save(tmp_path / "pos.npy", refined * DX)
-    cfg["scan"] = {"source": "file", "path": str(tmp_path / "pos.npy"), "units": "A", "n_slow": 8, "n_fast": 8}
+    cfg["scan"] = {
+        "source": "file",
+        "path": str(tmp_path / "pos.npy"),
+        "units": "A",
+        "n_slow": 8,
+        "n_fast": 8,
+    }
     third = run_for(cfg)
     assert np.allclose((third.model.crop + third.model.frac).numpy(), refined, atol=1e-5)
 
@@ -123,12 +143,15 @@ def test_wrong_position_count_is_named(tiny_config, tmp_path):
         run_for(cfg)
 
 
-@pytest.mark.parametrize("mode, subscan, expected", [
-    ("full", None, np.arange(16)),
-    ("sub", (2, 2), np.array([0, 3, 12, 15])),
-    ("center", (2, 2), np.array([5, 6, 9, 10])),
-    ("sub", None, np.array([0, 3, 12, 15])),
-])
+@pytest.mark.parametrize(
+    "mode, subscan, expected",
+    [
+        ("full", None, np.arange(16)),
+        ("sub", (2, 2), np.array([0, 3, 12, 15])),
+        ("center", (2, 2), np.array([5, 6, 9, 10])),
+        ("sub", None, np.array([0, 3, 12, 15])),
+    ],
+)
 def test_index_modes(mode, subscan, expected):
     assert np.array_equal(scan.select_indices((4, 4), mode, subscan), expected)
 
@@ -153,9 +176,18 @@ def test_index_mode_limits_the_positions_used(tiny_config):
 def test_probe_from_a_file_gets_modes_shift_and_intensity(tiny_config, tmp_path):
     probe = dataset("tiny.h5")["probe"]
     np.save(tmp_path / "probe.npy", probe)
-    cfg = tiny_config(model={"probe": {"source": "file", "path": str(tmp_path / "probe.npy"), "modes": 3, "mode_power": 0.05,
-                                       "z_shift_A": 50.0},
-                             "object": {"slices": 2, "slice_thickness_A": 3.905}})
+    cfg = tiny_config(
+        model={
+            "probe": {
+                "source": "file",
+                "path": str(tmp_path / "probe.npy"),
+                "modes": 3,
+                "mode_power": 0.05,
+                "z_shift_A": 50.0,
+            },
+            "object": {"slices": 2, "slice_thickness_A": 3.905},
+        }
+    )
     run = run_for(cfg)
     p = run.model.probe.detach().numpy().astype(np.complex128)
     gram = p.reshape(3, -1) @ p.reshape(3, -1).conj().T
@@ -173,9 +205,15 @@ def test_probe_from_a_file_gets_modes_shift_and_intensity(tiny_config, tmp_path)
 
 def test_probe_of_the_wrong_window_is_named(tiny_config, tmp_path):
     np.save(tmp_path / "probe.npy", np.ones((48, 48), complex))
-    cfg = tiny_config(model={"probe": {"source": "file", "path": str(tmp_path / "probe.npy")},
-                             "object": {"slices": 2, "slice_thickness_A": 3.905}})
-    with pytest.raises(DataError, match=r"model.probe: the loaded probe has shape \(1, 48, 48\); expected \(pmode, 64, 64\)"):
+    cfg = tiny_config(
+        model={
+            "probe": {"source": "file", "path": str(tmp_path / "probe.npy")},
+            "object": {"slices": 2, "slice_thickness_A": 3.905},
+        }
+    )
+    with pytest.raises(
+        DataError, match=r"model.probe: the loaded probe has shape \(1, 48, 48\); expected \(pmode, 64, 64\)"
+    ):
         run_for(cfg)
 
 
@@ -197,28 +235,56 @@ def test_object_from_a_result_with_depth_operations(tiny_config):
     first = run_for(tiny_config(model={"object": {"slices": 4, "slice_thickness_A": 2.0}}), 1)
     amp0 = first.model.object_amplitude.detach().numpy().astype(np.float64)
     ph0 = first.model.object_phase.detach().numpy().astype(np.float64)
-    cfg = tiny_config(model={"object": {"source": "result", "path": str(first.result_path), "slices": 3, "slice_thickness_A": 2.0,
-                                        "z_crop": [1, 4], "z_pad": {"layers": [1, 1], "kind": ["vacuum", "edge"]},
-                                        "z_resample": {"mode": "target_slices", "value": 3}}})
+    cfg = tiny_config(
+        model={
+            "object": {
+                "source": "result",
+                "path": str(first.result_path),
+                "slices": 3,
+                "slice_thickness_A": 2.0,
+                "z_crop": [1, 4],
+                "z_pad": {"layers": [1, 1], "kind": ["vacuum", "edge"]},
+                "z_resample": {"mode": "target_slices", "value": 3},
+            }
+        }
+    )
     run = run_for(cfg)
     cropped = (amp0 * np.exp(1j * ph0))[:, 1:4]
-    padded = np.concatenate([np.ones_like(cropped[:, :1]), cropped, cropped[:, -1:]], axis=1)  # 5 slices of 2 A
+    padded = np.concatenate(
+        [np.ones_like(cropped[:, :1]), cropped, cropped[:, -1:]], axis=1
+    )  # 5 slices of 2 A
     # 5 -> 3 slices: each new slice collects 5/3 old ones; phase sum and thickness kept
     assert math.isclose(float(run.model.slice_thickness.detach()), 10.0 / 3, rel_tol=1e-6)
     assert np.allclose(run.model.object_phase.detach().numpy().sum(1), np.angle(padded).sum(1), atol=1e-4)
-    assert np.allclose(np.log(run.model.object_amplitude.detach().numpy()).sum(1), np.log(np.abs(padded)).sum(1), atol=1e-4)
+    assert np.allclose(
+        np.log(run.model.object_amplitude.detach().numpy()).sum(1), np.log(np.abs(padded)).sum(1), atol=1e-4
+    )
 
 
 def test_loaded_object_slice_mismatch_is_named(tiny_config):
     first = run_for(tiny_config(), 1)
-    cfg = tiny_config(model={"object": {"source": "result", "path": str(first.result_path), "slices": 5, "slice_thickness_A": 2.0}})
+    cfg = tiny_config(
+        model={
+            "object": {
+                "source": "result",
+                "path": str(first.result_path),
+                "slices": 5,
+                "slice_thickness_A": 2.0,
+            }
+        }
+    )
     with pytest.raises(ConfigError, match="model.object.slices is 5, but the loaded object has 2 slices"):
         run_for(cfg)
 
 
 def test_tilts_from_value_file_and_result(tiny_config, tmp_path):
-    cfg = tiny_config(model={"object": {"slices": 2, "slice_thickness_A": 3.9}, "tilts": {"mode": "per_position", "init_mrad": [1.0, -2.0]}},
-                      update={"tilts": {"lr": 1e-2}})
+    cfg = tiny_config(
+        model={
+            "object": {"slices": 2, "slice_thickness_A": 3.9},
+            "tilts": {"mode": "per_position", "init_mrad": [1.0, -2.0]},
+        },
+        update={"tilts": {"lr": 1e-2}},
+    )
     first = run_for(cfg, 1)
     assert first.model.tilts.shape == (64, 2)
     tilts = first.model.tilts.detach().numpy()
@@ -235,7 +301,9 @@ def test_tilts_from_value_file_and_result(tiny_config, tmp_path):
 def test_read_array_errors_name_file_and_key(tmp_path):
     with h5py.File(tmp_path / "a.h5", "w") as f:
         f["probe"] = np.ones((2, 2))
-    with pytest.raises(DataError, match=r"model.probe: .*a.h5 has no dataset 'prob'; datasets: probe \(2, 2\)"):
+    with pytest.raises(
+        DataError, match=r"model.probe: .*a.h5 has no dataset 'prob'; datasets: probe \(2, 2\)"
+    ):
         sources.read_array(tmp_path / "a.h5", "prob", "model.probe")
     with pytest.raises(DataError, match="model.probe: file .* does not exist"):
         sources.read_array(tmp_path / "nope.npy", None, "model.probe")
@@ -273,10 +341,14 @@ def test_a_result_used_by_several_sections_is_resolved_early_and_read_once(tiny_
     path = str(first.result_path)
     cfg = tiny_config()
     cfg["scan"] = {"source": "result", "path": path, "n_slow": 8, "n_fast": 8}
-    cfg["model"] = {"object": {"source": "result", "path": path, "slices": 2, "slice_thickness_A": 3.905},
-                    "tilts": {"source": "result", "path": path}}
+    cfg["model"] = {
+        "object": {"source": "result", "path": path, "slices": 2, "slice_thickness_A": 3.905},
+        "tilts": {"source": "result", "path": path},
+    }
     run = Reconstruction(build_config(cfg), pm=pm, quiet=True)
-    assert {("scan", "reader"), ("model", "object", "reader"), ("model", "tilts", "reader")} <= set(run.components)
+    assert {("scan", "reader"), ("model", "object", "reader"), ("model", "tilts", "reader")} <= set(
+        run.components
+    )
     assert run.components[("scan", "reader")][0] is reader
     assert len(calls) == 1
     run.close()

@@ -61,7 +61,11 @@ A4 = RNG.random((3, 4, 8, 10), dtype=np.float32) * 100  # (Ny, Nx, ky, kx)
 
 # -- writers: the library each format belongs to ---------------------------------------------
 
-MATLAB_CLASS = {np.dtype(np.float64): b"double", np.dtype(np.float32): b"single", np.dtype(np.uint16): b"uint16"}
+MATLAB_CLASS = {
+    np.dtype(np.float64): b"double",
+    np.dtype(np.float32): b"single",
+    np.dtype(np.uint16): b"uint16",
+}
 
 
 def write_mat73(path, arrays: dict, matlab_class: bool = True, chunks=None):
@@ -80,7 +84,9 @@ def write_mat73(path, arrays: dict, matlab_class: bool = True, chunks=None):
                 dset = group.create_dataset(parts[-1], data=np.asarray(arr).T)
             if matlab_class:
                 dset.attrs["MATLAB_class"] = np.bytes_(MATLAB_CLASS[np.dtype(dset.dtype)])
-    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+    header = (
+        b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+    )
     with open(path, "r+b") as f:
         f.write(header.ljust(116) + b"\0" * 8 + b"\x00\x02IM")
 
@@ -149,7 +155,19 @@ def write(fmt, tmp_path, arr):
     raise AssertionError(fmt)
 
 
-FORMATS = ["hdf5", "zarr", "zarr_bare", "mat5", "mat73", "npy", "npz", "tiff", "tiff_zlib", "empad", "empad_detector"]
+FORMATS = [
+    "hdf5",
+    "zarr",
+    "zarr_bare",
+    "mat5",
+    "mat73",
+    "npy",
+    "npz",
+    "tiff",
+    "tiff_zlib",
+    "empad",
+    "empad_detector",
+]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -204,7 +222,10 @@ def test_tiff_pages_written_one_by_one_are_stacked(pm, tmp_path):
     with tifffile.TiffWriter(tmp_path / "mixed.tif") as tif:
         tif.write(A3[0], contiguous=False)
         tif.write(A3[0, :4], contiguous=False)
-    with pytest.raises(DataError, match=r"mixed.tif: the TIFF file holds 2 image series of different shapes \(series 0 \(8, 10\), series 1 \(4, 10\)"):
+    with pytest.raises(
+        DataError,
+        match=r"mixed.tif: the TIFF file holds 2 image series of different shapes \(series 0 \(8, 10\), series 1 \(4, 10\)",
+    ):
         load(pm, "tiff", tmp_path / "mixed.tif")
 
 
@@ -220,6 +241,7 @@ def test_loaders_take_integer_data(pm, tmp_path):
 
 # -- MATLAB: v5 and v7.3 agree ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("arr", [A3.transpose(1, 2, 0), A4], ids=["ky_kx_n", "4d"])
 def test_mat_v5_and_v73_give_identical_measurements(pm, tmp_path, arr):
     """The same MATLAB array in both versions gives the same Measurements, in MATLAB's order."""
@@ -231,7 +253,9 @@ def test_mat_v5_and_v73_give_identical_measurements(pm, tmp_path, arr):
         m5 = load(pm, "mat", tmp_path / "v5.mat", key=key)
         m73 = load(pm, "mat", tmp_path / "v73.mat", key=key)
         assert m5.shape == m73.shape == arr.shape
-        assert not m73.in_memory and m5.in_memory is (key != "dp")  # a top-level v5 array is read only by load()
+        assert not m73.in_memory and m5.in_memory is (
+            key != "dp"
+        )  # a top-level v5 array is read only by load()
         assert m5.streamable is (key != "dp") and m73.streamable
         for meas in (m5, m73):
             meas.as_patterns() if arr.ndim == 4 else None
@@ -273,8 +297,19 @@ def test_reversed_axes_view_indexes_like_the_transposed_array(tmp_path):
         f["a"] = A4
         view, ref = ReversedAxes(f["a"]), A4.T
         assert view.shape == ref.shape and view.dtype == ref.dtype and len(view) == len(ref)
-        for key in [(), 3, -1, (2, 1), np.array([7, 2, 2, 5]), [4, 0], (slice(1, 6, 2), 0), (Ellipsis, 1),
-                    (slice(None), np.array([3, 0])), (0, 1, np.array([2, 1])), np.array([], dtype=int)]:
+        for key in [
+            (),
+            3,
+            -1,
+            (2, 1),
+            np.array([7, 2, 2, 5]),
+            [4, 0],
+            (slice(1, 6, 2), 0),
+            (Ellipsis, 1),
+            (slice(None), np.array([3, 0])),
+            (0, 1, np.array([2, 1])),
+            np.array([], dtype=int),
+        ]:
             assert np.array_equal(view[key], ref[key]), key
         assert np.array_equal(np.asarray(view), ref)
         with pytest.raises(IndexError):
@@ -358,6 +393,7 @@ def test_empad_default_is_empad1_layout(pm, tmp_path):
 
 # -- sniffing ------------------------------------------------------------------------------
 
+
 def test_sniffing_maps_each_file_type_to_its_loader(register_inline, tmp_path):
     pm = register_inline(*_unregistered())
     cases = {}
@@ -372,8 +408,15 @@ def test_sniffing_maps_each_file_type_to_its_loader(register_inline, tmp_path):
     del cases[tmp_path / "m.zarr"]
     h5_other = tmp_path / "m.emd"
     h5_other.write_bytes((tmp_path / "m.h5").read_bytes())
-    cases.update({tmp_path / "h5_noext": "hdf5", tmp_path / "npy_noext": "npy", tmp_path / "tif_noext": "tiff",
-                  tmp_path / "store": "zarr", h5_other: "hdf5"})
+    cases.update(
+        {
+            tmp_path / "h5_noext": "hdf5",
+            tmp_path / "npy_noext": "npy",
+            tmp_path / "tif_noext": "tiff",
+            tmp_path / "store": "zarr",
+            h5_other: "hdf5",
+        }
+    )
     zipped = tmp_path / "z.zarr.zip"
     store = zarr.storage.ZipStore(str(zipped), mode="w")
     zarr.create_array(store, shape=A3.shape, dtype="f4")[...] = A3
@@ -388,10 +431,19 @@ def test_sniffing_maps_each_file_type_to_its_loader(register_inline, tmp_path):
 
 # -- errors --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,filename", [
-    ("hdf5", "bad.h5"), ("mat", "bad.mat"), ("npy", "bad.npy"), ("npy", "bad.npz"), ("tiff", "bad.tif"),
-    ("zarr", "bad.zarr"), ("tiff", "trunc.tif"),
-])
+
+@pytest.mark.parametrize(
+    "name,filename",
+    [
+        ("hdf5", "bad.h5"),
+        ("mat", "bad.mat"),
+        ("npy", "bad.npy"),
+        ("npy", "bad.npz"),
+        ("tiff", "bad.tif"),
+        ("zarr", "bad.zarr"),
+        ("tiff", "trunc.tif"),
+    ],
+)
 def test_unreadable_files(pm, tmp_path, name, filename):
     path = tmp_path / filename
     if filename == "bad.zarr":
@@ -465,7 +517,9 @@ def test_two_dimensional_arrays_are_refused(pm, tmp_path, fmt):
 @pytest.mark.parametrize("fmt", ["hdf5", "zarr", "npz", "mat5", "mat73"])
 def test_ambiguous_auto_detection_asks_for_a_key(pm, tmp_path, fmt):
     arrays = {"a": A3, "b": A3 + 1}
-    path = tmp_path / {"hdf5": "f.h5", "zarr": "f.zarr", "npz": "f.npz", "mat5": "f.mat", "mat73": "f.mat"}[fmt]
+    path = (
+        tmp_path / {"hdf5": "f.h5", "zarr": "f.zarr", "npz": "f.npz", "mat5": "f.mat", "mat73": "f.mat"}[fmt]
+    )
     if fmt == "hdf5":
         with h5py.File(path, "w") as f:
             for k, v in arrays.items():
@@ -481,7 +535,9 @@ def test_ambiguous_auto_detection_asks_for_a_key(pm, tmp_path, fmt):
     else:
         write_mat73(path, arrays)
     name = {"hdf5": "hdf5", "zarr": "zarr", "npz": "npy", "mat5": "mat", "mat73": "mat"}[fmt]
-    with pytest.raises(DataError, match=r"set data.options.key; 3-D/4-D .*a \(6, 8, 10\), b \(6, 8, 10\)") as err:
+    with pytest.raises(
+        DataError, match=r"set data.options.key; 3-D/4-D .*a \(6, 8, 10\), b \(6, 8, 10\)"
+    ) as err:
         load(pm, name, path)
     assert str(path) in str(err.value)
 
@@ -489,10 +545,15 @@ def test_ambiguous_auto_detection_asks_for_a_key(pm, tmp_path, fmt):
 def test_empad_size_errors(pm, tmp_path):
     path = tmp_path / "scan.raw"
     path.write_bytes(np.zeros((3, 130, 128), "<f4").tobytes() + b"\0" * 100)
-    with pytest.raises(DataError, match=r"scan.raw: 199780 bytes is not a whole number of frames .* 3 frames and 100 bytes"):
+    with pytest.raises(
+        DataError, match=r"scan.raw: 199780 bytes is not a whole number of frames .* 3 frames and 100 bytes"
+    ):
         load(pm, "empad", path)
     path.write_bytes(np.zeros((3, 130, 128), "<f4").tobytes())
-    with pytest.raises(DataError, match=r"shape \[4, 128, 128\] needs 266240 bytes .* has 199680 bytes \(the file holds 3 whole"):
+    with pytest.raises(
+        DataError,
+        match=r"shape \[4, 128, 128\] needs 266240 bytes .* has 199680 bytes \(the file holds 3 whole",
+    ):
         load(pm, "empad", path, shape=[4, 128, 128])
     with pytest.raises(DataError, match="not a whole number of frames"):
         load(pm, "empad", path, offset=8)
@@ -502,10 +563,15 @@ def test_empad_size_errors(pm, tmp_path):
 
 def test_npy_key_and_unsupported_dtypes(pm, tmp_path):
     np.save(tmp_path / "a.npy", A3)
-    with pytest.raises(DataError, match=r"a.npy: data.options.key 'dp' applies to .npz archives only.*\(6, 8, 10\)"):
+    with pytest.raises(
+        DataError, match=r"a.npy: data.options.key 'dp' applies to .npz archives only.*\(6, 8, 10\)"
+    ):
         load(pm, "npy", tmp_path / "a.npy", key="dp")
     np.save(tmp_path / "c.npy", A3.astype(np.complex64))
-    with pytest.raises(DataError, match=r"c.npy: measurements must be real numbers, got dtype complex64 \(shape \(6, 8, 10\)\)"):
+    with pytest.raises(
+        DataError,
+        match=r"c.npy: measurements must be real numbers, got dtype complex64 \(shape \(6, 8, 10\)\)",
+    ):
         load(pm, "npy", tmp_path / "c.npy")
     np.save(tmp_path / "o.npy", np.empty((2, 2, 2), dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match="o.npy: not a readable .npy file"):
@@ -545,12 +611,15 @@ def test_optional_packages_are_imported_lazily(pm, tmp_path, monkeypatch, module
 
 # -- end to end ----------------------------------------------------------------------------
 
+
 def _tiny_measurements():
     with h5py.File(DATA / "tiny.h5", "r") as f:
         return f["measurements"][()]  # (8, 8, 64, 64)
 
 
-@pytest.mark.parametrize("fmt,budget_MB", [("npy", 4096), ("npy", 0.5), ("empad", 4096)], ids=["npy", "npy_streamed", "empad"])
+@pytest.mark.parametrize(
+    "fmt,budget_MB", [("npy", 4096), ("npy", 0.5), ("empad", 4096)], ids=["npy", "npy_streamed", "empad"]
+)
 def test_end_to_end_reconstruction(pm, tmp_path, tiny_config, fmt, budget_MB):
     from ptyrad_core.engine.loop import Reconstruction
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import DATA, dataset
 from rich.console import Console
 
 from ptyrad_core.apps.metrics import (
@@ -16,8 +17,6 @@ from ptyrad_core.apps.metrics import (
     registered_phase_error,
     taper_window,
 )
-
-from conftest import DATA, dataset
 
 
 def smooth_image(n=96, width=0.08, seed=0, shape=None):
@@ -63,7 +62,10 @@ def test_register_shift_recovers_subpixel_shifts(shift, normalization):
 def test_register_shift_upsampling_sets_the_precision():
     img = smooth_image(seed=4)
     shift = (1.234, -0.617)
-    errors = [np.abs(np.subtract(register_shift(img, fourier_shift(img, shift), upsample=u), shift)).max() for u in (4, 50)]
+    errors = [
+        np.abs(np.subtract(register_shift(img, fourier_shift(img, shift), upsample=u), shift)).max()
+        for u in (4, 50)
+    ]
     assert errors[0] <= 0.5 / 4 + 1e-9 and errors[1] <= 0.5 / 50 + 1e-9
     assert errors[1] < errors[0]
 
@@ -144,7 +146,9 @@ def test_frc_of_noisy_copies_finds_the_band_limit(k_max):
     assert abs(beyond.mean()) < 0.02 and beyond.max() < 0.3
     assert r["half_bit"].shape == r["frc"].shape and np.all(r["half_bit"][1:] < 1)
     # frequencies are in 1/Angstrom: ring i at i / (n dx), up to Nyquist 1 / (2 dx)
-    assert r["frequency_invA"][1] == pytest.approx(1 / (n * dx)) and r["frequency_invA"][-1] == pytest.approx(1 / (2 * dx))
+    assert r["frequency_invA"][1] == pytest.approx(1 / (n * dx)) and r["frequency_invA"][-1] == pytest.approx(
+        1 / (2 * dx)
+    )
 
 
 def test_frc_of_identical_images_is_one():

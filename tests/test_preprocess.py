@@ -20,6 +20,8 @@ from ptyrad_core.kernel.errors import DataError
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 from ptyrad_core.kernel.preprocess import PreprocessContext
 from ptyrad_core.setup.preprocess import run_pipeline
+from ptyrad_core_plugins.detectors.pad_measurements import PadMeasurements, background_canvas
+from ptyrad_core_plugins.detectors.resample_measurements import ResampleMeasurements
 from ptyrad_core_plugins.preprocess import add_detector_blur as preprocess_add_detector_blur
 from ptyrad_core_plugins.preprocess import add_poisson_noise as preprocess_add_poisson_noise
 from ptyrad_core_plugins.preprocess import add_source_size as preprocess_add_source_size
@@ -30,10 +32,8 @@ from ptyrad_core_plugins.preprocess import negative as preprocess_negative
 from ptyrad_core_plugins.preprocess import normalize as preprocess_normalize
 from ptyrad_core_plugins.preprocess import pad as preprocess_pad
 from ptyrad_core_plugins.preprocess import permute as preprocess_permute
-from ptyrad_core_plugins.preprocess import reshape as preprocess_reshape
 from ptyrad_core_plugins.preprocess import resample as preprocess_resample
-from ptyrad_core_plugins.detectors.pad_measurements import PadMeasurements, background_canvas
-from ptyrad_core_plugins.detectors.resample_measurements import ResampleMeasurements
+from ptyrad_core_plugins.preprocess import reshape as preprocess_reshape
 
 MODULES = [
     preprocess_permute,
@@ -49,8 +49,20 @@ MODULES = [
     preprocess_add_poisson_noise,
     preprocess_export,
 ]
-NAMES = ["permute", "reshape", "flipT", "crop", "negative", "normalize", "pad", "resample", "add_source_size",
-         "add_detector_blur", "add_poisson_noise", "export"]
+NAMES = [
+    "permute",
+    "reshape",
+    "flipT",
+    "crop",
+    "negative",
+    "normalize",
+    "pad",
+    "resample",
+    "add_source_size",
+    "add_detector_blur",
+    "add_poisson_noise",
+    "export",
+]
 SCAN = (6, 5)
 K = 16
 
@@ -134,7 +146,9 @@ def test_permute_and_reshape_match_numpy(step):
     raw = patterns(1, shape=(K, K, *SCAN))  # (ky, kx, Ny, Nx), MATLAB style
     meas = Measurements(raw.copy(), "test")
     ctx = context(scan_shape=None)
-    res = run_pipeline(meas, [("p0", step("permute", order=[2, 3, 1, 0])), ("p1", step("flipT", fliplr=True))], ctx)
+    res = run_pipeline(
+        meas, [("p0", step("permute", order=[2, 3, 1, 0])), ("p1", step("flipT", fliplr=True))], ctx
+    )
     ref = np.transpose(raw, (2, 3, 1, 0)).reshape(-1, K, K)[:, :, ::-1]
     assert np.array_equal(meas.read(np.arange(meas.n)), ref)
     assert res.scan_shape == SCAN and res.calibration_shape == (K, K) and res.dk_factor == 1.0
@@ -149,8 +163,14 @@ def test_permute_and_reshape_match_numpy(step):
 def test_layout_after_other_step_raises(step):
     meas = Measurements(patterns(), "test")
     with pytest.raises(DataError, match=r"data.preprocess\[1\].*layout steps"):
-        run_pipeline(meas, [("data.preprocess[0]", step("flipT", flipud=True)),
-                            ("data.preprocess[1]", step("reshape", shape=[-1, K, K]))], context())
+        run_pipeline(
+            meas,
+            [
+                ("data.preprocess[0]", step("flipT", flipud=True)),
+                ("data.preprocess[1]", step("reshape", shape=[-1, K, K])),
+            ],
+            context(),
+        )
 
 
 def test_layout_errors_name_the_option(step):
@@ -192,8 +212,11 @@ def test_crop_scan_and_detector(step):
     assert np.array_equal(meas.selection, [7, 8, 9, 12, 13, 14, 17, 18, 19])
     # a second crop composes with the first; the pipeline reports the raw indices kept
     meas = Measurements(a.copy(), "test")
-    res = run_pipeline(meas, [("s0", step("crop", scan_slow=[1, 4], scan_fast=[2, 5])),
-                              ("s1", step("crop", scan_fast=[1, 3]))], context())
+    res = run_pipeline(
+        meas,
+        [("s0", step("crop", scan_slow=[1, 4], scan_fast=[2, 5])), ("s1", step("crop", scan_fast=[1, 3]))],
+        context(),
+    )
     assert res.scan_shape == (3, 2) and np.array_equal(res.selection, [8, 9, 13, 14, 18, 19])
     assert np.array_equal(meas.read(np.arange(meas.n)), a[res.selection])
     # a detector crop only
@@ -214,7 +237,9 @@ def test_crop_errors_name_the_option(step):
         step("crop", scan=[0, 1])
 
 
-@pytest.mark.parametrize("mode, value", [("clip_neg", None), ("subtract_min", None), ("clip_value", 0.5), ("subtract_value", 0.3)])
+@pytest.mark.parametrize(
+    "mode, value", [("clip_neg", None), ("subtract_min", None), ("clip_value", 0.5), ("subtract_value", 0.3)]
+)
 def test_negative(step, mode, value):
     a = patterns(5, negative=True)
     ref = a.copy()
@@ -245,7 +270,9 @@ def test_negative_skips_without_negatives_unless_forced(step):
 def test_normalize(step, mode):
     a = patterns(7)
     mean = a.mean(0, dtype=np.float64)
-    c = {"max_at_one": mean.max(), "mean_at_one": mean.mean(), "sum_to_one": mean.sum(), "divide_const": 3.5}[mode]
+    c = {"max_at_one": mean.max(), "mean_at_one": mean.mean(), "sum_to_one": mean.sum(), "divide_const": 3.5}[
+        mode
+    ]
     out, _, _ = run(step("normalize", mode=mode, value=3.5 if mode == "divide_const" else None), a)
     assert np.allclose(out, a / c, rtol=1e-6, atol=0)
     if mode == "max_at_one":
@@ -325,7 +352,9 @@ def test_resample_matches_numpy_and_stage(step, scale, align):
 
 def test_resample_after_pad_dk_factor(step):
     meas = Measurements(patterns(11), "test")
-    res = run_pipeline(meas, [("p", step("pad", npix=20, padding="edge")), ("r", step("resample", scale=0.8))], context())
+    res = run_pipeline(
+        meas, [("p", step("pad", npix=20, padding="edge")), ("r", step("resample", scale=0.8))], context()
+    )
     assert meas.pattern_shape == (16, 16) and res.calibration_shape == (K, K)
     assert res.dk_factor == pytest.approx(20 / 16)  # pad keeps dk, resample 20 -> 16 over the same kMax
     with pytest.raises(DataError, match="square"):
@@ -396,7 +425,9 @@ def test_add_poisson_noise(step):
     assert np.allclose(counts, np.round(counts), atol=1e-3)
     assert out.sum() / a.sum() == pytest.approx(1.0, abs=5 / np.sqrt(n_e * len(a)))
     # reproducible from the seed; e_per_A2 = total / step^2
-    again, _, _ = run(step("add_poisson_noise", unit="e_per_A2", value=n_e / 0.25), a, context(seed=3, scan_step_A=0.5))
+    again, _, _ = run(
+        step("add_poisson_noise", unit="e_per_A2", value=n_e / 0.25), a, context(seed=3, scan_step_A=0.5)
+    )
     assert np.array_equal(again, out)
     other, _, _ = run(step("add_poisson_noise", unit="total_e_per_pattern", value=n_e), a, context(seed=4))
     assert not np.array_equal(other, out)
@@ -488,12 +519,15 @@ def test_streamed_chain_equals_in_memory(step, lazy, tmp_path):
     assert np.allclose(disk.read(idx), ref[idx], rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("name, options", [
-    ("permute", dict(order=[0, 2, 1])),
-    ("reshape", dict(shape=[-1, K, K])),
-    ("add_source_size", dict(std_A=0.5)),
-    ("add_poisson_noise", dict(unit="total_e_per_pattern", value=100)),
-])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("permute", dict(order=[0, 2, 1])),
+        ("reshape", dict(shape=[-1, K, K])),
+        ("add_source_size", dict(std_A=0.5)),
+        ("add_poisson_noise", dict(unit="total_e_per_pattern", value=100)),
+    ],
+)
 def test_memory_steps_on_streamed_data_name_the_step(step, lazy, name, options):
     disk = lazy(patterns(19))
     with pytest.raises(DataError, match=rf"data.preprocess\[0\].*'{name}' needs the measurements in memory"):
@@ -539,7 +573,9 @@ def test_config_chain_through_prepare_data(tiny_config):
     data = prepare_data(config, pm, validate_components(config, pm))
     assert data.measurements.pattern_shape == (64, 64) and data.preprocess.scan_shape == (4, 6)
     assert np.array_equal(data.preprocess.selection, (np.arange(2, 6)[:, None] * 8 + np.arange(1, 7)).ravel())
-    assert data.dk == pytest.approx(1 / (64 * 0.19525) * 80 / 64)  # dx_A calibrates the raw 64 px; pad keeps dk
+    assert data.dk == pytest.approx(
+        1 / (64 * 0.19525) * 80 / 64
+    )  # dx_A calibrates the raw 64 px; pad keeps dk
     assert any(n.startswith("pad:") for n in data.notes)
 
     cfg["data"]["preprocess"] = [{"name": "negative", "options": {"mode": "subtract_value"}}]

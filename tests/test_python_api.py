@@ -9,9 +9,9 @@ import pytest
 from matplotlib.figure import Figure
 
 import ptyrad_core
-from ptyrad_core.kernel.errors import DataError
 from ptyrad_core.apps.result_view import Result
 from ptyrad_core.engine.results import read_result
+from ptyrad_core.kernel.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,9 @@ def test_load_result_returns_every_array_of_the_file(finished):
     np.testing.assert_array_equal(r.object_phase, finished.model.object_phase.detach().numpy())
     np.testing.assert_array_equal(r.probe, raw["probe/modes"])
     assert r.probe.shape[0] == 2 and np.iscomplexobj(r.probe) and r.probe_powers.sum() == pytest.approx(1)
-    np.testing.assert_allclose(r.positions_refined_px, finished.model.refined_positions().detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        r.positions_refined_px, finished.model.refined_positions().detach().numpy(), atol=1e-5
+    )
     assert r.positions_nominal_px.shape == (64, 2) and np.abs(r.position_shifts_A).max() > 0
     assert r.tilts_mrad.shape == (1, 2) and r.slice_thickness_A == pytest.approx(3.905)
     assert set(r.loss_terms) == {"gaussian", "sparse"} and len(r.loss) == 2
@@ -54,9 +56,17 @@ def test_load_result_returns_every_array_of_the_file(finished):
 def test_plot_helpers_return_figures(finished, tmp_path):
     r = ptyrad_core.load_result(finished.result_path)
     figures = [
-        r.plot_phase(), r.plot_phase(slice=1), r.plot_phase(mode=0, full=True), r.plot_phase(slice=-1, mode=1),
-        r.plot_amplitude(), r.plot_slices(), r.plot_slices("amplitude"), r.plot_probe(), r.plot_loss(),
-        r.plot_positions(), r.plot_tilts(),
+        r.plot_phase(),
+        r.plot_phase(slice=1),
+        r.plot_phase(mode=0, full=True),
+        r.plot_phase(slice=-1, mode=1),
+        r.plot_amplitude(),
+        r.plot_slices(),
+        r.plot_slices("amplitude"),
+        r.plot_probe(),
+        r.plot_loss(),
+        r.plot_positions(),
+        r.plot_tilts(),
     ]
     assert all(isinstance(f, Figure) for f in figures)
     figures[1].savefig(tmp_path / "phase.png")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-
-from ptyrad_core.kernel.config import load_config
-from ptyrad_core.engine.loop import Reconstruction
-from ptyrad_core.apps.metrics import phase_error, projected_phase, scanned_region
-
 from conftest import DATA, ROOT, dataset
+
+from ptyrad_core.apps.metrics import phase_error, projected_phase, scanned_region
+from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.config import load_config
 
 
 @pytest.mark.slow  # 40 iterations on sto_small.h5
@@ -36,7 +34,11 @@ def test_sto_small_reconstruction_reaches_stated_phase_error(tmp_path):
     truth = dataset("sto_small.h5")["phase_projected"]
 
     def error():
-        return phase_error(projected_phase(run.model.object_phase.detach().numpy(), run.model.occupancy.numpy()), truth, region)
+        return phase_error(
+            projected_phase(run.model.object_phase.detach().numpy(), run.model.occupancy.numpy()),
+            truth,
+            region,
+        )
 
     start = error()
     run.run()
@@ -71,11 +73,20 @@ def test_ptyrad_standard_stack_on_sto_small(tmp_path):
     Measured on the development machine: projected-phase error 0.276 after 20 iterations
     (0.72 after 5). The test fails if a change makes it more than 10 % worse.
     """
-    run = Reconstruction(load_config(ROOT / "configs" / "standard.yaml", ["recon.iterations=20", f"output.dir={tmp_path}", "output.figures=false"]), quiet=True)
+    run = Reconstruction(
+        load_config(
+            ROOT / "configs" / "standard.yaml",
+            ["recon.iterations=20", f"output.dir={tmp_path}", "output.figures=false"],
+        ),
+        quiet=True,
+    )
     region = scanned_region(run.model.refined_positions().detach().numpy(), run.model.window)
     run.run()
-    error = phase_error(projected_phase(run.model.object_phase.detach().numpy(), run.model.occupancy.numpy()),
-                        dataset("sto_small.h5")["phase_projected"], region)
+    error = phase_error(
+        projected_phase(run.model.object_phase.detach().numpy(), run.model.occupancy.numpy()),
+        dataset("sto_small.h5")["phase_projected"],
+        region,
+    )
     assert error < 0.276 * 1.10, error
     powers = run.model.probe.detach().abs().square().sum(dim=(1, 2))
     assert torch.all(powers[:-1] >= powers[1:])  # ortho_pmode keeps the modes sorted

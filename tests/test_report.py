@@ -14,16 +14,15 @@ from types import SimpleNamespace
 import matplotlib.image
 import numpy as np
 import pytest
-
 from conftest import BASE_CONFIG, build_run
-from ptyrad_core.observers import figures
-from ptyrad_core.observers import report
-from ptyrad_core.kernel.config import build_config
+
 from ptyrad_core.engine.loop import Reconstruction
-from ptyrad_core.observers.figures import FIGURES
-from ptyrad_core.kernel.plugin_manager import get_plugin_manager
-from ptyrad_core.observers.report import FigureObserver, write_report
 from ptyrad_core.engine.results import read_result
+from ptyrad_core.kernel.config import build_config
+from ptyrad_core.kernel.plugin_manager import get_plugin_manager
+from ptyrad_core.observers import figures, report
+from ptyrad_core.observers.figures import FIGURES
+from ptyrad_core.observers.report import FigureObserver, write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 EVIL = "<script>alert(1)</script>"  # becomes two folders: '<script>alert(1)<' / 'script>'
@@ -36,8 +35,12 @@ def make_run(config: dict) -> Reconstruction:
 
     cfg = build_config(config)
     registered = any(isinstance(o, FigureObserver) for o in core_observers().values())
-    pm = get_plugin_manager(cfg.plugins.modules, cfg.plugins.disable, base_dir=cfg.origin.folder,
-                            inline=[] if registered else [FigureObserver()])
+    pm = get_plugin_manager(
+        cfg.plugins.modules,
+        cfg.plugins.disable,
+        base_dir=cfg.origin.folder,
+        inline=[] if registered else [FigureObserver()],
+    )
     return build_run(cfg, pm=pm)
 
 
@@ -55,9 +58,11 @@ def observed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     cfg = small_config(
         tmp / EVIL,
-        model={"probe": {"modes": 2},
-               "object": {"modes": 2, "phase_noise": 0.01, "slices": 2, "slice_thickness_A": 3.905},
-               "tilts": {"mode": "per_position"}},
+        model={
+            "probe": {"modes": 2},
+            "object": {"modes": 2, "phase_noise": 0.01, "slices": 2, "slice_thickness_A": 3.905},
+            "tilts": {"mode": "per_position"},
+        },
         update={"positions": {"lr": 1e-3}, "tilts": {"lr": 1e-2}},
     )
     cfg["output"]["save_every"] = 1
@@ -80,8 +85,12 @@ def written(observed):
     """write_report called directly on the run's result file, into a separate folder."""
     out = observed.tmp / "report"
     page = write_report(observed.run.result_path, out)
-    return SimpleNamespace(page=page, out=out, html=page.read_text(encoding="utf-8"),
-                           result=read_result(observed.run.result_path))
+    return SimpleNamespace(
+        page=page,
+        out=out,
+        html=page.read_text(encoding="utf-8"),
+        result=read_result(observed.run.result_path),
+    )
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -120,7 +129,13 @@ def test_html_references_exactly_the_figures_and_escapes(written):
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 2
     assert html.count("<script>") == 1  # only the image-counting script
     attrs = written.result["attrs"]
-    for text in (attrs["data_sha256"], attrs["created"], attrs["versions"]["torch"], "core.progress", "loader_hdf5"):
+    for text in (
+        attrs["data_sha256"],
+        attrs["created"],
+        attrs["versions"]["torch"],
+        "core.progress",
+        "loader_hdf5",
+    ):
         assert text in html
     assert "<pre>" in html and "phase_noise: 0.01" in html
 
@@ -129,11 +144,11 @@ def test_summary_and_timing_tables(written):
     html, r = written.html, written.result
     times = r["history/time_s"]
     assert len(times) == 2
-    summary = html[html.index('<table id="timing-summary">'):]
+    summary = html[html.index('<table id="timing-summary">') :]
     summary = summary[: summary.index("</table>")]
     for v in (times.min(), np.median(times), times.max(), times.sum()):
         assert f">{v:.4g}<" in summary
-    rows = html[html.index('id="timing-per-iteration"'):]
+    rows = html[html.index('id="timing-per-iteration"') :]
     rows = rows[: rows.index("</div>")]
     assert rows.count("<tr>") == 3 and ">1<" in rows and ">2<" in rows  # header + one row per iteration
     assert f"{r['history/loss_terms/gaussian'][-1]:.6g}" in html  # final loss per term
@@ -147,20 +162,36 @@ def test_summary_and_timing_tables(written):
 
 
 def images_loaded(page: Path, tmp: Path) -> tuple[int, int]:
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp / 'chromium-profile'}", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()]
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp / 'chromium-profile'}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:  # e.g. an unescaped alert() blocks the page
         pytest.fail(f"Chromium did not finish rendering {page} within 60 s")
     m = re.search(r'data-images-loaded="(\d+)/(\d+)"', out.stdout)
-    assert m, f"no data-images-loaded in Chromium's DOM (rc {out.returncode}): {out.stdout[:300]!r} {out.stderr[-500:]!r}"
+    assert m, (
+        f"no data-images-loaded in Chromium's DOM (rc {out.returncode}): {out.stdout[:300]!r} {out.stderr[-500:]!r}"
+    )
     return int(m.group(1)), int(m.group(2))
 
 
 @pytest.mark.slow  # two Chromium processes
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium not installed (apt-get install -y chromium)")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium not installed (apt-get install -y chromium)"
+)
 def test_report_renders_in_chromium(written, tmp_path):
     site = tmp_path / "site<&>"  # a folder name that must be URL-encoded
     shutil.copytree(written.out, site)
@@ -192,7 +223,9 @@ def test_observer_failure_only_logs_a_warning(tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="ptyrad_core"):
         run = make_run(cfg).run()
     assert run.iteration == 1 and run.result_path.is_file()
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "no figures today" in r.getMessage()]
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and "no figures today" in r.getMessage()
+    ]
     assert len(warnings) == 1 and "RuntimeError" in warnings[0].getMessage()
     assert not (run.output_dir / "report.html").exists()
 

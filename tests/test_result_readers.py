@@ -18,8 +18,8 @@ import h5py
 import numpy as np
 import pytest
 
-from ptyrad_core.kernel.config import build_config
 from ptyrad_core.engine.loop import Reconstruction
+from ptyrad_core.kernel.config import build_config
 from ptyrad_core.kernel.errors import DataError
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 from ptyrad_core_plugins.readers import ptychoshelves as reader_ptychoshelves
@@ -35,7 +35,11 @@ NAMES = {"ptyrad_core", "ptyrad", "ptychoshelves", "py4dstem"}
 
 
 def _ptyrad_python() -> Path | None:
-    candidates = [os.environ.get("PTYRAD_PYTHON"), ROOT / ".venv-ptyrad/bin/python", ROOT.parent / ".venv-ptyrad/bin/python"]
+    candidates = [
+        os.environ.get("PTYRAD_PYTHON"),
+        ROOT / ".venv-ptyrad/bin/python",
+        ROOT.parent / ".venv-ptyrad/bin/python",
+    ]
     return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
 
@@ -72,7 +76,9 @@ def ptyrad_reference(jobs: list[tuple[str, str, Path]], tmp_path: Path) -> dict[
         return None
     out = tmp_path / "ptyrad_reference.npz"
     arg = json.dumps([(tag, source, str(path)) for tag, source, path in jobs])
-    proc = subprocess.run([str(python), "-c", PTYRAD_LOADER, arg, str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(python), "-c", PTYRAD_LOADER, arg, str(out)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with np.load(out) as z:
         return {k: z[k] for k in z.files}
@@ -155,23 +161,52 @@ def foreign(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("foreign")
     rng = np.random.default_rng(1)
     files, arrays = {}, {}
-    a = arrays["v5"] = ptyshv_arrays(rng)  # probe (16, 14, 3), object (41, 36, 4): unequal sizes catch axis swaps
+    a = arrays["v5"] = ptyshv_arrays(
+        rng
+    )  # probe (16, 14, 3), object (41, 36, 4): unequal sizes catch axis swaps
     from scipy.io import savemat  # a test dependency (MATLAB v5 files)
 
     files["v5"] = tmp / "Niter100.mat"
-    savemat(files["v5"], {"probe": a["probe"], "object": a["object"],
-                          "outputs": {"probe_positions": a["positions"], "z_distance": np.full((1, 4), 1.5)},
-                          "p": {"dx_spec": np.array([[0.2, 0.2]]), "lambda": 0.0197}})
-    a = arrays["v73"] = ptyshv_arrays(rng, probe_shape=(18, 20, 2, 3), obj_shape=(45, 50))  # 4-D probe, 2-D object
+    savemat(
+        files["v5"],
+        {
+            "probe": a["probe"],
+            "object": a["object"],
+            "outputs": {"probe_positions": a["positions"], "z_distance": np.full((1, 4), 1.5)},
+            "p": {"dx_spec": np.array([[0.2, 0.2]]), "lambda": 0.0197},
+        },
+    )
+    a = arrays["v73"] = ptyshv_arrays(
+        rng, probe_shape=(18, 20, 2, 3), obj_shape=(45, 50)
+    )  # 4-D probe, 2-D object
     files["v73"] = tmp / "Niter200.mat"
-    write_mat73(files["v73"], {"probe": a["probe"].astype(np.complex128), "object": a["object"].astype(np.complex128),
-                               "outputs": {"probe_positions": a["positions"]}, "p": {"dx_spec": np.array([[2e-11, 2e-11]])}})
-    arrays["ms"] = {"probe": rng_complex(rng, (2, 24, 20)), "object": rng_complex(rng, (3, 50, 44)), "positions": rng.uniform(12, 30, (9, 2))}
-    arrays["ss"] = {"probe": rng_complex(rng, (25, 21)), "object": rng_complex(rng, (50, 44)), "positions": rng.uniform(12, 30, (9, 2))}
+    write_mat73(
+        files["v73"],
+        {
+            "probe": a["probe"].astype(np.complex128),
+            "object": a["object"].astype(np.complex128),
+            "outputs": {"probe_positions": a["positions"]},
+            "p": {"dx_spec": np.array([[2e-11, 2e-11]])},
+        },
+    )
+    arrays["ms"] = {
+        "probe": rng_complex(rng, (2, 24, 20)),
+        "object": rng_complex(rng, (3, 50, 44)),
+        "positions": rng.uniform(12, 30, (9, 2)),
+    }
+    arrays["ss"] = {
+        "probe": rng_complex(rng, (25, 21)),
+        "object": rng_complex(rng, (50, 44)),
+        "positions": rng.uniform(12, 30, (9, 2)),
+    }
     for tag in ("ms", "ss"):
         files[tag] = tmp / f"py4dstem_{tag}.h5"
         with h5py.File(files[tag], "w") as f:
-            f["probe"], f["object"], f["positions_px"] = arrays[tag]["probe"], arrays[tag]["object"], arrays[tag]["positions"]
+            f["probe"], f["object"], f["positions_px"] = (
+                arrays[tag]["probe"],
+                arrays[tag]["object"],
+                arrays[tag]["positions"],
+            )
     sources = {"v5": "PtyShv", "v73": "PtyShv", "ms": "py4DSTEM", "ss": "py4DSTEM"}
     jobs = [("m", "PtyRAD", FIXTURE)] + [(tag, sources[tag], path) for tag, path in files.items()]
     return {"files": files, "arrays": arrays, "ref": ptyrad_reference(jobs, tmp)}
@@ -179,7 +214,9 @@ def foreign(tmp_path_factory):
 
 def need_ptyrad(ref):
     if ref is None:
-        pytest.skip("PtyRAD 1.0 venv not found (set PTYRAD_PYTHON); checked against the file layout / formulas only")
+        pytest.skip(
+            "PtyRAD 1.0 venv not found (set PTYRAD_PYTHON); checked against the file layout / formulas only"
+        )
     return ref
 
 
@@ -189,8 +226,13 @@ def need_ptyrad(ref):
 
 
 def test_ptyrad_core_reader_reproduces_the_run(tiny_config, reader_pm):
-    cfg = tiny_config(model={"object": {"slices": 2, "slice_thickness_A": 3.905}, "probe": {"modes": 2},
-                             "tilts": {"mode": "per_position", "init_mrad": [0.5, -1.0]}})
+    cfg = tiny_config(
+        model={
+            "object": {"slices": 2, "slice_thickness_A": 3.905},
+            "probe": {"modes": 2},
+            "tilts": {"mode": "per_position", "init_mrad": [0.5, -1.0]},
+        }
+    )
     run = Reconstruction(build_config(cfg), quiet=True).run()
     m = run.model
     assert reader_pm.hook.ptyrad_sniff_result(path=run.result_path) == "ptyrad_core"
@@ -207,7 +249,9 @@ def test_ptyrad_core_reader_reproduces_the_run(tiny_config, reader_pm):
     np.testing.assert_allclose(prior.occupancy, m.occupancy.numpy())
     assert prior.dx_A == pytest.approx(m.dx)
     assert prior.slice_thickness_A == pytest.approx(float(m.slice_thickness))
-    nominal = reader_ptyrad_core.PtyradCoreResultReader(run.result_path, reader_ptyrad_core.PtyradCoreResultReader.Options(positions="nominal")).read()
+    nominal = reader_ptyrad_core.PtyradCoreResultReader(
+        run.result_path, reader_ptyrad_core.PtyradCoreResultReader.Options(positions="nominal")
+    ).read()
     np.testing.assert_allclose(nominal.positions_px, (m.crop + m.frac).numpy(), atol=1e-6)
 
 
@@ -239,8 +283,12 @@ def test_ptyrad_reader_on_real_ptyrad_output(reader_pm, foreign):
     np.testing.assert_array_equal(prior.positions_px, pos)
     assert np.abs(pos - np.round(pos)).max() > 0.01  # sub-pixel shifts present
     np.testing.assert_array_equal(prior.tilts_mrad, tilts)
-    assert prior.tilts_mrad.shape == (64, 2) and abs(prior.tilts_mrad[:, 1].mean() + 2.5) < 0.1  # mrad, as saved
-    assert prior.slice_thickness_A == pytest.approx(float(dz)) and prior.slice_thickness_A != pytest.approx(3.905)
+    assert (
+        prior.tilts_mrad.shape == (64, 2) and abs(prior.tilts_mrad[:, 1].mean() + 2.5) < 0.1
+    )  # mrad, as saved
+    assert prior.slice_thickness_A == pytest.approx(float(dz)) and prior.slice_thickness_A != pytest.approx(
+        3.905
+    )
     assert prior.dx_A == pytest.approx(float(dx)) == pytest.approx(0.19525)
     np.testing.assert_array_equal(prior.occupancy, occu)
 
@@ -289,7 +337,9 @@ def test_ptychoshelves_v5_and_v73(reader_pm, foreign):
     assert p5.probe.shape == (3, 16, 14) and p5.object.shape == (1, 4, 41, 36)
     assert p73.probe.shape == (2, 18, 20) and p73.object.shape == (1, 1, 45, 50)
     # offset = ceil(obj / 2 - probe / 2) - 1 = (ceil(12.5) - 1, ceil(11) - 1) = (12, 10) for v5
-    np.testing.assert_allclose(p5.positions_px - arrays["v5"]["positions"][:, ::-1], np.broadcast_to([12, 10], (12, 2)))
+    np.testing.assert_allclose(
+        p5.positions_px - arrays["v5"]["positions"][:, ::-1], np.broadcast_to([12, 10], (12, 2))
+    )
     assert p5.dx_A == pytest.approx(0.2) and p5.slice_thickness_A == pytest.approx(1.5)
     assert p73.dx_A == pytest.approx(0.2) and p73.slice_thickness_A is None  # metres -> Angstrom
 
@@ -307,7 +357,11 @@ def test_ptychoshelves_single_precision_v73_and_shape_cases(tmp_path):
     # MATLAB single complex in v7.3: a ('real', 'imag') float32 compound (PtyRAD 1.0 handles float64 only)
     a = ptyshv_arrays(rng, probe_shape=(16, 16), obj_shape=(30, 30, 2))
     f32 = tmp_path / "single.mat"
-    write_mat73(f32, {"probe": a["probe"], "object": a["object"], "outputs": {"probe_positions": a["positions"]}}, "<f4")
+    write_mat73(
+        f32,
+        {"probe": a["probe"], "object": a["object"], "outputs": {"probe_positions": a["positions"]}},
+        "<f4",
+    )
     prior = reader_ptychoshelves.PtychoShelvesResultReader(f32, opts).read()
     exp = expected_ptyshv(a)
     np.testing.assert_array_equal(prior.probe, exp["probe"])
@@ -322,7 +376,9 @@ def test_ptychoshelves_single_precision_v73_and_shape_cases(tmp_path):
     prior = reader_ptychoshelves.PtychoShelvesResultReader(vp, opts).read()
     np.testing.assert_array_equal(prior.probe, probe[:, :, :, 0].transpose(2, 0, 1))
     np.testing.assert_array_equal(prior.object, obj[:, :, 0, :][None].transpose(0, 3, 1, 2))
-    assert prior.positions_px is None  # no outputs.probe_positions: the kernel says so if positions are asked for
+    assert (
+        prior.positions_px is None
+    )  # no outputs.probe_positions: the kernel says so if positions are asked for
     # missing variable: named with the file's contents
     bad = tmp_path / "bad.mat"
     savemat(bad, {"probe": probe, "p": {"dx_spec": 1.0}})
@@ -346,8 +402,12 @@ def test_py4dstem_reader(reader_pm, foreign):
         prior = priors[tag] = read(reader_pm, "py4dstem", path)
         p3 = a["probe"] if a["probe"].ndim == 3 else a["probe"][None]
         np.testing.assert_array_equal(prior.probe, p3)
-        np.testing.assert_array_equal(prior.object, a["object"][None] if a["object"].ndim == 3 else a["object"][None, None])
-        np.testing.assert_allclose(prior.positions_px, a["positions"] - np.array(p3.shape[-2:]) / 2)  # centre -> corner
+        np.testing.assert_array_equal(
+            prior.object, a["object"][None] if a["object"].ndim == 3 else a["object"][None, None]
+        )
+        np.testing.assert_allclose(
+            prior.positions_px, a["positions"] - np.array(p3.shape[-2:]) / 2
+        )  # centre -> corner
     assert priors["ms"].object.shape == (1, 3, 50, 44) and priors["ss"].probe.shape == (1, 25, 21)
 
     ref = need_ptyrad(foreign["ref"])  # PtyRAD's own _load_*_from_py4dstem on the same files
@@ -362,7 +422,9 @@ def test_py4dstem_missing_key(tmp_path):
     with h5py.File(path, "w") as f:
         f["probe"] = np.ones((8, 8), np.complex64)
         f["positions_px"] = np.zeros((4, 2))
-    with pytest.raises(DataError, match=r"p.h5: no dataset 'object'.*holds: .*positions_px \(4, 2\), probe \(8, 8\)"):
+    with pytest.raises(
+        DataError, match=r"p.h5: no dataset 'object'.*holds: .*positions_px \(4, 2\), probe \(8, 8\)"
+    ):
         reader_py4dstem.Py4DSTEMResultReader(path, reader_py4dstem.Py4DSTEMResultReader.Options()).read()
     assert reader_py4dstem.sniff(path) is False
 
@@ -387,16 +449,23 @@ def test_sniffing_rejects_unrelated_files(reader_pm, tmp_path):
 def test_kernel_starts_from_a_ptyrad_file(tiny_config, reader_pm):
     """scan / probe / object / tilts with source 'result' and reader 'auto' take PtyRAD's arrays."""
     src = {"source": "result", "path": str(FIXTURE)}
-    cfg = tiny_config(scan={**src, "n_slow": 8, "n_fast": 8},
-                      model={"object": {**src, "slices": 2, "slice_thickness_A": 3.905}, "probe": {**src, "modes": 2},
-                             "tilts": {**src, "mode": "per_position"}})
+    cfg = tiny_config(
+        scan={**src, "n_slow": 8, "n_fast": 8},
+        model={
+            "object": {**src, "slices": 2, "slice_thickness_A": 3.905},
+            "probe": {**src, "modes": 2},
+            "tilts": {**src, "mode": "per_position"},
+        },
+    )
     m = Reconstruction(build_config(cfg), pm=reader_pm, quiet=True).model
     prior = read(reader_pm, "ptyrad", FIXTURE)
     obj = m.object_amplitude.detach().numpy() * np.exp(1j * m.object_phase.detach().numpy())
     np.testing.assert_allclose(obj, prior.object, rtol=0, atol=1e-6)
     np.testing.assert_allclose(m.refined_positions().detach().numpy(), prior.positions_px, rtol=0, atol=1e-5)
     np.testing.assert_allclose(m.tilts.detach().numpy(), prior.tilts_mrad, rtol=0, atol=1e-6)
-    assert float(m.slice_thickness.detach()) == pytest.approx(prior.slice_thickness_A)  # PtyRAD's refined dz, not 3.905
+    assert float(m.slice_thickness.detach()) == pytest.approx(
+        prior.slice_thickness_A
+    )  # PtyRAD's refined dz, not 3.905
     probe = m.probe.detach().numpy()  # rescaled to the measured intensity by the kernel; same modes
     for a, b in zip(probe, prior.probe):
         assert abs(np.vdot(a, b)) / np.linalg.norm(a) / np.linalg.norm(b) > 0.9999

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from ptyrad_core.kernel.config import build_config
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.engine.results import read_result
+from ptyrad_core.kernel.config import build_config
 
 STATE = ("object_amplitude", "object_phase", "probe_ri", "positions", "tilts", "slice_thickness")
 
@@ -26,13 +25,27 @@ def make(cfg, **kwargs):
 
 
 @pytest.mark.slow  # three runs each, the first of 5 iterations
-@pytest.mark.parametrize("extra", [
-    {},
-    {"recon": {"grouping": "spread"}, "optimizer": {"name": "Adam", "scheduler": {"name": "StepLR", "options": {"step_size": 2, "gamma": 0.5}}}},
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {
+            "recon": {"grouping": "spread"},
+            "optimizer": {
+                "name": "Adam",
+                "scheduler": {"name": "StepLR", "options": {"step_size": 2, "gamma": 0.5}},
+            },
+        },
+    ],
+)
 def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_config, tmp_path, extra):
-    cfg = tiny_config(update={"positions": {"lr": 1e-3}, "object_phase": {"lr": 1e-3}},
-                      model={"probe": {"modes": 2}, "object": {"slices": 2, "slice_thickness_A": 3.9, "modes": 2, "phase_noise": 0.01}})
+    cfg = tiny_config(
+        update={"positions": {"lr": 1e-3}, "object_phase": {"lr": 1e-3}},
+        model={
+            "probe": {"modes": 2},
+            "object": {"slices": 2, "slice_thickness_A": 3.9, "modes": 2, "phase_noise": 0.01},
+        },
+    )
     cfg["recon"].update(iterations=5, batch_size=16, **extra.get("recon", {}))
     if "optimizer" in extra:
         cfg["optimizer"] = extra["optimizer"]
@@ -52,13 +65,19 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_config, tmp_pat
 def test_resume_with_an_incompatible_config_is_named(tiny_config):
     first = make(tiny_config()).run(1)
     cfg = tiny_config(model={"probe": {"modes": 3}, "object": {"slices": 2, "slice_thickness_A": 3.905}})
-    with pytest.raises(Exception, match=r"probe/modes has shape \(1, 64, 64\), but this config builds \(3, 64, 64\)"):
+    with pytest.raises(
+        Exception, match=r"probe/modes has shape \(1, 64, 64\), but this config builds \(3, 64, 64\)"
+    ):
         make(cfg, resume=first.result_path)
 
 
 def start(cfg_path: Path, *extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ptyrad_core.apps.cli", "run", str(cfg_path), "-q", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ptyrad_core.apps.cli", "run", str(cfg_path), "-q", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_iteration(result: Path, proc: subprocess.Popen, at_least: int, timeout: float = 60) -> int:
@@ -114,7 +133,9 @@ def test_kill_9_loses_at_most_one_save_interval(tiny_config, write_yaml):
     log = Path(cfg["output"]["dir"]) / "run.log"
     proc.kill()
     proc.wait(timeout=30)
-    done_in_log = max(int(line.split("iter ")[1].split(":")[0]) for line in log.read_text().splitlines() if " iter " in line)
+    done_in_log = max(
+        int(line.split("iter ")[1].split(":")[0]) for line in log.read_text().splitlines() if " iter " in line
+    )
     saved = int(read_result(result)["attrs"]["iteration"])  # intact, readable
     # the save of iteration `done_in_log` may have been cut short by the kill: lost <= save_every
     assert saved % 2 == 0 and 0 <= done_in_log - saved <= 2
@@ -131,7 +152,9 @@ def test_nan_loss_restores_and_saves_the_last_good_state(tiny_config, register_i
     run = Reconstruction(build_config(cfg), pm=register_inline(NaNPlugin()), quiet=True)
     run.run(1)
     good = run.model.object_phase.detach().clone()
-    with pytest.raises(Exception, match=r"Restored the state after iteration 1; its checkpoint in .*result.h5 is kept"):
+    with pytest.raises(
+        Exception, match=r"Restored the state after iteration 1; its checkpoint in .*result.h5 is kept"
+    ):
         run.run()
     saved = read_result(run.result_path)
     assert int(saved["attrs"]["iteration"]) == 1

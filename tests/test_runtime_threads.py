@@ -49,13 +49,16 @@ def no_cgroup(tmp_path: Path) -> dict:
     return {"cgroup_root": tmp_path / "empty", "proc_cgroup": tmp_path / "absent"}
 
 
-@pytest.mark.parametrize("cpu_max, quota, usable", [
-    ("max 100000", None, 8),
-    ("200000 100000", 2.0, 2),
-    ("150000 100000", 1.5, 1),  # a fractional quota rounds down
-    ("50000 100000", 0.5, 1),  # at least one thread
-    ("400000 50000", 8.0, 8),  # the period is read, not assumed
-])
+@pytest.mark.parametrize(
+    "cpu_max, quota, usable",
+    [
+        ("max 100000", None, 8),
+        ("200000 100000", 2.0, 2),
+        ("150000 100000", 1.5, 1),  # a fractional quota rounds down
+        ("50000 100000", 0.5, 1),  # at least one thread
+        ("400000 50000", 8.0, 8),  # the period is read, not assumed
+    ],
+)
 def test_cgroup_v2_cpu_max(tmp_path, cpu_max, quota, usable):
     paths = fake_v2(tmp_path, {"/": cpu_max})
     assert runtime.cgroup_cpu_quota(**paths) == quota
@@ -63,7 +66,9 @@ def test_cgroup_v2_cpu_max(tmp_path, cpu_max, quota, usable):
 
 
 def test_cgroup_v2_nested_takes_the_smallest_quota_along_the_path(tmp_path):
-    paths = fake_v2(tmp_path, {"/": "max 100000", "/job": "300000 100000", "/job/step": "max 100000"}, own="/job/step")
+    paths = fake_v2(
+        tmp_path, {"/": "max 100000", "/job": "300000 100000", "/job/step": "max 100000"}, own="/job/step"
+    )
     assert runtime.cgroup_cpu_quota(**paths) == 3.0
     assert runtime.usable_cpus(environ={}, affinity=16, machine=16, **paths) == 3
 
@@ -91,19 +96,24 @@ def test_affinity_bounds_the_usable_cpus(tmp_path):
 
 @pytest.mark.parametrize("value, usable", [("2", 2), ("16", 8), ("x", 8), ("0", 8), ("", 8)])
 def test_slurm_cpus_per_task(tmp_path, value, usable):
-    limits = runtime.cpu_limits(environ={"SLURM_CPUS_PER_TASK": value}, affinity=8, machine=64, **no_cgroup(tmp_path))
+    limits = runtime.cpu_limits(
+        environ={"SLURM_CPUS_PER_TASK": value}, affinity=8, machine=64, **no_cgroup(tmp_path)
+    )
     assert limits.usable == usable
     assert "usable CPU" in limits.describe()
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({}, None),
-    ({"OMP_NUM_THREADS": "3"}, 3),
-    ({"OMP_NUM_THREADS": "4,2"}, 4),  # OpenMP's nested list: the outer level
-    ({"OMP_NUM_THREADS": "0"}, None),
-    ({"OMP_NUM_THREADS": "many"}, None),
-    ({"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "5"}, 5),  # torch lets MKL_NUM_THREADS win
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, None),
+        ({"OMP_NUM_THREADS": "3"}, 3),
+        ({"OMP_NUM_THREADS": "4,2"}, 4),  # OpenMP's nested list: the outer level
+        ({"OMP_NUM_THREADS": "0"}, None),
+        ({"OMP_NUM_THREADS": "many"}, None),
+        ({"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "5"}, 5),  # torch lets MKL_NUM_THREADS win
+    ],
+)
 def test_explicit_thread_count(env, expected):
     got = runtime.explicit_threads(env)
     assert (got[0] if got else None) == expected
@@ -164,8 +174,13 @@ def test_opt_out_changes_nothing(tmp_path, torch_threads):
     assert set(env) == {runtime.OPT_OUT} and plan.threads is None
 
 
-@pytest.mark.parametrize("machine, affinity, quota, slurm", list(itertools.product((2, 8, 64), (1, 2, 8), (None, "150000 100000", "400000 100000"), (None, "3"))))
-def test_configure_never_oversubscribes(tmp_path, torch_threads, monkeypatch, machine, affinity, quota, slurm):
+@pytest.mark.parametrize(
+    "machine, affinity, quota, slurm",
+    list(itertools.product((2, 8, 64), (1, 2, 8), (None, "150000 100000", "400000 100000"), (None, "3"))),
+)
+def test_configure_never_oversubscribes(
+    tmp_path, torch_threads, monkeypatch, machine, affinity, quota, slurm
+):
     """Whatever bounds apply, torch's threads, and with them FFTW's, stay within the usable CPUs
     (unless the user asked for more, tested above)."""
     paths = fake_v2(tmp_path, {"/": quota}) if quota else no_cgroup(tmp_path)
@@ -197,7 +212,11 @@ def test_wait_policy_set_before_torch_unless_the_user_chose(monkeypatch, tmp_pat
     env: dict[str, str] = {}
     plan = runtime.configure_threads(environ=env, **no_cgroup(tmp_path))
     assert env == runtime.WAIT_DEFAULTS == plan.wait_env and plan.threads is None
-    for name, value in [("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "100000"), ("KMP_BLOCKTIME", "200")]:
+    for name, value in [
+        ("OMP_WAIT_POLICY", "ACTIVE"),
+        ("GOMP_SPINCOUNT", "100000"),
+        ("KMP_BLOCKTIME", "200"),
+    ]:
         env = {name: value}
         plan = runtime.configure_threads(environ=env, **no_cgroup(tmp_path))
         assert env == {name: value} and plan.wait_env == {}
@@ -225,9 +244,20 @@ def test_fresh_process_with_one_cpu_gets_one_thread_and_a_short_spin():
         "print(json.dumps({'threads': torch.get_num_threads(), 'wait': os.environ.get('GOMP_SPINCOUNT'),\n"
         "                  'usable': runtime.usable_cpus(), 'note': plan.describe()}))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in (*runtime.WAIT_VARIABLES, *runtime.THREAD_VARIABLES, runtime.OPT_OUT)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
-                          preexec_fn=lambda: os.sched_setaffinity(0, {cpu}), cwd=ROOT)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (*runtime.WAIT_VARIABLES, *runtime.THREAD_VARIABLES, runtime.OPT_OUT)
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["usable"] == 1 and out["threads"] == 1, out

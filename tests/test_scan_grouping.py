@@ -62,7 +62,9 @@ def test_fps_is_deterministic_given_the_seed():
     a, b = batches(RASTER, "fps", seed=3), batches(RASTER, "fps", seed=3)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     c = batches(RASTER, "fps", seed=4)
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))  # the seed chooses the first position
+    assert not all(
+        np.array_equal(x, y) for x, y in zip(a, c, strict=True)
+    )  # the seed chooses the first position
 
 
 def test_fps_degenerate_sizes():

@@ -6,14 +6,13 @@ import copy
 
 import numpy as np
 import pytest
+from conftest import BASE_CONFIG, DATA, build_run
 from rich.console import Console
 
-from ptyrad_core.kernel.errors import DataError
 from ptyrad_core.apps.metrics import frc_command, load_projected_phase
-from ptyrad_core.engine.results import read_result
 from ptyrad_core.apps.show import position_statistics, show_command, summary
-
-from conftest import BASE_CONFIG, DATA, build_run
+from ptyrad_core.engine.results import read_result
+from ptyrad_core.kernel.errors import DataError
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from conftest import DATA, build_run, dataset, rel_error
 from pydantic import BaseModel
 from rich.console import Console
 
+from ptyrad_core.apps.simulate import SimulationSpec, build_spec, simulate, simulate_command
 from ptyrad_core.kernel.errors import ConfigError, DataError
 from ptyrad_core.setup.optics import make_probe
-from ptyrad_core.apps.simulate import SimulationSpec, build_spec, simulate, simulate_command
-
-from conftest import DATA, build_run, dataset, rel_error
 
 
 def mirror_spec(name: str) -> dict:
@@ -22,20 +21,38 @@ def mirror_spec(name: str) -> dict:
     a = dataset(name)["attrs"]
     path = str(DATA / name)
     return {
-        "experiment": {"energy_kV": float(a["energy_kV"]), "conv_angle_mrad": float(a["conv_angle_mrad"]),
-                       "dx_A": float(a["dx_A"]), "pattern_px": 64, "aberrations": {"defocus": float(a["defocus_A"])}},
+        "experiment": {
+            "energy_kV": float(a["energy_kV"]),
+            "conv_angle_mrad": float(a["conv_angle_mrad"]),
+            "dx_A": float(a["dx_A"]),
+            "pattern_px": 64,
+            "aberrations": {"defocus": float(a["defocus_A"])},
+        },
         "probe": {"source": "file", "file": {"path": path, "key": "ground_truth/probe"}},
-        "object": {"source": "file", "file": {"path": path, "key": "ground_truth/phase_slices"},
-                   "slice_thickness_A": float(a["slice_thickness_A"])},
-        "scan": {"n_slow": int(a["N_scan_slow"]), "n_fast": int(a["N_scan_fast"]), "step_A": float(a["scan_step_A"]),
-                 "true_positions": {"path": path, "key": "positions_true_px"}},
+        "object": {
+            "source": "file",
+            "file": {"path": path, "key": "ground_truth/phase_slices"},
+            "slice_thickness_A": float(a["slice_thickness_A"]),
+        },
+        "scan": {
+            "n_slow": int(a["N_scan_slow"]),
+            "n_fast": int(a["N_scan_fast"]),
+            "step_A": float(a["scan_step_A"]),
+            "true_positions": {"path": path, "key": "positions_true_px"},
+        },
         "tilt_mrad": [float(t) for t in a["tilt_mrad_yx"]],
     }
 
 
 def lattice_spec(**changes) -> dict:
     spec = {
-        "experiment": {"energy_kV": 300, "conv_angle_mrad": 21.4, "dx_A": 0.19525, "pattern_px": 64, "aberrations": {"defocus": 100}},
+        "experiment": {
+            "energy_kV": 300,
+            "conv_angle_mrad": 21.4,
+            "dx_A": 0.19525,
+            "pattern_px": 64,
+            "aberrations": {"defocus": 100},
+        },
         "object": {"source": "lattice", "slices": 4, "slice_thickness_A": 1.9525, "vacancy_fraction": 0.1},
         "scan": {"n_slow": 8, "n_fast": 8, "step_A": 0.4},
     }
@@ -64,8 +81,22 @@ def test_mirror_reproduces_the_shipped_noiseless_patterns(name, tmp_path):
     assert np.array_equal(sim["positions_true_px"], ref["positions_true_px"])
     assert np.array_equal(sim["ground_truth/phase_slices"], ref["ground_truth/phase_slices"])
     assert np.allclose(sim["ground_truth/phase_projected"], ref["ground_truth/phase_projected"], atol=1e-5)
-    for key in ("energy_kV", "conv_angle_mrad", "defocus_A", "C10_A", "scan_step_A", "N_scan_slow", "N_scan_fast",
-                "electrons_per_pattern", "n_slices", "slice_thickness_A", "thickness_A", "wavelength_A", "dk_invA", "dx_A"):
+    for key in (
+        "energy_kV",
+        "conv_angle_mrad",
+        "defocus_A",
+        "C10_A",
+        "scan_step_A",
+        "N_scan_slow",
+        "N_scan_fast",
+        "electrons_per_pattern",
+        "n_slices",
+        "slice_thickness_A",
+        "thickness_A",
+        "wavelength_A",
+        "dk_invA",
+        "dx_A",
+    ):
         assert np.allclose(sim["attrs"][key], ref["attrs"][key], rtol=1e-6), key
     assert np.array_equal(sim["attrs"]["tilt_mrad_yx"], ref["attrs"]["tilt_mrad_yx"])
     assert np.array_equal(sim["attrs"]["object_shape_px"], ref["attrs"]["object_shape_px"])
@@ -103,7 +134,7 @@ def test_lattice_object_and_layout(tmp_path):
     x, y, z = atoms[inside][0]
     k = int(z // 1.9525)
     row, col = int(round(y / 0.19525)), int(round(x / 0.19525))
-    patch = ph[k, row - 2:row + 3, col - 2:col + 3]
+    patch = ph[k, row - 2 : row + 3, col - 2 : col + 3]
     assert patch[2, 2] == patch.max() > 0.1
     # the vacancies make it non-periodic: fewer atoms than sites
     with h5py.File(simulate(lattice_spec(object={"vacancy_fraction": 0.0}), tmp_path / "full.h5"), "r") as f:
@@ -122,7 +153,9 @@ def test_poisson_dose_gives_the_mean_counts(tmp_path):
     assert abs(counts.sum() / (64 * epp) - 1) < 3 / np.sqrt(64 * epp)  # 3 sigma of the total count
     # Poisson statistics: the variance equals the mean pixel by pixel
     bright = noiseless > 5
-    assert np.mean((counts[bright] - noiseless[bright]) ** 2 / noiseless[bright]) == pytest.approx(1.0, abs=0.1)
+    assert np.mean((counts[bright] - noiseless[bright]) ** 2 / noiseless[bright]) == pytest.approx(
+        1.0, abs=0.1
+    )
     again = read(simulate(lattice_spec(dose_e_per_A2=dose, seed=3, batch_size=10), tmp_path / "again.h5"))
     assert np.array_equal(again["measurements"], d["measurements"])  # seeded, whatever the batch size
 
@@ -145,7 +178,9 @@ def test_roundtrip_through_a_reconstruction(tmp_path, tiny_config):
     run = build_run(cfg).run()
     assert run.iteration == 2 and np.all(np.isfinite(run.history["loss"]))
     assert run.model.object_shape == (80, 80) and run.model.window == (64, 64)
-    assert np.allclose(run.model.refined_positions().detach().numpy(), read(path)["positions_nominal_px"], atol=1e-2)
+    assert np.allclose(
+        run.model.refined_positions().detach().numpy(), read(path)["positions_nominal_px"], atol=1e-2
+    )
     assert run.measurements.metadata["electrons_per_pattern"] == pytest.approx(1.6e4)
     with h5py.File(run.result_path, "r") as f:
         assert f.attrs["data_file"] == str(path)

@@ -339,14 +339,6 @@ def test_the_pruner_reads_the_heldout_curve():
     assert trial.reports == [(2, 4.0), (4, 2.0)]
 
 
-#: the engine's held-out validation (ptyrad_core.kernel.heldout, issue 17) is in
-needs_validation = pytest.mark.skipif(
-    __import__("importlib.util").util.find_spec("ptyrad_core.kernel.heldout") is None,
-    reason="the engine's held-out validation is not in yet",
-)
-
-
-@needs_validation
 def test_a_study_optimizes_the_heldout_loss(tmp_path):
     """Two trials on tiny.h5 with the objective heldout: each trial's value is the held-out loss of
     the state its run kept (the lowest of its held-out curve, keep: best), read back from the
@@ -371,7 +363,6 @@ def test_a_study_optimizes_the_heldout_loss(tmp_path):
     study.close()
 
 
-@needs_validation
 def test_heldout_without_validation_is_one_line(tmp_path):
     cfg = tune_config(tmp_path)
     cfg["recon"]["validation"] = {"fraction": 0}

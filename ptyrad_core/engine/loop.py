@@ -11,7 +11,7 @@ rank holds the model, runs the forward pass for its share of each batch, and the
 averaged before each step. Rank 0 alone calls the lifecycle hooks (progress, log, figures) and
 writes the result file.
 
-Held-out validation (``recon.validation``, :mod:`ptyrad_core.kernel.heldout`): a fraction of the
+Held-out validation (``recon.validation``, :mod:`ptyrad_core.engine.heldout`): a fraction of the
 detector pixels of every pattern is kept out of the training loss and scored, from the same
 forward pass, with the same loss stack; ``recon.stop`` stops the run when that held-out loss has
 not improved for ``patience`` evaluated iterations, and decides whether the result file holds the
@@ -44,7 +44,7 @@ from ptyrad_core.kernel.errors import (
     PtyradError,
     RunInterrupted,
 )
-from ptyrad_core.kernel.heldout import STATE_NAMES, Split, heldout_loss, train_pred
+from ptyrad_core.engine.heldout import STATE_NAMES, Split, heldout_loss, train_pred
 from ptyrad_core.kernel.model import PARAMETER_NAMES, Batch
 from ptyrad_core.setup import runtime, sources
 
@@ -62,7 +62,7 @@ class Tracker:
     :ivar since_best: evaluated iterations since the last improvement.
     :ivar stopped_at: the iteration the run stopped early at (-1: it did not).
     :ivar best_state: ``{name: tensor}`` copies of the model's
-        :data:`~ptyrad_core.kernel.heldout.STATE_NAMES` at ``best_iteration``, on the model's
+        :data:`~ptyrad_core.engine.heldout.STATE_NAMES` at ``best_iteration``, on the model's
         device (``None`` unless kept).
     """
 
@@ -172,7 +172,7 @@ class Reconstruction:
         self.iteration = 0
         self.history: dict = {"iteration": [], "loss": [], "time_s": [], "slice_thickness_A": []}
         self.history["loss_terms"] = {label: [] for label, _, _ in self.loss_terms}
-        #: the held-out split (:class:`~ptyrad_core.kernel.heldout.Split`): drawn at the first batch,
+        #: the held-out split (:class:`~ptyrad_core.engine.heldout.Split`): drawn at the first batch,
         #: when the compared grid is known, or read from the file a run resumes from
         self.split: Split | None = None
         self.validating = self.settings.validation_fraction > 0

@@ -618,7 +618,7 @@ def _read_validation(f, path, run) -> None:
     the config says (a held-out pixel must never have been trained on); best tracking continues."""
     import torch
 
-    from ptyrad_core.kernel.heldout import Split
+    from ptyrad_core.engine.heldout import Split
 
     if not hasattr(run, "tracker"):
         return

@@ -44,7 +44,9 @@ def tiny_positions() -> np.ndarray:
 def data_file(path: Path, patterns: np.ndarray) -> Path:
     """An HDF5 file laid out as tiny.h5 (gzip, chunked) holding ``patterns`` (8, 8, 64, 64)."""
     with h5py.File(path, "w") as f:
-        f.create_dataset("measurements", data=patterns.astype(np.float32), chunks=(2, 2, 32, 32), compression="gzip")
+        f.create_dataset(
+            "measurements", data=patterns.astype(np.float32), chunks=(2, 2, 32, 32), compression="gzip"
+        )
         f["positions_nominal_px"] = tiny_positions()
     return path
 
@@ -69,7 +71,11 @@ def config_with(tiny_config, write_yaml, data: Path | None = None, **sections) -
 
 def case_all_zero(tmp_path, tiny_config, write_yaml):
     data = data_file(tmp_path / "zeros.h5", np.zeros((8, 8, 64, 64)))
-    return ["validate", config_with(tiny_config, write_yaml, data)], [data], [str(data), "all 64 patterns are zero"]
+    return (
+        ["validate", config_with(tiny_config, write_yaml, data)],
+        [data],
+        [str(data), "all 64 patterns are zero"],
+    )
 
 
 def noise(seed: int = 0) -> np.ndarray:
@@ -79,7 +85,11 @@ def noise(seed: int = 0) -> np.ndarray:
 
 def case_noise(tmp_path, tiny_config, write_yaml):
     data = data_file(tmp_path / "noise.h5", noise())
-    return ["validate", config_with(tiny_config, write_yaml, data)], [data], [str(data), "no bright-field disk", "experiment.dx_A"]
+    return (
+        ["validate", config_with(tiny_config, write_yaml, data)],
+        [data],
+        [str(data), "no bright-field disk", "experiment.dx_A"],
+    )
 
 
 def case_noise_fit_rbf(tmp_path, tiny_config, write_yaml):
@@ -95,7 +105,11 @@ def case_dark_frames_hot_pixel_fit_rbf(tmp_path, tiny_config, write_yaml):
     data = data_file(tmp_path / "dark.h5", dark)
     exp = {"energy_kV": 300, "conv_angle_mrad": 21.4, "fit_rbf": True}
     config = config_with(tiny_config, write_yaml, data, experiment=exp)
-    return ["validate", config], [data], [str(data), "no bright-field disk", "experiment.fit_rbf", "px radius"]
+    return (
+        ["validate", config],
+        [data],
+        [str(data), "no bright-field disk", "experiment.fit_rbf", "px radius"],
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,7 +122,9 @@ def case_nan_positions_npy(tmp_path, tiny_config, write_yaml):
     pos[5, 1] = np.nan
     path = tmp_path / "positions.npy"
     np.save(path, pos)
-    config = config_with(tiny_config, write_yaml, scan={"source": "file", "path": str(path), "n_slow": 8, "n_fast": 8})
+    config = config_with(
+        tiny_config, write_yaml, scan={"source": "file", "path": str(path), "n_slow": 8, "n_fast": 8}
+    )
     return ["validate", config], [path], ["scan", str(path), "row 5", "(5, 1)", "NaN or infinite"]
 
 
@@ -119,7 +135,11 @@ def case_inf_positions_h5(tmp_path, tiny_config, write_yaml):
     with h5py.File(path, "w") as f:
         f["scan/pos"] = pos
     scan = {"source": "file", "path": str(path), "key": "scan/pos", "n_slow": 8, "n_fast": 8}
-    return ["validate", config_with(tiny_config, write_yaml, scan=scan)], [path], [f"{path}:scan/pos", "row 12"]
+    return (
+        ["validate", config_with(tiny_config, write_yaml, scan=scan)],
+        [path],
+        [f"{path}:scan/pos", "row 12"],
+    )
 
 
 def case_nan_positions_text(tmp_path, tiny_config, write_yaml):
@@ -127,7 +147,9 @@ def case_nan_positions_text(tmp_path, tiny_config, write_yaml):
     lines = [f"{y} {x}" for y, x in tiny_positions()]
     lines[40] = "nan 3.0"
     path.write_text("\n".join(lines) + "\n")
-    config = config_with(tiny_config, write_yaml, scan={"source": "file", "path": str(path), "n_slow": 8, "n_fast": 8})
+    config = config_with(
+        tiny_config, write_yaml, scan={"source": "file", "path": str(path), "n_slow": 8, "n_fast": 8}
+    )
     return ["validate", config], [path], [str(path), "row 40"]
 
 
@@ -136,7 +158,9 @@ def case_nan_tilts(tmp_path, tiny_config, write_yaml):
     tilts[3, 0] = np.nan
     path = tmp_path / "tilts.npy"
     np.save(path, tilts)
-    config = config_with(tiny_config, write_yaml, model__tilts={"source": "file", "path": str(path), "mode": "per_position"})
+    config = config_with(
+        tiny_config, write_yaml, model__tilts={"source": "file", "path": str(path), "mode": "per_position"}
+    )
     return ["validate", config], [path], ["model.tilts", str(path), "row 3"]
 
 
@@ -155,8 +179,17 @@ def case_inf_object(tmp_path, tiny_config, write_yaml):
     obj[0, 1, 7, 9] = np.inf
     path = tmp_path / "object.npz"
     np.savez(path, obj=obj)
-    config = config_with(tiny_config, write_yaml, model__object={"source": "file", "path": str(path), "key": "obj",
-                                                                  "slices": 2, "slice_thickness_A": 3.905})
+    config = config_with(
+        tiny_config,
+        write_yaml,
+        model__object={
+            "source": "file",
+            "path": str(path),
+            "key": "obj",
+            "slices": 2,
+            "slice_thickness_A": 3.905,
+        },
+    )
     return ["validate", config], [path], ["model.object", f"{path}:obj", "(0, 1, 7, 9)"]
 
 
@@ -176,8 +209,11 @@ def damaged_copy(tmp_path: Path) -> Path:
     with h5py.File(path, "r") as f:
         dset = f["measurements"]
         assert dset.compression == "gzip" and dset.chunks == (2, 2, 32, 32)
-        info = next(dset.id.get_chunk_info(i) for i in range(dset.id.get_num_chunks())
-                    if dset.id.get_chunk_info(i).chunk_offset == BAD_CHUNK_OFFSET)
+        info = next(
+            dset.id.get_chunk_info(i)
+            for i in range(dset.id.get_num_chunks())
+            if dset.id.get_chunk_info(i).chunk_offset == BAD_CHUNK_OFFSET
+        )
     with open(path, "r+b") as fh:
         fh.seek(info.byte_offset)
         fh.write(b"\xff" * info.size)
@@ -186,14 +222,23 @@ def damaged_copy(tmp_path: Path) -> Path:
 
 def case_damaged_chunk_in_memory(tmp_path, tiny_config, write_yaml):
     data = damaged_copy(tmp_path)
-    return (["validate", config_with(tiny_config, write_yaml, data)], [data],
-            [str(data), "'/measurements'", "chunk 21 of 64", str(BAD_CHUNK_OFFSET)])
+    return (
+        ["validate", config_with(tiny_config, write_yaml, data)],
+        [data],
+        [str(data), "'/measurements'", "chunk 21 of 64", str(BAD_CHUNK_OFFSET)],
+    )
 
 
 def case_damaged_chunk_streamed(tmp_path, tiny_config, write_yaml):
     data = damaged_copy(tmp_path)
-    config = config_with(tiny_config, write_yaml, data, data__memory_budget_MB=0.25)  # 1 MiB of patterns: streamed
-    return ["validate", config], [data], [str(data), "'/measurements'", "chunk 21 of 64", str(BAD_CHUNK_OFFSET)]
+    config = config_with(
+        tiny_config, write_yaml, data, data__memory_budget_MB=0.25
+    )  # 1 MiB of patterns: streamed
+    return (
+        ["validate", config],
+        [data],
+        [str(data), "'/measurements'", "chunk 21 of 64", str(BAD_CHUNK_OFFSET)],
+    )
 
 
 def case_damaged_chunk_positions(tmp_path, tiny_config, write_yaml):
@@ -206,7 +251,11 @@ def case_damaged_chunk_positions(tmp_path, tiny_config, write_yaml):
         fh.seek(info.byte_offset)
         fh.write(b"\xff" * info.size)
     scan = {"source": "file", "path": str(path), "key": "pos", "n_slow": 8, "n_fast": 8}
-    return ["validate", config_with(tiny_config, write_yaml, scan=scan)], [path], ["scan", str(path), "'/pos'", "chunk 2 of 4"]
+    return (
+        ["validate", config_with(tiny_config, write_yaml, scan=scan)],
+        [path],
+        ["scan", str(path), "'/pos'", "chunk 2 of 4"],
+    )
 
 
 def test_streamed_reads_name_the_chunk_only_where_it_is_read(tmp_path):
@@ -221,7 +270,9 @@ def test_streamed_reads_name_the_chunk_only_where_it_is_read(tmp_path):
         assert not meas.in_memory
         good = meas.read(np.arange(0, 16))  # scan rows 0-1: chunks 0-15
         np.testing.assert_array_equal(good, tiny_patterns().reshape(N, 64, 64)[:16])
-        with pytest.raises(DataError, match=r"damaged\.h5: dataset '/measurements': chunk 21 of 64 \(offset \(2, 2, 0, 32\)"):
+        with pytest.raises(
+            DataError, match=r"damaged\.h5: dataset '/measurements': chunk 21 of 64 \(offset \(2, 2, 0, 32\)"
+        ):
             meas.read(np.array([19, 27]))  # scan row 2 column 3, row 3 column 3
     finally:
         meas.close()
@@ -251,17 +302,29 @@ def value_case(section: str, key: str, value, *names):
 
 def case_nan_by_set(tmp_path, tiny_config, write_yaml):
     config = write_yaml(tiny_config())
-    return ["validate", config, "--set", "experiment.energy_kV=.nan"], [config], ["experiment.energy_kV", "not a finite number"]
+    return (
+        ["validate", config, "--set", "experiment.energy_kV=.nan"],
+        [config],
+        ["experiment.energy_kV", "not a finite number"],
+    )
 
 
 def case_absurd_pixel_size(tmp_path, tiny_config, write_yaml):
     cfg = tiny_config(experiment={**EXPERIMENT, "dx_A": 1e-9})
-    return ["validate", write_yaml(cfg)], [], ["experiment.dx_A", "bright-field disk would be", "at least 1 px"]
+    return (
+        ["validate", write_yaml(cfg)],
+        [],
+        ["experiment.dx_A", "bright-field disk would be", "at least 1 px"],
+    )
 
 
 def case_absurd_energy(tmp_path, tiny_config, write_yaml):
     cfg = tiny_config(experiment={**EXPERIMENT, "energy_kV": 1e-30})  # a wavelength of kilometres
-    return ["validate", write_yaml(cfg)], [], ["energy_kV = 1e-30", "bright-field disk would be", "at least 1 px"]
+    return (
+        ["validate", write_yaml(cfg)],
+        [],
+        ["energy_kV = 1e-30", "bright-field disk would be", "at least 1 px"],
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,7 +395,9 @@ CASES = {
     "defocus .inf": value_case("experiment", "aberrations.defocus", float("inf"), "not a finite number"),
     "dx_A 0": value_case("experiment", "dx_A", 0, "greater than 0"),
     "dx_A -0.2": value_case("experiment", "dx_A", -0.2, "greater than 0"),
-    "slice_thickness_A .inf": value_case("model", "object.slice_thickness_A", float("inf"), "not a finite number"),
+    "slice_thickness_A .inf": value_case(
+        "model", "object.slice_thickness_A", float("inf"), "not a finite number"
+    ),
     "slice_thickness_A 0": value_case("model", "object.slice_thickness_A", 0, "greater than 0"),
     "mode_power 0": value_case("model", "probe.mode_power", 0.0, "between 0 and 1"),
     "occupancy negative": value_case("model", "object.occupancy", [-1.0], "each >= 0"),
@@ -384,14 +449,16 @@ def test_a_few_zero_patterns_warn_many_and_none_do_not_fail(tmp_path, tiny_confi
     many = data_file(tmp_path / "many.h5", patterns)
     outcome = cli("validate", config_with(tiny_config, write_yaml, many))
     assert outcome.code == 0, str(outcome)
-    assert "12 of 64 patterns are all zero" in outcome.err and "pattern 0, 1, 10, 11, 12, ..." in outcome.err, str(outcome)
+    assert (
+        "12 of 64 patterns are all zero" in outcome.err and "pattern 0, 1, 10, 11, 12, ..." in outcome.err
+    ), str(outcome)
 
 
 def test_bright_field_criterion_accepts_shifted_and_blurred_disks():
     """The contrast criterion finds the disk where it is (centre of intensity), and holds for a
     blurred disk; noise of any level fails it."""
-    from ptyrad_core.setup.preprocess import check_bright_field
     from ptyrad_core.kernel.errors import DataError
+    from ptyrad_core.setup.preprocess import check_bright_field
 
     mean = tiny_patterns().reshape(N, 64, 64).mean(axis=0).astype(np.float64)
     radius = 21.4e-3 / (0.019687488 * 0.0800256)  # conv angle / (lambda dk): 13.6 px
@@ -419,7 +486,13 @@ def result_file(tmp_path_factory):
     cfg = {
         "data": {"path": str(TINY), "loader": "hdf5", "options": {"key": "measurements"}},
         "experiment": EXPERIMENT,
-        "scan": {"source": "file", "path": str(TINY), "key": "positions_nominal_px", "n_slow": 8, "n_fast": 8},
+        "scan": {
+            "source": "file",
+            "path": str(TINY),
+            "key": "positions_nominal_px",
+            "n_slow": 8,
+            "n_fast": 8,
+        },
         "model": {"object": {"slices": 2, "slice_thickness_A": 3.905}},
         "loss": [{"name": "gaussian"}],
         "recon": {"iterations": 1, "batch_size": 16},
@@ -448,16 +521,26 @@ def result_hostile_config(result_file, tmp_path):
     def edit(f):
         f.attrs["config"] = HOSTILE.format(marker=marker)
 
-    return edited(result_file, tmp_path, edit), ["'config'", "not valid YAML", "python/object/apply:os.system"]
+    return edited(result_file, tmp_path, edit), [
+        "'config'",
+        "not valid YAML",
+        "python/object/apply:os.system",
+    ]
 
 
 def result_hostile_nested(result_file, tmp_path):
     def edit(f):
         cfg = yaml.safe_load(f.attrs["config"])
-        text = yaml.safe_dump(cfg, sort_keys=False).replace("iterations: 1", "iterations: !!python/name:os.system")
+        text = yaml.safe_dump(cfg, sort_keys=False).replace(
+            "iterations: 1", "iterations: !!python/name:os.system"
+        )
         f.attrs["config"] = text
 
-    return edited(result_file, tmp_path, edit), ["'config'", "not valid YAML at line", "python/name:os.system"]
+    return edited(result_file, tmp_path, edit), [
+        "'config'",
+        "not valid YAML at line",
+        "python/name:os.system",
+    ]
 
 
 def result_bad_json(result_file, tmp_path):
@@ -560,8 +643,8 @@ def test_show_on_a_config_of_another_layout(result_file, tmp_path, cli, clean_er
 
 
 def test_inspect_result_for_resume(result_file, tmp_path):
-    from ptyrad_core.kernel.errors import DataError
     from ptyrad_core.engine.results import REQUIRED, inspect_result
+    from ptyrad_core.kernel.errors import DataError
 
     attrs = inspect_result(result_file, what="--resume")
     assert attrs["config"]["recon"]["iterations"] == 1 and isinstance(attrs["plugins"], list)
@@ -573,5 +656,3 @@ def test_inspect_result_for_resume(result_file, tmp_path):
     path = edited(result_file, tmp_path / "x", lambda f: f.__delitem__("checkpoint/torch_rng"))
     with pytest.raises(DataError, match=r"^--resume: .* lacks the dataset\(s\) checkpoint/torch_rng"):
         inspect_result(path, what="--resume", require=REQUIRED + ("checkpoint/torch_rng",))
-
-

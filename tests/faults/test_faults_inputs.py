@@ -34,7 +34,12 @@ def setup(tmp_path, tiny_config, write_yaml):
         with h5py.File(tmp_path / "positions.h5", "w") as f:
             f["pos"] = positions
         cfg = tiny_config(**sections)
-        cfg["data"] = {"path": "scan.h5", "loader": "hdf5", "options": {"key": "measurements"}, "preprocess": list(preprocess)}
+        cfg["data"] = {
+            "path": "scan.h5",
+            "loader": "hdf5",
+            "options": {"key": "measurements"},
+            "preprocess": list(preprocess),
+        }
         cfg["scan"] = {**cfg["scan"], "path": "positions.h5", "key": "pos"}
         cfg["recon"] = {**cfg["recon"], "iterations": 1, "device": "cpu"}
         return write_yaml(cfg), cfg
@@ -71,7 +76,11 @@ def test_export_replaces_only_its_own_previous_file(cli, frozen, setup, tmp_path
     outcome = cli("run", config, "-q")
     kept.assert_unchanged()
     assert outcome.code == 2 and "Traceback" not in outcome.err, str(outcome)
-    assert "data.preprocess[0] 'export'" in outcome.err and str(foreign) in outcome.err and "--overwrite" in outcome.err
+    assert (
+        "data.preprocess[0] 'export'" in outcome.err
+        and str(foreign) in outcome.err
+        and "--overwrite" in outcome.err
+    )
     # the step's own option replaces it; the file then carries the mark and a second run replaces it freely
     outcome = cli("run", config, "-q", "--set", "data.preprocess.0.options.overwrite=true")
     assert outcome.code == 0, str(outcome)
@@ -82,13 +91,21 @@ def test_export_replaces_only_its_own_previous_file(cli, frozen, setup, tmp_path
     outcome = cli("run", config, "-q", "--set", f"output.dir={tmp_path / 'out2'}")  # no overwrite option
     assert outcome.code == 0, str(outcome)
     data.assert_unchanged()
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+    assert (
+        sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    )  # no temporary file left
 
 
-@pytest.mark.parametrize("fmt, write_foreign", [
-    ("npy", lambda p: np.save(p, np.zeros((64, 64, 64), dtype=np.float64))),  # another dtype: not a previous export
-    ("tif", lambda p: p.write_bytes(b"II*\x00not really a tiff")),
-])
+@pytest.mark.parametrize(
+    "fmt, write_foreign",
+    [
+        (
+            "npy",
+            lambda p: np.save(p, np.zeros((64, 64, 64), dtype=np.float64)),
+        ),  # another dtype: not a previous export
+        ("tif", lambda p: p.write_bytes(b"II*\x00not really a tiff")),
+    ],
+)
 def test_export_npy_and_tif_foreign_files_are_refused(cli, frozen, setup, tmp_path, fmt, write_foreign):
     pytest.importorskip("tifffile")
     target = tmp_path / f"x.{fmt}"
@@ -99,7 +116,9 @@ def test_export_npy_and_tif_foreign_files_are_refused(cli, frozen, setup, tmp_pa
     kept.assert_unchanged()
     assert outcome.code == 2 and "Traceback" not in outcome.err, str(outcome)
     assert f"{fmt} export" in outcome.err and str(target) in outcome.err
-    outcome = cli("validate", config, "--overwrite")  # what run --overwrite would do: replace it (dry run: report)
+    outcome = cli(
+        "validate", config, "--overwrite"
+    )  # what run --overwrite would do: replace it (dry run: report)
     assert outcome.code == 0 and f"would replace {target}" in outcome.out, str(outcome)
     kept.assert_unchanged()
 
@@ -109,17 +128,25 @@ def test_validate_writes_nothing_anywhere(cli, setup, tmp_path):
     (tmp_path / "my_observer.py").write_text(
         "from ptyrad_core import hookimpl\n\n@hookimpl\ndef ptyrad_on_run_start(run):\n    pass\n"
     )
-    config, _ = setup(preprocess=[export(path="exports/meas", format="npy", shape=[8, 8, 64, 64])],
-                      plugins={"modules": ["my_observer.py"]})
+    config, _ = setup(
+        preprocess=[export(path="exports/meas", format="npy", shape=[8, 8, 64, 64])],
+        plugins={"modules": ["my_observer.py"]},
+    )
 
     def snapshot():
-        return {str(p.relative_to(tmp_path)): (p.is_dir(), p.stat().st_mtime_ns, p.stat().st_size) for p in tmp_path.rglob("*")}
+        return {
+            str(p.relative_to(tmp_path)): (p.is_dir(), p.stat().st_mtime_ns, p.stat().st_size)
+            for p in tmp_path.rglob("*")
+        }
 
     before = snapshot()
     outcome = cli("validate", config)
     assert outcome.code == 0, str(outcome)
     assert snapshot() == before
-    assert f"would create the folder and write {tmp_path / 'exports' / 'meas.npy'} (npy, float32, shape [8, 8, 64, 64])" in outcome.out
+    assert (
+        f"would create the folder and write {tmp_path / 'exports' / 'meas.npy'} (npy, float32, shape [8, 8, 64, 64])"
+        in outcome.out
+    )
 
 
 # -- convert, simulate, frc, report, new-plugin --------------------------------------------
@@ -127,8 +154,14 @@ def test_validate_writes_nothing_anywhere(cli, setup, tmp_path):
 
 PTYRAD_PARAMS = {
     "init_params": {
-        "probe_kv": 300, "probe_conv_angle": 21.4, "meas_Npix": 64, "pos_N_scan_slow": 8, "pos_N_scan_fast": 8,
-        "pos_scan_step_size": 0.4, "obj_Nlayer": 2, "obj_slice_thickness": 3.905,
+        "probe_kv": 300,
+        "probe_conv_angle": 21.4,
+        "meas_Npix": 64,
+        "pos_N_scan_slow": 8,
+        "pos_N_scan_fast": 8,
+        "pos_scan_step_size": 0.4,
+        "obj_Nlayer": 2,
+        "obj_slice_thickness": 3.905,
         "meas_params": {"path": "scan.h5", "key": "measurements"},
     },
 }
@@ -138,7 +171,9 @@ PTYRAD_PARAMS = {
 def params(tmp_path):
     shutil.copy(TINY, tmp_path / "scan.h5")
     raw = yaml.safe_load(yaml.safe_dump(PTYRAD_PARAMS))
-    raw["init_params"]["meas_params"]["path"] = str(tmp_path / "scan.h5")  # PtyRAD takes relative paths from the cwd
+    raw["init_params"]["meas_params"]["path"] = str(
+        tmp_path / "scan.h5"
+    )  # PtyRAD takes relative paths from the cwd
     path = tmp_path / "pr.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -162,13 +197,24 @@ def test_convert_replaces_its_previous_output_and_nothing_else(cli, frozen, para
     kept = frozen(other, params)
     outcome = cli("convert", params, "-o", other)
     kept.assert_unchanged()
-    assert outcome.code == 2 and "Traceback" not in outcome.err and str(other) in outcome.err and "--overwrite" in outcome.err
+    assert (
+        outcome.code == 2
+        and "Traceback" not in outcome.err
+        and str(other) in outcome.err
+        and "--overwrite" in outcome.err
+    )
     assert cli("convert", params, "-o", other, "--overwrite").code == 0
     assert other.read_text().startswith("# ptyrad_core config translated from")
 
 
 SPEC = {
-    "experiment": {"energy_kV": 300, "conv_angle_mrad": 21.4, "dx_A": 0.19525, "pattern_px": 32, "aberrations": {"defocus": 100}},
+    "experiment": {
+        "energy_kV": 300,
+        "conv_angle_mrad": 21.4,
+        "dx_A": 0.19525,
+        "pattern_px": 32,
+        "aberrations": {"defocus": 100},
+    },
     "object": {"source": "lattice", "slices": 2, "slice_thickness_A": 1.9525},
     "scan": {"n_slow": 3, "n_fast": 3, "step_A": 0.4},
 }
@@ -211,8 +257,19 @@ def result(tmp_path_factory):
     folder = tmp_path_factory.mktemp("result")
     cfg = {
         "data": {"path": str(TINY), "loader": "hdf5", "options": {"key": "measurements"}},
-        "experiment": {"energy_kV": 300, "conv_angle_mrad": 21.4, "dx_A": 0.19525, "aberrations": {"defocus": 100}},
-        "scan": {"source": "file", "path": str(TINY), "key": "positions_nominal_px", "n_slow": 8, "n_fast": 8},
+        "experiment": {
+            "energy_kV": 300,
+            "conv_angle_mrad": 21.4,
+            "dx_A": 0.19525,
+            "aberrations": {"defocus": 100},
+        },
+        "scan": {
+            "source": "file",
+            "path": str(TINY),
+            "key": "positions_nominal_px",
+            "n_slow": 8,
+            "n_fast": 8,
+        },
         "model": {"object": {"slices": 2, "slice_thickness_A": 3.905}},
         "loss": [{"name": "gaussian"}],
         "recon": {"iterations": 1, "batch_size": 16, "device": "cpu"},
@@ -254,7 +311,9 @@ def test_report_never_writes_onto_its_result_or_a_foreign_page(cli, frozen, resu
     page = frozen(mine / "report.html")
     outcome = cli("report", result, "-o", mine)
     page.assert_unchanged()
-    assert outcome.code == 2 and str(mine / "report.html") in outcome.err and "--overwrite" in outcome.err, str(outcome)
+    assert outcome.code == 2 and str(mine / "report.html") in outcome.err and "--overwrite" in outcome.err, (
+        str(outcome)
+    )
     assert not (mine / "figures").exists() or not any((mine / "figures").iterdir())  # refused before drawing
     kept.assert_unchanged()
 
@@ -267,7 +326,12 @@ def test_new_plugin_never_overwrites_a_package_folder(cli, frozen, tmp_path):
     kept = frozen(root)
     outcome = cli("new-plugin", "my_term", "--family", "loss", "--dir", tmp_path)
     kept.assert_unchanged()
-    assert outcome.code == 2 and "Traceback" not in outcome.err and "--dir" in outcome.err and str(root) in outcome.err
+    assert (
+        outcome.code == 2
+        and "Traceback" not in outcome.err
+        and "--dir" in outcome.err
+        and str(root) in outcome.err
+    )
     assert cli("new-plugin", "my_term", "--family", "loss", "--dir", tmp_path, "--overwrite").code == 0
     assert plugin.read_text() != "# my edits\n"
 
@@ -276,15 +340,23 @@ def test_new_plugin_never_overwrites_a_package_folder(cli, frozen, tmp_path):
 
 
 @pytest.mark.parametrize("command", ["validate", "run"])
-@pytest.mark.parametrize("optimizer, names", [
-    ({"name": "Adamm"}, ["optimizer.name", "did you mean 'Adam'"]),
-    ({"name": "SparseAdam"}, ["optimizer.name", "sparse gradients"]),
-    ({"name": "Adam", "options": {"betas": [0.9, 1.5]}}, ["optimizer.options", "beta"]),
-    ({"name": "Adam", "options": {"lrr": 0.1}}, ["optimizer.options", "unknown option 'lrr'"]),
-    ({"name": "Adam", "scheduler": {"name": "StepLR"}}, ["optimizer.scheduler.options", "step_size"]),
-    ({"name": "Adam", "scheduler": {"name": "CosineAnnealing"}}, ["optimizer.scheduler.name", "CosineAnnealingLR"]),
-])
-def test_optimizer_mistakes_fail_before_the_data_are_read(cli, tiny_config, write_yaml, tmp_path, command, optimizer, names):
+@pytest.mark.parametrize(
+    "optimizer, names",
+    [
+        ({"name": "Adamm"}, ["optimizer.name", "did you mean 'Adam'"]),
+        ({"name": "SparseAdam"}, ["optimizer.name", "sparse gradients"]),
+        ({"name": "Adam", "options": {"betas": [0.9, 1.5]}}, ["optimizer.options", "beta"]),
+        ({"name": "Adam", "options": {"lrr": 0.1}}, ["optimizer.options", "unknown option 'lrr'"]),
+        ({"name": "Adam", "scheduler": {"name": "StepLR"}}, ["optimizer.scheduler.options", "step_size"]),
+        (
+            {"name": "Adam", "scheduler": {"name": "CosineAnnealing"}},
+            ["optimizer.scheduler.name", "CosineAnnealingLR"],
+        ),
+    ],
+)
+def test_optimizer_mistakes_fail_before_the_data_are_read(
+    cli, tiny_config, write_yaml, tmp_path, command, optimizer, names
+):
     """The data file does not exist: the optimizer's error comes first, so no data were read."""
     cfg = tiny_config(optimizer=optimizer)
     cfg["data"]["path"] = str(tmp_path / "not_there.h5")

@@ -19,7 +19,9 @@ RUN = BENCH / "run.py"
 
 
 def harness(*args, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(RUN), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -62,7 +64,9 @@ def test_load_processes_run_inside_the_block_and_are_stopped(monkeypatch):
     assert all(p.poll() is not None for p in load.procs)  # stopped and reaped
     rec = load.record
     assert rec["procs"] == 2 and rec["kind"] == "spin" and rec["nice"] == 5 and rec["wall_s"] > 0
-    assert not any(Path(f"/proc/{pid}/cmdline").exists() and p.returncode is None for pid, p in zip(pids, load.procs))
+    assert not any(
+        Path(f"/proc/{pid}/cmdline").exists() and p.returncode is None for pid, p in zip(pids, load.procs)
+    )
     if sys.platform.startswith("linux"):  # CPU time read from /proc before the processes stopped
         assert rec["load_cpus"] is not None and rec["load_cpus"] >= 0
     with pytest.raises(ValueError):

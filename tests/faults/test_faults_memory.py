@@ -24,14 +24,12 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
+from faultkit import assert_clean_error
 
-from ptyrad_core.setup import initialize
-from ptyrad_core.setup import memory
 from ptyrad_core.kernel.config import build_config
 from ptyrad_core.kernel.data import Measurements
 from ptyrad_core.kernel.errors import MemoryBudgetError
-
-from faultkit import assert_clean_error
+from ptyrad_core.setup import initialize, memory
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "data" / "tiny.h5"
@@ -51,7 +49,9 @@ def no_result(folder: Path) -> bool:
 
 
 @pytest.mark.parametrize("command", ["validate", "run"])
-def test_a_small_machine_refuses_before_the_model_is_allocated(cli, frozen, tiny_config, write_yaml, monkeypatch, tmp_path, command):
+def test_a_small_machine_refuses_before_the_model_is_allocated(
+    cli, frozen, tiny_config, write_yaml, monkeypatch, tmp_path, command
+):
     cfg = tiny_config()
     path = write_yaml(cfg)
     before = frozen(TINY, path)
@@ -60,8 +60,16 @@ def test_a_small_machine_refuses_before_the_model_is_allocated(cli, frozen, tiny
     monkeypatch.setattr(initialize, "initial_object", lambda *a, **k: made.append(1) or real(*a, **k))
     monkeypatch.setenv(LIMIT, "5")  # the measurements (1 MiB) fit, the run does not
     outcome = cli(command, path)
-    assert_clean_error(outcome, "memory:", "estimated", "MiB", "5.0 MiB available", LIMIT, "recon.batch_size",
-                       "recon.memory_check")
+    assert_clean_error(
+        outcome,
+        "memory:",
+        "estimated",
+        "MiB",
+        "5.0 MiB available",
+        LIMIT,
+        "recon.batch_size",
+        "recon.memory_check",
+    )
     assert len(outcome.err.strip().splitlines()) == 1, outcome
     assert made == [], "the object was allocated before the check"
     assert no_result(tmp_path / "out")
@@ -76,12 +84,21 @@ def test_measurements_that_do_not_fit_are_not_read(cli, tiny_config, write_yaml,
     monkeypatch.setattr(Measurements, "load", lambda self: loads.append(1) or real(self))
     monkeypatch.setenv(LIMIT, "0.5")  # tiny.h5 holds 1 MiB of patterns
     outcome = cli(command, path)
-    assert_clean_error(outcome, "memory:", "reading the measurements", str(TINY), "data.memory_budget_MB (below 1.0",
-                       "streamed from disk", LIMIT)
+    assert_clean_error(
+        outcome,
+        "memory:",
+        "reading the measurements",
+        str(TINY),
+        "data.memory_budget_MB (below 1.0",
+        "streamed from disk",
+        LIMIT,
+    )
     assert loads == []
 
 
-def test_the_advice_is_right_the_measurements_stream_within_the_same_limit(cli, tiny_config, write_yaml, monkeypatch):
+def test_the_advice_is_right_the_measurements_stream_within_the_same_limit(
+    cli, tiny_config, write_yaml, monkeypatch
+):
     """Following the first advice (a budget below the measurements' size) gets past the read."""
     monkeypatch.setenv(LIMIT, "0.5")
     cfg = tiny_config()
@@ -116,7 +133,9 @@ def test_a_bad_limit_is_named(cli, tiny_config, write_yaml, monkeypatch, value):
 # -- streaming blocks are sized from the raw patterns -------------------------------------------
 
 
-def test_streamed_blocks_count_raw_bytes_not_cropped_ones(cli, tiny_config, write_yaml, monkeypatch, tmp_path):
+def test_streamed_blocks_count_raw_bytes_not_cropped_ones(
+    cli, tiny_config, write_yaml, monkeypatch, tmp_path
+):
     """A crop from 256 to 64 px runs on every read: each block reads whole 256 px patterns, and the
     block budget must hold them (not 16 times as many, sized from the 64 px result)."""
     raw = np.zeros((64, 256, 256), dtype=np.float32)
@@ -124,10 +143,20 @@ def test_streamed_blocks_count_raw_bytes_not_cropped_ones(cli, tiny_config, writ
     data = tmp_path / "big.npy"
     np.save(data, raw)
     budget_MB = 4  # 16 MiB of raw patterns: streamed, in blocks of max(1 MiB, budget / 4)
-    cfg = tiny_config(data={"path": str(data), "loader": "npy", "memory_budget_MB": budget_MB,
-                            "preprocess": [{"name": "crop", "options": {"ky": [96, 160], "kx": [96, 160]}}]})
-    cfg["experiment"] = {"energy_kV": 300, "conv_angle_mrad": 21.4, "dk_invA": 1 / (64 * 0.19525),
-                         "aberrations": {"defocus": 100}}
+    cfg = tiny_config(
+        data={
+            "path": str(data),
+            "loader": "npy",
+            "memory_budget_MB": budget_MB,
+            "preprocess": [{"name": "crop", "options": {"ky": [96, 160], "kx": [96, 160]}}],
+        }
+    )
+    cfg["experiment"] = {
+        "energy_kV": 300,
+        "conv_angle_mrad": 21.4,
+        "dk_invA": 1 / (64 * 0.19525),
+        "aberrations": {"defocus": 100},
+    }
     rows = []
     real = Measurements._read_raw
     monkeypatch.setattr(Measurements, "_read_raw", lambda self, r: rows.append(len(r)) or real(self, r))
@@ -136,7 +165,9 @@ def test_streamed_blocks_count_raw_bytes_not_cropped_ones(cli, tiny_config, writ
     raw_pattern = 256 * 256 * 4
     limit = max(1 << 20, budget_MB * 2**20 // 4)
     assert rows and sum(rows) >= 64  # the statistics did stream through the whole file
-    assert max(rows) * raw_pattern <= limit, f"{max(rows)} raw patterns of {raw_pattern} bytes per block > {limit}"
+    assert max(rows) * raw_pattern <= limit, (
+        f"{max(rows)} raw patterns of {raw_pattern} bytes per block > {limit}"
+    )
 
 
 def test_block_rows_use_the_larger_of_raw_and_current_patterns():
@@ -180,7 +211,10 @@ def _empad(tmp_path):
     path = tmp_path / "m.raw"
     tiny_patterns().astype("<f4").tofile(path)
     _truncate(path, path.stat().st_size - 100)
-    return {"path": str(path), "loader": "empad", "options": {"shape": [64, 64, 64], "gap": 0}}, ["m.raw", "bytes"]
+    return {"path": str(path), "loader": "empad", "options": {"shape": [64, 64, 64], "gap": 0}}, [
+        "m.raw",
+        "bytes",
+    ]
 
 
 def _tiff(tmp_path):
@@ -209,7 +243,9 @@ def test_a_truncated_file_is_named_before_it_is_read(cli, frozen, tiny_config, w
     before.assert_unchanged()
 
 
-def test_a_compressed_array_over_the_budget_is_refused_not_read(cli, tiny_config, write_yaml, tmp_path, monkeypatch):
+def test_a_compressed_array_over_the_budget_is_refused_not_read(
+    cli, tiny_config, write_yaml, tmp_path, monkeypatch
+):
     path = tmp_path / "m.npz"
     np.savez_compressed(path, measurements=tiny_patterns())
     reads = []
@@ -235,24 +271,40 @@ def _estimate(tiny_config, device="cpu", n=576, pattern=64, in_memory=True, **ch
     cfg = tiny_config()
     cfg["recon"]["batch_size"] = changes.pop("batch", 32)
     cfg["model"]["probe"] = {"modes": changes.pop("pmodes", 1)}
-    cfg["model"]["object"].update(modes=changes.pop("omodes", 1), slices=changes.pop("slices", 6), phase_noise=0.01)
+    cfg["model"]["object"].update(
+        modes=changes.pop("omodes", 1), slices=changes.pop("slices", 6), phase_noise=0.01
+    )
     shape = changes.pop("shape", (200, 200))
     for key, value in changes.items():
         cfg["recon"][key] = value
-    meas = SimpleNamespace(pattern_shape=(pattern, pattern), n=n, in_memory=in_memory, chunk_bytes=1 << 20,
-                           raw_row_bytes=pattern * pattern * 4)
-    estimates = memory.estimate_run(build_config(cfg), window=(pattern, pattern), object_shape=shape, n_positions=n,
-                                    measurements=meas, device=device)
+    meas = SimpleNamespace(
+        pattern_shape=(pattern, pattern),
+        n=n,
+        in_memory=in_memory,
+        chunk_bytes=1 << 20,
+        raw_row_bytes=pattern * pattern * 4,
+    )
+    estimates = memory.estimate_run(
+        build_config(cfg),
+        window=(pattern, pattern),
+        object_shape=shape,
+        n_positions=n,
+        measurements=meas,
+        device=device,
+    )
     return estimates[0].total
 
 
-@pytest.mark.parametrize("knob, values", [
-    ("batch", [1, 8, 32, 128, 576]),
-    ("pmodes", [1, 2, 4, 8]),
-    ("omodes", [1, 2, 4]),
-    ("slices", [1, 2, 6, 20]),
-    ("shape", [(100, 100), (200, 200), (400, 400), (1600, 1600)]),
-])
+@pytest.mark.parametrize(
+    "knob, values",
+    [
+        ("batch", [1, 8, 32, 128, 576]),
+        ("pmodes", [1, 2, 4, 8]),
+        ("omodes", [1, 2, 4]),
+        ("slices", [1, 2, 6, 20]),
+        ("shape", [(100, 100), (200, 200), (400, 400), (1600, 1600)]),
+    ],
+)
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_the_estimate_grows_with_every_size(tiny_config, knob, values, device):
     totals = [_estimate(tiny_config, device=device, **{knob: v}) for v in values]
@@ -323,5 +375,12 @@ def test_check_raises_with_the_estimate_the_limit_and_the_advice(tiny_config, mo
     with pytest.raises(MemoryBudgetError) as info:
         memory.check([est], build_config(tiny_config()), "the reconstruction")
     text = str(info.value)
-    assert "31 MiB" in text and "10 MiB available" in text and "recon.batch_size" in text and "model.probe.modes" in text
-    memory.check([memory.Estimate("host", {"batch waves": 8 * 2**20})], build_config(tiny_config()), "x")  # fits
+    assert (
+        "31 MiB" in text
+        and "10 MiB available" in text
+        and "recon.batch_size" in text
+        and "model.probe.modes" in text
+    )
+    memory.check(
+        [memory.Estimate("host", {"batch waves": 8 * 2**20})], build_config(tiny_config()), "x"
+    )  # fits

@@ -77,6 +77,7 @@ def assert_safe(case, outcome=None):
 
 # -- 2. finished work is never replaced silently -------------------------------------------------
 
+
 def test_a_second_run_refuses_before_reading_data(setup, cli, frozen):
     assert cli("run", setup.config(), "-q").code == 0
     before = frozen(setup.out)
@@ -102,7 +103,9 @@ def test_a_folder_in_use_by_a_live_process_is_refused(setup, cli, frozen):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         setup.out.mkdir()
-        (setup.out / LOCK_NAME).write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "purpose": "run"}))
+        (setup.out / LOCK_NAME).write_text(
+            json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "purpose": "run"})
+        )
         before = frozen(setup.out)
         outcome = cli("run", setup.config(), "-q")
         assert_clean_error(outcome, "is in use", f"process {sleeper.pid}")
@@ -118,7 +121,9 @@ def test_a_stale_lock_is_taken_over_with_a_message(setup, cli):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     setup.out.mkdir()
-    (setup.out / LOCK_NAME).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "purpose": "run"}))
+    (setup.out / LOCK_NAME).write_text(
+        json.dumps({"pid": dead.pid, "host": socket.gethostname(), "purpose": "run"})
+    )
     outcome = cli("run", setup.config(), "-q")
     assert outcome.code == 0, outcome
     assert "stale lock" in outcome.err and str(dead.pid) in outcome.err
@@ -146,10 +151,13 @@ def test_two_real_processes_in_one_folder(setup, cli, frozen):
 
 # -- 3. outputs are checked before the work -----------------------------------------------------
 
+
 def test_output_dir_that_is_a_file(setup, cli, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file")
-    outcome = cli("run", setup.config(output={"dir": str(blocker / "out")}, data={"path": "missing.h5"}), "-q")
+    outcome = cli(
+        "run", setup.config(output={"dir": str(blocker / "out")}, data={"path": "missing.h5"}), "-q"
+    )
     assert_clean_error(outcome, "output.dir", str(blocker), "is a file")
     assert blocker.read_text() == "a file"
     setup.inputs.assert_unchanged()
@@ -157,7 +165,9 @@ def test_output_dir_that_is_a_file(setup, cli, tmp_path):
 
 def test_output_dir_that_cannot_be_written(setup, cli):
     """A location nobody may create files in (``/proc`` refuses even root), named at second zero."""
-    outcome = cli("run", setup.config(output={"dir": "/proc/ptyrad-core-out"}, data={"path": "missing.h5"}), "-q")
+    outcome = cli(
+        "run", setup.config(output={"dir": "/proc/ptyrad-core-out"}, data={"path": "missing.h5"}), "-q"
+    )
     assert_clean_error(outcome, "output.dir", "/proc/ptyrad-core-out")
     setup.inputs.assert_unchanged()
 
@@ -171,11 +181,24 @@ def test_result_file_that_is_a_folder(setup, cli):
 
 # -- 4. a non-finite state is never written ------------------------------------------------------
 
+
 def test_a_constraint_that_writes_nan_is_named(setup, cli):
-    outcome = cli("run", setup.config(constraints=[{"name": "nan_constraint", "options": {"at": 2}}],
-                                      output={"dir": str(setup.out), "figures": False, "save_every": 1}), "-q")
-    assert_clean_error(outcome, "constraints[0] 'nan_constraint'", "object_phase", "iteration 2",
-                       "after iteration 1", str(setup.result))
+    outcome = cli(
+        "run",
+        setup.config(
+            constraints=[{"name": "nan_constraint", "options": {"at": 2}}],
+            output={"dir": str(setup.out), "figures": False, "save_every": 1},
+        ),
+        "-q",
+    )
+    assert_clean_error(
+        outcome,
+        "constraints[0] 'nan_constraint'",
+        "object_phase",
+        "iteration 2",
+        "after iteration 1",
+        str(setup.result),
+    )
     assert iteration_of(setup.result) == 1
     assert_safe(setup)
 
@@ -189,8 +212,10 @@ def test_a_learning_rate_that_blows_up_is_named(setup, cli):
 
 
 def test_a_nan_loss_keeps_the_last_good_checkpoint(setup, cli):
-    cfg = setup.config(loss=[{"name": "gaussian"}, {"name": "raising_loss", "options": {"at": 99}}],
-                       data={"path": str(setup.data), "options": {"key": "measurements"}, "loader": "hdf5"})
+    cfg = setup.config(
+        loss=[{"name": "gaussian"}, {"name": "raising_loss", "options": {"at": 99}}],
+        data={"path": str(setup.data), "options": {"key": "measurements"}, "loader": "hdf5"},
+    )
     assert cli("run", cfg, "-q", "--set", "recon.iterations=1").code == 0
     kept = setup.result.read_bytes()
     with h5py.File(setup.data, "r") as f:  # a copy of the data with one NaN pattern value
@@ -200,8 +225,19 @@ def test_a_nan_loss_keeps_the_last_good_checkpoint(setup, cli):
         meas[3, 3, 32, 32] = np.nan
         f["measurements"] = meas
         f["positions_nominal_px"] = h5py.File(setup.data, "r")["positions_nominal_px"][()]
-    outcome = cli("run", cfg, "-q", "--resume", setup.result, "--set", f"data.path={bad}", "--set",
-                  f"scan.path={bad}", "--set", "data.negative_values=clip")
+    outcome = cli(
+        "run",
+        cfg,
+        "-q",
+        "--resume",
+        setup.result,
+        "--set",
+        f"data.path={bad}",
+        "--set",
+        f"scan.path={bad}",
+        "--set",
+        "data.negative_values=clip",
+    )
     assert outcome.code == 2 and "Traceback" not in outcome.err
     assert setup.result.read_bytes() == kept
     assert_safe(setup)
@@ -209,18 +245,30 @@ def test_a_nan_loss_keeps_the_last_good_checkpoint(setup, cli):
 
 # -- 5. any failure mid-run saves the last completed iteration -----------------------------------
 
-@pytest.mark.parametrize("kind, words", [
-    ("runtime", ["loss[1] 'raising_loss' raised at iteration 2", "RuntimeError"]),
-    ("memory", ["out of memory in iteration 2", "loss[1] 'raising_loss'", "recon.batch_size"]),
-    ("cuda_oom", ["out of memory in iteration 2", "OutOfMemoryError", "recon.batch_size"]),
-])
+
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("runtime", ["loss[1] 'raising_loss' raised at iteration 2", "RuntimeError"]),
+        ("memory", ["out of memory in iteration 2", "loss[1] 'raising_loss'", "recon.batch_size"]),
+        ("cuda_oom", ["out of memory in iteration 2", "OutOfMemoryError", "recon.batch_size"]),
+    ],
+)
 def test_a_failing_plugin_leaves_the_last_iteration_saved(setup, cli, kind, words):
-    outcome = cli("run", setup.config(loss=[{"name": "gaussian"}, {"name": "raising_loss", "options": {"at": 2, "kind": kind}}]), "-q")
+    outcome = cli(
+        "run",
+        setup.config(
+            loss=[{"name": "gaussian"}, {"name": "raising_loss", "options": {"at": 2, "kind": kind}}]
+        ),
+        "-q",
+    )
     assert_clean_error(outcome, *words, f"checkpoint written to {setup.result}", f"--resume {setup.result}")
     assert iteration_of(setup.result) == 1
     assert_safe(setup)
     # and the run continues from it once the plugin is fixed
-    fixed = setup.config(loss=[{"name": "gaussian"}, {"name": "raising_loss", "options": {"at": 99, "kind": kind}}])
+    fixed = setup.config(
+        loss=[{"name": "gaussian"}, {"name": "raising_loss", "options": {"at": 99, "kind": kind}}]
+    )
     assert cli("run", fixed, "-q", "--resume", setup.result).code == 0
     assert iteration_of(setup.result) == 3
 
@@ -253,9 +301,15 @@ def _disk_full_at(monkeypatch, n: int):
 
 def test_disk_full_during_a_save_keeps_the_previous_checkpoint(setup, cli, monkeypatch):
     _disk_full_at(monkeypatch, 2)
-    outcome = cli("run", setup.config(output={"dir": str(setup.out), "figures": False, "save_every": 1}), "-q")
-    assert_clean_error(outcome, "No space left on device", "previous checkpoint, iteration 1, is intact",
-                       f"--resume {setup.result}")
+    outcome = cli(
+        "run", setup.config(output={"dir": str(setup.out), "figures": False, "save_every": 1}), "-q"
+    )
+    assert_clean_error(
+        outcome,
+        "No space left on device",
+        "previous checkpoint, iteration 1, is intact",
+        f"--resume {setup.result}",
+    )
     assert outcome.err.count("\n") == 1  # one line, not a double report
     assert iteration_of(setup.result) == 1
     assert_safe(setup)
@@ -283,7 +337,9 @@ def test_ctrl_c_twice_during_a_save_finishes_the_write(setup, cli, monkeypatch):
         return real(group, run)
 
     monkeypatch.setattr(results, "write", write)
-    outcome = cli("run", setup.config(output={"dir": str(setup.out), "figures": False, "save_every": 1}), "-q")
+    outcome = cli(
+        "run", setup.config(output={"dir": str(setup.out), "figures": False, "save_every": 1}), "-q"
+    )
     assert_clean_error(outcome, "after iteration 1", str(setup.result), code=130)
     assert "Exception ignored" not in outcome.err
     assert iteration_of(setup.result) == 1
@@ -291,6 +347,7 @@ def test_ctrl_c_twice_during_a_save_finishes_the_write(setup, cli, monkeypatch):
 
 
 # -- 6. resume does what the user means ----------------------------------------------------------
+
 
 def _broken_copies(setup):
     """Result files that cannot be resumed from, by what is wrong with them."""
@@ -305,9 +362,14 @@ def _broken_copies(setup):
         del f["checkpoint/torch_rng"]
     text = folder / "notes.txt"
     text.write_text("not a result\n")
-    return {"missing": (folder / "nope.h5", "does not exist"), "truncated": (truncated, "not a readable HDF5 file"),
-            "partial": (partial, "lacks the dataset(s) checkpoint/torch_rng"), "text": (text, "not a readable HDF5 file"),
-            "foreign": (setup.data, "not a ptyrad_core result file"), "folder": (folder, "is a directory")}
+    return {
+        "missing": (folder / "nope.h5", "does not exist"),
+        "truncated": (truncated, "not a readable HDF5 file"),
+        "partial": (partial, "lacks the dataset(s) checkpoint/torch_rng"),
+        "text": (text, "not a readable HDF5 file"),
+        "foreign": (setup.data, "not a ptyrad_core result file"),
+        "folder": (folder, "is a directory"),
+    }
 
 
 @pytest.mark.parametrize("what", ["missing", "truncated", "partial", "text", "foreign", "folder"])
@@ -315,8 +377,15 @@ def test_resume_from_a_file_that_is_not_a_checkpoint(setup, cli, frozen, what):
     assert cli("run", setup.config(recon__iterations=1), "-q").code == 0
     path, words = _broken_copies(setup)[what]
     before = frozen(setup.out.parent / "broken", setup.result)
-    outcome = cli("run", setup.config(output={"dir": str(setup.out.parent / "other"), "figures": False},
-                                      data={"path": "missing.h5"}), "-q", "--resume", path)
+    outcome = cli(
+        "run",
+        setup.config(
+            output={"dir": str(setup.out.parent / "other"), "figures": False}, data={"path": "missing.h5"}
+        ),
+        "-q",
+        "--resume",
+        path,
+    )
     assert_clean_error(outcome, "--resume", str(path), words)
     assert "missing.h5" not in outcome.err  # named before the data are read
     before.assert_unchanged()
@@ -333,12 +402,14 @@ def _optimizer_state(path: Path):
 
 
 def test_resume_applies_changed_learning_rates_and_keeps_the_optimizer_state(setup, cli):
-    from ptyrad_core.kernel.config import load_config
     from ptyrad_core.engine.loop import Reconstruction
+    from ptyrad_core.kernel.config import load_config
 
     assert cli("run", setup.config(recon__iterations=2), "-q").code == 0
     saved = _optimizer_state(setup.result)
-    run = Reconstruction(load_config(setup.config(update={"object_phase": {"lr": 1e-4}})), quiet=True, resume=setup.result)
+    run = Reconstruction(
+        load_config(setup.config(update={"object_phase": {"lr": 1e-4}})), quiet=True, resume=setup.result
+    )
     groups = {g["name"]: g for g in run.optimizer.param_groups}
     assert groups["object_phase"]["lr"] == 1e-4
     state = run.optimizer.state_dict()["state"]
@@ -352,10 +423,13 @@ def test_resume_applies_changed_learning_rates_and_keeps_the_optimizer_state(set
     assert f"resumed from {setup.result} at iteration 2" in log
 
 
-@pytest.mark.parametrize("change, logged", [
-    ({"update": {"positions": {"lr": 1e-3}}}, "fresh for positions"),
-    ({"optimizer": {"name": "SGD"}}, "its state starts fresh"),
-])
+@pytest.mark.parametrize(
+    "change, logged",
+    [
+        ({"update": {"positions": {"lr": 1e-3}}}, "fresh for positions"),
+        ({"optimizer": {"name": "SGD"}}, "its state starts fresh"),
+    ],
+)
 def test_resume_with_a_new_parameter_or_optimizer_works(setup, cli, change, logged):
     assert cli("run", setup.config(recon__iterations=1), "-q").code == 0
     outcome = cli("run", setup.config(**change), "-q", "--resume", setup.result, "-v")
@@ -368,7 +442,9 @@ def test_resume_with_a_new_parameter_or_optimizer_works(setup, cli, change, logg
 def test_resume_with_other_loss_terms_is_one_line(setup, cli, frozen):
     assert cli("run", setup.config(recon__iterations=1), "-q").code == 0
     before = frozen(setup.result)
-    outcome = cli("run", setup.config(loss=[{"name": "gaussian"}, {"name": "sparse"}]), "-q", "--resume", setup.result)
+    outcome = cli(
+        "run", setup.config(loss=[{"name": "gaussian"}, {"name": "sparse"}]), "-q", "--resume", setup.result
+    )
     assert_clean_error(outcome, "--resume", "loss terms", "'sparse'")
     before.assert_unchanged()
 
@@ -384,8 +460,13 @@ def test_resume_past_the_iteration_count_changes_nothing(setup, cli, frozen):
 def test_resume_into_a_folder_holding_another_result_is_refused(setup, cli, frozen, tmp_path):
     assert cli("run", setup.config(recon__iterations=1), "-q").code == 0
     other = tmp_path / "other"
-    assert cli("run", setup.config(output={"dir": str(other), "figures": False}, recon__iterations=1), "-q").code == 0
+    assert (
+        cli("run", setup.config(output={"dir": str(other), "figures": False}, recon__iterations=1), "-q").code
+        == 0
+    )
     before = frozen(other)
-    outcome = cli("run", setup.config(output={"dir": str(other), "figures": False}), "-q", "--resume", setup.result)
+    outcome = cli(
+        "run", setup.config(output={"dir": str(other), "figures": False}), "-q", "--resume", setup.result
+    )
     assert_clean_error(outcome, str(other / "result.h5"), "already holds a result")
     before.assert_unchanged()

@@ -28,8 +28,13 @@ def study(tiny_config, write_yaml, tmp_path):
         cfg["recon"] = {**cfg["recon"], "iterations": 1, "device": "cpu"}
         cfg["update"] = {"probe": {"lr": 0}}
         cfg["output"] = {"dir": str(tmp_path / "out"), "figures": False, "log_file": False}
-        cfg["tune"] = {"params": {"experiment.aberrations.defocus": {"type": "float", "low": 80, "high": 120}},
-                       "n_trials": 2, "sampler": {"name": "random"}, "seed": 1, **tune}
+        cfg["tune"] = {
+            "params": {"experiment.aberrations.defocus": {"type": "float", "low": 80, "high": 120}},
+            "n_trials": 2,
+            "sampler": {"name": "random"},
+            "seed": 1,
+            **tune,
+        }
         return write_yaml(cfg, f"{name}.yaml")
 
     return make
@@ -41,7 +46,9 @@ def hold_lock(config: Path) -> subprocess.Popen:
         "import sys, time\nfrom pathlib import Path\nfrom ptyrad_core.apps.tune import Study\n"
         "s = Study(Path(sys.argv[1]))\ns.lock()\nprint('held', flush=True)\ntime.sleep(120)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     line = proc.stdout.readline()
     assert line.strip() == "held", proc.stderr.read()
     return proc
@@ -71,7 +78,10 @@ def test_a_process_of_the_same_study_joins_and_leaves_the_lock_to_its_holder(cli
         owner = lock.read_text()
         outcome = cli("tune", a)
         assert outcome.code == 0, str(outcome)
-        assert sorted(p.name for p in (tmp_path / "out" / "a").glob("trial_*")) == ["trial_0000", "trial_0001"]
+        assert sorted(p.name for p in (tmp_path / "out" / "a").glob("trial_*")) == [
+            "trial_0000",
+            "trial_0001",
+        ]
         assert lock.read_text() == owner  # still the holder's: never removed by a process that joined
     finally:
         holder.kill()
@@ -89,10 +99,14 @@ def test_studies_never_share_or_delete_each_others_trial_folders(cli, frozen, st
     kept.assert_unchanged()
     assert sorted(p.name for p in (tmp_path / "out" / "a").glob("trial_*")) == ["trial_0000", "trial_0001"]
     assert not list((tmp_path / "out" / "b").glob("trial_*"))
-    assert (tmp_path / "out" / "b" / "best_config.yaml").is_file() and (tmp_path / "out" / "a" / "best_config.yaml").is_file()
+    assert (tmp_path / "out" / "b" / "best_config.yaml").is_file() and (
+        tmp_path / "out" / "a" / "best_config.yaml"
+    ).is_file()
 
 
-def test_the_same_study_name_with_another_config_refuses(cli, frozen, clean_error, study, tmp_path, write_yaml):
+def test_the_same_study_name_with_another_config_refuses(
+    cli, frozen, clean_error, study, tmp_path, write_yaml
+):
     import yaml
 
     a = study("a")
@@ -107,12 +121,17 @@ def test_the_same_study_name_with_another_config_refuses(cli, frozen, clean_erro
     clean_error(outcome, "study 'a'", "tune.study_name")
 
 
-@pytest.mark.parametrize("content, names", [
-    (b"this is not a database, it is a text file\n" * 20, ["no SQLite header"]),
-    (b"SQLite format 3\x00" + b"\xff" * 4000, ["damaged"]),
-    (None, ["without Optuna's tables", "notes"]),  # someone else's SQLite database
-])
-def test_a_damaged_or_foreign_storage_is_one_line_naming_it(cli, frozen, clean_error, study, tmp_path, content, names):
+@pytest.mark.parametrize(
+    "content, names",
+    [
+        (b"this is not a database, it is a text file\n" * 20, ["no SQLite header"]),
+        (b"SQLite format 3\x00" + b"\xff" * 4000, ["damaged"]),
+        (None, ["without Optuna's tables", "notes"]),  # someone else's SQLite database
+    ],
+)
+def test_a_damaged_or_foreign_storage_is_one_line_naming_it(
+    cli, frozen, clean_error, study, tmp_path, content, names
+):
     storage = tmp_path / "out" / "tune.sqlite3"
     storage.parent.mkdir()
     if content is None:
