@@ -25,10 +25,12 @@ shipped ``data/sto_small.h5``. Per condition and dose, in one process:
 3. **Cost** (``--skip-cost``): on one condition, rounds alternate validation on and off (a fresh
    reconstruction of ``--cost-iterations`` iterations each, observers off); the median time per
    iteration (first dropped) of each, as in ``benchmarks/guards.py``.
-4. **Tuning** (``--skip-tune``): per simulated condition at the low dose, ``ptyrad-core tune``'s
-   machinery with ``--trials`` trials over the object learning rate, the ``obj_zblur`` standard
-   deviation and the ``kz_filter`` beta, once with ``tune.objectives: [heldout]`` and once with
-   ``[loss]`` (the same sampler seed); the ground-truth error of each study's best trial.
+4. **Tuning** (``--skip-tune``): per simulated condition at the low dose, ``--trials`` trials
+   over the object-phase learning rate, the ``obj_zblur`` standard deviation and the
+   ``kz_filter`` beta, drawn at random with a fixed seed (what TPE does for its first 10
+   trials), each run once; the trial the held-out loss picks (at its held-out best state)
+   against the one the final training loss picks (at its last state): their ground-truth
+   errors (:func:`tune_same_trials`).
 
 Everything is written to ``OUT/validation.json``; the figure to ``docs/img/validation.png`` and
 the tables are printed as markdown (docs/validation.md).
@@ -55,8 +57,6 @@ from ptyrad_core.plugin import hookimpl
 ROOT = Path(__file__).resolve().parents[1]
 CONDITIONS = ROOT / "benchmarks" / "validation_conditions"
 FIGURE = ROOT / "docs" / "img" / "validation.png"
-#: recon.validation.fraction's default (the emulation uses it when the mechanism is absent)
-DEFAULT_FRACTION = 0.05
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def config(
     recon = {**common["recon"], "iterations": iterations}
     if case.get("indices"):
         recon["indices"] = case["indices"]
-    if fraction is not None and has_validation():
+    if fraction is not None:
         recon["validation"] = {"fraction": fraction}
     if stop is not None:
         recon["stop"] = stop
@@ -240,74 +240,6 @@ class TruthError:
             self.errors[iteration] = self.error(run)
 
 
-def has_validation() -> bool:
-    """Whether this ptyrad_core has ``recon.validation`` (issue 17's mechanism)."""
-    from ptyrad_core.kernel.config import ReconSection
-
-    return "validation" in ReconSection.model_fields
-
-
-def loop_has_validation() -> bool:
-    """Whether this ptyrad_core's optimizer loop computes the held-out loss."""
-    import inspect
-
-    from ptyrad_core.engine import loop
-
-    return "heldout_loss" in inspect.getsource(loop)
-
-
-class EmulatedHoldout:
-    """Stand-in for ``recon.validation`` where the installed ptyrad_core lacks it: the decided
-    scheme, applied by wrapping the run's loss (single process only). Pixel ``p`` of position
-    ``n`` is held out when ``(u[p] + s[n]) % 1 < fraction``, ``u``, ``s`` uniform from the seed;
-    training sees ``where(mask, meas, pred)``; the held-out loss is
-    ``(sum_t w_t term_t(where(mask, pred, meas)) - sum_t w_t term_t(meas)) / fraction`` from the
-    same forward pass, averaged over the iteration's batches. Results made with it are marked
-    ``"emulated": true`` in validation.json."""
-
-    def __init__(self, run, fraction: float, seed: int):
-        import torch
-
-        from ptyrad_core.kernel.model import Batch  # noqa: F401  (the loss terms take one)
-
-        self.fraction = fraction
-        self.curve: dict[int, float] = {}
-        self._sum, self._n = 0.0, 0
-        rng = np.random.default_rng(seed)
-        n = run.model.n_positions
-        shape = None
-        original = run._loss
-
-        def loss(indices, iteration):
-            nonlocal shape
-            pred, batch = run.model(indices, iteration)
-            meas = run.data.batch(indices)
-            for stage in run._measurement_stages:
-                meas = stage.measurements(meas, batch)
-            if shape is None:
-                shape = tuple(meas.shape[1:])
-                self.u = torch.as_tensor(rng.random(int(np.prod(shape))), device=meas.device)
-                self.s = torch.as_tensor(rng.random(n), device=meas.device)
-            mask = ((self.u[None, :] + self.s[indices][:, None]) % 1 < fraction).reshape(meas.shape)
-            train = torch.where(mask, meas.to(pred.dtype), pred)
-            values = torch.stack([w * term(train, meas, batch) for _, w, term in run.loss_terms])
-            with torch.no_grad():
-                held = torch.where(mask, pred, meas.to(pred.dtype))
-                a = sum(float(w * term(held, meas, batch)) for _, w, term in run.loss_terms)
-                b = sum(float(w * term(meas.to(pred.dtype), meas, batch)) for _, w, term in run.loss_terms)
-                self._sum += (a - b) / fraction
-                self._n += 1
-            return values
-
-        self.original = original
-        run._loss = loss
-
-    @hookimpl
-    def ptyrad_on_iter_end(self, run, iteration, metrics):
-        self.curve[iteration] = self._sum / max(self._n, 1)
-        self._sum, self._n = 0.0, 0
-
-
 def reconstruct(
     case: dict,
     common: dict,
@@ -329,10 +261,6 @@ def reconstruct(
         tracker = TruthError(case["path"], error_every)
         pm.register(tracker, name="validation-benchmark-truth")
     run = Reconstruction(cfg, pm=pm, quiet=True)
-    emulated = None
-    if not loop_has_validation() and (fraction is None or fraction > 0):
-        emulated = EmulatedHoldout(run, DEFAULT_FRACTION if fraction is None else fraction, cfg.recon.seed)
-        pm.register(emulated, name="validation-benchmark-emulated-holdout")
     t0 = time.perf_counter()
     run.run()
     wall = time.perf_counter() - t0
@@ -343,12 +271,9 @@ def reconstruct(
         "iteration": its,
         "loss": [float(v) for v in h["loss"]],
         "heldout": [float(v) for v in h.get("heldout_loss", [math.nan] * len(its))],
-        "emulated": emulated is not None,
         "time_s": [float(v) for v in h["time_s"]],
         "wall_s": wall,
     }
-    if emulated is not None:
-        res["heldout"] = [emulated.curve.get(i, math.nan) for i in its]
     if tracker is not None:
         res["error"] = [tracker.errors.get(i, math.nan) for i in its]
         res["error_final_state"] = tracker.error(run)  # the state the run ended with (keep: best restores it)
@@ -440,63 +365,6 @@ TUNE_PARAMS = {
     "constraints.0.options.std": {"type": "float", "low": 0.1, "high": 2.0},
     "constraints.1.options.beta": {"type": "float", "low": 0.02, "high": 1.0, "log": True},
 }
-
-
-def result_error(result: Path, truth: Path) -> float:
-    """Projected-phase error of a result file's state against a dataset's ground truth
-    (:func:`ptyrad_core.apps.show.truth_error`: the same registration and region rule)."""
-    from ptyrad_core.apps.show import truth_error
-
-    return float(truth_error(result, truth)[0])
-
-
-def tune(case: dict, common: dict, out: Path, objective: str, trials: int, iterations: int) -> dict:
-    """A study of ``trials`` trials (TPE, sampler seed 0, no pruner) over :data:`TUNE_PARAMS`
-    minimising ``objective`` (``heldout`` or ``loss``), each trial a run with the default
-    validation (so both studies see the same pixels and keep the same kind of state: only the
-    objective differs). :return: the best trial's values and the ground-truth error of its
-    result, and every trial's error."""
-    import yaml
-
-    from ptyrad_core.apps.tune import Study
-
-    raw = config(case, common, out, iterations, None)
-    raw["constraints"] = [
-        {"name": "obj_zblur", "options": {"std": 0.5}},
-        {"name": "kz_filter", "options": {"beta": 0.1}},
-    ]
-    raw["tune"] = {
-        "params": TUNE_PARAMS,
-        "n_trials": trials,
-        "objectives": [objective],
-        "seed": 0,
-        "sampler": {"name": "TPE"},
-        "pruner": None,
-        "keep": "all",
-        "study_name": objective,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"tune_{objective}.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    study_def = Study(path, quiet=True)
-    try:
-        study = study_def.optimize()
-        complete = study_def.best_trials(study)
-    finally:
-        study_def.close()
-    errors = {
-        t.number: result_error(study_def.trial_dir(t.number) / "result.h5", case["path"]) for t in complete
-    }
-    best = complete[0]
-    return {
-        "best_trial": best.number,
-        "best_value": best.values[0],
-        "best_params": best.params,
-        "best_error": errors[best.number],
-        "min_error_over_trials": min(errors.values()),
-        "trial_errors": errors,
-        "trial_values": {t.number: t.values[0] for t in complete},
-    }
 
 
 def tune_same_trials(
