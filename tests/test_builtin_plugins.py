@@ -468,7 +468,8 @@ SCHEDULES = [((2, 2, 7), [2, 4, 6]), ((1, 3, None), [1, 4, 7]), ((3, 1, 5), [3, 
 
 
 def test_a_constraint_schedule_selects_its_iterations():
-    """The rule: from start_iter every step-th iteration, stopping before end_iter; start_iter null = never."""
+    """The rule: from start_iter every step-th iteration, stopping before end_iter; start_iter null =
+    never."""
     from ptyrad_core.kernel.config import ConstraintSpec
 
     for (start, step, end), want in SCHEDULES:

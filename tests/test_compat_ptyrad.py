@@ -418,7 +418,8 @@ def test_group_modes(group, native):
     ],
 )
 def test_sparse_grouping_follows_ptyrads_size_rule(n_slow, indices, native):
-    """PtyRAD's 'sparse' is farthest-point sampling for up to 65536 positions taking part, Hilbert-curve above."""
+    """PtyRAD's 'sparse' is farthest-point sampling for up to 65536 positions taking part, Hilbert-curve
+    above."""
     p = base_params(pos_N_scan_slow=n_slow, pos_N_scan_fast=256)
     p["recon_params"] = {"GROUP_MODE": "sparse", "INDICES_MODE": indices}
     assert translate(p, "p.yaml").config["recon"]["grouping"] == native
@@ -918,7 +919,11 @@ import ptyrad_core.kernel.plugin_manager as m
 import ptyrad_core_plugins
 installed = {ep.value for ep in importlib.metadata.entry_points(group=m.ENTRY_POINT_GROUP)}
 names = [f"ptyrad_core_plugins.{i.name}" for i in pkgutil.iter_modules(ptyrad_core_plugins.__path__)]
-extra = [importlib.import_module(n) for n in names if not n.split(".")[-1].startswith("_") and n not in installed]
+extra = [
+    importlib.import_module(n)
+    for n in names
+    if not n.split(".")[-1].startswith("_") and n not in installed
+]
 original = m.get_plugin_manager
 m.get_plugin_manager = lambda *a, inline=(), **k: original(*a, inline=(*inline, *extra), **k)
 from ptyrad_core.apps.cli import main
@@ -928,7 +933,8 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.slow  # a run in a child process from the repository root
 def test_cli_runs_a_ptyrad_params_file(tmp_path):
-    """``ptyrad-core run`` in a subprocess, from the repository root: the data path is relative, as in PtyRAD."""
+    """``ptyrad-core run`` in a subprocess, from the repository root: the data path is relative, as in
+    PtyRAD."""
     p = base_params(
         meas_params={"path": "data/tiny.h5", "key": "measurements"},
         meas_reshape=[64, 64, 64],

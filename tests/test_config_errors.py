@@ -97,7 +97,8 @@ def test_wrong_measurement_shape_is_named(tiny_config, tmp_path):
     }
     with pytest.raises(
         DataError,
-        match=r"flat.h5:dp: measurements must be 3-D \(N, ky, kx\) or 4-D \(Ny, Nx, ky, kx\), got shape \(64, 4096\)",
+        match=r"flat.h5:dp: measurements must be 3-D \(N, ky, kx\) or 4-D \(Ny, Nx, ky, kx\), "
+        r"got shape \(64, 4096\)",
     ):
         Reconstruction(build_config(cfg), quiet=True)
 
@@ -110,7 +111,8 @@ def test_pattern_count_mismatch_is_named(tiny_config, tmp_path):
     }
     with pytest.raises(
         DataError,
-        match=r"few.h5:dp: 60 diffraction patterns \(array shape \(60, 64, 64\)\), but scan.n_slow x scan.n_fast = 8 x 8 = 64",
+        match=r"few.h5:dp: 60 diffraction patterns \(array shape \(60, 64, 64\)\), "
+        r"but scan.n_slow x scan.n_fast = 8 x 8 = 64",
     ):
         Reconstruction(build_config(cfg), quiet=True)
 

@@ -205,7 +205,8 @@ def test_resample_simulation_zero_frequency_and_total():
 
 
 def numpy_binning(a: np.ndarray, f: int, weights: list[float], first_tap: int) -> np.ndarray:
-    """Output i sums sim pixels c_i + first_tap + t (t = 0 .. len(weights)-1, indices mod N) with the weights."""
+    """Output i sums sim pixels c_i + first_tap + t (t = 0 .. len(weights)-1, indices mod N) with the
+    weights."""
     n = a.shape[-1]
     m = n // f
     w = np.zeros((m, n))
@@ -320,7 +321,8 @@ def test_pad_measurements_canvas(tiny_meas, padding):
 
 @pytest.mark.parametrize("kind", ["exp", "power"])
 def test_background_fit_matches_curve_fit(kind):
-    """PtyRAD fits with scipy.optimize.curve_fit (bounds a, b >= 0); the scipy-free fit finds the same optimum."""
+    """PtyRAD fits with scipy.optimize.curve_fit (bounds a, b >= 0); the scipy-free fit finds the same
+    optimum."""
     optimize = pytest.importorskip("scipy.optimize")
     mean = dataset("tiny.h5")["measurements"].reshape(-1, 64, 64).mean(0)
     amp = np.sqrt(mean).astype(np.float32)

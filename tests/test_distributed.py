@@ -65,9 +65,9 @@ def equal_config(tiny_config):
         },
         optimizer={"name": "SGD"},
         model={"probe": {"modes": 2}, "object": {"slices": 2, "slice_thickness_A": 3.905}},
-        # not a sum over positions: batch RMS, batch-mean normalisation, batch-averaged PACBED, the object under the
-        # windows. eps 1e-6 (not 1e-10): sqrt(I + eps) near I = 0 turns rounding into large gradients, so that even
-        # one process with 1 or 2 threads ends 1e-3 apart.
+        # not a sum over positions: batch RMS, batch-mean normalisation, batch-averaged PACBED, the object
+        # under the windows. eps 1e-6 (not 1e-10): sqrt(I + eps) near I = 0 turns rounding into large
+        # gradients, so that even one process with 1 or 2 threads ends 1e-3 apart.
         loss=[
             {"name": "gaussian", "options": {"eps": 1e-6}},
             {"name": "pacbed", "weight": 0.5, "options": {"eps": 1e-6}},
@@ -109,8 +109,8 @@ def test_two_processes_equal_one_process(tiny_config, write_yaml, tmp_path, stre
     np.testing.assert_allclose(two["history/heldout_loss"], ref["history/heldout_loss"], rtol=1e-5)
     for key in STATE:
         a, b = two[key], ref[key]
-        # rounding only: two ranks sum the batch in another order (the probe ended 1.03e-4 apart at af37de9, not
-        # bisected; a wrong gather or share gives errors of 1e-2 and more)
+        # rounding only: two ranks sum the batch in another order (the probe ended 1.03e-4 apart at af37de9,
+        # not bisected; a wrong gather or share gives errors of 1e-2 and more)
         assert np.linalg.norm(a - b) <= 3e-4 * np.linalg.norm(b), (
             key,
             np.linalg.norm(a - b) / np.linalg.norm(b),
@@ -242,10 +242,16 @@ MEASURE = textwrap.dedent("""
             return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
 
     warm, big = yaml.safe_load(open(sys.argv[1])), yaml.safe_load(open(sys.argv[2]))
-    Reconstruction(build_config(warm), quiet=True, overwrite=True).run()  # imports, plugins, allocator, FFT plans
+    # a first run loads what any run needs: imports, plugins, allocator, FFT plans
+    Reconstruction(build_config(warm), quiet=True, overwrite=True).run()
     base = rss()
     rec = Reconstruction(build_config(big), quiet=True).run()
-    opt = sum(t.numel() * t.element_size() for s in rec.optimizer.state.values() for t in s.values() if hasattr(t, "numel"))
+    opt = sum(
+        t.numel() * t.element_size()
+        for s in rec.optimizer.state.values()
+        for t in s.values()
+        if hasattr(t, "numel")
+    )
     params = sum(p.numel() * p.element_size() for p in rec.model.parameters())
     buffers = sum(b.numel() * b.element_size() for b in rec.model.buffers())
     print(json.dumps({"base": base, "peak": rss(), "model": 2 * params + buffers + opt,

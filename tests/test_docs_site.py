@@ -146,8 +146,9 @@ window.addEventListener('load', async () => {
     if (url.origin !== here.origin) continue;
     const page = url.origin + url.pathname;
     if (!seen.has(page)) {
-      seen.set(page, fetch(page).then(async r => r.ok ? new DOMParser().parseFromString(await r.text(), 'text/html') : null)
-                                .catch(() => null));
+      seen.set(page, fetch(page)
+        .then(async r => r.ok ? new DOMParser().parseFromString(await r.text(), 'text/html') : null)
+        .catch(() => null));
     }
     const doc = await seen.get(page);
     if (!doc) { broken.push(a.getAttribute('href') + ' (not found)'); continue; }
@@ -157,7 +158,8 @@ window.addEventListener('load', async () => {
   const imgs = Array.from(document.images);
   await Promise.all(imgs.map(i => i.complete ? null : new Promise(res => { i.onload = i.onerror = res; })));
   const loaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
-  document.body.setAttribute('data-linkcheck', JSON.stringify({links: seen.size, broken, images: imgs.length, loaded}));
+  const report = {links: seen.size, broken, images: imgs.length, loaded};
+  document.body.setAttribute('data-linkcheck', JSON.stringify(report));
 });
 """
 
@@ -204,7 +206,8 @@ def test_every_page_loads_in_chromium_without_broken_links_or_images(site, tmp_p
         control = served / "_control.html"
         control.write_text(
             '<html><body><a href="nope.html">a</a><a href="index.html#no-such-id">b</a>'
-            '<a href="index.html">c</a><img src="missing.png"><script src="/_linkcheck.js"></script></body></html>'
+            '<a href="index.html">c</a><img src="missing.png">'
+            '<script src="/_linkcheck.js"></script></body></html>'
         )
         result = check(control)
         assert (

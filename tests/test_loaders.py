@@ -224,7 +224,8 @@ def test_tiff_pages_written_one_by_one_are_stacked(pm, tmp_path):
         tif.write(A3[0, :4], contiguous=False)
     with pytest.raises(
         DataError,
-        match=r"mixed.tif: the TIFF file holds 2 image series of different shapes \(series 0 \(8, 10\), series 1 \(4, 10\)",
+        match=r"mixed.tif: the TIFF file holds 2 image series of different shapes "
+        r"\(series 0 \(8, 10\), series 1 \(4, 10\)",
     ):
         load(pm, "tiff", tmp_path / "mixed.tif")
 

@@ -49,7 +49,8 @@ def test_sto_small_reconstruction_reaches_stated_phase_error(tmp_path):
 
 
 def test_demo_config_validates_and_runs_from_the_cli(tmp_path, cli):
-    """validate, run and show on configs/demo.yaml, in this process (tests/test_cli_smoke.py starts each command once)."""
+    """validate, run and show on configs/demo.yaml, in this process (tests/test_cli_smoke.py starts each
+    command once)."""
     demo = ROOT / "configs" / "demo.yaml"
     proc = cli("validate", demo)
     assert proc.code == 0, proc.err

@@ -30,7 +30,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def make_run(config: dict) -> Reconstruction:
-    """A Reconstruction whose plugin manager has the figure observer (inline until the kernel registers it)."""
+    """A Reconstruction whose plugin manager has the figure observer (inline until the kernel registers
+    it)."""
     from ptyrad_core.kernel.plugin_manager import core_observers
 
     cfg = build_config(config)
@@ -183,7 +184,8 @@ def images_loaded(page: Path, tmp: Path) -> tuple[int, int]:
         pytest.fail(f"Chromium did not finish rendering {page} within 60 s")
     m = re.search(r'data-images-loaded="(\d+)/(\d+)"', out.stdout)
     assert m, (
-        f"no data-images-loaded in Chromium's DOM (rc {out.returncode}): {out.stdout[:300]!r} {out.stderr[-500:]!r}"
+        f"no data-images-loaded in Chromium's DOM (rc {out.returncode}): "
+        f"{out.stdout[:300]!r} {out.stderr[-500:]!r}"
     )
     return int(m.group(1)), int(m.group(2))
 

@@ -49,7 +49,9 @@ import json, sys, types
 import numpy as np
 from ptyrad.init.initializer import Initializer as I
 from ptyrad.io.load import load_ptyrad
-me = types.SimpleNamespace(use_cached_probe=False, use_cached_pos=False, use_cached_obj=False, cache_contents=None)
+me = types.SimpleNamespace(
+    use_cached_probe=False, use_cached_pos=False, use_cached_obj=False, cache_contents=None
+)
 out = {}
 for tag, source, path in json.loads(sys.argv[1]):
     if source == "PtyRAD":

@@ -50,7 +50,8 @@ def test_fps_batches_are_farther_apart_than_random_and_spread():
 
 
 def test_fps_approaches_the_ideal_spacing_on_a_random_scan():
-    """32 points spread evenly over an L x L square are about L / sqrt(32) apart; fps gets close, random does not."""
+    """32 points spread evenly over an L x L square are about L / sqrt(32) apart; fps gets close, random
+    does not."""
     rng = np.random.default_rng(5)
     pos = rng.uniform(0, 100, (1024, 2))
     fps = np.median([min_intra_distance(pos, b) for b in batches(pos, "fps")])

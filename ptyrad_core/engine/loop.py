@@ -33,6 +33,7 @@ import torch
 from ptyrad_core.engine import builder, outputs, results
 from ptyrad_core.engine.builder import Settings
 from ptyrad_core.engine.distributed import World
+from ptyrad_core.engine.heldout import STATE_NAMES, Split, heldout_loss, train_pred
 from ptyrad_core.kernel.components import enforce
 from ptyrad_core.kernel.config import Config, load_config
 from ptyrad_core.kernel.errors import (
@@ -44,7 +45,6 @@ from ptyrad_core.kernel.errors import (
     PtyradError,
     RunInterrupted,
 )
-from ptyrad_core.engine.heldout import STATE_NAMES, Split, heldout_loss, train_pred
 from ptyrad_core.kernel.model import PARAMETER_NAMES, Batch
 from ptyrad_core.setup import runtime, sources
 

@@ -41,7 +41,8 @@ class Strict(BaseModel):
 class PluginsSection(Strict):
     modules: list[str] = Field(
         default_factory=list,
-        description="Extra plugin modules: dotted module names or paths to .py files (relative to the config file).",
+        description="Extra plugin modules: dotted module names or paths to .py files (relative to the config "
+        "file).",
     )
     disable: list[str] = Field(
         default_factory=list, description="Plugin names to block (as listed by `ptyrad-core plugins`)."
@@ -81,7 +82,8 @@ class DataSection(Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="The loader's own options (e.g. key).")
     negative_values: Literal["error", "clip"] = Field(
         "error",
-        description="Negative intensities left after preprocessing: 'error' rejects the data, 'clip' sets them to 0.",
+        description="Negative intensities left after preprocessing: 'error' rejects the data, 'clip' sets "
+        "them to 0.",
     )
     preprocess: list[ComponentSpec] = Field(
         default_factory=list,
@@ -116,8 +118,8 @@ class ExperimentSection(Strict):
     conv_angle_mrad: float = Field(gt=0, description="Probe convergence semi-angle in mrad.")
     aberrations: dict[str, float] = Field(
         default_factory=dict,
-        description="Aberrations in Angstrom / degrees, Krivanek (C10, C12, phi12, C12a ...), Haider (C1, A1, ...) "
-        "or aliases (defocus = -C10, Cs = C30).",
+        description="Aberrations in Angstrom / degrees, Krivanek (C10, C12, phi12, C12a ...), Haider (C1, "
+        "A1, ...) or aliases (defocus = -C10, Cs = C30).",
     )
     dx_A: float | None = Field(
         None, gt=0, description="Calibration (give exactly one): " + CALIBRATIONS["dx_A"] + "."
@@ -212,7 +214,8 @@ class FileSource(Strict):
 class ScanSection(FileSource):
     source: Literal["raster", "file", "result"] = Field(
         "raster",
-        description="'raster' from step and counts, 'file' (an (N, 2) array), or 'result' (a previous reconstruction).",
+        description="'raster' from step and counts, 'file' (an (N, 2) array), or 'result' (a previous "
+        "reconstruction).",
     )
     n_slow: int = Field(gt=0, description="Scan positions along the slow (y) axis, as acquired.")
     n_fast: int = Field(gt=0, description="Scan positions along the fast (x) axis, as acquired.")
@@ -228,9 +231,9 @@ class ScanSection(FileSource):
     )
     units: Literal["px", "A"] = Field(
         "px",
-        description="Units of the positions in a file: 'px' = pixels of the calibrated data (1 / (N dk) of the "
-        "patterns the experiment calibration describes, e.g. experiment.dx_A), rescaled to the simulation pixel when "
-        "preprocessing or detector stages change it; 'A' = Angstrom.",
+        description="Units of the positions in a file: 'px' = pixels of the calibrated data (1 / (N dk) of "
+        "the patterns the experiment calibration describes, e.g. experiment.dx_A), rescaled to the "
+        "simulation pixel when preprocessing or detector stages change it; 'A' = Angstrom.",
     )
 
     @model_validator(mode="after")
@@ -253,7 +256,8 @@ class ProbeInit(FileSource):
     )
     mode_power: float | list[float] = Field(
         0.02,
-        description="Initial power fraction of each added mode (0 < p < 1), or one value per added mode (the last repeats).",
+        description="Initial power fraction of each added mode (0 < p < 1), or one value per added mode (the "
+        "last repeats).",
     )
     permute: list[int] | None = Field(
         None, description="Axis order that turns a file's probe array into (pmode, Ny, Nx)."
@@ -263,7 +267,8 @@ class ProbeInit(FileSource):
     )
     normalization: Literal["mean_total_ints", "max_total_ints", "target_intensity"] = Field(
         "mean_total_ints",
-        description="Scale sum |probe|^2 to the mean or max total intensity of the patterns, or to `intensity`.",
+        description="Scale sum |probe|^2 to the mean or max total intensity of the patterns, or to "
+        "`intensity`.",
     )
     intensity: float | None = Field(
         None, gt=0, description="Target sum |probe|^2 for normalization 'target_intensity'."
@@ -290,7 +295,8 @@ class ZPad(Strict):
 
 class ZResample(Strict):
     mode: Literal["scale_slices", "scale_thickness", "target_slices", "target_thickness"] = Field(
-        description="Resample the initial object along z: scale the number of slices or the thickness, or set either."
+        description="Resample the initial object along z: scale the number of slices or the thickness, or "
+        "set either."
     )
     value: float = Field(gt=0, description="The scale factor, number of slices or thickness (Angstrom).")
 
@@ -376,8 +382,9 @@ class OptimizerSection(Strict):
     name: str = Field("Adam", description="Any torch.optim optimizer class name.")
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Keyword arguments of the optimizer. An optimizer with a fused implementation (Adam, AdamW, SGD, "
-        "Adagrad) runs it (the same update, one kernel per parameter) unless these name fused, foreach or differentiable.",
+        description="Keyword arguments of the optimizer. An optimizer with a fused implementation (Adam, "
+        "AdamW, SGD, Adagrad) runs it (the same update, one kernel per parameter) unless these name fused, "
+        "foreach or differentiable.",
     )
     scheduler: SchedulerSpec | None = Field(
         None, description="Learning-rate scheduler; null = constant learning rates."
@@ -446,9 +453,10 @@ class ReconSection(Strict):
     batch_size: int = Field(32, gt=0, description="Positions per mini-batch.")
     grouping: Literal["random", "spread", "fps", "compact"] = Field(
         "random",
-        description="random: new random batches every iteration; spread: positions spread over the field of view "
-        "(Hilbert curve, O(N)); fps: farthest-point sampling, each batch's positions as far apart as possible (O(N^2) "
-        "time, 4 N^2 / batch_size bytes once; PtyRAD's fps); compact: spatially clustered positions.",
+        description="random: new random batches every iteration; spread: positions spread over the field of "
+        "view (Hilbert curve, O(N)); fps: farthest-point sampling, each batch's positions as far apart as "
+        "possible (O(N^2) time, 4 N^2 / batch_size bytes once; PtyRAD's fps); compact: spatially clustered "
+        "positions.",
     )
     grad_accumulation: int = Field(
         1, ge=1, description="Mini-batches whose gradients add up before one step."
@@ -464,13 +472,15 @@ class ReconSection(Strict):
     fft: Literal["auto", "torch", "fftw"] = Field(
         "auto",
         description="FFT library of the multislice: 'auto' (FFTW on the CPU when pyFFTW is installed, else "
-        "torch.fft), 'torch' or 'fftw' (CPU only; the fftw extra). Results agree to rounding (docs: ptyrad_core.kernel.fft).",
+        "torch.fft), 'torch' or 'fftw' (CPU only; the fftw extra). Results agree to rounding (docs: "
+        "ptyrad_core.kernel.fft).",
     )
     positions_per_pass: Literal["auto"] | int = Field(
         "auto",
-        description="Scan positions of a batch carried through the slices together. 'auto': on the CPU as many "
-        "as make about 2 MiB of waves, which then stay in cache between the products and transforms of a slice (faster "
-        "for large batches: docs/benchmarks.md); on a GPU the whole batch. Changes the result only by rounding.",
+        description="Scan positions of a batch carried through the slices together. 'auto': on the CPU as "
+        "many as make about 2 MiB of waves, which then stay in cache between the products and transforms of "
+        "a slice (faster for large batches: docs/benchmarks.md); on a GPU the whole batch. Changes the "
+        "result only by rounding.",
     )
     dist_timeout_s: float = Field(
         600,
@@ -480,9 +490,10 @@ class ReconSection(Strict):
     )
     memory_check: bool = Field(
         True,
-        description="Estimate the peak memory before allocating (object, probe, optimizer state, gradients, batch "
-        "waves, measurements) and refuse a run that does not fit the free host / GPU memory; false skips the refusal "
-        "(PTYRAD_CORE_MEMORY_LIMIT_MB sets the limit instead of the detected free memory; ptyrad_core.setup.memory).",
+        description="Estimate the peak memory before allocating (object, probe, optimizer state, gradients, "
+        "batch waves, measurements) and refuse a run that does not fit the free host / GPU memory; false "
+        "skips the refusal (PTYRAD_CORE_MEMORY_LIMIT_MB sets the limit instead of the detected free memory; "
+        "ptyrad_core.setup.memory).",
     )
 
     validation: ValidationSpec = Field(
@@ -524,7 +535,8 @@ class ReconSection(Strict):
 class FolderName(Strict):
     affixes: list[str] = Field(
         default_factory=lambda: ["default"],
-        description="What goes into the folder name: presets minimal / default / all, or affixes (docs: ptyrad_core.setup.naming).",
+        description="What goes into the folder name: presets minimal / default / all, or affixes (docs: "
+        "ptyrad_core.setup.naming).",
     )
     prefix: str = Field("", description="Text at the start of the name.")
     postfix: str = Field("", description="Text at the end of the name.")
@@ -557,7 +569,8 @@ class OutputSection(Strict):
     log_file: bool = Field(True, description="Write run.log in the output folder.")
     name: FolderName | None = Field(
         None,
-        description="Write into a sub-folder of `dir` named from the config (like PtyRAD's recon_dir_affixes); null = `dir` itself.",
+        description="Write into a sub-folder of `dir` named from the config (like PtyRAD's "
+        "recon_dir_affixes); null = `dir` itself.",
     )
     figures: bool = Field(True, description="Draw figures and report.html at every save.")
     tiff: TiffExports | None = Field(
@@ -583,7 +596,8 @@ class Origin:
         return f"{self.source}:{line}" if line else self.source
 
     def options_error(self, exc: ValidationError, model: type[BaseModel], loc: tuple) -> str:
-        """Options rejected by a component's ``Options`` ``model``: one line per problem, keys under ``loc``."""
+        """Options rejected by a component's ``Options`` ``model``: one line per problem, keys under
+        ``loc``."""
         return format_validation_error(exc, model, self.source, self.lines, prefix=tuple(loc))
 
 
@@ -838,8 +852,8 @@ def decode_text(data: bytes, path) -> str:
     except UnicodeDecodeError as exc:
         offset = skip + exc.start
         raise ConfigError(
-            f"{path}: not UTF-8 text: byte {offset} is 0x{data[offset]:02x}{hint}; expected a UTF-8 YAML file "
-            "(save it as UTF-8)"
+            f"{path}: not UTF-8 text: byte {offset} is 0x{data[offset]:02x}{hint}; expected a UTF-8 YAML "
+            "file (save it as UTF-8)"
         ) from None
     bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
     if bad:

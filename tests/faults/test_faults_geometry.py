@@ -195,8 +195,8 @@ def test_validate_prints_step_and_field_of_view_in_angstrom(cli, write_yaml, dx_
 def test_rescaled_positions_that_leave_a_fixed_object_are_a_clean_error(
     cli, tiny_config, write_yaml, clean_error
 ):
-    """model.object.shape 96 x 96 holds tiny's 80 px windows at the file's pixel numbers (up to 95), not once they
-    are rescaled by 1.25 (up to 98): one line naming the positions and the option to change, exit 2."""
+    """model.object.shape 96 x 96 holds tiny's 80 px windows at the file's pixel numbers (up to 95), not once
+    they are rescaled by 1.25 (up to 98): one line naming the positions and the option to change, exit 2."""
     cfg = tiny_config(detector=CHANGES["crop_simulation"][0])
     cfg["model"]["object"]["shape"] = [96, 96]
     out = cli("validate", write_yaml(cfg))

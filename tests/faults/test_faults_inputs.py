@@ -67,7 +67,8 @@ def test_export_never_writes_an_input(cli, frozen, clean_error, setup, tmp_path,
 
 
 def test_export_replaces_only_its_own_previous_file(cli, frozen, setup, tmp_path):
-    """A foreign file at the target needs overwrite; a previous export (its HDF5 mark) is replaced by a run."""
+    """A foreign file at the target needs overwrite; a previous export (its HDF5 mark) is replaced by a
+    run."""
     foreign = tmp_path / "exported.hdf5"
     with h5py.File(foreign, "w") as f:
         f["mine"] = np.arange(3)
@@ -144,8 +145,8 @@ def test_validate_writes_nothing_anywhere(cli, setup, tmp_path):
     assert outcome.code == 0, str(outcome)
     assert snapshot() == before
     assert (
-        f"would create the folder and write {tmp_path / 'exports' / 'meas.npy'} (npy, float32, shape [8, 8, 64, 64])"
-        in outcome.out
+        f"would create the folder and write {tmp_path / 'exports' / 'meas.npy'} "
+        "(npy, float32, shape [8, 8, 64, 64])" in outcome.out
     )
 
 

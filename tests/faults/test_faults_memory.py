@@ -112,7 +112,7 @@ def test_a_large_limit_passes_and_validate_prints_the_estimate(cli, tiny_config,
     monkeypatch.setenv(LIMIT, "100000")
     outcome = cli("validate", write_yaml(tiny_config()))
     assert outcome.code == 0, outcome
-    line = next(l for l in outcome.out.splitlines() if l.strip().startswith("memory"))
+    line = next(s for s in outcome.out.splitlines() if s.strip().startswith("memory"))
     assert "estimated peak" in line and "batch waves" in line and LIMIT in line, line
 
 
@@ -329,7 +329,7 @@ def test_the_estimate_bounds_a_tiny_runs_measured_peak(tiny_config, write_yaml, 
 
     def status(key):
         with open("/proc/self/status") as fh:
-            return next(int(l.split()[1]) * 1024 for l in fh if l.startswith(key + ":"))
+            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(key + ":"))
 
     at_check = []
     real = memory.check_measurements

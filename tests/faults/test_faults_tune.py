@@ -41,7 +41,8 @@ def study(tiny_config, write_yaml, tmp_path):
 
 
 def hold_lock(config: Path) -> subprocess.Popen:
-    """Another process that takes (or joins) the output folder's lock for the study of ``config`` and keeps it."""
+    """Another process that takes (or joins) the output folder's lock for the study of ``config`` and keeps
+    it."""
     code = (
         "import sys, time\nfrom pathlib import Path\nfrom ptyrad_core.apps.tune import Study\n"
         "s = Study(Path(sys.argv[1]))\ns.lock()\nprint('held', flush=True)\ntime.sleep(120)\n"
