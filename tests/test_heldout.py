@@ -10,10 +10,10 @@ import torch
 from conftest import build_run
 
 from ptyrad_core.engine import loop
+from ptyrad_core.engine.heldout import STATE_NAMES, Split, heldout_loss, train_pred
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.config import build_config
 from ptyrad_core.kernel.errors import ConfigError
-from ptyrad_core.engine.heldout import STATE_NAMES, Split, heldout_loss, train_pred
 from ptyrad_core_plugins.losses.gaussian import GaussianLoss
 from ptyrad_core_plugins.losses.poisson import PoissonLoss
 
@@ -261,3 +261,49 @@ def test_bad_validation_settings_are_one_line(tiny_config, recon, key):
     with pytest.raises(ConfigError) as info:
         build_config(cfg)
     assert key in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_cached_whole_scan_mask_equals_the_per_batch_definition(monkeypatch):
+    """Below MASK_CACHE_BYTES a batch indexes the whole scan's mask (built once, in chunks); above
+    it each batch computes its own: both are the definition."""
+    from ptyrad_core.engine import heldout
+
+    split = Split.make(3, 0.1, 50, (12, 10))
+    idx = torch.tensor([7, 0, 49, 7, 23])
+    cached = split.mask(idx)
+    assert "cpu" in {k[0].type for k in split._device if isinstance(k, tuple)}  # the whole mask is kept
+    monkeypatch.setattr(heldout, "MASK_CACHE_BYTES", 0)
+    fresh = Split.make(3, 0.1, 50, (12, 10))
+    assert torch.equal(fresh.mask(idx), cached)
+    assert not any(isinstance(k, tuple) for k in fresh._device)  # nothing kept above the limit
+    assert np.array_equal(cached.numpy(), split.mask_numpy(idx.numpy()))
+
+
+def test_terms_that_read_no_pattern_are_skipped_by_the_heldout_loss():
+    """A prior on the object (``reads_patterns = False``, e.g. the sparsity term) adds the same to
+    both sums of the held-out loss: it is not evaluated there, and the value is that of the
+    pattern terms alone."""
+    from ptyrad_core.plugin import LossTerm
+
+    class Prior(LossTerm):
+        reads_patterns = False
+        calls = 0
+
+        def forward(self, pred, meas, batch):
+            type(self).calls += 1
+            return pred.new_tensor(3.0)
+
+    class Residual(LossTerm):
+        def forward(self, pred, meas, batch):
+            return (pred - meas).square().mean()
+
+    g = torch.Generator().manual_seed(0)
+    meas = torch.rand(4, 6, 6, generator=g)
+    pred = meas + 0.1 * torch.rand(4, 6, 6, generator=g)
+    mask = torch.rand(4, 6, 6, generator=g) < 0.2
+    prior, residual = Prior(Prior.Options()), Residual(Residual.Options())
+    with_prior = heldout_loss([("r", 1.0, residual), ("p", 2.0, prior)], pred, meas, mask, None, 0.2)
+    alone = heldout_loss([("r", 1.0, residual)], pred, meas, mask, None, 0.2)
+    assert Prior.calls == 0
+    expect = float(((pred - meas).square() * mask).mean() / 0.2)
+    assert float(with_prior) == float(alone) == pytest.approx(expect, rel=1e-6)

@@ -38,6 +38,9 @@ import torch
 
 from ptyrad_core.kernel.errors import DataError, PtyradError
 
+#: the largest whole-scan mask kept on a device (bytes: positions x pixels); beyond it each batch
+#: computes its own
+MASK_CACHE_BYTES = 256 * 2**20
 #: the model tensors that make up a state (the best state kept for ``recon.stop.keep: best``)
 STATE_NAMES = ("object_amplitude", "object_phase", "probe_ri", "positions", "tilts", "slice_thickness")
 
@@ -88,9 +91,27 @@ class Split:
     def n_positions(self) -> int:
         return len(self.position_s)
 
-    def mask(self, indices: torch.Tensor) -> torch.Tensor:
+    def mask(self, indices: torch.Tensor, keep_all: bool = True) -> torch.Tensor:
         """``(B, My, Mx)`` bool on the device of ``indices``: True where the pixel of that
-        position (``indices``: ``(B,)`` scan-position indices) is held out."""
+        position (``indices``: ``(B,)`` scan-position indices) is held out.
+
+        ``keep_all``: keep the whole scan's mask on the device (one byte per pixel, a quarter of
+        the float32 patterns) when it is under :data:`MASK_CACHE_BYTES`; a run whose measurements
+        are streamed from disk passes False, so that its memory stays within its budget.
+        """
+        device = indices.device
+        full = self._device.get((device, "all"))
+        if full is None and keep_all and self.n_positions * self.shape[0] * self.shape[1] <= MASK_CACHE_BYTES:
+            # every position's mask once, one byte per pixel: a batch then indexes it instead of
+            # recomputing the comparison at every batch of every iteration
+            every = torch.arange(self.n_positions, device=device)
+            step = max(1, 2**22 // (self.shape[0] * self.shape[1]))  # bounds the float64 temporaries
+            full = torch.cat([self._compute(every[i : i + step]) for i in range(0, self.n_positions, step)])
+            self._device[(device, "all")] = full
+        return full[indices] if full is not None else self._compute(indices)
+
+    def _compute(self, indices: torch.Tensor) -> torch.Tensor:
+        """The definition, ``(u[p] + s[n]) % 1 < fraction``, for the positions ``indices``."""
         device = indices.device
         if device not in self._device:
             # float64 as the definition; a device without it (Apple MPS) decides in float32
@@ -174,6 +195,8 @@ def heldout_loss(
         pred = pred.detach()
         reference = meas.to(pred.dtype)
         scored = torch.where(mask, pred, reference)
-        total = sum(w * term(scored, meas, batch) for _, w, term in loss_terms)
-        base = sum(w * term(reference, meas, batch) for _, w, term in loss_terms)
+        # a term that reads no pattern contributes the same to both sums: skipped
+        terms = [(w, term) for _, w, term in loss_terms if getattr(term, "reads_patterns", True)]
+        total = sum((w * term(scored, meas, batch) for w, term in terms), pred.new_zeros(()))
+        base = sum((w * term(reference, meas, batch) for w, term in terms), pred.new_zeros(()))
         return (total - base) / fraction

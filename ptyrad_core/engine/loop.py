@@ -278,7 +278,7 @@ class Reconstruction:
             )
         held = None
         if self.validating:
-            mask = self._split(meas).mask(indices)
+            mask = self._split(meas).mask(indices, keep_all=not self.data.streamed)
             if score:
                 held = heldout_loss(self.loss_terms, pred, meas, mask, batch, self.split.fraction)
             pred = train_pred(pred, meas, mask)

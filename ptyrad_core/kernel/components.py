@@ -54,10 +54,13 @@ class LossTerm(torch.nn.Module):
 
     ``pred`` and ``meas`` are ``(B, Ky, Kx)`` float intensities, zero frequency centred;
     ``batch`` is the :class:`~ptyrad_core.kernel.model.Batch`. The total loss is the sum of
-    ``weight * term`` over the config's ``loss`` list.
+    ``weight * term`` over the config's ``loss`` list. A term that does not read ``pred`` or
+    ``meas`` (a prior on the object, as sparsity) sets ``reads_patterns = False``: the held-out
+    loss then skips it (its value cancels there), which saves evaluating it twice per batch.
     """
 
     Options: ClassVar[type[PluginOptions]] = PluginOptions
+    reads_patterns: ClassVar[bool] = True
 
     def __init__(self, options: PluginOptions):
         super().__init__()

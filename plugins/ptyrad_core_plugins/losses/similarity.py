@@ -21,6 +21,8 @@ from .._common import ObjType, obj_type_field
 class SimilarityLoss(LossTerm):
     """Spread of the (blurred, downsampled) object over its modes."""
 
+    reads_patterns = False  # a prior on the object: the held-out loss skips it
+
     class Options(PluginOptions):
         obj_type: ObjType = obj_type_field()
         blur_std: float = Field(

@@ -16,6 +16,8 @@ from ptyrad_core.plugin import Field, LossTerm, PluginOptions, hookimpl
 class SparsityLoss(LossTerm):
     """L_q norm of the object phase within the batch's windows."""
 
+    reads_patterns = False  # a prior on the object: the held-out loss skips it
+
     class Options(PluginOptions):
         ln_order: float = Field(1.0, ge=1, description="Order q of the norm (1 = mean absolute phase).")
 
