@@ -119,7 +119,7 @@ def _cfg(tiny_config, iterations=3, **recon):
 def test_fraction_zero_is_the_run_without_masking(tiny_config, monkeypatch):
     # validation on with a mask that holds nothing out trains exactly as a run without masking
     monkeypatch.setattr(
-        Split, "mask", lambda self, idx: torch.zeros((len(idx), *self.shape), dtype=torch.bool)
+        Split, "mask", lambda self, idx, keep_all=True: torch.zeros((len(idx), *self.shape), dtype=torch.bool)
     )
     empty = build_run(_cfg(tiny_config, validation={"fraction": 0.05})).run()
 
