@@ -492,8 +492,8 @@ class ReconSection(Strict):
         True,
         description="Estimate the peak memory before allocating (object, probe, optimizer state, gradients, "
         "batch waves, measurements) and refuse a run that does not fit the free host / GPU memory; false "
-        "skips the refusal (PTYRAD_CORE_MEMORY_LIMIT_MB sets the limit instead of the detected free memory; "
-        "ptyrad_core.setup.memory).",
+        "skips the refusal (PTYRAD_CORE_MEMORY_LIMIT_MB sets the limit instead of the detected free "
+        "memory; ptyrad_core.setup.memory).",
     )
 
     validation: ValidationSpec = Field(
@@ -535,8 +535,8 @@ class ReconSection(Strict):
 class FolderName(Strict):
     affixes: list[str] = Field(
         default_factory=lambda: ["default"],
-        description="What goes into the folder name: presets minimal / default / all, or affixes (docs: "
-        "ptyrad_core.setup.naming).",
+        description="What goes into the folder name: presets minimal / default / all, or affixes "
+        "(docs: ptyrad_core.setup.naming).",
     )
     prefix: str = Field("", description="Text at the start of the name.")
     postfix: str = Field("", description="Text at the end of the name.")
