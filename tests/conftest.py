@@ -74,6 +74,20 @@ BASE_CONFIG = {
 }
 
 
+#: the smallest `ptyrad-core simulate` spec (3 x 3 positions of 32 px): for commands that need one
+SIM_SPEC = {
+    "experiment": {
+        "energy_kV": 300,
+        "conv_angle_mrad": 21.4,
+        "dx_A": 0.19525,
+        "pattern_px": 32,
+        "aberrations": {"defocus": 100},
+    },
+    "object": {"source": "lattice", "slices": 2, "slice_thickness_A": 1.9525},
+    "scan": {"n_slow": 3, "n_fast": 3, "step_A": 0.4},
+}
+
+
 @pytest.fixture
 def tiny_config(tmp_path):
     """A factory for a small valid config dict on tiny.h5 writing into tmp_path."""

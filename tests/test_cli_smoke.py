@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
-from conftest import DATA
+from conftest import DATA, SIM_SPEC
 
 pytestmark = pytest.mark.slow  # eleven interpreters, each importing torch
 
@@ -22,17 +22,7 @@ TUNE = {
     "params": {"experiment.aberrations.defocus": {"type": "float", "low": 60, "high": 140}},
     "n_trials": 1,
 }
-SPEC = {
-    "experiment": {
-        "energy_kV": 300,
-        "conv_angle_mrad": 21.4,
-        "dx_A": 0.19525,
-        "pattern_px": 32,
-        "aberrations": {"defocus": 100},
-    },
-    "object": {"source": "lattice", "slices": 2, "slice_thickness_A": 1.9525},
-    "scan": {"n_slow": 3, "n_fast": 3, "step_A": 0.4},
-}
+SPEC = SIM_SPEC
 PTYRAD_PARAMS = {
     "init_params": {
         "probe_kv": 300,

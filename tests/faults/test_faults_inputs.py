@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from conftest import SIM_SPEC
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "data" / "tiny.h5"
@@ -208,17 +209,7 @@ def test_convert_replaces_its_previous_output_and_nothing_else(cli, frozen, para
     assert other.read_text().startswith("# ptyrad_core config translated from")
 
 
-SPEC = {
-    "experiment": {
-        "energy_kV": 300,
-        "conv_angle_mrad": 21.4,
-        "dx_A": 0.19525,
-        "pattern_px": 32,
-        "aberrations": {"defocus": 100},
-    },
-    "object": {"source": "lattice", "slices": 2, "slice_thickness_A": 1.9525},
-    "scan": {"n_slow": 3, "n_fast": 3, "step_A": 0.4},
-}
+SPEC = SIM_SPEC
 
 
 @pytest.mark.parametrize("target", ["spec", "foreign", "probe"])
