@@ -428,6 +428,8 @@ def run_case(case: Case, args, tmp: Path) -> dict:
     config["recon"]["seed"] = args.seed
     config["recon"]["fft"] = args.ours_fft
     config["recon"]["device"] = args.device
+    if args.ours_validation is not None:
+        config["recon"]["validation"] = {"fraction": args.ours_validation}
     oc.write_text(yaml.safe_dump(config))
     for r in range(rounds):
         order = ("ptyrad", "ours") if r % 2 == 0 else ("ours", "ptyrad")
@@ -490,6 +492,7 @@ def run_case(case: Case, args, tmp: Path) -> dict:
             "seed": args.seed,
             "learning_rates": LR,
             "ours_fft": args.ours_fft,
+            "ours_validation": args.ours_validation,
             "device": args.device,
         },
         "machine": machine(args.device),
@@ -645,6 +648,16 @@ def main() -> None:
         choices=("auto", "torch", "fftw"),
         default="auto",
         help="ptyrad_core's recon.fft (default auto: FFTW where pyFFTW is installed)",
+    )
+    ap.add_argument(
+        "--ours-validation",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help=(
+            "ptyrad_core's recon.validation.fraction (default: the config default, held-out validation "
+            "on as a user runs it; 0 trains on every pixel, the same work as PtyRAD)"
+        ),
     )
     ap.add_argument(
         "--device",
