@@ -226,6 +226,29 @@ def test_every_loss_is_a_finite_differentiable_scalar_and_rejects_unknown_option
         PM.registry("loss").get(name).cls.Options(no_such_option=1)
 
 
+@pytest.mark.parametrize("name", sorted(PM.registry("loss").names()))
+def test_a_loss_declared_pixelwise_depends_on_pixel_values_alone(name):
+    """``pixelwise = True`` lets the held-out loss evaluate a term on the held-out pixels alone,
+    as ``(B, 1, K)``: the value must then not change when the pixels are shuffled within each
+    pattern and laid out as one row; a term that declares it wrongly (PACBED averages patterns
+    pixel by pixel) fails here, one that reads no pattern is exempt."""
+    cls = PM.registry("loss").get(name).cls
+    if not cls.pixelwise or not cls.reads_patterns:
+        pytest.skip(f"{name}: not pixel-wise (evaluated on whole patterns)")
+    model = make_model()
+    model.set_iteration(1)
+    pred, batch = model(torch.arange(4))
+    pred = pred.detach()
+    meas = torch.as_tensor(RNG.poisson(pred.numpy()).astype(float))
+    term = component("loss", name)
+    b = len(pred)
+    perm = torch.stack(
+        [torch.randperm(pred[0].numel(), generator=torch.Generator().manual_seed(i)) for i in range(b)]
+    )
+    shuffled = [t.reshape(b, -1).gather(1, perm).unsqueeze(1) for t in (pred, meas)]
+    torch.testing.assert_close(term(*shuffled, batch), term(pred, meas, batch), rtol=1e-12, atol=0)
+
+
 # --------------------------------------------------------------------------------------------
 # constraints
 # --------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from ptyrad_core_plugins.losses.poisson import PoissonLoss
 
 
 def test_split_is_deterministic_and_holds_out_the_fraction_everywhere():
-    # f * pixels and f * positions are whole numbers: the stratified draws hit them to +-1
+    # every position holds out exactly K = round(f M) pixels; each pixel K N / M positions (+-1)
     fraction, n, shape = 0.1, 50, (12, 10)
     split = Split.make(7, fraction, n, shape)
     again = Split.make(7, fraction, n, shape)
@@ -30,17 +30,30 @@ def test_split_is_deterministic_and_holds_out_the_fraction_everywhere():
     np.testing.assert_array_equal(split.position_s, again.position_s)
     assert not np.array_equal(split.pixel_u, other.pixel_u)
 
+    k = split.held_per_position
+    assert k == round(fraction * shape[0] * shape[1]) == 12
     mask = split.mask_numpy(np.arange(n))  # (N, My, Mx)
     per_position = mask.reshape(n, -1).sum(1)
     per_pixel = mask.reshape(n, -1).sum(0)
-    assert np.all(np.abs(per_position - round(fraction * shape[0] * shape[1])) <= 1), per_position
-    assert np.all(np.abs(per_pixel - round(fraction * n)) <= 1), per_pixel
+    assert np.all(per_position == k), per_position
+    assert np.all(np.abs(per_pixel - k * n / (shape[0] * shape[1])) <= 1), per_pixel
     # a different subset at every position, and every pixel held out somewhere
     assert len({m.tobytes() for m in mask}) == n
     assert per_pixel.min() > 0
-    # the device mask is the definition's
+    # the device mask and the batch's pixel indices are the definition's
     idx = torch.tensor([3, 0, 49, 3])
     np.testing.assert_array_equal(split.mask(idx).numpy(), split.mask_numpy(idx.numpy()))
+    pixels = split.pixels(idx)
+    assert pixels.shape == (4, k) and pixels.dtype == torch.int64
+    for row, n_ in zip(pixels.numpy(), idx.numpy()):
+        assert len(set(row)) == k  # K distinct pixels
+        np.testing.assert_array_equal(np.sort(row), np.flatnonzero(mask[n_].reshape(-1)))
+
+
+def test_a_tiny_fraction_still_holds_out_one_pixel():
+    split = Split.make(0, 0.001, 5, (4, 4))
+    assert split.held_per_position == 1
+    assert split.mask_numpy(np.arange(5)).reshape(5, -1).sum(1).tolist() == [1] * 5
 
 
 def test_split_round_trips_through_a_group(tmp_path):
@@ -85,26 +98,59 @@ def _poisson_np(x, m, p=1.0, eps=1e-6):
     return -np.mean(m**p * np.log(x**p + eps) - x**p) / np.mean(m**p)
 
 
-def test_held_out_loss_is_its_formula_and_zero_for_a_perfect_prediction():
+def _pixels_and_mask(seed, fraction, shape=(3, 8, 8)):
+    split = Split.make(seed, fraction, shape[0], shape[1:])
+    idx = torch.arange(shape[0])
+    pixels = split.pixels(idx)
+    return pixels, split.mask(idx, pixels)
+
+
+def test_held_out_loss_of_pixelwise_terms_is_the_term_on_the_held_out_pixels():
     pred, meas = _patterns(1)
     fraction = 0.25
-    mask = Split.make(3, fraction, 3, (8, 8)).mask(torch.arange(3))
+    pixels, mask = _pixels_and_mask(3, fraction)
     stack = [
         ("gaussian", 1.0, GaussianLoss(GaussianLoss.Options())),
         ("poisson", 0.5, PoissonLoss(PoissonLoss.Options())),
     ]
-    got = float(heldout_loss(stack, pred, meas, mask, None, fraction))
+    got = float(heldout_loss(stack, pred, meas, pixels, mask, None, fraction))
     p, m, k = pred.numpy(), meas.numpy(), mask.numpy()
-    scored = np.where(k, p, m)
-    expected = (
-        _gaussian_np(scored, m) + 0.5 * _poisson_np(scored, m) - _gaussian_np(m, m) - 0.5 * _poisson_np(m, m)
-    ) / fraction
+    # the plain formulas over the held-out pixels of the batch: the training loss's scale
+    expected = _gaussian_np(p[k], m[k]) + 0.5 * _poisson_np(p[k], m[k])
     assert got == pytest.approx(expected, rel=1e-10)
-    assert got > 0
-    assert float(heldout_loss(stack, meas.clone(), meas, mask, None, fraction)) == pytest.approx(0, abs=1e-12)
     # only the held-out pixels count: changing the prediction elsewhere changes nothing
     elsewhere = torch.where(mask, pred, pred * 3)
-    assert float(heldout_loss(stack, elsewhere, meas, mask, None, fraction)) == pytest.approx(got, rel=1e-12)
+    assert float(heldout_loss(stack, elsewhere, meas, pixels, mask, None, fraction)) == pytest.approx(
+        got, rel=1e-12
+    )
+    # a perfect prediction: the Gaussian term is 0, the Poisson term its minimum
+    perfect = float(heldout_loss(stack, meas.clone(), meas, pixels, mask, None, fraction))
+    assert perfect == pytest.approx(0.5 * _poisson_np(m[k], m[k]), rel=1e-10)
+    assert got > perfect
+
+
+def test_held_out_loss_of_a_term_that_reads_whole_patterns_is_what_the_held_out_pixels_add():
+    """The PACBED term compares batch-averaged patterns: not pixel-wise, so it is evaluated on
+    whole patterns with the prediction at held-out pixels only, less its value at a perfect
+    prediction, per held-out fraction."""
+    from ptyrad_core_plugins.losses.pacbed import PacbedLoss
+
+    pred, meas = _patterns(2)
+    fraction = 0.25
+    pixels, mask = _pixels_and_mask(4, fraction)
+    pacbed = PacbedLoss(PacbedLoss.Options())
+    assert not pacbed.pixelwise
+    got = float(heldout_loss([("pacbed", 2.0, pacbed)], pred, meas, pixels, mask, None, fraction))
+    p, m, k = pred.numpy(), meas.numpy(), mask.numpy()
+
+    def pacbed_np(x):
+        return np.sqrt(np.mean(((x + 1e-10).mean(0) ** 0.2 - m.mean(0) ** 0.2) ** 2)) / np.mean(m**0.2)
+
+    expected = 2.0 * (pacbed_np(np.where(k, p, m)) - pacbed_np(m)) / fraction
+    assert got == pytest.approx(expected, rel=1e-8) and got > 0
+    assert float(
+        heldout_loss([("pacbed", 2.0, pacbed)], meas.clone(), meas, pixels, mask, None, fraction)
+    ) == (pytest.approx(0, abs=1e-12))
 
 
 # -- runs on the tiny data -------------------------------------------------------------------------
@@ -119,7 +165,7 @@ def _cfg(tiny_config, iterations=3, **recon):
 def test_fraction_zero_is_the_run_without_masking(tiny_config, monkeypatch):
     # validation on with a mask that holds nothing out trains exactly as a run without masking
     monkeypatch.setattr(
-        Split, "mask", lambda self, idx, keep_all=True: torch.zeros((len(idx), *self.shape), dtype=torch.bool)
+        Split, "mask", lambda self, idx, pixels=None: torch.zeros((len(idx), *self.shape), dtype=torch.bool)
     )
     empty = build_run(_cfg(tiny_config, validation={"fraction": 0.05})).run()
 
@@ -263,22 +309,6 @@ def test_bad_validation_settings_are_one_line(tiny_config, recon, key):
     assert key in str(info.value) and "\n" not in str(info.value)
 
 
-def test_the_cached_whole_scan_mask_equals_the_per_batch_definition(monkeypatch):
-    """Below MASK_CACHE_BYTES a batch indexes the whole scan's mask (built once, in chunks); above
-    it each batch computes its own: both are the definition."""
-    from ptyrad_core.engine import heldout
-
-    split = Split.make(3, 0.1, 50, (12, 10))
-    idx = torch.tensor([7, 0, 49, 7, 23])
-    cached = split.mask(idx)
-    assert "cpu" in {k[0].type for k in split._device if isinstance(k, tuple)}  # the whole mask is kept
-    monkeypatch.setattr(heldout, "MASK_CACHE_BYTES", 0)
-    fresh = Split.make(3, 0.1, 50, (12, 10))
-    assert torch.equal(fresh.mask(idx), cached)
-    assert not any(isinstance(k, tuple) for k in fresh._device)  # nothing kept above the limit
-    assert np.array_equal(cached.numpy(), split.mask_numpy(idx.numpy()))
-
-
 def test_terms_that_read_no_pattern_are_skipped_by_the_heldout_loss():
     """A prior on the object (``reads_patterns = False``, e.g. the sparsity term) adds the same to
     both sums of the held-out loss: it is not evaluated there, and the value is that of the
@@ -300,10 +330,12 @@ def test_terms_that_read_no_pattern_are_skipped_by_the_heldout_loss():
     g = torch.Generator().manual_seed(0)
     meas = torch.rand(4, 6, 6, generator=g)
     pred = meas + 0.1 * torch.rand(4, 6, 6, generator=g)
-    mask = torch.rand(4, 6, 6, generator=g) < 0.2
+    split = Split.make(0, 0.2, 4, (6, 6))
+    pixels = split.pixels(torch.arange(4))
+    mask = split.mask(torch.arange(4), pixels)
     prior, residual = Prior(Prior.Options()), Residual(Residual.Options())
-    with_prior = heldout_loss([("r", 1.0, residual), ("p", 2.0, prior)], pred, meas, mask, None, 0.2)
-    alone = heldout_loss([("r", 1.0, residual)], pred, meas, mask, None, 0.2)
+    with_prior = heldout_loss([("r", 1.0, residual), ("p", 2.0, prior)], pred, meas, pixels, mask, None, 0.2)
+    alone = heldout_loss([("r", 1.0, residual)], pred, meas, pixels, mask, None, 0.2)
     assert Prior.calls == 0
     expect = float(((pred - meas).square() * mask).mean() / 0.2)
     assert float(with_prior) == float(alone) == pytest.approx(expect, rel=1e-6)

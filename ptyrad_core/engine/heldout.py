@@ -6,27 +6,31 @@ keeps, so the problem stays as well posed as without validation; holding out who
 would remove their overlap and leave the object under them unconstrained.
 
 The split is defined on the compared grid (the measurements after the detector stages'
-``measurements()`` transform), ``(My, Mx)`` pixels, for ``N`` scan positions, by two arrays drawn
-from the seed:
+``measurements()`` transform), ``M = My*Mx`` pixels, for ``N`` scan positions, by two arrays
+drawn from the seed:
 
-- ``u`` ``(My*Mx,)`` float64 in [0, 1), one number per pixel;
-- ``s`` ``(N,)`` float64 in [0, 1), one number per position;
+- ``u`` ``(M,)`` float64 in [0, 1), one number per pixel; its ranks ``r[p]`` (0 .. M-1) order
+  the pixels at random;
+- ``s`` ``(N,)`` float64 in [0, 1), one number per position; ``o[n] = floor(s[n] M)`` is the
+  position's offset in that order;
 
-pixel ``p`` of position ``n`` is held out when ``(u[p] + s[n]) % 1 < f``. Both arrays are
-stratified (a random permutation of ``(k + v_k) / K``, ``v_k`` uniform in [0, 1)): each is
-uniform on [0, 1), and every window of length ``f`` on the circle holds ``f K`` of them up to
-one. So every position holds out ``f My Mx`` pixels (+-1), a different subset at each position,
-and each pixel is held out at ``f N`` positions (+-1). A batch's mask costs ``B * My * Mx`` adds
-and compares.
+pixel ``p`` of position ``n`` is held out when ``(r[p] - o[n]) mod M < K``, ``K = max(1,
+round(f M))``: every position holds out exactly ``K`` pixels, a window of the random order that
+starts at its own offset. Both arrays are stratified (``n`` of them a random permutation of ``(k + v_k) / n``,
+``v_k`` uniform in [0, 1)), so each pixel is held out at ``K N / M`` positions (+-1). A batch's
+held-out pixels are one gather from the order (:meth:`Split.pixels`), ``B K`` integers.
 
 Training compares ``torch.where(mask, meas, pred)`` with ``meas``: a held-out pixel carries no
 residual and no gradient, for any loss term. The held-out loss uses the same loss stack and
-weights on the same forward pass (:func:`heldout_loss`)::
+weights on the same forward pass (:func:`heldout_loss`): a term that declares itself
+``pixelwise`` (its value depends on the pixel values alone, not on where they lie in the
+pattern: the Gaussian and Poisson terms) is evaluated on the held-out pixels alone, given as
+``(B, 1, K)`` tensors, so its held-out value is on the training loss's scale and costs ``f`` of a
+pattern evaluation; any other term that reads the patterns contributes::
 
-    heldout = (sum_t w_t term_t(where(mask, pred, meas), meas) - sum_t w_t term_t(meas, meas)) / f
+    (term(where(mask, pred, meas), meas) - term(meas, meas)) / f
 
-the subtraction removes what the kept pixels and the pattern-independent terms (sparsity, TV)
-contribute; dividing by ``f`` puts runs with different fractions on a comparable scale.
+what the held-out pixels' prediction adds to it, per held-out fraction.
 """
 
 from __future__ import annotations
@@ -38,9 +42,6 @@ import torch
 
 from ptyrad_core.kernel.errors import DataError, PtyradError
 
-#: the largest whole-scan mask kept on a device (bytes: positions x pixels); beyond it each batch
-#: computes its own
-MASK_CACHE_BYTES = 256 * 2**20
 #: the model tensors that make up a state (the best state kept for ``recon.stop.keep: best``)
 STATE_NAMES = ("object_amplitude", "object_phase", "probe_ri", "positions", "tilts", "slice_thickness")
 
@@ -91,44 +92,50 @@ class Split:
     def n_positions(self) -> int:
         return len(self.position_s)
 
-    def mask(self, indices: torch.Tensor, keep_all: bool = True) -> torch.Tensor:
-        """``(B, My, Mx)`` bool on the device of ``indices``: True where the pixel of that
-        position (``indices``: ``(B,)`` scan-position indices) is held out.
+    @property
+    def held_per_position(self) -> int:
+        """``K``: the held-out pixels of every position."""
+        return max(1, round(self.fraction * self.shape[0] * self.shape[1]))
 
-        ``keep_all``: keep the whole scan's mask on the device (one byte per pixel, a quarter of
-        the float32 patterns) when it is under :data:`MASK_CACHE_BYTES`; a run whose measurements
-        are streamed from disk passes False, so that its memory stays within its budget.
-        """
-        device = indices.device
-        full = self._device.get((device, "all"))
-        if full is None and keep_all and self.n_positions * self.shape[0] * self.shape[1] <= MASK_CACHE_BYTES:
-            # every position's mask once, one byte per pixel: a batch then indexes it instead of
-            # recomputing the comparison at every batch of every iteration
-            every = torch.arange(self.n_positions, device=device)
-            step = max(1, 2**22 // (self.shape[0] * self.shape[1]))  # bounds the float64 temporaries
-            full = torch.cat([self._compute(every[i : i + step]) for i in range(0, self.n_positions, step)])
-            self._device[(device, "all")] = full
-        return full[indices] if full is not None else self._compute(indices)
-
-    def _compute(self, indices: torch.Tensor) -> torch.Tensor:
-        """The definition, ``(u[p] + s[n]) % 1 < fraction``, for the positions ``indices``."""
-        device = indices.device
-        if device not in self._device:
-            # float64 as the definition; a device without it (Apple MPS) decides in float32
-            dtype = torch.float64 if device.type != "mps" else torch.float32
-            self._device[device] = (
-                torch.as_tensor(self.pixel_u, dtype=dtype, device=device),
-                torch.as_tensor(self.position_s, dtype=dtype, device=device),
+    def _tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """On ``device``, cached: the pixel order twice over ``(2M,)`` (a window that passes the
+        end continues at the start without a remainder), the offsets ``o`` ``(N,)`` and
+        ``arange(K)``, int64."""
+        tables = self._device.get(device)
+        if tables is None:
+            m = self.shape[0] * self.shape[1]
+            order = np.tile(np.argsort(self.pixel_u, kind="stable"), 2)
+            offset = np.floor(self.position_s * m).astype(np.int64) % m
+            tables = tuple(
+                torch.as_tensor(a, dtype=torch.int64, device=device)
+                for a in (order, offset, np.arange(self.held_per_position))
             )
-        u, s = self._device[device]
-        total = u.unsqueeze(0) + s[indices].unsqueeze(1)
-        total = torch.where(total >= 1, total - 1, total)  # (u + s) % 1 for u, s in [0, 1)
-        return (total < self.fraction).view(len(indices), *self.shape)
+            self._device[device] = tables
+        return tables
+
+    def pixels(self, indices: torch.Tensor) -> torch.Tensor:
+        """``(B, K)`` int64 on the device of ``indices``: the held-out pixels (row-major indices
+        into the ``My*Mx`` compared pixels) of the positions ``indices`` ``(B,)``."""
+        order, offset, window = self._tables(indices.device)
+        return order[offset[indices].unsqueeze(1) + window]
+
+    def mask(self, indices: torch.Tensor, pixels: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, My, Mx)`` bool on the device of ``indices``: True where the pixel of that
+        position (``indices``: ``(B,)`` scan-position indices) is held out; ``pixels``: their
+        :meth:`pixels`, when already computed."""
+        if pixels is None:
+            pixels = self.pixels(indices)
+        m = self.shape[0] * self.shape[1]
+        mask = torch.zeros((len(pixels), m), dtype=torch.bool, device=pixels.device)
+        return mask.scatter_(1, pixels, True).view(len(pixels), *self.shape)
 
     def mask_numpy(self, indices) -> np.ndarray:
-        """:meth:`mask` in numpy (for checks and tests)."""
-        total = (self.pixel_u[None, :] + self.position_s[np.asarray(indices)][:, None]) % 1.0
-        return (total < self.fraction).reshape(len(indices), *self.shape)
+        """The definition, ``(r[p] - o[n]) mod M < K``, in numpy (for checks and tests)."""
+        m = self.shape[0] * self.shape[1]
+        rank = np.argsort(np.argsort(self.pixel_u, kind="stable"), kind="stable")
+        offset = np.floor(self.position_s[np.asarray(indices)] * m).astype(np.int64) % m
+        held = (rank[None, :] - offset[:, None]) % m < self.held_per_position
+        return held.reshape(len(offset), *self.shape)
 
     def check(self, shape: tuple[int, int], n_positions: int, where: str = "held-out split") -> None:
         """Refuse a split made for another grid or scan (one line)."""
@@ -179,24 +186,43 @@ def train_pred(pred: torch.Tensor, meas: torch.Tensor, mask: torch.Tensor) -> to
 
 
 def heldout_loss(
-    loss_terms, pred: torch.Tensor, meas: torch.Tensor, mask: torch.Tensor, batch, fraction: float
+    loss_terms,
+    pred: torch.Tensor,
+    meas: torch.Tensor,
+    pixels: torch.Tensor,
+    mask: torch.Tensor,
+    batch,
+    fraction: float,
 ):
     """The held-out loss of one batch, a 0-d tensor (no gradient).
 
-    ``(sum_t w_t term_t(where(mask, pred, meas), meas) - sum_t w_t term_t(meas, meas)) / fraction``
+    ``sum_t w_t h_t`` over the terms that read the patterns, with ``h_t = term_t(pred_h, meas_h)``
+    for a ``pixelwise`` term (``pred_h``, ``meas_h``: the held-out pixels, ``(B, 1, K)``) and
+    ``h_t = (term_t(where(mask, pred, meas), meas) - term_t(meas, meas)) / fraction`` for any other.
 
     :param loss_terms: ``(label, weight, term)`` triples, the run's loss stack.
     :param pred: ``(B, My, Mx)`` predicted patterns (of the training forward pass).
     :param meas: ``(B, My, Mx)`` measurements on the compared grid.
+    :param pixels: ``(B, K)`` int64, the held-out pixels (:meth:`Split.pixels`).
     :param mask: ``(B, My, Mx)`` bool, True at held-out pixels (:meth:`Split.mask`).
     :param fraction: the split's fraction.
     """
     with torch.no_grad():
         pred = pred.detach()
-        reference = meas.to(pred.dtype)
-        scored = torch.where(mask, pred, reference)
-        # a term that reads no pattern contributes the same to both sums: skipped
+        # a term that reads no pattern contributes the same with and without the held-out pixels
         terms = [(w, term) for _, w, term in loss_terms if getattr(term, "reads_patterns", True)]
-        total = sum((w * term(scored, meas, batch) for w, term in terms), pred.new_zeros(()))
-        base = sum((w * term(reference, meas, batch) for w, term in terms), pred.new_zeros(()))
-        return (total - base) / fraction
+        total = pred.new_zeros(())
+        if any(getattr(term, "pixelwise", False) for _, term in terms):
+            b = len(pred)
+            pred_h = pred.reshape(b, -1).gather(1, pixels).unsqueeze(1)
+            meas_h = meas.reshape(b, -1).gather(1, pixels).unsqueeze(1)
+            for w, term in terms:
+                if getattr(term, "pixelwise", False):
+                    total = total + w * term(pred_h, meas_h, batch)
+        layout = [(w, term) for w, term in terms if not getattr(term, "pixelwise", False)]
+        if layout:
+            reference = meas.to(pred.dtype)
+            scored = torch.where(mask, pred, reference)
+            for w, term in layout:
+                total = total + w * (term(scored, meas, batch) - term(reference, meas, batch)) / fraction
+        return total

@@ -278,9 +278,11 @@ class Reconstruction:
             )
         held = None
         if self.validating:
-            mask = self._split(meas).mask(indices, keep_all=not self.data.streamed)
+            split = self._split(meas)
+            pixels = split.pixels(indices)
+            mask = split.mask(indices, pixels)
             if score:
-                held = heldout_loss(self.loss_terms, pred, meas, mask, batch, self.split.fraction)
+                held = heldout_loss(self.loss_terms, pred, meas, pixels, mask, batch, split.fraction)
             pred = train_pred(pred, meas, mask)
         return torch.stack([w * term(pred, meas, batch) for _, w, term in self.loss_terms]), held
 

@@ -24,6 +24,8 @@ from .._common import dp_pow_field, measured_power
 class GaussianLoss(LossTerm):
     """Normalised RMS error of ``pattern ** dp_pow``."""
 
+    pixelwise = True  # a mean over pixels: the held-out loss evaluates it on the held-out pixels alone
+
     class Options(PluginOptions):
         dp_pow: float = dp_pow_field(0.5)
         eps: float = Field(

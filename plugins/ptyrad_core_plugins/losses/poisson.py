@@ -21,6 +21,8 @@ from .._common import dp_pow_field, measured_power
 class PoissonLoss(LossTerm):
     """Poisson negative log-likelihood of ``pattern ** dp_pow``."""
 
+    pixelwise = True  # a mean over pixels: the held-out loss evaluates it on the held-out pixels alone
+
     class Options(PluginOptions):
         dp_pow: float = dp_pow_field(1.0)
         eps: float = Field(1e-6, gt=0, description="Added inside the logarithm (counts).")
