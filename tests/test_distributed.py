@@ -82,12 +82,12 @@ def equal_config(tiny_config):
 @pytest.mark.parametrize("streamed", [False, True], ids=["in_memory", "streamed"])
 def test_two_processes_equal_one_process(tiny_config, write_yaml, tmp_path, streamed):
     cfg = equal_config(tiny_config)
+    if streamed:  # each rank reads its share of every batch from the file; the shares are gathered
+        cfg["data"]["memory_budget_MB"] = 0.1  # (the one process streams too: it scores per batch)
     one = Reconstruction(build_config(cfg), quiet=True).run()
     ref = read_result(one.result_path)
 
     cfg["output"]["dir"] = str(tmp_path / "two")
-    if streamed:  # each rank reads its share of every batch from the file; the shares are gathered
-        cfg["data"]["memory_budget_MB"] = 0.1
     path = write_yaml(cfg)
     proc = subprocess.run(
         cli("run", str(path), "-q", "--nproc", "2"), capture_output=True, text=True, timeout=300

@@ -10,7 +10,7 @@ import torch
 from conftest import build_run
 
 from ptyrad_core.engine import loop
-from ptyrad_core.engine.heldout import STATE_NAMES, Split, heldout_loss, train_pred
+from ptyrad_core.engine.heldout import STATE_NAMES, Scorer, Split, heldout_loss, train_pred
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.config import build_config
 from ptyrad_core.kernel.errors import ConfigError
@@ -48,6 +48,22 @@ def test_split_is_deterministic_and_holds_out_the_fraction_everywhere():
     for row, n_ in zip(pixels.numpy(), idx.numpy()):
         assert len(set(row)) == k  # K distinct pixels
         np.testing.assert_array_equal(np.sort(row), np.flatnonzero(mask[n_].reshape(-1)))
+
+
+def test_the_cached_whole_scan_mask_equals_the_per_batch_definition(monkeypatch):
+    """Below MASK_CACHE_BYTES a batch indexes the whole scan's mask (built once, in chunks); above
+    it each batch builds its own: both are the definition."""
+    from ptyrad_core.engine import heldout
+
+    split = Split.make(3, 0.1, 50, (12, 10))
+    idx = torch.tensor([7, 0, 49, 7, 23])
+    cached = split.mask(idx)
+    assert any(isinstance(k, tuple) for k in split._device)  # the whole mask is kept
+    monkeypatch.setattr(heldout, "MASK_CACHE_BYTES", 0)
+    fresh = Split.make(3, 0.1, 50, (12, 10))
+    assert torch.equal(fresh.mask(idx), cached)
+    assert not any(isinstance(k, tuple) for k in fresh._device)  # nothing kept above the limit
+    assert np.array_equal(cached.numpy(), split.mask_numpy(idx.numpy()))
 
 
 def test_a_tiny_fraction_still_holds_out_one_pixel():
@@ -98,33 +114,28 @@ def _poisson_np(x, m, p=1.0, eps=1e-6):
     return -np.mean(m**p * np.log(x**p + eps) - x**p) / np.mean(m**p)
 
 
-def _pixels_and_mask(seed, fraction, shape=(3, 8, 8)):
-    split = Split.make(seed, fraction, shape[0], shape[1:])
-    idx = torch.arange(shape[0])
-    pixels = split.pixels(idx)
-    return pixels, split.mask(idx, pixels)
+def _mask(seed, fraction, shape=(3, 8, 8)):
+    return Split.make(seed, fraction, shape[0], shape[1:]).mask(torch.arange(shape[0]))
 
 
 def test_held_out_loss_of_pixelwise_terms_is_the_term_on_the_held_out_pixels():
     pred, meas = _patterns(1)
     fraction = 0.25
-    pixels, mask = _pixels_and_mask(3, fraction)
+    mask = _mask(3, fraction)
     stack = [
         ("gaussian", 1.0, GaussianLoss(GaussianLoss.Options())),
         ("poisson", 0.5, PoissonLoss(PoissonLoss.Options())),
     ]
-    got = float(heldout_loss(stack, pred, meas, pixels, mask, None, fraction))
+    got = float(heldout_loss(stack, pred, meas, mask, None, fraction))
     p, m, k = pred.numpy(), meas.numpy(), mask.numpy()
     # the plain formulas over the held-out pixels of the batch: the training loss's scale
     expected = _gaussian_np(p[k], m[k]) + 0.5 * _poisson_np(p[k], m[k])
     assert got == pytest.approx(expected, rel=1e-10)
     # only the held-out pixels count: changing the prediction elsewhere changes nothing
     elsewhere = torch.where(mask, pred, pred * 3)
-    assert float(heldout_loss(stack, elsewhere, meas, pixels, mask, None, fraction)) == pytest.approx(
-        got, rel=1e-12
-    )
+    assert float(heldout_loss(stack, elsewhere, meas, mask, None, fraction)) == pytest.approx(got, rel=1e-12)
     # a perfect prediction: the Gaussian term is 0, the Poisson term its minimum
-    perfect = float(heldout_loss(stack, meas.clone(), meas, pixels, mask, None, fraction))
+    perfect = float(heldout_loss(stack, meas.clone(), meas, mask, None, fraction))
     assert perfect == pytest.approx(0.5 * _poisson_np(m[k], m[k]), rel=1e-10)
     assert got > perfect
 
@@ -137,10 +148,10 @@ def test_held_out_loss_of_a_term_that_reads_whole_patterns_is_what_the_held_out_
 
     pred, meas = _patterns(2)
     fraction = 0.25
-    pixels, mask = _pixels_and_mask(4, fraction)
+    mask = _mask(4, fraction)
     pacbed = PacbedLoss(PacbedLoss.Options())
     assert not pacbed.pixelwise
-    got = float(heldout_loss([("pacbed", 2.0, pacbed)], pred, meas, pixels, mask, None, fraction))
+    got = float(heldout_loss([("pacbed", 2.0, pacbed)], pred, meas, mask, None, fraction))
     p, m, k = pred.numpy(), meas.numpy(), mask.numpy()
 
     def pacbed_np(x):
@@ -148,9 +159,69 @@ def test_held_out_loss_of_a_term_that_reads_whole_patterns_is_what_the_held_out_
 
     expected = 2.0 * (pacbed_np(np.where(k, p, m)) - pacbed_np(m)) / fraction
     assert got == pytest.approx(expected, rel=1e-8) and got > 0
-    assert float(
-        heldout_loss([("pacbed", 2.0, pacbed)], meas.clone(), meas, pixels, mask, None, fraction)
-    ) == (pytest.approx(0, abs=1e-12))
+    assert float(heldout_loss([("pacbed", 2.0, pacbed)], meas.clone(), meas, mask, None, fraction)) == (
+        pytest.approx(0, abs=1e-12)
+    )
+
+
+def test_the_iterations_held_out_loss_is_the_stack_on_every_held_out_pixel_whatever_the_batches():
+    """:class:`Scorer` keeps each batch's held-out pixels and evaluates a pixel-wise term once on
+    those of the whole scan: the value is the formula over all held-out pixels and the same for
+    any partition into batches (a per-batch mean would change with it); a whole-pattern term is
+    the mean of its per-batch values."""
+    from ptyrad_core_plugins.losses.pacbed import PacbedLoss
+
+    n, fraction = 12, 0.2
+    pred, meas = _patterns(5, shape=(n, 8, 8))
+    split = Split.make(2, fraction, n, (8, 8))
+    gauss = [("gaussian", 1.5, GaussianLoss(GaussianLoss.Options()))]
+    k = split.mask_numpy(np.arange(n))
+    expected = 1.5 * _gaussian_np(pred.numpy()[k], meas.numpy()[k])
+
+    def score(stack, partition):
+        scorer = Scorer(stack, split)
+        scorer.start()
+        for part in partition:
+            idx = torch.as_tensor(part)
+            scorer.add(pred[idx], meas[idx], idx, split.mask(idx), None)
+        return float(scorer.value(1, None))
+
+    one = score(gauss, [np.arange(n)])
+    assert one == pytest.approx(expected, rel=1e-10)
+    shuffled = np.random.default_rng(0).permutation(n)
+    assert score(gauss, [shuffled[:5], shuffled[5:9], shuffled[9:]]) == pytest.approx(one, rel=1e-12)
+    # positions a batch plan left out are not scored
+    part = np.arange(6)
+    kp = split.mask_numpy(part)
+    assert score(gauss, [part]) == pytest.approx(
+        1.5 * _gaussian_np(pred.numpy()[part][kp], meas.numpy()[part][kp]), rel=1e-10
+    )
+    # a whole-pattern term: the mean over batches of its per-batch held-out value
+    pac = [("pacbed", 1.0, PacbedLoss(PacbedLoss.Options()))]
+    halves = [np.arange(6), np.arange(6, n)]
+    per_batch = []
+    for h in halves:
+        idx = torch.as_tensor(h)
+        per_batch.append(float(heldout_loss(pac, pred[idx], meas[idx], split.mask(idx), None, fraction)))
+    assert score(pac, halves) == pytest.approx(np.mean(per_batch), rel=1e-12)
+    # a streamed run (whole_scan=False) scores every term per batch, in memory of one batch
+    streamed = Scorer(gauss, split, whole_scan=False)
+    streamed.start()
+    per_batch = []
+    for h in halves:
+        idx = torch.as_tensor(h)
+        streamed.add(pred[idx], meas[idx], idx, split.mask(idx), None)
+        per_batch.append(float(heldout_loss(gauss, pred[idx], meas[idx], split.mask(idx), None, fraction)))
+    assert float(streamed.value(1, None)) == pytest.approx(np.mean(per_batch), rel=1e-12)
+    assert streamed._pred is None
+    # start() forgets the previous iteration
+    scorer = Scorer(gauss, split)
+    scorer.start()
+    idx = torch.arange(n)
+    scorer.add(pred * 2, meas, idx, split.mask(idx), None)
+    scorer.start()
+    scorer.add(pred, meas, idx, split.mask(idx), None)
+    assert float(scorer.value(2, None)) == pytest.approx(one, rel=1e-12)
 
 
 # -- runs on the tiny data -------------------------------------------------------------------------
@@ -165,15 +236,32 @@ def _cfg(tiny_config, iterations=3, **recon):
 def test_fraction_zero_is_the_run_without_masking(tiny_config, monkeypatch):
     # validation on with a mask that holds nothing out trains exactly as a run without masking
     monkeypatch.setattr(
-        Split, "mask", lambda self, idx, pixels=None: torch.zeros((len(idx), *self.shape), dtype=torch.bool)
+        Split, "mask", lambda self, idx, keep_all=True: torch.zeros((len(idx), *self.shape), dtype=torch.bool)
     )
+
+    class NoScore:  # nothing is held out, so there is nothing to score
+        split = None
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def start(self):
+            pass
+
+        def add(self, *args):
+            pass
+
+        def value(self, *args):
+            return torch.zeros(())
+
+    monkeypatch.setattr(loop, "Scorer", NoScore)
     empty = build_run(_cfg(tiny_config, validation={"fraction": 0.05})).run()
 
     def fail(*args, **kwargs):
         raise AssertionError("no held-out code runs with fraction 0")
 
     monkeypatch.setattr(loop, "train_pred", fail)
-    monkeypatch.setattr(loop, "heldout_loss", fail)
+    monkeypatch.setattr(loop, "Scorer", fail)
     off = build_run(_cfg(tiny_config, validation={"fraction": 0})).run()
     assert off.history["loss"] == empty.history["loss"]
     assert torch.equal(off.model.object_phase, empty.model.object_phase)
@@ -330,12 +418,10 @@ def test_terms_that_read_no_pattern_are_skipped_by_the_heldout_loss():
     g = torch.Generator().manual_seed(0)
     meas = torch.rand(4, 6, 6, generator=g)
     pred = meas + 0.1 * torch.rand(4, 6, 6, generator=g)
-    split = Split.make(0, 0.2, 4, (6, 6))
-    pixels = split.pixels(torch.arange(4))
-    mask = split.mask(torch.arange(4), pixels)
+    mask = Split.make(0, 0.2, 4, (6, 6)).mask(torch.arange(4))
     prior, residual = Prior(Prior.Options()), Residual(Residual.Options())
-    with_prior = heldout_loss([("r", 1.0, residual), ("p", 2.0, prior)], pred, meas, pixels, mask, None, 0.2)
-    alone = heldout_loss([("r", 1.0, residual)], pred, meas, pixels, mask, None, 0.2)
+    with_prior = heldout_loss([("r", 1.0, residual), ("p", 2.0, prior)], pred, meas, mask, None, 0.2)
+    alone = heldout_loss([("r", 1.0, residual)], pred, meas, mask, None, 0.2)
     assert Prior.calls == 0
     expect = float(((pred - meas).square() * mask).mean() / 0.2)
     assert float(with_prior) == float(alone) == pytest.approx(expect, rel=1e-6)

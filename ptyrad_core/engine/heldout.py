@@ -20,7 +20,7 @@ starts at its own offset. Both arrays are stratified (``n`` of them a random per
 ``v_k`` uniform in [0, 1)), so each pixel is held out at ``K N / M`` positions (+-1). A batch's
 held-out pixels are one gather from the order (:meth:`Split.pixels`), ``B K`` integers.
 
-Training compares ``torch.where(mask, meas, pred)`` with ``meas``: a held-out pixel carries no
+Training compares ``where(mask, meas, pred)`` with ``meas`` (:func:`train_pred`): a held-out pixel carries no
 residual and no gradient, for any loss term. The held-out loss uses the same loss stack and
 weights on the same forward pass (:func:`heldout_loss`): a term that declares itself
 ``pixelwise`` (its value depends on the pixel values alone, not on where they lie in the
@@ -41,7 +41,12 @@ import numpy as np
 import torch
 
 from ptyrad_core.kernel.errors import DataError, PtyradError
+from ptyrad_core.kernel.model import Batch
+from ptyrad_core.setup.memory import HELDOUT_MASK_CACHE_BYTES
 
+#: the largest whole-scan held-out mask (bytes: positions x pixels) kept on a device; beyond it
+#: each batch builds its own (:meth:`Split.mask`); the memory estimate counts it
+MASK_CACHE_BYTES = HELDOUT_MASK_CACHE_BYTES
 #: the model tensors that make up a state (the best state kept for ``recon.stop.keep: best``)
 STATE_NAMES = ("object_amplitude", "object_phase", "probe_ri", "positions", "tilts", "slice_thickness")
 
@@ -119,14 +124,29 @@ class Split:
         order, offset, window = self._tables(indices.device)
         return order[offset[indices].unsqueeze(1) + window]
 
-    def mask(self, indices: torch.Tensor, pixels: torch.Tensor | None = None) -> torch.Tensor:
+    def mask(self, indices: torch.Tensor, keep_all: bool = True) -> torch.Tensor:
         """``(B, My, Mx)`` bool on the device of ``indices``: True where the pixel of that
-        position (``indices``: ``(B,)`` scan-position indices) is held out; ``pixels``: their
-        :meth:`pixels`, when already computed."""
-        if pixels is None:
-            pixels = self.pixels(indices)
-        m = self.shape[0] * self.shape[1]
-        mask = torch.zeros((len(pixels), m), dtype=torch.bool, device=pixels.device)
+        position (``indices``: ``(B,)`` scan-position indices) is held out.
+
+        The whole scan's mask, one byte per pixel (a quarter of the float32 measurements), is
+        built once per device when it is at most :data:`MASK_CACHE_BYTES`; a batch then indexes
+        it (a scatter per batch costs about as much as the masking itself, docs/validation.md).
+        Above that, or with ``keep_all`` False (a run whose measurements are streamed, whose memory
+        stays within its budget), each batch builds its own."""
+        device = indices.device
+        full = self._device.get((device, "mask"))
+        if full is None and keep_all and self.n_positions * self.shape[0] * self.shape[1] <= MASK_CACHE_BYTES:
+            every = torch.arange(self.n_positions, device=device)
+            step = max(1, 2**20 // self.held_per_position)  # bounds the int64 index temporaries
+            full = torch.cat([self._build(every[i : i + step]) for i in range(0, self.n_positions, step)])
+            self._device[(device, "mask")] = full
+        return full[indices] if full is not None else self._build(indices)
+
+    def _build(self, indices: torch.Tensor) -> torch.Tensor:
+        pixels = self.pixels(indices)
+        mask = torch.zeros(
+            (len(pixels), self.shape[0] * self.shape[1]), dtype=torch.bool, device=pixels.device
+        )
         return mask.scatter_(1, pixels, True).view(len(pixels), *self.shape)
 
     def mask_numpy(self, indices) -> np.ndarray:
@@ -181,15 +201,42 @@ class Split:
 
 def train_pred(pred: torch.Tensor, meas: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The prediction the training loss sees: the measurement at held-out pixels (no residual,
-    no gradient there), ``pred`` elsewhere. Shapes ``(B, My, Mx)``."""
-    return torch.where(mask, meas.to(pred.dtype), pred)
+    no gradient there), ``pred`` elsewhere. Shapes ``(B, My, Mx)``.
+
+    ``lerp`` with the mask as 0 / 1 weights gives exactly ``pred`` and ``meas`` and the gradient
+    ``1 - mask``; it makes two vectorised passes where ``torch.where`` with a boolean mask is
+    slower on the CPU (docs/validation.md, "Time per iteration")."""
+    return torch.lerp(pred, meas.to(pred.dtype), mask.to(pred.dtype))
+
+
+def held_pixels(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(B, K)``: the values of ``x`` ``(B, My, Mx)`` at the held-out pixels, row-major in each
+    pattern (every position holds out exactly ``K``; pixel-wise terms ignore the order)."""
+    return x[mask].view(len(x), -1)
+
+
+def _split_terms(loss_terms) -> tuple[list, list]:
+    """``(pixelwise, layout)``: the ``(weight, term)`` pairs of the stack's terms that read the
+    patterns (a term that reads none contributes the same with and without held-out pixels)."""
+    terms = [(w, term) for _, w, term in loss_terms if getattr(term, "reads_patterns", True)]
+    pixelwise = [(w, term) for w, term in terms if getattr(term, "pixelwise", False)]
+    return pixelwise, [(w, term) for w, term in terms if not getattr(term, "pixelwise", False)]
+
+
+def _layout_value(layout, pred, meas, mask, batch, fraction: float) -> torch.Tensor:
+    """``sum_t w_t (term_t(where(mask, pred, meas), meas) - term_t(meas, meas)) / fraction``."""
+    reference = meas.to(pred.dtype)
+    scored = torch.where(mask, pred, reference)
+    total = pred.new_zeros(())
+    for w, term in layout:
+        total = total + w * (term(scored, meas, batch) - term(reference, meas, batch)) / fraction
+    return total
 
 
 def heldout_loss(
     loss_terms,
     pred: torch.Tensor,
     meas: torch.Tensor,
-    pixels: torch.Tensor,
     mask: torch.Tensor,
     batch,
     fraction: float,
@@ -199,30 +246,108 @@ def heldout_loss(
     ``sum_t w_t h_t`` over the terms that read the patterns, with ``h_t = term_t(pred_h, meas_h)``
     for a ``pixelwise`` term (``pred_h``, ``meas_h``: the held-out pixels, ``(B, 1, K)``) and
     ``h_t = (term_t(where(mask, pred, meas), meas) - term_t(meas, meas)) / fraction`` for any other.
+    A run scores every iteration with :class:`Scorer`, which is this over the whole scan.
 
     :param loss_terms: ``(label, weight, term)`` triples, the run's loss stack.
     :param pred: ``(B, My, Mx)`` predicted patterns (of the training forward pass).
     :param meas: ``(B, My, Mx)`` measurements on the compared grid.
-    :param pixels: ``(B, K)`` int64, the held-out pixels (:meth:`Split.pixels`).
     :param mask: ``(B, My, Mx)`` bool, True at held-out pixels (:meth:`Split.mask`).
     :param fraction: the split's fraction.
     """
+    pixelwise, layout = _split_terms(loss_terms)
     with torch.no_grad():
         pred = pred.detach()
-        # a term that reads no pattern contributes the same with and without the held-out pixels
-        terms = [(w, term) for _, w, term in loss_terms if getattr(term, "reads_patterns", True)]
         total = pred.new_zeros(())
-        if any(getattr(term, "pixelwise", False) for _, term in terms):
-            b = len(pred)
-            pred_h = pred.reshape(b, -1).gather(1, pixels).unsqueeze(1)
-            meas_h = meas.reshape(b, -1).gather(1, pixels).unsqueeze(1)
-            for w, term in terms:
-                if getattr(term, "pixelwise", False):
-                    total = total + w * term(pred_h, meas_h, batch)
-        layout = [(w, term) for w, term in terms if not getattr(term, "pixelwise", False)]
+        if pixelwise:
+            pred_h, meas_h = (held_pixels(x, mask).unsqueeze(1) for x in (pred, meas))
+            for w, term in pixelwise:
+                total = total + w * term(pred_h, meas_h, batch)
         if layout:
-            reference = meas.to(pred.dtype)
-            scored = torch.where(mask, pred, reference)
-            for w, term in layout:
-                total = total + w * (term(scored, meas, batch) - term(reference, meas, batch)) / fraction
+            total = total + _layout_value(layout, pred, meas, mask, batch, fraction)
         return total
+
+
+class Scorer:
+    """One iteration's held-out loss over the whole scan.
+
+    Each batch hands over its predictions (:meth:`add`); the held-out pixels of every position
+    are kept, ``(N, K)`` predicted and measured, and at the iteration's end (:meth:`value`) each
+    pixel-wise term is evaluated once on all of them, as ``(N, 1, K)`` with a
+    :class:`~ptyrad_core.kernel.model.Batch` of every position seen. So the value does not depend
+    on how the iteration drew its batches (a per-batch value would: a term's normalisation, e.g.
+    the Gaussian term's mean measured amplitude, changes with the batch's positions), and the
+    terms run once per iteration. Terms that read whole patterns are scored per batch
+    (:func:`heldout_loss`) and averaged over the iteration's batches.
+
+    Memory: ``2 N K`` numbers of the prediction's dtype (``2 f`` of the measurements), counted by
+    :func:`ptyrad_core.setup.memory.estimate_run`. A run whose measurements are streamed from
+    disk (they do not fit its memory budget) passes ``whole_scan=False``: every term is then
+    scored per batch and the batches' values averaged, in memory of one batch.
+    """
+
+    def __init__(self, loss_terms, split: Split, whole_scan: bool = True):
+        self.split = split
+        self.pixelwise, self.layout = _split_terms(loss_terms)
+        if not whole_scan:  # every term per batch
+            self.pixelwise, self.layout = [], self.pixelwise + self.layout
+        self._pred: torch.Tensor | None = None
+        self._meas: torch.Tensor | None = None
+        self._seen: torch.Tensor | None = None
+        self._known: torch.Tensor | None = None  # positions whose measured held-out pixels are kept
+        self._measured = False  # every position's are
+        self._layout_sum: torch.Tensor | None = None
+        self._layout_batches = 0
+
+    def start(self) -> None:
+        """Forget the previous iteration."""
+        if self._seen is not None:
+            self._seen.zero_()
+            self._measured = bool(self._known.all())
+        self._layout_sum, self._layout_batches = None, 0
+
+    def add(self, pred, meas, indices, mask, batch) -> None:
+        """Keep one batch's held-out pixels (``pred``, ``meas``: ``(B, My, Mx)``; ``indices``
+        ``(B,)``; ``mask`` ``(B, My, Mx)``, :meth:`Split.mask`)."""
+        with torch.no_grad():
+            pred = pred.detach()
+            if self.pixelwise:
+                if self._pred is None or self._pred.dtype != pred.dtype or self._pred.device != pred.device:
+                    shape = (self.split.n_positions, self.split.held_per_position)
+                    self._pred = pred.new_empty(shape)
+                    self._meas = pred.new_empty(shape)
+                    self._seen = torch.zeros(shape[0], dtype=torch.bool, device=pred.device)
+                    self._known = torch.zeros_like(self._seen)
+                    self._measured = False
+                # a gather by index: boolean indexing (``held_pixels``) is several times slower
+                pixels = self.split.pixels(indices)
+                b = len(pred)
+                self._pred.index_copy_(0, indices, pred.reshape(b, -1).gather(1, pixels))
+                if not self._measured:  # measurements do not change: kept once every position is seen
+                    self._meas.index_copy_(0, indices, meas.reshape(b, -1).gather(1, pixels).to(pred.dtype))
+                    self._known[indices] = True
+                self._seen[indices] = True
+            if self.layout:
+                value = heldout_loss(
+                    [("", w, term) for w, term in self.layout], pred, meas, mask, batch, self.split.fraction
+                )
+                self._layout_sum = value if self._layout_sum is None else self._layout_sum + value
+                self._layout_batches += 1
+
+    def value(self, iteration: int, model) -> torch.Tensor:
+        """The iteration's held-out loss, a 0-d tensor: the pixel-wise terms on every position
+        seen, plus the mean over the batches of the terms scored per batch."""
+        with torch.no_grad():
+            total = torch.zeros((), dtype=torch.float64)
+            if self.pixelwise and self._seen is not None:
+                every = bool(self._seen.all())
+                seen = torch.arange(len(self._seen), device=self._seen.device)
+                pred, meas = self._pred, self._meas
+                if not every:  # a batch plan that leaves positions out: score the positions it ran
+                    seen = seen[self._seen]
+                    pred, meas = pred[seen], meas[seen]
+                batch = Batch(seen, iteration, model)
+                for w, term in self.pixelwise:
+                    total = total + w * term(pred.unsqueeze(1), meas.unsqueeze(1), batch).double().cpu()
+            if self._layout_batches:
+                total = total + (self._layout_sum / self._layout_batches).double().cpu()
+            return total

@@ -33,7 +33,7 @@ import torch
 from ptyrad_core.engine import builder, outputs, results
 from ptyrad_core.engine.builder import Settings
 from ptyrad_core.engine.distributed import World
-from ptyrad_core.engine.heldout import STATE_NAMES, Split, heldout_loss, train_pred
+from ptyrad_core.engine.heldout import STATE_NAMES, Scorer, Split, train_pred
 from ptyrad_core.kernel.components import enforce
 from ptyrad_core.kernel.config import Config, load_config
 from ptyrad_core.kernel.errors import (
@@ -175,6 +175,8 @@ class Reconstruction:
         #: the held-out split (:class:`~ptyrad_core.engine.heldout.Split`): drawn at the first batch,
         #: when the compared grid is known, or read from the file a run resumes from
         self.split: Split | None = None
+        #: the iteration's held-out loss, accumulated over its batches (with validation)
+        self._scorer: Scorer | None = None
         self.validating = self.settings.validation_fraction > 0
         #: best held-out loss, its iteration and state, early stop (:class:`Tracker`)
         self.tracker = Tracker()
@@ -248,8 +250,8 @@ class Reconstruction:
         ]
 
     def _loss(self, indices: torch.Tensor, iteration: int, score: bool = False):
-        """Weighted loss terms ``(n_terms,)`` for one batch (on every rank: of the whole batch), and
-        with ``score`` the batch's held-out loss (a 0-d tensor; ``None`` without validation).
+        """Weighted loss terms ``(n_terms,)`` for one batch (on every rank: of the whole batch);
+        with ``score`` the batch's held-out pixels go to the iteration's :class:`Scorer`.
 
         With validation the held-out pixels are left out of the training loss. In a data-parallel
         run every rank holds the gathered predictions and the measurements of the whole batch, so
@@ -276,15 +278,15 @@ class Reconstruction:
                 f"{tuple(meas.shape[1:])}: the forward extensions / detector model must produce the "
                 "measured shape"
             )
-        held = None
         if self.validating:
             split = self._split(meas)
-            pixels = split.pixels(indices)
-            mask = split.mask(indices, pixels)
+            mask = split.mask(indices, keep_all=not self.data.streamed)
             if score:
-                held = heldout_loss(self.loss_terms, pred, meas, pixels, mask, batch, split.fraction)
+                if self._scorer is None or self._scorer.split is not split:
+                    self._scorer = Scorer(self.loss_terms, split, whole_scan=not self.data.streamed)
+                self._scorer.add(pred, meas, indices, mask, batch)
             pred = train_pred(pred, meas, mask)
-        return torch.stack([w * term(pred, meas, batch) for _, w, term in self.loss_terms]), held
+        return torch.stack([w * term(pred, meas, batch) for _, w, term in self.loss_terms])
 
     def _split(self, meas: torch.Tensor) -> Split:
         """The held-out split, drawn at the first batch from ``recon.validation`` (the compared grid
@@ -310,13 +312,14 @@ class Reconstruction:
         batches = self.batches()
         sums = torch.zeros(len(self.loss_terms), dtype=torch.float64, device=self.device)
         score = self.validating and iteration % self.settings.validation_every == 0
-        held_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        if score and self._scorer is not None:
+            self._scorer.start()
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
         for b, idx in enumerate(batches):
             indices = torch.as_tensor(idx, device=self.device)
             with torch.set_grad_enabled(bool(active)):
-                values, held = self._loss(indices, iteration, score)
+                values = self._loss(indices, iteration, score)
                 total = values.sum()
             if not bool(torch.isfinite(total)):
                 terms = {label: float(v) for (label, _, _), v in zip(self.loss_terms, values.detach().cpu())}
@@ -331,8 +334,6 @@ class Reconstruction:
                     agreed = self._step(indices, iteration)
                     self._check_finite(iteration, self._optimized, None, b)
             sums += values.detach().to(torch.float64)
-            if held is not None:
-                held_sum += held.to(torch.float64)
             if agreed is None:
                 self._check_stop()
             elif agreed:  # a rank was asked to stop: every rank stops after this batch
@@ -348,11 +349,14 @@ class Reconstruction:
                 self.scheduler.step(float(sum(means)))
             elif self.settings.scheduler_step_unit == "iter":
                 self.scheduler.step()
+        if self.validating:  # before the clock stops: its cost is the iteration's
+            held = (
+                float(self._scorer.value(iteration, self.model)) if score and self._scorer else float("nan")
+            )
         elapsed = _clock(self.device) - t0
         terms = {label: v for (label, _, _), v in zip(self.loss_terms, means)}
         metrics = {"loss": float(sum(means)), "loss_terms": terms, "time_s": elapsed}
         if self.validating:
-            held = float(held_sum) / len(batches) if score else float("nan")
             if score and not np.isfinite(held):
                 raise NonFiniteLossError(
                     f"iteration {iteration}: the held-out loss is not finite ({held}) while the training "
@@ -409,7 +413,7 @@ class Reconstruction:
 
             def closure():
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = self._loss(indices, iteration)[0].sum()
+                loss = self._loss(indices, iteration).sum()
                 loss.backward()
                 self.world.average_gradients(self.model.parameters())
                 return loss

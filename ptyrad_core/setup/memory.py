@@ -83,6 +83,10 @@ import torch
 
 from ptyrad_core.kernel.errors import ConfigError, MemoryBudgetError
 
+#: the largest whole-scan held-out mask (bytes: positions x pixels) a run keeps on its device
+#: (engine.heldout.Split.mask); beyond it each batch builds its own
+HELDOUT_MASK_CACHE_BYTES = 256 * 2**20
+
 #: a run is refused when its estimate exceeds this fraction of the available memory: the rest is
 #: left to the system, other processes and what the estimate does not see
 HEADROOM = 0.9
@@ -246,6 +250,14 @@ def estimate_run(
         if B * W >= 0.75 * object_shape[0] * object_shape[1]
         else Nz * M * B * W * (3 * r + 2 * c),
         "per-position vectors": 3 * B * W * c + 6 * T * W * c + B * (W + K) * 4 * r,
+        # the held-out pixels of every position, predicted and measured (engine.heldout.Scorer),
+        # and the whole scan's mask, one byte per pixel, when it is kept (engine.heldout.Split.mask)
+        "held-out pixels": (
+            2 * N * max(1, round(config.recon.validation.fraction * K)) * r
+            + (N * K if N * K <= HELDOUT_MASK_CACHE_BYTES else 0)
+        )
+        if config.recon.validation.fraction > 0 and measurements.in_memory
+        else 0,
     }
     phases = [
         batch,

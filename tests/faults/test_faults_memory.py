@@ -311,6 +311,18 @@ def test_the_estimate_grows_with_every_size(tiny_config, knob, values, device):
     assert all(a < b for a, b in zip(totals, totals[1:])), dict(zip(map(str, values), totals))
 
 
+def test_the_held_out_pixels_are_counted(tiny_config):
+    """The held-out validation keeps 2 N K numbers (engine.heldout.Scorer), K = round(f M), and the
+    whole scan's mask, N M bytes."""
+    off = _estimate(tiny_config, validation={"fraction": 0})
+    on = _estimate(tiny_config, validation={"fraction": 0.1})
+    k = round(0.1 * 64 * 64)
+    # the allocator reserve scales the items (a fixed fraction of the total)
+    assert on - off == pytest.approx(
+        (2 * 576 * k * 4 + 576 * 64 * 64) * (1 + memory.ALLOCATOR_RESERVE), rel=1e-6
+    )
+
+
 def test_precision_and_streaming_change_the_estimate_as_they_should(tiny_config):
     assert _estimate(tiny_config, precision="float64") > _estimate(tiny_config)
     assert _estimate(tiny_config, in_memory=False, n=20000) < _estimate(tiny_config, n=20000)

@@ -1,0 +1,71 @@
+"""Time per iteration with held-out validation on (the default fraction) and off, same process.
+
+    .venv/bin/python benchmarks/heldout_cost.py [CASE ...] [--rounds 5] [--iterations 12]
+
+CASE: cases of ``compare_ptyrad.py`` (default ``p1-s6-b32 p4-s6-b32 p1-s1-b576``), each built with
+that harness's ptyrad_core config. Rounds alternate the order of on and off; each run is a fresh
+reconstruction, observers as in the harness; the figure per run is the median time per iteration
+without the first. Prints the medians over the rounds and on / off (docs/validation.md, "Time
+per iteration"). Run it on a quiet machine: the difference measured is a few percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import compare_ptyrad as cp  # noqa: E402
+
+from ptyrad_core.engine import builder  # noqa: E402
+from ptyrad_core.engine.loop import Reconstruction  # noqa: E402
+from ptyrad_core.kernel.config import build_config  # noqa: E402
+
+MODES = {"off": {"fraction": 0.0}, "on": {}}
+
+
+def time_case(name: str, rounds: int, iterations: int, tmp: Path) -> dict:
+    case = cp.BY_NAME[name]
+    path = cp.dataset(case.data)
+    info = cp.file_info(path)
+    times: dict[str, list[float]] = {m: [] for m in MODES}
+    for r in range(rounds):
+        order = list(MODES.items()) if r % 2 == 0 else list(MODES.items())[::-1]
+        for mode, validation in order:
+            out = tmp / f"{name}-{mode}"
+            shutil.rmtree(out, ignore_errors=True)
+            config = cp.ours_config(case, path, info, iterations, out)
+            config["recon"]["validation"] = validation
+            cfg = build_config(config)
+            run = Reconstruction(cfg, pm=builder.plugin_manager(cfg), quiet=True)
+            run.run()
+            run.close()
+            times[mode].append(statistics.median(run.history["time_s"][1:]))
+    on, off = statistics.median(times["on"]), statistics.median(times["off"])
+    return {"case": name, "on_s": on, "off_s": off, "ratio": on / off, "rounds": times}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("cases", nargs="*", default=["p1-s6-b32", "p4-s6-b32", "p1-s1-b576"])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--iterations", type=int, default=12)
+    args = p.parse_args(argv)
+    print("| case | on ms / it. | off ms / it. | on / off |\n| --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.cases:
+            res = time_case(name, args.rounds, args.iterations, Path(tmp))
+            print(
+                f"| {name} | {res['on_s'] * 1e3:.1f} | {res['off_s'] * 1e3:.1f} | {res['ratio']:.3f} |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
