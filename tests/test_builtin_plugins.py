@@ -226,15 +226,23 @@ def test_every_loss_is_a_finite_differentiable_scalar_and_rejects_unknown_option
         PM.registry("loss").get(name).cls.Options(no_such_option=1)
 
 
-@pytest.mark.parametrize("name", sorted(PM.registry("loss").names()))
+PIXELWISE_LOSSES = sorted(n for n in PM.registry("loss").names() if PM.registry("loss").get(n).cls.pixelwise)
+
+
+def test_the_pattern_misfits_are_declared_pixelwise_and_the_rest_not():
+    # gaussian / poisson: means of a per-pixel misfit; pacbed compares batch-averaged patterns;
+    # sparse / similarity read no pattern
+    assert PIXELWISE_LOSSES == ["gaussian", "poisson"]
+    assert not PM.registry("loss").get("pacbed").cls.pixelwise
+    assert not any(PM.registry("loss").get(n).cls.reads_patterns for n in ("sparse", "similarity"))
+
+
+@pytest.mark.parametrize("name", PIXELWISE_LOSSES)
 def test_a_loss_declared_pixelwise_depends_on_pixel_values_alone(name):
     """``pixelwise = True`` lets the held-out loss evaluate a term on the held-out pixels alone,
     as ``(B, 1, K)``: the value must then not change when the pixels are shuffled within each
     pattern and laid out as one row; a term that declares it wrongly (PACBED averages patterns
-    pixel by pixel) fails here, one that reads no pattern is exempt."""
-    cls = PM.registry("loss").get(name).cls
-    if not cls.pixelwise or not cls.reads_patterns:
-        pytest.skip(f"{name}: not pixel-wise (evaluated on whole patterns)")
+    pixel by pixel) fails here."""
     model = make_model()
     model.set_iteration(1)
     pred, batch = model(torch.arange(4))

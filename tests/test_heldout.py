@@ -51,15 +51,15 @@ def test_split_is_deterministic_and_holds_out_the_fraction_everywhere():
 
 
 def test_the_cached_whole_scan_mask_equals_the_per_batch_definition(monkeypatch):
-    """Below MASK_CACHE_BYTES a batch indexes the whole scan's mask (built once, in chunks); above
+    """Below HELDOUT_MASK_CACHE_BYTES a batch indexes the whole scan's mask (built once, in chunks); above
     it each batch builds its own: both are the definition."""
-    from ptyrad_core.engine import heldout
+    from ptyrad_core.setup import memory
 
     split = Split.make(3, 0.1, 50, (12, 10))
     idx = torch.tensor([7, 0, 49, 7, 23])
     cached = split.mask(idx)
     assert any(isinstance(k, tuple) for k in split._device)  # the whole mask is kept
-    monkeypatch.setattr(heldout, "MASK_CACHE_BYTES", 0)
+    monkeypatch.setattr(memory, "HELDOUT_MASK_CACHE_BYTES", 0)
     fresh = Split.make(3, 0.1, 50, (12, 10))
     assert torch.equal(fresh.mask(idx), cached)
     assert not any(isinstance(k, tuple) for k in fresh._device)  # nothing kept above the limit

@@ -24,7 +24,7 @@ Training compares ``where(mask, meas, pred)`` with ``meas`` (:func:`train_pred`)
 residual and no gradient, for any loss term. The held-out loss uses the same loss stack and
 weights on the same forward pass (:func:`heldout_loss`): a term that declares itself
 ``pixelwise`` (its value depends on the pixel values alone, not on where they lie in the
-pattern: the Gaussian and Poisson terms) is evaluated on the held-out pixels alone, given as
+pattern, as a mean of a per-pixel misfit) is evaluated on the held-out pixels alone, given as
 ``(B, 1, K)`` tensors, so its held-out value is on the training loss's scale and costs ``f`` of a
 pattern evaluation; any other term that reads the patterns contributes::
 
@@ -42,11 +42,8 @@ import torch
 
 from ptyrad_core.kernel.errors import DataError, PtyradError
 from ptyrad_core.kernel.model import Batch
-from ptyrad_core.setup.memory import HELDOUT_MASK_CACHE_BYTES
+from ptyrad_core.setup import memory
 
-#: the largest whole-scan held-out mask (bytes: positions x pixels) kept on a device; beyond it
-#: each batch builds its own (:meth:`Split.mask`); the memory estimate counts it
-MASK_CACHE_BYTES = HELDOUT_MASK_CACHE_BYTES
 #: the model tensors that make up a state (the best state kept for ``recon.stop.keep: best``)
 STATE_NAMES = ("object_amplitude", "object_phase", "probe_ri", "positions", "tilts", "slice_thickness")
 
@@ -129,13 +126,15 @@ class Split:
         position (``indices``: ``(B,)`` scan-position indices) is held out.
 
         The whole scan's mask, one byte per pixel (a quarter of the float32 measurements), is
-        built once per device when it is at most :data:`MASK_CACHE_BYTES`; a batch then indexes
+        built once per device when it is at most ``memory.HELDOUT_MASK_CACHE_BYTES`` (the memory
+        estimate counts it); a batch then indexes
         it (a scatter per batch costs about as much as the masking itself, docs/validation.md).
         Above that, or with ``keep_all`` False (a run whose measurements are streamed, whose memory
         stays within its budget), each batch builds its own."""
         device = indices.device
         full = self._device.get((device, "mask"))
-        if full is None and keep_all and self.n_positions * self.shape[0] * self.shape[1] <= MASK_CACHE_BYTES:
+        size = self.n_positions * self.shape[0] * self.shape[1]
+        if full is None and keep_all and size <= memory.HELDOUT_MASK_CACHE_BYTES:
             every = torch.arange(self.n_positions, device=device)
             step = max(1, 2**20 // self.held_per_position)  # bounds the int64 index temporaries
             full = torch.cat([self._build(every[i : i + step]) for i in range(0, self.n_positions, step)])
@@ -201,12 +200,8 @@ class Split:
 
 def train_pred(pred: torch.Tensor, meas: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The prediction the training loss sees: the measurement at held-out pixels (no residual,
-    no gradient there), ``pred`` elsewhere. Shapes ``(B, My, Mx)``.
-
-    ``lerp`` with the mask as 0 / 1 weights gives exactly ``pred`` and ``meas`` and the gradient
-    ``1 - mask``; it makes two vectorised passes where ``torch.where`` with a boolean mask is
-    slower on the CPU (docs/validation.md, "Time per iteration")."""
-    return torch.lerp(pred, meas.to(pred.dtype), mask.to(pred.dtype))
+    no gradient there), ``pred`` elsewhere. Shapes ``(B, My, Mx)``."""
+    return torch.where(mask, meas.to(pred.dtype), pred)
 
 
 def held_pixels(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -216,11 +211,12 @@ def held_pixels(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def _split_terms(loss_terms) -> tuple[list, list]:
-    """``(pixelwise, layout)``: the ``(weight, term)`` pairs of the stack's terms that read the
-    patterns (a term that reads none contributes the same with and without held-out pixels)."""
-    terms = [(w, term) for _, w, term in loss_terms if getattr(term, "reads_patterns", True)]
-    pixelwise = [(w, term) for w, term in terms if getattr(term, "pixelwise", False)]
-    return pixelwise, [(w, term) for w, term in terms if not getattr(term, "pixelwise", False)]
+    """``(pixelwise, layout)``: the ``(label, weight, term)`` triples of the stack's terms that
+    read the patterns (a term that reads none contributes the same with and without held-out
+    pixels)."""
+    terms = [t for t in loss_terms if getattr(t[2], "reads_patterns", True)]
+    pixelwise = [t for t in terms if getattr(t[2], "pixelwise", False)]
+    return pixelwise, [t for t in terms if not getattr(t[2], "pixelwise", False)]
 
 
 def _layout_value(layout, pred, meas, mask, batch, fraction: float) -> torch.Tensor:
@@ -228,7 +224,7 @@ def _layout_value(layout, pred, meas, mask, batch, fraction: float) -> torch.Ten
     reference = meas.to(pred.dtype)
     scored = torch.where(mask, pred, reference)
     total = pred.new_zeros(())
-    for w, term in layout:
+    for _, w, term in layout:
         total = total + w * (term(scored, meas, batch) - term(reference, meas, batch)) / fraction
     return total
 
@@ -260,7 +256,7 @@ def heldout_loss(
         total = pred.new_zeros(())
         if pixelwise:
             pred_h, meas_h = (held_pixels(x, mask).unsqueeze(1) for x in (pred, meas))
-            for w, term in pixelwise:
+            for _, w, term in pixelwise:
                 total = total + w * term(pred_h, meas_h, batch)
         if layout:
             total = total + _layout_value(layout, pred, meas, mask, batch, fraction)
@@ -274,8 +270,8 @@ class Scorer:
     are kept, ``(N, K)`` predicted and measured, and at the iteration's end (:meth:`value`) each
     pixel-wise term is evaluated once on all of them, as ``(N, 1, K)`` with a
     :class:`~ptyrad_core.kernel.model.Batch` of every position seen. So the value does not depend
-    on how the iteration drew its batches (a per-batch value would: a term's normalisation, e.g.
-    the Gaussian term's mean measured amplitude, changes with the batch's positions), and the
+    on how the iteration drew its batches (a per-batch value would: a term that normalises by
+    the batch's mean measured intensity changes with the batch's positions), and the
     terms run once per iteration. Terms that read whole patterns are scored per batch
     (:func:`heldout_loss`) and averaged over the iteration's batches.
 
@@ -327,9 +323,7 @@ class Scorer:
                     self._known[indices] = True
                 self._seen[indices] = True
             if self.layout:
-                value = heldout_loss(
-                    [("", w, term) for w, term in self.layout], pred, meas, mask, batch, self.split.fraction
-                )
+                value = heldout_loss(self.layout, pred, meas, mask, batch, self.split.fraction)
                 self._layout_sum = value if self._layout_sum is None else self._layout_sum + value
                 self._layout_batches += 1
 
@@ -346,7 +340,7 @@ class Scorer:
                     seen = seen[self._seen]
                     pred, meas = pred[seen], meas[seen]
                 batch = Batch(seen, iteration, model)
-                for w, term in self.pixelwise:
+                for _, w, term in self.pixelwise:
                     total = total + w * term(pred.unsqueeze(1), meas.unsqueeze(1), batch).double().cpu()
             if self._layout_batches:
                 total = total + (self._layout_sum / self._layout_batches).double().cpu()
