@@ -6,7 +6,7 @@
     .venv/bin/python benchmarks/run.py --cases p4-s6-b32,p1-s1-b576 [--rounds 3]
     .venv/bin/python benchmarks/run.py --quick --device cuda   # both codes on a GPU: results/<case>-cuda.json
     .venv/bin/python benchmarks/run.py --cases p1-s6-b32,p4-s6-b32,p1-s1-b576 --load [--load-procs 1]
-        [--load-nice 10] [--load-kind spin|matmul]
+        [--load-nice 10] [--load-kind spin|matmul] [--load-cycles 3]
 
 Needs PtyRAD 1.0 in its own venv: ``scripts/install-ptyrad-reference.sh .venv-ptyrad`` (found at
 ./.venv-ptyrad or ../.venv-ptyrad; else pass ``--ptyrad-python``); without it the harness stops
@@ -25,6 +25,9 @@ ours / PtyRAD's slowdown (at most 1: ours degrades no more than PtyRAD does) and
 the times (ours / PtyRAD) quiet and loaded. A code that keeps more cores busy when quiet loses
 more when a core is taken, so read the slowdowns beside the loaded ratio. The 1-minute
 load average before and after each phase is kept too: a "quiet" phase on a busy machine shows.
+``--load-cycles N`` repeats the quiet and loaded phases N times in turn and reports the median of
+each cycle's slowdowns (with the range of ours / PtyRAD): on a VM the same loaded command varied
+more from one run to the next than between the codes, so one pair decides nothing.
 
 ``--ours-env NAME=VALUE`` (repeatable) sets a variable for ptyrad_core's processes alone, before
 they import torch: e.g. ``--ours-env GOMP_SPINCOUNT=10000`` or ``--ours-env OMP_WAIT_POLICY=ACTIVE``
@@ -38,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -100,50 +104,99 @@ def loadavg() -> float | None:
         return None
 
 
-def with_load(spec: LoadSpec):
-    """``compare_ptyrad.run_case`` run quiet, then again beside the load; the loaded runs go under
-    ``load``."""
+def over_cycles(cycles: list[dict]) -> dict:
+    """The slowdowns of several quiet/loaded cycles in one: the median of each figure, and for
+    ours / PtyRAD's slowdown also its range. Each cycle pairs a quiet and a loaded phase run minutes
+    apart, so the per-cycle ratio is taken first and the median across cycles after (the spread
+    between cycles, i.e. where the VM put the load, was larger than the effect measured)."""
+    med = statistics.median
+    out: dict = {}
+    for code in ("ptyrad", "ours"):
+        out[code] = {
+            k: med(c[code][k] for c in cycles) for k in ("quiet_s_per_iter", "loaded_s_per_iter", "slowdown")
+        }
+    for k in ("ours_over_ptyrad_slowdown", "ratio_quiet", "ratio_loaded"):
+        out[k] = med(c[k] for c in cycles)
+    ratios = [c["ours_over_ptyrad_slowdown"] for c in cycles]
+    out["ours_over_ptyrad_slowdown_range"] = [min(ratios), max(ratios)]
+    return out
+
+
+def with_load(spec: LoadSpec, cycles: int = 1):
+    """``compare_ptyrad.run_case`` run quiet, then again beside the load, ``cycles`` times in turn;
+    the loaded runs go under ``load``, with every cycle's figures and their medians."""
     run_case = compare_ptyrad.run_case
 
     def run_quiet_and_loaded(case, args, tmp: Path) -> dict:
-        (tmp / "quiet").mkdir(exist_ok=True)
-        (tmp / "loaded").mkdir(exist_ok=True)
-        before = loadavg()
-        if before is not None and before > 0.5:
+        first, record, done = None, None, []
+        for c in range(cycles):
+            (tmp / f"quiet{c}").mkdir(exist_ok=True)
+            (tmp / f"loaded{c}").mkdir(exist_ok=True)
+            before = loadavg()
+            if before is not None and before > 0.5:
+                print(
+                    f"  [{case.name}] warning: load average {before:.2f} before the quiet runs: "
+                    "the machine is not quiet",
+                    flush=True,
+                )
+            res = run_case(case, args, tmp / f"quiet{c}")
+            first = first or res
+            after_quiet = loadavg()
             print(
-                f"  [{case.name}] warning: load average {before:.2f} before the quiet runs: "
-                "the machine is not quiet",
+                f"  [{case.name}] again beside the load ({spec.describe()}), cycle {c + 1}/{cycles}",
                 flush=True,
             )
-        res = run_case(case, args, tmp / "quiet")
-        after_quiet = loadavg()
-        print(f"  [{case.name}] again beside the load ({spec.describe()})", flush=True)
-        with Load(spec) as load:
-            loaded = run_case(case, args, tmp / "loaded")
-        res["load"] = {
-            "spec": load.record,
-            "summary": loaded["summary"],
-            "runs": loaded["runs"],
-            "loadavg_1min": {"before_quiet": before, "after_quiet": after_quiet, "after_loaded": loadavg()},
-            **slowdowns(res["summary"], loaded["summary"]),
+            with Load(spec) as load:
+                loaded = run_case(case, args, tmp / f"loaded{c}")
+            record = load.record
+            s = slowdowns(res["summary"], loaded["summary"])
+            done.append(
+                {
+                    "quiet_summary": res["summary"],
+                    "summary": loaded["summary"],
+                    "runs": loaded["runs"],
+                    "load_cpus": load.record["load_cpus"],
+                    "loadavg_1min": {
+                        "before_quiet": before,
+                        "after_quiet": after_quiet,
+                        "after_loaded": loadavg(),
+                    },
+                    **s,
+                }
+            )
+            print(
+                f"  => loaded: PtyRAD {s['ptyrad']['slowdown']:.2f}x slower, ours {s['ours']['slowdown']:.2f}x "
+                f"(ours / PtyRAD {s['ours_over_ptyrad_slowdown']:.2f}); the load got "
+                f"{load.record['load_cpus'] or float('nan'):.2f} CPUs",
+                flush=True,
+            )
+        assert first is not None and record is not None
+        first["load"] = {
+            "spec": record,
+            "summary": done[0]["summary"],
+            "runs": done[0]["runs"],
+            "loadavg_1min": done[0]["loadavg_1min"],
+            "cycles": done,
+            **over_cycles(done),
         }
-        s = res["load"]
-        print(
-            f"  => loaded: PtyRAD {s['ptyrad']['slowdown']:.2f}x slower, ours {s['ours']['slowdown']:.2f}x "
-            f"(ours / PtyRAD {s['ours_over_ptyrad_slowdown']:.2f}); the load got "
-            f"{load.record['load_cpus'] or float('nan'):.2f} CPUs",
-            flush=True,
-        )
-        return res
+        if cycles > 1:
+            m = first["load"]
+            lo, hi = m["ours_over_ptyrad_slowdown_range"]
+            print(
+                f"  => median of {cycles} cycles: PtyRAD {m['ptyrad']['slowdown']:.2f}x, ours "
+                f"{m['ours']['slowdown']:.2f}x, ours / PtyRAD {m['ours_over_ptyrad_slowdown']:.2f} "
+                f"(range {lo:.2f}-{hi:.2f})",
+                flush=True,
+            )
+        return first
 
     return run_quiet_and_loaded
 
 
 def load_row(name: str, res: dict) -> str:
-    lo = {
-        **res["load"],
-        **slowdowns(res["summary"], res["load"]["summary"]),
-    }  # recomputed: results of an older harness too
+    lo = res["load"]
+    if "cycles" not in lo:  # an older harness's file: recomputed from its one quiet/loaded pair
+        lo = {**lo, **slowdowns(res["summary"], lo["summary"])}
     spec = lo["spec"]
     cpus = f"{spec['load_cpus']:.2f}" if spec.get("load_cpus") is not None else "-"
     p, o = lo["ptyrad"], lo["ours"]
@@ -162,6 +215,8 @@ def latest_load(lo: dict) -> dict:
         "ptyrad": lo["ptyrad"],
         "ours": lo["ours"],
         "ours_over_ptyrad_slowdown": lo["ours_over_ptyrad_slowdown"],
+        "ours_over_ptyrad_slowdown_range": lo.get("ours_over_ptyrad_slowdown_range"),
+        "cycles": len(lo.get("cycles", [])) or 1,
         "ratio_quiet": lo.get("ratio_quiet"),
         "ratio_loaded": lo.get("ratio_loaded"),
         "loadavg_1min": lo.get("loadavg_1min"),
@@ -182,9 +237,10 @@ def report_load(peek, wrote: bool) -> None:
         if "load" in res:
             seed = f" (seed {peek.seed})" if peek.seed else ""
             rows.append(load_row(case.name + seed, res))
-            entries[case.name] = latest_load(
-                {**res["load"], **slowdowns(res["summary"], res["load"]["summary"])}
-            )
+            lo = res["load"]
+            if "cycles" not in lo:
+                lo = {**lo, **slowdowns(res["summary"], lo["summary"])}
+            entries[case.name] = latest_load(lo)
     if not rows:
         return
     if wrote:
@@ -210,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     own.add_argument("--load-procs", type=int, default=1)
     own.add_argument("--load-nice", type=int, default=10)
     own.add_argument("--load-kind", choices=KINDS, default="spin")
+    own.add_argument("--load-cycles", type=int, default=1)
     own.add_argument("--ours-env", action="append", default=[], metavar="NAME=VALUE")
     opts, rest = own.parse_known_args(argv)
     for item in opts.ours_env:
@@ -239,7 +296,9 @@ def main(argv: list[str] | None = None) -> None:
             spec = LoadSpec(opts.load_procs, opts.load_nice, opts.load_kind)
         except ValueError as exc:
             fail(str(exc))
-        compare_ptyrad.run_case = with_load(spec)
+        if opts.load_cycles < 1:
+            fail(f"--load-cycles {opts.load_cycles}: at least 1")
+        compare_ptyrad.run_case = with_load(spec, opts.load_cycles)
     sys.argv = [sys.argv[0], *rest]
     compare_ptyrad.main()
     report_load(seen, wrote=opts.load and not seen.table)

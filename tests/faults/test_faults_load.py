@@ -88,7 +88,7 @@ def test_quiet_then_loaded_record_and_table(monkeypatch, tmp_path):
     calls = []
 
     def fake_run_case(case, args, tmp):
-        loaded = tmp.name == "loaded"
+        loaded = tmp.name.startswith("loaded")
         calls.append(tmp.name)
         s = fake_summary(0.5 * (5 if loaded else 1), 0.2 * (2 if loaded else 1))
         return {"summary": s, "runs": {"ptyrad": [{"loaded": loaded}], "ours": [{"loaded": loaded}]}}
@@ -96,7 +96,7 @@ def test_quiet_then_loaded_record_and_table(monkeypatch, tmp_path):
     monkeypatch.setattr(compare_ptyrad, "run_case", fake_run_case)
     wrapped = harness_run.with_load(LoadSpec(procs=1, nice=19, kind="spin"))
     res = wrapped(compare_ptyrad.BY_NAME["p1-s6-b32"], None, tmp_path)
-    assert calls == ["quiet", "loaded"]
+    assert calls == ["quiet0", "loaded0"]
     assert res["runs"]["ours"][0]["loaded"] is False and res["load"]["runs"]["ours"][0]["loaded"] is True
     lo = res["load"]
     assert lo["ptyrad"]["slowdown"] == pytest.approx(5) and lo["ours"]["slowdown"] == pytest.approx(2)
@@ -108,3 +108,39 @@ def test_quiet_then_loaded_record_and_table(monkeypatch, tmp_path):
     assert cells[0] == "p1-s6-b32" and cells[4] == "5.00" and cells[7] == "2.00" and cells[8] == "0.40"
     assert cells[9] == "0.40 / 0.16"  # ours / PtyRAD: 0.2 / 0.5 quiet, 0.4 / 2.5 loaded
     json.dumps(res)  # what the harness writes to <case>.json
+
+
+def test_load_cycles_take_the_median_of_paired_slowdowns(monkeypatch, tmp_path):
+    """``--load-cycles 3``: quiet and loaded phases alternate three times; each cycle's slowdowns
+    are kept and the summary is their median (ours / PtyRAD paired within a cycle), with the range."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import compare_ptyrad
+    import run as harness_run
+    from load import LoadSpec
+
+    # (PtyRAD loaded factor, ours loaded factor) per cycle; quiet times are 0.5 and 0.2 s
+    factors = iter([(2.0, 1.0), (2.0, 3.0), (4.0, 2.0)])
+    calls, current = [], {}
+
+    def fake_run_case(case, args, tmp):
+        calls.append(tmp.name)
+        if tmp.name.startswith("quiet"):
+            current["f"] = next(factors)
+            s = fake_summary(0.5, 0.2)
+        else:
+            fp, fo = current["f"]
+            s = fake_summary(0.5 * fp, 0.2 * fo)
+        return {"summary": s, "runs": {"ptyrad": [], "ours": []}}
+
+    monkeypatch.setattr(compare_ptyrad, "run_case", fake_run_case)
+    res = harness_run.with_load(LoadSpec(), cycles=3)(compare_ptyrad.BY_NAME["p1-s6-b32"], None, tmp_path)
+    assert calls == ["quiet0", "loaded0", "quiet1", "loaded1", "quiet2", "loaded2"]
+    lo = res["load"]
+    assert [c["ours_over_ptyrad_slowdown"] for c in lo["cycles"]] == pytest.approx([0.5, 1.5, 0.5])
+    assert lo["ours_over_ptyrad_slowdown"] == pytest.approx(0.5)  # median of the paired ratios
+    assert lo["ours_over_ptyrad_slowdown_range"] == pytest.approx([0.5, 1.5])
+    assert lo["ptyrad"]["slowdown"] == pytest.approx(2.0) and lo["ours"]["slowdown"] == pytest.approx(2.0)
+    cells = [c.strip() for c in harness_run.load_row("p1-s6-b32", res).strip("|").split("|")]
+    assert cells[8] == "0.50"  # the table shows the median, not the first cycle's 0.50 by chance
+    assert harness_run.latest_load(lo)["cycles"] == 3
+    json.dumps(res)
