@@ -165,8 +165,9 @@ def with_load(spec: LoadSpec, cycles: int = 1):
                 }
             )
             print(
-                f"  => loaded: PtyRAD {s['ptyrad']['slowdown']:.2f}x slower, ours {s['ours']['slowdown']:.2f}x "
-                f"(ours / PtyRAD {s['ours_over_ptyrad_slowdown']:.2f}); the load got "
+                f"  => loaded: PtyRAD {s['ptyrad']['slowdown']:.2f}x slower, "
+                f"ours {s['ours']['slowdown']:.2f}x (ours / PtyRAD {s['ours_over_ptyrad_slowdown']:.2f}); "
+                "the load got "
                 f"{load.record['load_cpus'] or float('nan'):.2f} CPUs",
                 flush=True,
             )

@@ -214,6 +214,7 @@ class TruthError:
             self.nominal = f["positions_nominal_px"][()]
         self.every = every
         self.errors: dict[int, float] = {}
+        self.groups: dict[int, list[float]] = {}  # the held-out loss per group of positions
         self.offset = None
 
     def error(self, run) -> float:
@@ -236,6 +237,8 @@ class TruthError:
 
     @hookimpl
     def ptyrad_on_iter_end(self, run, iteration, metrics):
+        if metrics.get("heldout_groups") is not None:
+            self.groups[iteration] = [float(v) for v in metrics["heldout_groups"]]
         if iteration % self.every == 0 or iteration == 1:
             self.errors[iteration] = self.error(run)
 
@@ -276,6 +279,7 @@ def reconstruct(
     }
     if tracker is not None:
         res["error"] = [tracker.errors.get(i, math.nan) for i in its]
+        res["groups"] = [tracker.groups.get(i) for i in its]
         res["error_final_state"] = tracker.error(run)  # the state the run ended with (keep: best restores it)
         res["truth_offset_px"] = tracker.offset.tolist()
     with h5py.File(run.result_path, "r") as f:
@@ -287,39 +291,47 @@ def reconstruct(
     return res
 
 
-def early_stop(heldout: list[float], patience: int, min_delta: float = 0.0) -> tuple[int, int]:
-    """``recon.stop``'s rule on a held-out curve (index 0 = iteration 1): an evaluation improves
-    when it is below ``best * (1 - min_delta)``; the run stops after ``patience`` evaluations
-    without improvement. :return: (1-based iteration it stops at, iteration of the best)."""
-    best, best_it, since = math.inf, 0, 0
+def early_stop(
+    heldout: list[float], groups: list | None, patience: int, tolerance: float, min_delta: float = 0.0
+) -> tuple[int, int, int]:
+    """``recon.stop``'s rule replayed on a recorded held-out curve (index 0 = iteration 1) by the
+    loop's own :class:`~ptyrad_core.engine.loop.Tracker`: ``groups`` the per-group values of each
+    iteration (``None``: the plain minimum). :return: (iteration it stops at, iteration of the
+    state kept, iteration of the held-out minimum)."""
+    from ptyrad_core.engine.loop import Tracker
+
+    t = Tracker()
     for i, v in enumerate(heldout, start=1):
         if not math.isfinite(v):
             continue
-        if v < best * (1 - min_delta):
-            best, best_it, since = v, i, 0
-        else:
-            since += 1
-            if since >= patience:
-                return i, best_it
-    return len(heldout), best_it
+        g = np.asarray(groups[i - 1]) if groups and groups[i - 1] is not None else None
+        t.update(i, v, min_delta, None, g, tolerance)
+        if t.since_best >= patience:
+            return i, t.kept_iteration, t.best_iteration
+    return len(heldout), t.kept_iteration, t.best_iteration
 
 
-def analyse(res: dict, patience: int, fixed: tuple[int, int]) -> dict:
+def analyse(res: dict, patience: int, fixed: tuple[int, int], tolerance: float = 0.0) -> dict:
     err = np.array(res["error"])
     held = np.array(res["heldout"])
     its = np.array(res["iteration"])
-    stop_it, best_it = early_stop(list(held), patience)
     out = {
         "heldout_min_iteration": int(its[np.nanargmin(held)]) if np.isfinite(held).any() else None,
         "error_min_iteration": int(its[np.nanargmin(err)]),
         "error_min": float(np.nanmin(err)),
-        "stopped_at": stop_it,
-        "kept_iteration": best_it,
-        "error_kept": float(err[best_it - 1]) if best_it else math.nan,
     }
     for n in fixed:
         out[f"error_{n}"] = float(err[min(n, len(err)) - 1])
-    out["kept_over_best"] = out["error_kept"] / out["error_min"]
+    # the kept state by the given tolerance, and by the plain minimum (tolerance 0) beside it
+    for key, tol in (("", tolerance), ("min_rule_", 0.0)):
+        stop_it, kept_it, _ = early_stop(list(held), res.get("groups"), patience, tol)
+        _, kept_all, _ = early_stop(list(held), res.get("groups"), len(held) + 1, tol)
+        out[key + "stopped_at"] = stop_it
+        out[key + "kept_iteration"] = kept_it
+        out[key + "error_kept"] = float(err[kept_it - 1]) if kept_it > 0 else math.nan
+        out[key + "kept_over_best"] = out[key + "error_kept"] / out["error_min"]
+        out[key + "kept_no_patience"] = kept_all  # the state a run without patience keeps
+    out["tolerance"] = tolerance
     out["loss_first_last"] = [res["loss"][0], res["loss"][-1]]
     return out
 
@@ -368,15 +380,16 @@ TUNE_PARAMS = {
 
 
 def tune_same_trials(
-    case: dict, common: dict, out: Path, trials: int, iterations: int, seed: int = 0
+    case: dict, common: dict, out: Path, trials: int, iterations: int, seed: int = 0, tolerance: float = 0.0
 ) -> dict:
     """Held-out against training-loss tuning on the very same trials: ``trials`` parameter sets
     drawn at random (seeded; log-uniform where :data:`TUNE_PARAMS` says ``log``: what TPE does
     for its first 10 trials, so a ``ptyrad-core tune`` study of up to 10 trials with the same
     seed samples the same way for either objective), each reconstructed once with the default
     validation. The ``heldout`` choice is the trial with the lowest held-out loss, its state the
-    one at that minimum (``keep: best``); the ``loss`` choice is the trial with the lowest final
-    training loss, its error given at its last state and at its held-out best."""
+    one ``keep: best`` keeps (the latest tied with its minimum, ``tolerance``); the ``loss`` choice
+    is the trial with the lowest final training loss, its error given at its last state and at its
+    held-out best."""
     rng = np.random.default_rng(seed)
     rows = []
     for t in range(trials):
@@ -395,13 +408,16 @@ def tune_same_trials(
         res = reconstruct(c, common, out / f"trial_{t:02d}", iterations)
         held = np.array(res["heldout"])
         best = int(np.nanargmin(held))
+        _, kept, _ = early_stop(list(held), res.get("groups"), len(held) + 1, tolerance)
         rows.append(
             {
                 "params": values,
                 "heldout_min": float(held[best]),
                 "heldout_best_iteration": best + 1,
+                "kept_iteration": kept,
                 "loss_last": res["loss"][-1],
-                "error_kept": res["error"][best],
+                "error_kept": res["error"][kept - 1],
+                "error_at_heldout_min": res["error"][best],
                 "error_last": res["error"][-1],
                 "error_min": float(np.nanmin(res["error"])),
             }
@@ -471,19 +487,25 @@ def plot(runs: dict, path: Path) -> None:
 
 def table(runs: dict, fixed: tuple[int, int], patience: int) -> str:
     n1, n2 = fixed
+    tol = next(iter(runs.values()))["summary"].get("tolerance", 0.0) if runs else 0.0
     lines = [
         f"| case | held-out min it. | error min it. | stops at (patience {patience}) | kept it. "
-        f"| error kept | error min | error {n1} it. | error {n2} it. | kept / min | kept <= {n1} it. |",
-        "| --- " * 11 + "|",
+        f"| error kept | error min | error {n1} it. | error {n2} it. | kept / min | kept <= {n1} it. "
+        f"| minimum rule: kept it. / kept / min / <= {n1} it. |",
+        "| --- " * 12 + "|",
     ]
     for label, r in runs.items():
         a = r["summary"]
+        m = a.get("min_rule_error_kept", math.nan)
         lines.append(
             f"| {label} | {a['heldout_min_iteration']} | {a['error_min_iteration']} | {a['stopped_at']} | "
             f"{a['kept_iteration']} | {a['error_kept']:.4f} | {a['error_min']:.4f} | "
             f"{a[f'error_{n1}']:.4f} | {a[f'error_{n2}']:.4f} | {a['kept_over_best']:.3f} | "
-            f"{'yes' if a['error_kept'] <= a[f'error_{n1}'] else 'no'} |"
+            f"{'yes' if a['error_kept'] <= a[f'error_{n1}'] else 'no'} | "
+            f"{a.get('min_rule_kept_iteration')} / {a.get('min_rule_kept_over_best', math.nan):.3f} / "
+            f"{'yes' if m <= a[f'error_{n1}'] else 'no'} |"
         )
+    lines.append(f"\n(tolerance {tol:g} standard errors; the minimum rule is tolerance 0)")
     return "\n".join(lines)
 
 
@@ -527,6 +549,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--patience", type=int, default=20, help="recon.stop.patience assumed for the kept state")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="recon.stop.tolerance assumed for the kept state (default: the config's default)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "output" / "validation")
     p.add_argument(
         "--only",
@@ -543,6 +571,10 @@ def main(argv=None) -> int:
     p.add_argument("--figure", type=Path, default=FIGURE)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     args = p.parse_args(argv)
+    if args.tolerance is None:
+        from ptyrad_core.kernel.config import StopSpec
+
+        args.tolerance = StopSpec().tolerance
 
     import torch
 
@@ -562,7 +594,10 @@ def main(argv=None) -> int:
         curves = reconstruct(
             case, common, args.out / "runs" / case["label"].replace(" ", "_"), args.iterations
         )
-        runs[case["label"]] = {"curves": curves, "summary": analyse(curves, args.patience, fixed)}
+        runs[case["label"]] = {
+            "curves": curves,
+            "summary": analyse(curves, args.patience, fixed, args.tolerance),
+        }
         a = runs[case["label"]]["summary"]
         print(
             f"{case['label']}: held-out min {a['heldout_min_iteration']}, "
@@ -599,7 +634,12 @@ def main(argv=None) -> int:
                 continue
             t0 = time.perf_counter()
             entry = tune_same_trials(
-                case, common, args.out / "tune" / case["name"], args.trials, args.tune_iterations
+                case,
+                common,
+                args.out / "tune" / case["name"],
+                args.trials,
+                args.tune_iterations,
+                tolerance=args.tolerance,
             )
             report["tune"][case["label"]] = entry
             print(

@@ -10,7 +10,7 @@ import torch
 from conftest import build_run
 
 from ptyrad_core.engine import loop
-from ptyrad_core.engine.heldout import STATE_NAMES, Scorer, Split, heldout_loss, train_pred
+from ptyrad_core.engine.heldout import GROUPS, STATE_NAMES, Scorer, Split, heldout_loss, tied, train_pred
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.config import build_config
 from ptyrad_core.kernel.errors import ConfigError
@@ -241,6 +241,7 @@ def test_fraction_zero_is_the_run_without_masking(tiny_config, monkeypatch):
 
     class NoScore:  # nothing is held out, so there is nothing to score
         split = None
+        groups = None
 
         def __init__(self, *args, **kwargs):
             pass
@@ -317,14 +318,18 @@ def test_every_n_scores_every_nth_iteration(tiny_config):
     assert np.isnan(held[[0, 2]]).all() and np.isfinite(held[[1, 3]]).all()
 
 
-def _forced_curve(monkeypatch, curve):
-    """Make the held-out loss follow ``curve`` and record the parameters after every iteration."""
+def _forced_curve(monkeypatch, curve, groups=None):
+    """Make the held-out loss follow ``curve`` (and its per-group values ``groups``; none: the
+    plain minimum decides) and record the parameters after every iteration."""
     states = {}
     original = Reconstruction.run_iteration
 
     def run_iteration(self, iteration):
         metrics = original(self, iteration)
         metrics["heldout_loss"] = curve[iteration - 1]
+        metrics.pop("heldout_groups", None)
+        if groups is not None:
+            metrics["heldout_groups"] = groups[iteration - 1]
         states[iteration] = {n: getattr(self.model, n).detach().clone() for n in STATE_NAMES}
         return metrics
 
@@ -358,8 +363,8 @@ def test_early_stop_at_best_plus_patience_keeps_the_chosen_state(tiny_config, mo
                 f["validation/best_state/object_phase"][()], states[best]["object_phase"]
             )
     assert (
-        "stopped early at iteration 6: no held-out improvement since iteration 3"
-        in (run.output_dir / "run.log").read_text()
+        "stopped early at iteration 6: no state as good as the held-out minimum (iteration 3) since "
+        "iteration 3" in (run.output_dir / "run.log").read_text()
     )
     # the run keeps training from its last state; a resume continues from it too
     assert torch.equal(run.model.object_phase, states[6]["object_phase"])
@@ -367,6 +372,101 @@ def test_early_stop_at_best_plus_patience_keeps_the_chosen_state(tiny_config, mo
     resumed = build_run(cfg, resume=run.result_path)
     assert torch.equal(resumed.model.object_phase, states[6]["object_phase"])
     assert resumed.tracker.best_iteration == best
+
+
+def test_tied_is_a_paired_test_of_the_group_differences():
+    rng = np.random.default_rng(0)
+    ref = 10 + rng.normal(size=GROUPS)
+    noise = rng.normal(size=GROUPS)
+    noise -= noise.mean()  # mean 0, sample std about 1: standard error about 1 / 4
+    se = noise.std(ddof=1) / np.sqrt(GROUPS)
+    assert tied(ref + 0.9 * se + noise, ref, 1.0)
+    assert not tied(ref + 1.1 * se + noise, ref, 1.0)
+    assert tied(ref + 1.9 * se + noise, ref, 2.0) and not tied(ref + 2.1 * se + noise, ref, 2.0)
+    # the same mean difference with no spread is significant; a lower value is always tied
+    assert not tied(ref + 1e-9, ref, 3.0) and tied(ref - 1.0 + noise, ref, 1.0)
+    # no groups, another G, or tolerance 0: never tied (the plain minimum)
+    assert not tied(None, ref, 1.0) and not tied(ref, None, 1.0) and not tied(ref[:4], ref, 1.0)
+    assert not tied(ref + noise, ref, 0.0)
+
+
+def test_tracker_keeps_the_latest_state_tied_with_the_minimum():
+    rng = np.random.default_rng(1)
+    base = 1.0 + 0.01 * rng.normal(size=GROUPS)
+    noise = [0.01 * rng.normal(size=GROUPS) for _ in range(6)]
+    noise = [n - n.mean() for n in noise]  # zero mean: the ties below are ties by construction
+    # held-out per iteration: a minimum at 2, a tie at 3 (above it by noise), clearly worse at 4,
+    # tied again at 5 (patience restarts), worse at 6
+    groups = [base + 0.5, base, base + 0.001 + noise[2], base + 0.2, base + noise[4], base + 0.3]
+    t = loop.Tracker()
+    for it, g in enumerate(groups, start=1):
+        value = float(np.mean(g))
+        assert t.update(it, value, 0.0, None, g, 1.0) == (it in (1, 2, 3, 5)), it
+    assert t.best_iteration == 2 and t.kept_iteration == 5 and t.since_best == 1
+    np.testing.assert_array_equal(t.best_groups, groups[1])
+    # tolerance 0 is the plain minimum
+    t0 = loop.Tracker()
+    for it, g in enumerate(groups, start=1):
+        t0.update(it, float(np.mean(g)), 0.0, None, g, 0.0)
+    assert t0.kept_iteration == t0.best_iteration == 2 and t0.since_best == 4
+
+
+def test_the_scorer_gives_the_stack_per_group_of_positions():
+    n = 40
+    pred, meas = _patterns(7, shape=(n, 8, 8))
+    split = Split.make(3, 0.2, n, (8, 8))
+    gauss = [("gaussian", 2.0, GaussianLoss(GaussianLoss.Options()))]
+    scorer = Scorer(gauss, split)
+    scorer.start()
+    idx = torch.arange(n)
+    scorer.add(pred, meas, idx, split.mask(idx), None)
+    scorer.value(1, None)
+    assert scorer.groups is not None and scorer.groups.shape == (GROUPS,)
+    for g in (0, 5, GROUPS - 1):
+        members = np.arange(g, n, GROUPS)
+        k = split.mask_numpy(members)
+        expected = 2.0 * _gaussian_np(pred.numpy()[members][k], meas.numpy()[members][k])
+        assert scorer.groups[g] == pytest.approx(expected, rel=1e-10), g
+    # too few positions for 16 groups of two: no groups, the plain minimum decides
+    few = Scorer(gauss, Split.make(3, 0.2, 2 * GROUPS - 1, (8, 8)))
+    few.start()
+    idx = torch.arange(2 * GROUPS - 1)
+    few.add(pred[idx], meas[idx], idx, few.split.mask(idx), None)
+    few.value(1, None)
+    assert few.groups is None
+
+
+def test_a_run_keeps_the_latest_tied_state_and_resumes_with_it(tiny_config, monkeypatch):
+    rng = np.random.default_rng(2)
+    base = 1.0 + 0.01 * rng.normal(size=GROUPS)
+    jitter = [0.002 * rng.normal(size=GROUPS) for _ in range(6)]
+    jitter = [j - j.mean() for j in jitter]
+    groups = [base + 0.5, base, base + jitter[2] + 1e-4, base + 0.3, base + 0.3, base + 0.3]
+    curve = [float(np.mean(g)) for g in groups]
+    states = _forced_curve(monkeypatch, curve, groups)
+    cfg = _cfg(tiny_config, iterations=6, stop={"patience": 3, "keep": "best", "tolerance": 1.0})
+    run = build_run(cfg).run()
+    assert run.tracker.best_iteration == 2 and run.tracker.kept_iteration == 3
+    assert run.tracker.stopped_at == 6
+    with h5py.File(run.result_path, "r") as f:
+        v = f["validation"].attrs
+        assert int(v["best_iteration"]) == 2 and int(v["kept_iteration"]) == 3
+        assert float(v["tolerance"]) == 1.0 and int(f.attrs["state_iteration"]) == 3
+        np.testing.assert_allclose(f["validation/best_groups"][()], groups[1])
+        np.testing.assert_array_equal(f["object/phase"][()], states[3]["object_phase"].numpy())
+    log = (run.output_dir / "run.log").read_text()
+    assert "no state as good as the held-out minimum (iteration 2) since iteration 3" in log
+    cfg["recon"]["iterations"] = 8
+    resumed = build_run(cfg, resume=run.result_path)
+    assert (resumed.tracker.best_iteration, resumed.tracker.kept_iteration) == (2, 3)
+    np.testing.assert_allclose(resumed.tracker.best_groups, groups[1])
+    # with tolerance 0 the same curve keeps the minimum
+    monkeypatch.undo()
+    states = _forced_curve(monkeypatch, curve, groups)
+    cfg0 = _cfg(tiny_config, iterations=6, stop={"patience": 3, "keep": "best", "tolerance": 0})
+    cfg0["output"]["dir"] += "-tol0"
+    run0 = build_run(cfg0).run()
+    assert run0.tracker.kept_iteration == 2 and run0.tracker.stopped_at == 5
 
 
 def test_min_delta_needs_a_relative_improvement(tiny_config, monkeypatch):

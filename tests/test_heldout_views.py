@@ -143,8 +143,9 @@ def test_report_has_the_heldout_curve_and_marks_best_and_stop(files):
     best_x = float(re.search(r'<line class="best" data-iteration="3" x1="([\d.]+)"', html).group(1))
     assert best_x == pytest.approx(held[np.argmax(held[:, 1]), 0], abs=0.1)
     assert re.search(r'<line class="stopped" data-iteration="6"', html)
-    assert "stopped at iteration 6 (no held-out improvement since iteration 3)" in html
-    assert "iteration 3 (the best held-out state" in html
+    stop = "stopped at iteration 6: no state as good as the held-out minimum (iteration 3) since iteration 3"
+    assert stop in html
+    assert "iteration 3 (the held-out minimum" in html
     table = html[html.index('id="timing-per-iteration"') :]
     assert "<th>held-out</th>" in table[: table.index("</tr>")]
     assert (files.tmp / "report_held" / "figures" / "loss.png").is_file()
@@ -175,8 +176,11 @@ def test_show_names_heldout_loss_best_and_stop(files):
     final = f"{HELDOUT[-1]:.6g} (best {np.nanmin(HELDOUT):.6g} at iteration {BEST})"
     assert re.search(rf"held-out loss +│ {re.escape(final)}", text)
     assert "5% of the pixels held out" in text
-    assert f"stopped at iteration {STOPPED}: no held-out improvement since iteration {BEST}" in text
-    assert f"iteration {BEST} (best held-out)" in text
+    assert (
+        f"stopped at iteration {STOPPED}: no state as good as the held-out minimum (iteration {BEST}) "
+        f"since iteration {BEST}" in text
+    )
+    assert f"iteration {BEST} (the held-out minimum)" in text
     old = render(summary(files.old))
     assert "held-out" not in old and "early stop" not in old and "final loss" in old
 

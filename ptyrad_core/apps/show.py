@@ -77,7 +77,7 @@ def summary(result_path) -> Group:
 def _heldout_rows(table: Table, d: dict) -> None:
     """The held-out validation rows: final and best held-out loss, the early stop, the state kept.
     Nothing for a file without a held-out loss (validation off, or a file from before it)."""
-    from ptyrad_core.observers.figures import heldout_info
+    from ptyrad_core.observers.figures import heldout_info, kept_label, stop_text
 
     held = heldout_info(d)
     if held is None:
@@ -90,13 +90,10 @@ def _heldout_rows(table: Table, d: dict) -> None:
         text += f"; {100 * float(held['fraction']):.3g}% of the pixels held out"
     table.add_row("held-out loss", text)
     if stopped is not None:
-        table.add_row(
-            "early stop", f"stopped at iteration {stopped}: no held-out improvement since iteration {best}"
-        )
+        table.add_row("early stop", stop_text(held))
     state = held["state_iteration"]
     if state is not None:
-        which = "best held-out" if state == best else "last"
-        table.add_row("state in the file", f"iteration {state} ({which})")
+        table.add_row("state in the file", f"iteration {state} ({kept_label(held, state)})")
 
 
 def _summary(d: dict, path: Path) -> Group:

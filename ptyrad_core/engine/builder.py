@@ -61,6 +61,8 @@ class Settings:
     :ivar patience: ``recon.stop.patience``: evaluated iterations without a held-out improvement
         before the run stops (``None``: never early).
     :ivar min_delta: ``recon.stop.min_delta``: the relative improvement that counts.
+    :ivar tolerance: ``recon.stop.tolerance``: standard errors within which a later state counts
+        as tied with the held-out minimum (0: the minimum alone).
     :ivar keep: ``recon.stop.keep`` resolved: ``"best"`` or ``"last"``.
     """
 
@@ -80,6 +82,7 @@ class Settings:
     validation_every: int = 1
     patience: int | None = None
     min_delta: float = 0.0
+    tolerance: float = 0.0
     keep: str = "last"
 
     @classmethod
@@ -106,6 +109,7 @@ class Settings:
             validation_every=config.recon.validation.every,
             patience=config.recon.stop.patience,
             min_delta=float(config.recon.stop.min_delta),
+            tolerance=float(config.recon.stop.tolerance),
             keep=config.recon.keep,
         )
 

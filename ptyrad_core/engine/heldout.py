@@ -44,6 +44,10 @@ from ptyrad_core.kernel.errors import DataError, PtyradError
 from ptyrad_core.kernel.model import Batch
 from ptyrad_core.setup import memory
 
+#: groups of positions (interleaved by index, each spans the scan) whose held-out losses give the
+#: spread of a difference between two states (:func:`tied`); 16 leaves 15 degrees of freedom
+GROUPS = 16
+
 #: the model tensors that make up a state (the best state kept for ``recon.stop.keep: best``)
 STATE_NAMES = ("object_amplitude", "object_phase", "probe_ri", "positions", "tilts", "slice_thickness")
 
@@ -293,6 +297,10 @@ class Scorer:
         self._measured = False  # every position's are
         self._layout_sum: torch.Tensor | None = None
         self._layout_batches = 0
+        #: ``(G,)`` float64 after :meth:`value`: the pixel-wise terms on each of ``G`` groups of the
+        #: positions seen (position ``i`` of them in group ``i mod G``); ``None`` without pixel-wise
+        #: terms or with fewer than ``2 G`` positions seen
+        self.groups: np.ndarray | None = None
 
     def start(self) -> None:
         """Forget the previous iteration."""
@@ -329,7 +337,10 @@ class Scorer:
 
     def value(self, iteration: int, model) -> torch.Tensor:
         """The iteration's held-out loss, a 0-d tensor: the pixel-wise terms on every position
-        seen, plus the mean over the batches of the terms scored per batch."""
+        seen, plus the mean over the batches of the terms scored per batch. Also sets
+        :attr:`groups`: the pixel-wise terms per group of positions, which :func:`tied` compares
+        between two states (the terms run once more in all, on ``G`` smaller inputs)."""
+        self.groups = None
         with torch.no_grad():
             total = torch.zeros((), dtype=torch.float64)
             if self.pixelwise and self._seen is not None:
@@ -342,6 +353,29 @@ class Scorer:
                 batch = Batch(seen, iteration, model)
                 for _, w, term in self.pixelwise:
                     total = total + w * term(pred.unsqueeze(1), meas.unsqueeze(1), batch).double().cpu()
+                if len(seen) >= 2 * GROUPS:
+                    groups = torch.zeros(GROUPS, dtype=torch.float64)
+                    for g in range(GROUPS):
+                        p, m = pred[g::GROUPS].unsqueeze(1), meas[g::GROUPS].unsqueeze(1)
+                        b = Batch(seen[g::GROUPS], iteration, model)
+                        for _, w, term in self.pixelwise:
+                            groups[g] += float(w * term(p, m, b))
+                    self.groups = groups.numpy()
             if self._layout_batches:
                 total = total + (self._layout_sum / self._layout_batches).double().cpu()
             return total
+
+
+def tied(groups: np.ndarray | None, reference: np.ndarray | None, tolerance: float) -> bool:
+    """True when a state whose held-out loss is above the minimum's is *not significantly*
+    above it: the mean of the per-group differences ``d = groups - reference`` (``(G,)`` each, the
+    same positions' held-out pixels under the two states, :attr:`Scorer.groups`) is at most
+    ``tolerance`` standard errors, ``mean(d) <= tolerance * std(d) / sqrt(G)`` (a paired test:
+    the two states are scored on the same noisy pixels, so the noise common to both cancels and
+    ``std(d)`` measures how much of the difference the draw of pixels could make).
+
+    False without group values or with ``tolerance`` 0 (the plain minimum)."""
+    if groups is None or reference is None or tolerance <= 0 or len(groups) != len(reference):
+        return False
+    d = np.asarray(groups, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
+    return bool(d.mean() <= tolerance * d.std(ddof=1) / np.sqrt(len(d)))

@@ -13,9 +13,10 @@ writes the result file.
 
 Held-out validation (``recon.validation``, :mod:`ptyrad_core.engine.heldout`): a fraction of the
 detector pixels of every pattern is kept out of the training loss and scored, from the same
-forward pass, with the same loss stack; ``recon.stop`` stops the run when that held-out loss has
-not improved for ``patience`` evaluated iterations, and decides whether the result file holds the
-state at the held-out minimum (``keep: best``) or the last one.
+forward pass, with the same loss stack; the kept state is the latest one whose held-out loss is
+not significantly above the minimum (``recon.stop.tolerance`` standard errors, :class:`Tracker`);
+``recon.stop`` stops the run ``patience`` evaluated iterations after it, and decides whether the
+result file holds the kept state (``keep: best``) or the last one.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch
 from ptyrad_core.engine import builder, outputs, results
 from ptyrad_core.engine.builder import Settings
 from ptyrad_core.engine.distributed import World
-from ptyrad_core.engine.heldout import STATE_NAMES, Scorer, Split, train_pred
+from ptyrad_core.engine.heldout import STATE_NAMES, Scorer, Split, tied, train_pred
 from ptyrad_core.kernel.components import enforce
 from ptyrad_core.kernel.config import Config, load_config
 from ptyrad_core.kernel.errors import (
@@ -55,14 +56,23 @@ RESULT_NAME = "result.h5"
 
 @dataclass
 class Tracker:
-    """Best held-out loss so far, its iteration and (for ``keep: best``) its state.
+    """The held-out minimum, the state a run keeps, and the early-stop count.
+
+    The kept state is the *latest* state whose held-out loss is not significantly above the
+    minimum so far (:func:`~ptyrad_core.engine.heldout.tied`, ``tolerance`` standard errors of
+    a paired difference over groups of positions), or the minimum itself. Where the held-out
+    curve is flat within its noise (low dose) the minimum falls at an iteration the draw of the
+    held-out pixels decides; the run keeps going, and keeps the latest state, until the
+    held-out data show it worse (docs/validation.md).
 
     :ivar best_iteration: the iteration of the lowest held-out loss (-1: none yet).
     :ivar best_loss: that loss (``None``: none yet).
-    :ivar since_best: evaluated iterations since the last improvement.
+    :ivar best_groups: ``(G,)`` its per-group values (``None``: none or no groups).
+    :ivar kept_iteration: the iteration of the kept state (-1: none yet).
+    :ivar since_best: evaluated iterations since the last kept state (the early-stop count).
     :ivar stopped_at: the iteration the run stopped early at (-1: it did not).
     :ivar best_state: ``{name: tensor}`` copies of the model's
-        :data:`~ptyrad_core.engine.heldout.STATE_NAMES` at ``best_iteration``, on the model's
+        :data:`~ptyrad_core.engine.heldout.STATE_NAMES` at ``kept_iteration``, on the model's
         device (``None`` unless kept).
     """
 
@@ -71,22 +81,44 @@ class Tracker:
     since_best: int = 0
     stopped_at: int = -1
     best_state: dict | None = None
+    best_groups: np.ndarray | None = None
+    kept_iteration: int = -1
 
-    def update(self, iteration: int, value: float, min_delta: float, model=None) -> bool:
-        """Count one evaluated iteration; True when ``value`` improves on the best
-        (``value < best * (1 - min_delta)``). With ``model``, an improvement copies its state."""
+    def update(
+        self,
+        iteration: int,
+        value: float,
+        min_delta: float,
+        model=None,
+        groups: np.ndarray | None = None,
+        tolerance: float = 0.0,
+    ) -> bool:
+        """Count one evaluated iteration; True when its state becomes the kept one: it improves
+        on the minimum (``value < best * (1 - min_delta)``) or is tied with it (``groups`` against
+        the minimum's, within ``tolerance`` standard errors). With ``model``, the kept state's
+        tensors are copied."""
         if self.best_loss is None or value < self.best_loss * (1 - min_delta):
-            self.best_iteration, self.best_loss, self.since_best = iteration, float(value), 0
-            if model is not None:
-                self.best_state = {n: getattr(model, n).detach().clone() for n in STATE_NAMES}
-            return True
-        self.since_best += 1
-        return False
+            self.best_iteration, self.best_loss, self.best_groups = iteration, float(value), groups
+        elif not tied(groups, self.best_groups, tolerance):
+            self.since_best += 1
+            return False
+        self.kept_iteration, self.since_best = iteration, 0
+        if model is not None:
+            self.best_state = {n: getattr(model, n).detach().clone() for n in STATE_NAMES}
+        return True
 
     def copy(self) -> Tracker:
-        # the state tensors are replaced on improvement, never changed in place: shared, not copied
+        # the state tensors are replaced when a state is kept, never changed in place: shared, not copied
         state = dict(self.best_state) if self.best_state is not None else None
-        return Tracker(self.best_iteration, self.best_loss, self.since_best, self.stopped_at, state)
+        return Tracker(
+            self.best_iteration,
+            self.best_loss,
+            self.since_best,
+            self.stopped_at,
+            state,
+            self.best_groups,
+            self.kept_iteration,
+        )
 
 
 def blame(exc: BaseException, named: dict[int, str]) -> str | None:
@@ -349,10 +381,12 @@ class Reconstruction:
                 self.scheduler.step(float(sum(means)))
             elif self.settings.scheduler_step_unit == "iter":
                 self.scheduler.step()
+        groups = None
         if self.validating:  # before the clock stops: its cost is the iteration's
             held = (
                 float(self._scorer.value(iteration, self.model)) if score and self._scorer else float("nan")
             )
+            groups = self._scorer.groups if score and self._scorer else None
         elapsed = _clock(self.device) - t0
         terms = {label: v for (label, _, _), v in zip(self.loss_terms, means)}
         metrics = {"loss": float(sum(means)), "loss_terms": terms, "time_s": elapsed}
@@ -365,6 +399,8 @@ class Reconstruction:
                     "the data."
                 )
             metrics["heldout_loss"] = held
+            if groups is not None:
+                metrics["heldout_groups"] = groups
         return metrics
 
     def _check_finite(self, iteration: int, params, culprit: str | None, batch: int | None = None) -> None:
@@ -478,7 +514,14 @@ class Reconstruction:
         if value is None or not np.isfinite(value):
             return False
         s = self.settings
-        self.tracker.update(iteration, value, s.min_delta, self.model if s.keep == "best" else None)
+        self.tracker.update(
+            iteration,
+            value,
+            s.min_delta,
+            self.model if s.keep == "best" else None,
+            metrics.get("heldout_groups"),
+            s.tolerance,
+        )
         if s.patience is not None and self.tracker.since_best >= s.patience:
             self.tracker.stopped_at = iteration
             return True
@@ -595,9 +638,11 @@ class Reconstruction:
                 self._lifecycle("ptyrad_on_iter_end", run=self, iteration=iteration, metrics=metrics)
                 if stop:
                     log.info(
-                        "stopped early at iteration %d: no held-out improvement since iteration %d",
+                        "stopped early at iteration %d: no state as good as the held-out minimum "
+                        "(iteration %d) since iteration %d",
                         iteration,
                         self.tracker.best_iteration,
+                        self.tracker.kept_iteration,
                     )
                     break
                 if save_every and iteration % save_every == 0 and iteration != last:

@@ -70,12 +70,12 @@ def _require_finite(run) -> None:
 
 
 def _kept_best(run, final: bool) -> dict | None:
-    """The best held-out state the file's arrays hold instead of the last one: at the run's end
-    (``final``) with ``recon.stop.keep: best``, when the best iteration is not the last."""
+    """The kept held-out state the file's arrays hold instead of the last one: at the run's end
+    (``final``) with ``recon.stop.keep: best``, when the kept iteration is not the last."""
     tracker = getattr(run, "tracker", None)
     if not final or tracker is None or tracker.best_state is None or run.settings.keep != "best":
         return None
-    return tracker.best_state if tracker.best_iteration != run.iteration else None
+    return tracker.best_state if tracker.kept_iteration != run.iteration else None
 
 
 @contextmanager
@@ -121,7 +121,7 @@ def write_result(path: Path, run, final: bool = False) -> Path:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["iteration"] = run.iteration
-            f.attrs["state_iteration"] = run.tracker.best_iteration if best is not None else run.iteration
+            f.attrs["state_iteration"] = run.tracker.kept_iteration if best is not None else run.iteration
             f.attrs["dx_A"] = model.dx
             f.attrs["wavelength_A"] = model.wavelength
             f.attrs["seed"] = run.settings.seed
@@ -185,16 +185,22 @@ _GZIP = {"compression": "gzip", "compression_opts": 1}
 
 def write_validation(group, run) -> None:
     """Fill the ``validation`` group: the split (``pixel_u``, ``position_s``; attributes
-    ``fraction``, ``seed``, ``shape``), ``every``, ``keep``, ``best_iteration`` (-1: none),
-    ``best_heldout_loss`` (absent while there is none), ``stopped_at`` (-1: no early stop), and with
-    ``keep: best`` the best state's tensors under ``best_state/<name>``."""
+    ``fraction``, ``seed``, ``shape``), ``every``, ``keep``, ``best_iteration`` (the held-out
+    minimum; -1: none), ``best_heldout_loss`` (absent while there is none) and ``best_groups`` (its
+    per-group values, absent without them), ``kept_iteration`` (the state kept: the latest tied with
+    the minimum), ``tolerance``, ``stopped_at`` (-1: no early stop), and with ``keep: best`` the kept
+    state's tensors under ``best_state/<name>``."""
     run.split.write(group)
     tracker = run.tracker
     group.attrs["every"] = run.settings.validation_every
     group.attrs["keep"] = run.settings.keep
     group.attrs["best_iteration"] = tracker.best_iteration
+    group.attrs["kept_iteration"] = tracker.kept_iteration
+    group.attrs["tolerance"] = run.settings.tolerance
     if tracker.best_loss is not None:
         group.attrs["best_heldout_loss"] = tracker.best_loss
+    if tracker.best_groups is not None:
+        group["best_groups"] = np.asarray(tracker.best_groups, dtype=np.float64)
     group.attrs["stopped_at"] = tracker.stopped_at
     if run.settings.keep == "best" and tracker.best_state is not None:
         for name, value in tracker.best_state.items():
@@ -656,15 +662,19 @@ def _read_validation(f, path, run) -> None:
     run.history["heldout_loss"] = curve
     tracker = type(run.tracker)()
     tracker.best_iteration = int(group.attrs.get("best_iteration", -1))
+    # files written before the kept state was told apart kept the minimum's
+    tracker.kept_iteration = int(group.attrs.get("kept_iteration", tracker.best_iteration))
     if "best_heldout_loss" in group.attrs and tracker.best_iteration >= 0:
         tracker.best_loss = float(group.attrs["best_heldout_loss"])
+        if "best_groups" in group:
+            tracker.best_groups = np.asarray(group["best_groups"][()], dtype=np.float64).reshape(-1)
         tracker.since_best = sum(
             1
             for it, v in zip(run.history["iteration"], curve)
-            if it > tracker.best_iteration and np.isfinite(v)
+            if it > tracker.kept_iteration and np.isfinite(v)
         )
     else:
-        tracker.best_iteration = -1
+        tracker.best_iteration = tracker.kept_iteration = -1
     stopped = int(group.attrs.get("stopped_at", -1))
     if stopped >= 0:  # resuming a stopped run asks for more: patience counts afresh
         tracker.since_best = 0

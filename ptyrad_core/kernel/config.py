@@ -435,16 +435,24 @@ class StopSpec(Strict):
     patience: int | None = Field(
         None,
         ge=1,
-        description="Stop after this many evaluated iterations without a held-out improvement; null = never "
-        "stop early. Needs recon.validation.fraction > 0.",
+        description="Stop after this many evaluated iterations without a state as good as the held-out "
+        "minimum (see tolerance); null = never stop early. Needs recon.validation.fraction > 0.",
     )
     min_delta: float = Field(
         0.0, ge=0, description="Relative improvement that counts: held-out < best * (1 - min_delta)."
     )
+    tolerance: float = Field(
+        1.0,
+        ge=0,
+        description="A later state whose held-out loss is within this many standard errors of the "
+        "minimum (a paired difference over 16 groups of positions) counts as no worse: the run keeps the "
+        "latest such state and patience counts from it. 0 = the held-out minimum alone.",
+    )
     keep: Literal["best", "last"] | None = Field(
         None,
-        description="State the result file holds at the end: 'best' (at the held-out minimum; the last "
-        "one is kept in its checkpoint) or 'last'; null = 'best' with validation on, else 'last'.",
+        description="State the result file holds at the end: 'best' (the latest state as good as the "
+        "held-out minimum, see tolerance; the last one is kept in its checkpoint) or 'last'; null = 'best' "
+        "with validation on, else 'last'.",
     )
 
 

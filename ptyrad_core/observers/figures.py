@@ -378,7 +378,17 @@ def fig_probe_modes(ctx: _Ctx) -> Figure:
 # --------------------------------------------------------------------------------------------
 
 #: attributes of the result file's ``validation`` group that the views read (docs/results.md)
-VALIDATION_ATTRS = ("fraction", "seed", "every", "keep", "best_iteration", "best_heldout_loss", "stopped_at")
+VALIDATION_ATTRS = (
+    "fraction",
+    "seed",
+    "every",
+    "keep",
+    "best_iteration",
+    "best_heldout_loss",
+    "kept_iteration",
+    "tolerance",
+    "stopped_at",
+)
 
 
 def read_validation_attrs(path) -> dict[str, Any]:
@@ -430,7 +440,9 @@ def heldout_info(result: dict) -> dict[str, Any] | None:
     :return: ``iteration`` (n,) int and ``heldout`` (n,) float64, the held-out loss per iteration
         aligned with ``history/iteration`` (NaN where it was not evaluated, ``every`` > 1);
         ``best_iteration`` / ``stopped_at`` (int or ``None``) and ``best_heldout_loss`` (float or
-        ``None``); ``state_iteration``, the iteration whose state the file's arrays hold;
+        ``None``); ``kept_iteration``, the state ``keep: best`` keeps (the latest tied with the
+        minimum; the minimum's in files that do not say); ``state_iteration``, the iteration whose
+        state the file's arrays hold;
         ``fraction``, ``seed``, ``every``, ``keep`` as the file stores them (``None`` if absent);
         ``final``, the last evaluated held-out loss.
     """
@@ -459,6 +471,7 @@ def heldout_info(result: dict) -> dict[str, Any] | None:
         "final": float(heldout[finite][-1]),
         "best_iteration": best,
         "best_heldout_loss": None if best_loss is None else float(best_loss),
+        "kept_iteration": _int_or_none(v.get("kept_iteration", best)),
         "stopped_at": _int_or_none(v.get("stopped_at")),
         "state_iteration": _int_or_none(state),
         "fraction": v.get("fraction"),
@@ -789,3 +802,24 @@ def draw_figures(result: dict, out_dir: Path, strict: bool = False) -> list[Path
             log.warning("figure %s not drawn: %s: %s", name, type(exc).__name__, exc)
             path.unlink(missing_ok=True)
     return written
+
+
+def kept_label(held: dict, state: int) -> str:
+    """What the state of iteration ``state`` in a result file is, in words (show, report)."""
+    if state == held["best_iteration"]:
+        return "the held-out minimum"
+    if state == held.get("kept_iteration"):
+        return "the latest state tied with the held-out minimum"
+    return "the last state"
+
+
+def stop_text(held: dict) -> str | None:
+    """Why the run stopped early, in words (``None``: it did not)."""
+    stopped = held["stopped_at"]
+    if stopped is None:
+        return None
+    kept = held.get("kept_iteration") or held["best_iteration"]
+    return (
+        f"stopped at iteration {stopped}: no state as good as the held-out minimum "
+        f"(iteration {held['best_iteration']}) since iteration {kept}"
+    )

@@ -191,6 +191,8 @@ def _loss_curves_svg(
 
 def _heldout_rows(held: dict) -> list[tuple[str, Any]]:
     """The summary rows of the held-out validation."""
+    from ptyrad_core.observers.figures import kept_label, stop_text
+
     rows: list[tuple[str, Any]] = [("held-out loss, final", _num(held["final"]))]
     best = held["best_iteration"]
     if best is not None:
@@ -198,18 +200,10 @@ def _heldout_rows(held: dict) -> list[tuple[str, Any]]:
         rows.append(
             ("held-out loss, best", f"{_num(value) if value is not None else '-'} at iteration {best}")
         )
-    stopped = held["stopped_at"]
-    rows.append(
-        (
-            "early stop",
-            f"stopped at iteration {stopped} (no held-out improvement since iteration {best})"
-            if stopped is not None
-            else "no",
-        )
-    )
+    rows.append(("early stop", stop_text(held) or "no"))
     state = held["state_iteration"]
     if state is not None:
-        which = "the best held-out state" if state == best else "the last state"
+        which = kept_label(held, state)
         rows.append(
             ("state in this file", f"iteration {state} ({which}; recon.stop.keep: {held['keep'] or '-'})")
         )
