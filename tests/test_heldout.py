@@ -14,6 +14,7 @@ from ptyrad_core.engine.heldout import GROUPS, STATE_NAMES, Scorer, Split, heldo
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.config import build_config
 from ptyrad_core.kernel.errors import ConfigError
+from ptyrad_core.kernel.hookspecs import hookimpl
 from ptyrad_core_plugins.losses.gaussian import GaussianLoss
 from ptyrad_core_plugins.losses.poisson import PoissonLoss
 
@@ -427,6 +428,11 @@ def test_the_scorer_gives_the_stack_per_group_of_positions():
         k = split.mask_numpy(members)
         expected = 2.0 * _gaussian_np(pred.numpy()[members][k], meas.numpy()[members][k])
         assert scorer.groups[g] == pytest.approx(expected, rel=1e-10), g
+    # a run that has no use for them (tolerance 0, or keep last without patience) skips them
+    skip = Scorer(gauss, split, groups=False)
+    skip.start()
+    skip.add(pred, meas, idx, split.mask(idx), None)
+    assert float(skip.value(1, None)) == float(scorer.value(1, None)) and skip.groups is None
     # too few positions for 16 groups of two: no groups, the plain minimum decides
     few = Scorer(gauss, Split.make(3, 0.2, 2 * GROUPS - 1, (8, 8)))
     few.start()
@@ -525,3 +531,29 @@ def test_terms_that_read_no_pattern_are_skipped_by_the_heldout_loss():
     assert Prior.calls == 0
     expect = float(((pred - meas).square() * mask).mean() / 0.2)
     assert float(with_prior) == float(alone) == pytest.approx(expect, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "stop, wanted",
+    [
+        ({}, True),
+        ({"tolerance": 0}, False),
+        ({"keep": "last"}, False),
+        ({"keep": "last", "patience": 5}, True),
+    ],
+)
+def test_group_values_are_computed_only_where_the_run_uses_them(tiny_config, stop, wanted):
+    seen = []
+
+    class Record:
+        @hookimpl
+        def ptyrad_on_iter_end(self, run, iteration, metrics):
+            seen.append(metrics.get("heldout_groups"))
+
+    run = build_run(_cfg(tiny_config, iterations=2, stop=stop))
+    run.pm.register(Record())
+    run.run()
+    assert run._scorer.want_groups is wanted
+    assert all((g is not None) == wanted for g in seen) and len(seen) == 2
+    if wanted:
+        assert seen[0].shape == (GROUPS,) and np.all(np.isfinite(seen[0]))

@@ -193,6 +193,27 @@ class Parts:
     labels: dict[int, str]
 
 
+def check_step_outputs(config: Config, components: dict, overwrite: bool = False) -> None:
+    """Before any data are read, what the preprocessing steps will write
+    (:meth:`~ptyrad_core.kernel.components.Preprocessor.output_targets`): each folder created and
+    proved writable, each file named in full neither a file the run reads nor a folder. Whether an
+    existing file may be replaced (its own previous output, or ``--overwrite``) is judged when the
+    step runs, when its shape is known.
+
+    :raises OutputError: one line naming the step, its option and the path.
+    """
+    from ptyrad_core.engine.outputs import prepare_folder
+    from ptyrad_core.setup.readonly import judge_new_file
+
+    context = initialize.preprocess_context(config, overwrite=overwrite)
+    for label, step in initialize.preprocess_steps(config, components):
+        for option, folder, file in step.output_targets(context):
+            what = f"{label}: {option}"
+            if file is not None:
+                judge_new_file(file, what, inputs=context.input_paths(), overwrite=True)
+            prepare_folder(folder, what)
+
+
 def resolve_components(config: Config, pm) -> tuple[dict, dict]:
     """Every component resolved and its options validated, before any data are read.
 

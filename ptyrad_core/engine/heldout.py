@@ -285,8 +285,11 @@ class Scorer:
     scored per batch and the batches' values averaged, in memory of one batch.
     """
 
-    def __init__(self, loss_terms, split: Split, whole_scan: bool = True):
+    def __init__(self, loss_terms, split: Split, whole_scan: bool = True, groups: bool = True):
         self.split = split
+        self.want_groups = (
+            groups  # False: the run has no use for them (tolerance 0, or keep last, no patience)
+        )
         self.pixelwise, self.layout = _split_terms(loss_terms)
         if not whole_scan:  # every term per batch
             self.pixelwise, self.layout = [], self.pixelwise + self.layout
@@ -353,7 +356,7 @@ class Scorer:
                 batch = Batch(seen, iteration, model)
                 for _, w, term in self.pixelwise:
                     total = total + w * term(pred.unsqueeze(1), meas.unsqueeze(1), batch).double().cpu()
-                if len(seen) >= 2 * GROUPS:
+                if self.want_groups and len(seen) >= 2 * GROUPS:
                     groups = torch.zeros(GROUPS, dtype=torch.float64)
                     for g in range(GROUPS):
                         p, m = pred[g::GROUPS].unsqueeze(1), meas[g::GROUPS].unsqueeze(1)

@@ -168,6 +168,7 @@ class Reconstruction:
         # that would be replaced, or another run in the folder is an error at second zero
         if self.world.is_main:
             outputs.prepare_folder(self.settings.output_dir, "output.dir")
+            builder.check_step_outputs(config, self.components, overwrite=overwrite)
         folder = builder.output_folder(config)
         if folder is not None:
             self._claim_output(folder)
@@ -315,7 +316,13 @@ class Reconstruction:
             mask = split.mask(indices, keep_all=not self.data.streamed)
             if score:
                 if self._scorer is None or self._scorer.split is not split:
-                    self._scorer = Scorer(self.loss_terms, split, whole_scan=not self.data.streamed)
+                    s = self.settings
+                    self._scorer = Scorer(
+                        self.loss_terms,
+                        split,
+                        whole_scan=not self.data.streamed,
+                        groups=s.tolerance > 0 and (s.keep == "best" or s.patience is not None),
+                    )
                 self._scorer.add(pred, meas, indices, mask, batch)
             pred = train_pred(pred, meas, mask)
         return torch.stack([w * term(pred, meas, batch) for _, w, term in self.loss_terms])

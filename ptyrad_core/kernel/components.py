@@ -243,6 +243,14 @@ class Preprocessor:
         """The detector pixel (1/Angstrom) after this step (default: unchanged, e.g. crops and pads)."""
         return dk
 
+    def output_targets(self, context: PreprocessContext) -> list[tuple[str, Path, Path | None]]:
+        """What this step will write, as far as it is known before any data are read:
+        ``(option, folder, file)`` triples, ``file`` ``None`` where its name depends on the data
+        (a shape in the name). The run checks them at second zero (the folder created and proved
+        writable, the file not one the run reads nor a folder); the step checks its target in
+        full when it runs. Default: nothing (a step that writes no file)."""
+        return []
+
 
 class ResultReader:
     """Base of result readers (family ``result_reader``): ``read()`` returns a :class:`PriorResult`.

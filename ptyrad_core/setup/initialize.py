@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,6 +154,33 @@ def fit_rbf(mean_pattern: np.ndarray, threshold: float = 0.5) -> float:
     return math.sqrt(area / math.pi)
 
 
+def preprocess_steps(config: Config, components: dict) -> list[tuple[str, Any]]:
+    """``(label, step)`` for every ``data.preprocess`` entry (label: its YAML path and name)."""
+    return [
+        (f"data.preprocess[{i}] {spec.name!r}", cls(options))
+        for i, spec in enumerate(config.data.preprocess)
+        for cls, options in [components[("data", "preprocess", i)]]
+    ]
+
+
+def preprocess_context(
+    config: Config, *, dry_run: bool = False, overwrite: bool = False
+) -> PreprocessContext:
+    """The :class:`PreprocessContext` the steps run with (before any data are read)."""
+    from ptyrad_core.setup.readonly import config_inputs
+
+    return PreprocessContext(
+        scan_shape=(config.scan.n_slow, config.scan.n_fast),
+        scan_step_A=config.scan.step_A,
+        seed=config.recon.seed,
+        base_dir=config.origin.folder,
+        data_path=config.resolve(config.data.path),
+        inputs=tuple(config_inputs(config)),
+        dry_run=dry_run,
+        overwrite=overwrite,
+    )
+
+
 def prepare_data(
     config: Config, pm, components: dict, *, dry_run: bool = False, overwrite: bool = False
 ) -> Data:
@@ -163,24 +191,9 @@ def prepare_data(
     :param overwrite: ``--overwrite``: such steps may replace existing files that are not their own
         previous outputs (never a file the run reads).
     """
-    from ptyrad_core.setup.readonly import config_inputs
-
     meas = load_measurements(config, pm, components)
-    steps = [
-        (f"data.preprocess[{i}] {spec.name!r}", cls(options))
-        for i, spec in enumerate(config.data.preprocess)
-        for cls, options in [components[("data", "preprocess", i)]]
-    ]
-    context = PreprocessContext(
-        scan_shape=(config.scan.n_slow, config.scan.n_fast),
-        scan_step_A=config.scan.step_A,
-        seed=config.recon.seed,
-        base_dir=config.origin.folder,
-        data_path=config.resolve(config.data.path),
-        inputs=tuple(config_inputs(config)),
-        dry_run=dry_run,
-        overwrite=overwrite,
-    )
+    steps = preprocess_steps(config, components)
+    context = preprocess_context(config, dry_run=dry_run, overwrite=overwrite)
     result = run_pipeline(meas, steps, context, need_mean=config.experiment.fit_rbf)
     mean = meas.check_values(config.data.negative_values)
     expected = (

@@ -67,6 +67,30 @@ def test_export_never_writes_an_input(cli, frozen, clean_error, setup, tmp_path,
     assert not (tmp_path / "out" / "result.h5").exists()
 
 
+@pytest.mark.parametrize(
+    "target, words",
+    [
+        ("/proc/ptyrad-core-export/meas.hdf5", "cannot create"),  # /proc refuses even root
+        ("/proc/ptyrad-core-export/", "cannot create"),  # a folder: the name is made from the shape
+        ("config.yaml", "reads"),
+        ("positions.h5", "reads"),
+    ],
+)
+def test_export_target_is_checked_before_the_data_are_read(
+    cli, frozen, clean_error, setup, tmp_path, target, words
+):
+    """A run checks the export step's target at second zero: with a data file that does not exist,
+    the error must name the export step, not the data."""
+    config, cfg = setup(preprocess=[export(path=target)])
+    cfg["data"]["path"] = "missing.h5"
+    config.write_text(yaml.safe_dump(cfg))
+    inputs = frozen(tmp_path / "positions.h5", config)
+    outcome = cli("run", config, "-q")
+    inputs.assert_unchanged()
+    clean_error(outcome, "data.preprocess[0] 'export'", words)
+    assert "missing.h5" not in outcome.err and not (tmp_path / "out" / "result.h5").exists()
+
+
 def test_export_replaces_only_its_own_previous_file(cli, frozen, setup, tmp_path):
     """A foreign file at the target needs overwrite; a previous export (its HDF5 mark) is replaced by a
     run."""

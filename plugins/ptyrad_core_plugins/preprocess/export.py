@@ -127,20 +127,40 @@ class Export(Preprocessor):
                 raise ValueError(f"shape entries must be >= 1, with at most one -1, got {v}")
             return v
 
-    def output_path(self, context, shape: tuple[int, ...]) -> Path:
+    def _target(self, context) -> tuple[Path, Path | None]:
+        """``(folder, file)``: the file named by ``options.path``, or ``None`` where the name is
+        made from the shape (``path`` null or a folder)."""
         o = self.options
-        name = "ptyrad_init_meas_" + "_".join(map(str, shape)) + SUFFIX[o.format]
         if o.path is None:
             folder = (
                 Path(context.data_path).parent if context.data_path is not None else Path(context.base_dir)
             )
-            return folder / name
+            return folder, None
         path = Path(o.path).expanduser()
         if not path.is_absolute():
             path = Path(context.base_dir) / path
         if o.path.endswith(("/", "\\")) or path.is_dir():
-            return path / name
-        return path if path.suffix else path.with_suffix(SUFFIX[o.format])
+            return path, None
+        file = path if path.suffix else path.with_suffix(SUFFIX[o.format])
+        return file.parent, file
+
+    def _what(self) -> str:
+        return (
+            "options.path" if self.options.path is not None else "options.path (null: next to the data file)"
+        )
+
+    def output_path(self, context, shape: tuple[int, ...]) -> Path:
+        folder, file = self._target(context)
+        return (
+            file
+            if file is not None
+            else folder / ("ptyrad_init_meas_" + "_".join(map(str, shape)) + SUFFIX[self.options.format])
+        )
+
+    def output_targets(self, context) -> list[tuple[str, Path, Path | None]]:
+        """Checked by the run before the data are read (the folder writable, the file not an input)."""
+        folder, file = self._target(context)
+        return [(self._what(), folder, file)]
 
     def is_previous(self, path: Path, shape: tuple[int, ...]) -> bool:
         """Whether ``path`` is a file this step wrote before (see the module docstring)."""
@@ -171,7 +191,7 @@ class Export(Preprocessor):
             is_previous_output=lambda p: self.is_previous(p, shape),
             kind=f"{o.format} export of this step",
         )
-        what = "options.path" if o.path is not None else "options.path (null: next to the data file)"
+        what = self._what()
         if context.dry_run:
             state = check_output_file_dry(path, what, **rule)
             verb = {
