@@ -142,8 +142,9 @@ class TuneSection(_Strict):
     timeout_s: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds.")
     objectives: list[Literal["heldout", "loss", "time", "contrast"] | str] = Field(
         default_factory=lambda: list(DEFAULT_OBJECTIVES),
-        description="What each trial returns, all minimised: 'heldout' (the held-out loss of the state the "
-        "run keeps: data the optimizer never saw, so fitting the noise does not pay; needs "
+        description="What each trial returns, all minimised: 'heldout' (the run's held-out minimum, or with "
+        "recon.stop.keep: last its last held-out loss: data the optimizer never saw, so fitting the noise "
+        "does not pay; needs "
         "recon.validation), 'loss' (total training loss of the last iteration), 'loss:<term>' (one term), "
         "'time' (wall time per iteration), 'contrast' (minus the phase contrast). Two or more make a "
         "multi-objective study.",
@@ -151,8 +152,8 @@ class TuneSection(_Strict):
     report_every: int = Field(
         1,
         ge=1,
-        description="Report to the pruner every N iterations: the held-out loss of the state the run "
-        "would keep when the first objective is 'heldout', else the training loss.",
+        description="Report to the pruner every N iterations: the value 'heldout' would return if the run "
+        "ended there when the first objective is 'heldout', else the training loss.",
     )
     sampler: ComponentChoice = Field(
         default_factory=lambda: ComponentChoice(name="TPE"), description="Optuna sampler."
@@ -627,9 +628,12 @@ def validation_on(config) -> bool:
 
 
 def kept_heldout_loss(run, required: bool = True) -> float | None:
-    """The held-out loss of the state ``run`` keeps (so far): with ``recon.stop.keep: best`` (the
-    default) the best held-out loss by the run's own rule (an improvement is a value below
-    ``best * (1 - min_delta)``), with ``keep: last`` the last evaluated one.
+    """A trial's held-out objective (so far): with ``recon.stop.keep: best`` (the default) the
+    held-out minimum by the run's own rule (an improvement is a value below ``best * (1 -
+    min_delta)``; the state the run keeps is the latest tied with it, within ``recon.stop.tolerance``
+    standard errors, so its loss is at most that far above), with ``keep: last`` the last evaluated
+    one. The minimum, not the kept state's value: it is the trial's best evidence of how well its
+    settings predict unseen data, and it does not depend on the tolerance.
 
     :raises ConfigError: ``required`` and the run has no held-out loss (validation off).
     """

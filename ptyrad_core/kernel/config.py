@@ -439,7 +439,11 @@ class StopSpec(Strict):
         "minimum (see tolerance); null = never stop early. Needs recon.validation.fraction > 0.",
     )
     min_delta: float = Field(
-        0.0, ge=0, description="Relative improvement that counts: held-out < best * (1 - min_delta)."
+        0.0,
+        ge=0,
+        description="Relative improvement that makes a new held-out minimum: held-out < best * (1 - "
+        "min_delta). A state tied with the minimum (tolerance) is kept and restarts patience as well; "
+        "set tolerance: 0 for this rule alone.",
     )
     tolerance: float = Field(
         1.0,
