@@ -287,9 +287,8 @@ class Scorer:
 
     def __init__(self, loss_terms, split: Split, whole_scan: bool = True, groups: bool = True):
         self.split = split
-        self.want_groups = (
-            groups  # False: the run has no use for them (tolerance 0, or keep last, no patience)
-        )
+        # False where the run has no use for them (tolerance 0, or keep last without patience)
+        self.want_groups = groups
         self.pixelwise, self.layout = _split_terms(loss_terms)
         if not whole_scan:  # every term per batch
             self.pixelwise, self.layout = [], self.pixelwise + self.layout
