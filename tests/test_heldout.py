@@ -10,7 +10,7 @@ import torch
 from conftest import build_run
 
 from ptyrad_core.engine import loop
-from ptyrad_core.engine.heldout import GROUPS, STATE_NAMES, Scorer, Split, heldout_loss, tied, train_pred
+from ptyrad_core.engine.heldout import GROUPS, STATE_NAMES, Scorer, Split, heldout_loss, tied, train_meas
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.config import build_config
 from ptyrad_core.kernel.errors import ConfigError
@@ -93,18 +93,48 @@ def _patterns(seed=0, shape=(3, 8, 8)):
     return pred, meas
 
 
-def test_held_out_pixels_get_no_gradient_and_the_others_their_own():
-    pred, meas = _patterns()
-    mask = Split.make(0, 0.2, 3, (8, 8)).mask(torch.arange(3))
-    assert mask.any() and not mask.all()
-    term = PoissonLoss(PoissonLoss.Options())  # pixel-wise: the kept pixels' gradient is unchanged
-    masked = pred.clone().requires_grad_(True)
-    term(train_pred(masked, meas, mask), meas, None).backward()
-    plain = pred.clone().requires_grad_(True)
-    term(plain, meas, None).backward()
-    assert torch.all(masked.grad[mask] == 0)
-    assert torch.all(plain.grad[mask] != 0)  # the mask is what removed it
-    torch.testing.assert_close(masked.grad[~mask], plain.grad[~mask], rtol=0, atol=0)
+@pytest.mark.parametrize("name", ["poisson", "gaussian", "pacbed"])
+def test_training_never_sees_a_held_out_count(name):
+    """The training loss and its gradient are the same whatever the held-out counts are (the
+    normalisations included); a kept count changes them. A pixel-wise term leaves the held-out
+    pixels without residual, so without gradient (up to its eps)."""
+    from ptyrad_core_plugins.losses.pacbed import PacbedLoss
+
+    term = {"poisson": PoissonLoss, "gaussian": GaussianLoss, "pacbed": PacbedLoss}[name]
+    term = term(term.Options())
+    pred, meas = _patterns(shape=(4, 8, 8))
+    split = Split.make(0, 0.2, 4, (8, 8))
+    idx = torch.arange(4)
+    pixels, mask = split.pixels(idx), split.mask(idx)
+
+    def loss_and_grad(m):
+        x = pred.clone().requires_grad_(True)
+        loss = term(x, train_meas(x, m.clone(), pixels), None)
+        loss.backward()
+        return loss.detach(), x.grad
+
+    loss, grad = loss_and_grad(meas)
+    held_changed = torch.where(mask, meas * 7.0, meas)
+    assert (held_changed != meas).sum() == mask.sum() > 0
+    loss2, grad2 = loss_and_grad(held_changed)
+    assert torch.equal(loss, loss2) and torch.equal(grad, grad2)
+    kept_changed = torch.where(mask, meas, meas * 1.1)
+    assert not torch.equal(loss_and_grad(kept_changed)[0], loss)
+    if term.pixelwise:
+        assert grad[mask].abs().max() <= 1e-5 * grad[~mask].abs().max()
+
+
+def test_train_meas_writes_in_place_only_when_asked():
+    pred, meas = _patterns(shape=(3, 8, 8))
+    split = Split.make(1, 0.2, 3, (8, 8))
+    idx = torch.arange(3)
+    pixels, mask = split.pixels(idx), split.mask(idx)
+    before = meas.clone()
+    out = train_meas(pred, meas, pixels)
+    assert torch.equal(meas, before) and out is not meas
+    torch.testing.assert_close(out, torch.where(mask, pred, meas), rtol=0, atol=0)
+    same = train_meas(pred, meas, pixels, inplace=True)
+    assert same is meas and torch.equal(meas, out)
 
 
 def _gaussian_np(x, m, p=0.5, eps=1e-10):
@@ -236,9 +266,7 @@ def _cfg(tiny_config, iterations=3, **recon):
 
 def test_fraction_zero_is_the_run_without_masking(tiny_config, monkeypatch):
     # validation on with a mask that holds nothing out trains exactly as a run without masking
-    monkeypatch.setattr(
-        Split, "mask", lambda self, idx, keep_all=True: torch.zeros((len(idx), *self.shape), dtype=torch.bool)
-    )
+    monkeypatch.setattr(Split, "pixels", lambda self, idx: torch.zeros((len(idx), 0), dtype=torch.int64))
 
     class NoScore:  # nothing is held out, so there is nothing to score
         split = None
@@ -262,7 +290,7 @@ def test_fraction_zero_is_the_run_without_masking(tiny_config, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("no held-out code runs with fraction 0")
 
-    monkeypatch.setattr(loop, "train_pred", fail)
+    monkeypatch.setattr(loop, "train_meas", fail)
     monkeypatch.setattr(loop, "Scorer", fail)
     off = build_run(_cfg(tiny_config, validation={"fraction": 0})).run()
     assert off.history["loss"] == empty.history["loss"]

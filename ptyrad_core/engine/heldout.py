@@ -20,11 +20,18 @@ starts at its own offset. Both arrays are stratified (``n`` of them a random per
 ``v_k`` uniform in [0, 1)), so each pixel is held out at ``K N / M`` positions (+-1). A batch's
 held-out pixels are one gather from the order (:meth:`Split.pixels`), ``B K`` integers.
 
-Training compares ``where(mask, meas, pred)`` with ``meas`` (:func:`train_pred`): a held-out pixel carries no
-residual and no gradient, for any loss term. The held-out loss uses the same loss stack and
-weights on the same forward pass (:func:`heldout_loss`): a term that declares itself
-``pixelwise`` (its value depends on the pixel values alone, not on where they lie in the
-pattern, as a mean of a per-pixel misfit) is evaluated on the held-out pixels alone, given as
+Training compares ``pred`` with the measurements in which every held-out pixel carries the
+(detached) prediction instead of its count (:func:`train_meas`): no held-out count reaches the
+optimizer, by any loss term and through any normalisation, and a held-out pixel carries no
+residual (a term minimised at ``pred == meas`` gives it no gradient; one that couples pixels, as
+a mean pattern, may move it through the other pixels' data only). The replacement is a scatter of
+``B K`` values into the batch's measurements, in place where they are the run's own copy: no
+pass over the predicted patterns in the autograd graph, forward or backward.
+
+The held-out loss uses the same loss stack and weights on the same forward pass
+(:func:`heldout_loss`): a term that declares itself ``pixelwise`` (its value depends on the pixel
+values alone, not on where they lie in the pattern, as a mean of a per-pixel misfit) is
+evaluated on the held-out pixels alone, given as
 ``(B, 1, K)`` tensors, so its held-out value is on the training loss's scale and costs ``f`` of a
 pattern evaluation; any other term that reads the patterns contributes::
 
@@ -202,10 +209,20 @@ class Split:
         return cls(fraction, seed, (shape[0], shape[1]), u, s)
 
 
-def train_pred(pred: torch.Tensor, meas: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The prediction the training loss sees: the measurement at held-out pixels (no residual,
-    no gradient there), ``pred`` elsewhere. Shapes ``(B, My, Mx)``."""
-    return torch.where(mask, meas.to(pred.dtype), pred)
+def train_meas(
+    pred: torch.Tensor, meas: torch.Tensor, pixels: torch.Tensor, inplace: bool = False
+) -> torch.Tensor:
+    """The measurements the training loss sees: at the held-out pixels ``pixels`` ``(B, K)``
+    (:meth:`Split.pixels`) the detached prediction, elsewhere ``meas``. Shapes ``(B, My, Mx)``.
+
+    ``inplace``: write into ``meas`` (the caller's own copy of the batch's rows; never storage
+    that outlives the batch, such as a memory-mapped file or a plugin's cache); else a new tensor."""
+    b = len(meas)
+    held = pred.detach().reshape(b, -1).gather(1, pixels).to(meas.dtype)
+    if inplace and meas.is_contiguous():
+        meas.view(b, -1).scatter_(1, pixels, held)
+        return meas
+    return meas.reshape(b, -1).scatter(1, pixels, held).view_as(meas)
 
 
 def held_pixels(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -287,6 +304,7 @@ class Scorer:
 
     def __init__(self, loss_terms, split: Split, whole_scan: bool = True, groups: bool = True):
         self.split = split
+        self.whole_scan = whole_scan
         # False where the run has no use for them (tolerance 0, or keep last without patience)
         self.want_groups = groups
         self.pixelwise, self.layout = _split_terms(loss_terms)
@@ -311,9 +329,10 @@ class Scorer:
             self._measured = bool(self._known.all())
         self._layout_sum, self._layout_batches = None, 0
 
-    def add(self, pred, meas, indices, mask, batch) -> None:
+    def add(self, pred, meas, indices, mask, batch, pixels=None) -> None:
         """Keep one batch's held-out pixels (``pred``, ``meas``: ``(B, My, Mx)``; ``indices``
-        ``(B,)``; ``mask`` ``(B, My, Mx)``, :meth:`Split.mask`)."""
+        ``(B,)``; ``mask`` ``(B, My, Mx)``, :meth:`Split.mask`, or ``None``: made here when a term
+        scored per batch needs it; ``pixels`` ``(B, K)``, :meth:`Split.pixels`, or ``None``)."""
         with torch.no_grad():
             pred = pred.detach()
             if self.pixelwise:
@@ -325,7 +344,8 @@ class Scorer:
                     self._known = torch.zeros_like(self._seen)
                     self._measured = False
                 # a gather by index: boolean indexing (``held_pixels``) is several times slower
-                pixels = self.split.pixels(indices)
+                if pixels is None:
+                    pixels = self.split.pixels(indices)
                 b = len(pred)
                 self._pred.index_copy_(0, indices, pred.reshape(b, -1).gather(1, pixels))
                 if not self._measured:  # measurements do not change: kept once every position is seen
@@ -333,6 +353,8 @@ class Scorer:
                     self._known[indices] = True
                 self._seen[indices] = True
             if self.layout:
+                if mask is None:
+                    mask = self.split.mask(indices, keep_all=self.whole_scan)
                 value = heldout_loss(self.layout, pred, meas, mask, batch, self.split.fraction)
                 self._layout_sum = value if self._layout_sum is None else self._layout_sum + value
                 self._layout_batches += 1

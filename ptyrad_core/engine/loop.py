@@ -34,7 +34,7 @@ import torch
 from ptyrad_core.engine import builder, outputs, results
 from ptyrad_core.engine.builder import Settings
 from ptyrad_core.engine.distributed import World
-from ptyrad_core.engine.heldout import STATE_NAMES, Scorer, Split, tied, train_pred
+from ptyrad_core.engine.heldout import STATE_NAMES, Scorer, Split, tied, train_meas
 from ptyrad_core.kernel.components import enforce
 from ptyrad_core.kernel.config import Config, load_config
 from ptyrad_core.kernel.errors import (
@@ -313,7 +313,7 @@ class Reconstruction:
             )
         if self.validating:
             split = self._split(meas)
-            mask = split.mask(indices, keep_all=not self.data.streamed)
+            pixels = split.pixels(indices)
             if score:
                 if self._scorer is None or self._scorer.split is not split:
                     s = self.settings
@@ -323,8 +323,11 @@ class Reconstruction:
                         whole_scan=not self.data.streamed,
                         groups=s.tolerance > 0 and (s.keep == "best" or s.patience is not None),
                     )
-                self._scorer.add(pred, meas, indices, mask, batch)
-            pred = train_pred(pred, meas, mask)
+                self._scorer.add(pred, meas, indices, None, batch, pixels)
+            # in place where ``meas`` is this batch's own copy: rows gathered from the patterns in
+            # memory, not a stream's block (it may map the file) nor a detector stage's output
+            own = not self.data.streamed and not self._measurement_stages
+            meas = train_meas(pred, meas, pixels, inplace=own)
         return torch.stack([w * term(pred, meas, batch) for _, w, term in self.loss_terms])
 
     def _split(self, meas: torch.Tensor) -> Split:
