@@ -378,13 +378,12 @@ class Scorer:
                 for _, w, term in self.pixelwise:
                     total = total + w * term(pred.unsqueeze(1), meas.unsqueeze(1), batch).double().cpu()
                 if self.want_groups and len(seen) >= 2 * GROUPS:
-                    groups = torch.zeros(GROUPS, dtype=torch.float64)
+                    values = []  # on the device; one transfer for all groups, not one sync per term
                     for g in range(GROUPS):
                         p, m = pred[g::GROUPS].unsqueeze(1), meas[g::GROUPS].unsqueeze(1)
                         b = Batch(seen[g::GROUPS], iteration, model)
-                        for _, w, term in self.pixelwise:
-                            groups[g] += float(w * term(p, m, b))
-                    self.groups = groups.numpy()
+                        values.append(sum(w * term(p, m, b) for _, w, term in self.pixelwise))
+                    self.groups = torch.stack(values).double().cpu().numpy()
             if self._layout_batches:
                 total = total + (self._layout_sum / self._layout_batches).double().cpu()
             return total

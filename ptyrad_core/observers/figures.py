@@ -818,8 +818,7 @@ def stop_text(held: dict) -> str | None:
     stopped = held["stopped_at"]
     if stopped is None:
         return None
-    kept = held.get("kept_iteration") or held["best_iteration"]
     return (
         f"stopped at iteration {stopped}: no state as good as the held-out minimum "
-        f"(iteration {held['best_iteration']}) since iteration {kept}"
+        f"(iteration {held['best_iteration']}) since iteration {held['kept_iteration']}"
     )
