@@ -237,8 +237,14 @@ class TruthError:
 
     @hookimpl
     def ptyrad_on_iter_end(self, run, iteration, metrics):
+        # a state's group values are evaluated where it is compared with the minimum: those of
+        # an iteration that is not a new minimum (metrics) and those of the minimum compared with
+        # (the tracker's), all that a replay at another tolerance needs (the minima are the same)
         if metrics.get("heldout_groups") is not None:
             self.groups[iteration] = [float(v) for v in metrics["heldout_groups"]]
+        t = run.tracker
+        if t.best_groups is not None:
+            self.groups.setdefault(t.best_iteration, [float(v) for v in t.best_groups])
         if iteration % self.every == 0 or iteration == 1:
             self.errors[iteration] = self.error(run)
 

@@ -270,10 +270,15 @@ def test_fraction_zero_is_the_run_without_masking(tiny_config, monkeypatch):
 
     class NoScore:  # nothing is held out, so there is nothing to score
         split = None
-        groups = None
 
         def __init__(self, *args, **kwargs):
             pass
+
+        def groups(self):
+            return None
+
+        def deferred_groups(self):
+            return lambda: None
 
         def start(self):
             pass
@@ -357,6 +362,7 @@ def _forced_curve(monkeypatch, curve, groups=None):
         metrics = original(self, iteration)
         metrics["heldout_loss"] = curve[iteration - 1]
         metrics.pop("heldout_groups", None)
+        self._deferred_groups = None  # the run's own (deferred) groups: not those of the forced curve
         if groups is not None:
             metrics["heldout_groups"] = groups[iteration - 1]
         states[iteration] = {n: getattr(self.model, n).detach().clone() for n in STATE_NAMES}
@@ -440,6 +446,35 @@ def test_tracker_keeps_the_latest_state_tied_with_the_minimum():
     assert t0.kept_iteration == t0.best_iteration == 2 and t0.since_best == 4
 
 
+def test_the_tracker_evaluates_deferred_groups_only_when_it_compares():
+    # the same curve as above, the groups handed over as callables that count their calls:
+    # the same decisions, and a state's values are evaluated only when it is compared (every
+    # state that is not a new minimum, and the minimum it is compared with), each at most once
+    rng = np.random.default_rng(1)
+    base = 1.0 + 0.01 * rng.normal(size=GROUPS)
+    curve = [base + 0.5, base + 0.4, base, base + 0.001, base + 0.2, base - 0.1, base - 0.2]
+    calls = [0] * len(curve)
+
+    def deferred(i):
+        def evaluate():
+            calls[i] += 1
+            return curve[i]
+
+        return evaluate
+
+    eager, lazy = loop.Tracker(), loop.Tracker()
+    for it, g in enumerate(curve, start=1):
+        value = float(np.mean(g))
+        assert lazy.update(it, value, 0.0, None, deferred(it - 1), 1.0) == eager.update(
+            it, value, 0.0, None, g, 1.0
+        )
+    assert (lazy.kept_iteration, lazy.since_best) == (eager.kept_iteration, eager.since_best) == (7, 0)
+    # 1, 2: minima never compared; 3: the minimum compared at 4 and 5; 6, 7: minima, not yet compared
+    assert calls == [0, 0, 1, 1, 1, 0, 0]
+    np.testing.assert_array_equal(lazy.reference_groups(), curve[6])
+    assert calls[6] == 1 and lazy.reference_groups() is lazy.best_groups and calls[6] == 1
+
+
 def test_the_scorer_gives_the_stack_per_group_of_positions():
     n = 40
     pred, meas = _patterns(7, shape=(n, 8, 8))
@@ -449,25 +484,66 @@ def test_the_scorer_gives_the_stack_per_group_of_positions():
     scorer.start()
     idx = torch.arange(n)
     scorer.add(pred, meas, idx, split.mask(idx), None)
-    scorer.value(1, None)
-    assert scorer.groups is not None and scorer.groups.shape == (GROUPS,)
+    first = float(scorer.value(1, None))
+    groups = scorer.groups()
+    deferred = scorer.deferred_groups()
+    assert groups is not None and groups.shape == (GROUPS,)
     for g in (0, 5, GROUPS - 1):
         members = np.arange(g, n, GROUPS)
         k = split.mask_numpy(members)
         expected = 2.0 * _gaussian_np(pred.numpy()[members][k], meas.numpy()[members][k])
-        assert scorer.groups[g] == pytest.approx(expected, rel=1e-10), g
+        assert groups[g] == pytest.approx(expected, rel=1e-10), g
+    # the deferred values are those of iteration 1's state, evaluated after iteration 2 has
+    # overwritten the scorer's buffer with other predictions
+    scorer.start()
+    scorer.add(pred * 1.5, meas, idx, None, None)
+    scorer.value(2, None)
+    assert not np.allclose(scorer.groups(), groups)
+    np.testing.assert_array_equal(deferred(), groups)
     # a run that has no use for them (tolerance 0, or keep last without patience) skips them
     skip = Scorer(gauss, split, groups=False)
     skip.start()
     skip.add(pred, meas, idx, split.mask(idx), None)
-    assert float(skip.value(1, None)) == float(scorer.value(1, None)) and skip.groups is None
+    assert float(skip.value(2, None)) == first
+    assert skip.groups() is None and skip.deferred_groups()() is None
     # too few positions for 16 groups of two: no groups, the plain minimum decides
     few = Scorer(gauss, Split.make(3, 0.2, 2 * GROUPS - 1, (8, 8)))
     few.start()
     idx = torch.arange(2 * GROUPS - 1)
     few.add(pred[idx], meas[idx], idx, few.split.mask(idx), None)
     few.value(1, None)
-    assert few.groups is None
+    assert few.groups() is None
+
+
+class _Unvectorisable(GaussianLoss):
+    """The Gaussian term with a data-dependent branch (a Python bool of a tensor): vmap cannot run it."""
+
+    def forward(self, pred, meas, batch):
+        assert bool(meas.sum() > 0)
+        return super().forward(pred, meas, batch)
+
+
+@pytest.mark.parametrize("n", [48, 53])
+def test_the_groups_are_the_same_vectorised_or_one_by_one(n):
+    # the groups are evaluated under vmap where the stack allows it and one by one where it does
+    # not: the same values, with equal groups (48 = 3 x 16) and with unequal ones (53)
+    pred, meas = _patterns(11, shape=(n, 8, 8))
+    split = Split.make(5, 0.2, n, (8, 8))
+    idx = torch.arange(n)
+    out = {}
+    for name, cls in (("vmap", GaussianLoss), ("loop", _Unvectorisable)):
+        scorer = Scorer([("gaussian", 1.5, cls(cls.Options()))], split)
+        scorer.start()
+        scorer.add(pred, meas, idx, None, None)
+        scorer.value(1, None)
+        out[name] = scorer.groups()
+        assert scorer._vmap is (name == "vmap")  # the path taken is the one named
+    np.testing.assert_allclose(out["vmap"], out["loop"], rtol=1e-12)
+    for g in range(GROUPS):
+        members = np.arange(g, n, GROUPS)
+        k = split.mask_numpy(members)
+        expected = 1.5 * _gaussian_np(pred.numpy()[members][k], meas.numpy()[members][k])
+        assert out["vmap"][g] == pytest.approx(expected, rel=1e-10), g
 
 
 def test_a_run_keeps_the_latest_tied_state_and_resumes_with_it(tiny_config, monkeypatch):
@@ -570,18 +646,40 @@ def test_terms_that_read_no_pattern_are_skipped_by_the_heldout_loss():
         ({"keep": "last", "patience": 5}, True),
     ],
 )
-def test_group_values_are_computed_only_where_the_run_uses_them(tiny_config, stop, wanted):
-    seen = []
+def test_group_values_are_computed_only_where_the_run_uses_them(tiny_config, monkeypatch, stop, wanted):
+    # the held-out loss forced to 1.0, 0.9, 0.95, 0.8: iteration 3 is the only one that is not a
+    # new minimum, the only one whose groups are needed now (with iteration 2's, the minimum's);
+    # the others' are deferred, and the last minimum's evaluated when the file is written
+    curve = [1.0, 0.9, 0.95, 0.8]
+    seen, evaluated = [], []
+    value, group_values = Scorer.value, Scorer._group_values
+
+    def forced(self, iteration, model):
+        value(self, iteration, model)
+        return torch.tensor(curve[iteration - 1], dtype=torch.float64)
+
+    def counted(self, pred, meas, positions, iteration, model):
+        evaluated.append(iteration)
+        return group_values(self, pred, meas, positions, iteration, model)
+
+    monkeypatch.setattr(Scorer, "value", forced)
+    monkeypatch.setattr(Scorer, "_group_values", counted)
 
     class Record:
         @hookimpl
         def ptyrad_on_iter_end(self, run, iteration, metrics):
             seen.append(metrics.get("heldout_groups"))
 
-    run = build_run(_cfg(tiny_config, iterations=2, stop=stop))
+    run = build_run(_cfg(tiny_config, iterations=4, stop=stop))
     run.pm.register(Record())
     run.run()
-    assert run._scorer.want_groups is wanted
-    assert all((g is not None) == wanted for g in seen) and len(seen) == 2
-    if wanted:
-        assert seen[0].shape == (GROUPS,) and np.all(np.isfinite(seen[0]))
+    assert run._scorer.want_groups is wanted and len(seen) == 4
+    with h5py.File(run.result_path, "r") as f:
+        stored = f["validation/best_groups"][()] if "best_groups" in f["validation"] else None
+    if not wanted:
+        assert seen == [None] * 4 and evaluated == [] and stored is None
+        return
+    assert [g is not None for g in seen] == [False, False, True, False]
+    assert seen[2].shape == (GROUPS,) and np.all(np.isfinite(seen[2]))
+    assert sorted(set(evaluated)) == [2, 3, 4] and evaluated.count(3) == 1  # iteration 1's never
+    assert run.tracker.best_iteration == 4 and stored.shape == (GROUPS,) and np.all(np.isfinite(stored))

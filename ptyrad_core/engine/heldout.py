@@ -42,6 +42,8 @@ what the held-out pixels' prediction adds to it, per held-out fraction.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +52,8 @@ import torch
 from ptyrad_core.kernel.errors import DataError, PtyradError
 from ptyrad_core.kernel.model import Batch
 from ptyrad_core.setup import memory
+
+log = logging.getLogger("ptyrad_core")
 
 #: groups of positions (interleaved by index, each spans the scan) whose held-out losses give the
 #: spread of a difference between two states (:func:`tied`); 16 leaves 15 degrees of freedom
@@ -209,16 +213,28 @@ class Split:
         return cls(fraction, seed, (shape[0], shape[1]), u, s)
 
 
+def held_prediction(pred: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """``(B, K)``: the detached prediction ``pred`` ``(B, My, Mx)`` at the held-out pixels
+    ``pixels`` ``(B, K)`` (:meth:`Split.pixels`); one gather, shared by the training
+    measurements (:func:`train_meas`) and the score (:meth:`Scorer.add`)."""
+    return pred.detach().reshape(len(pred), -1).gather(1, pixels)
+
+
 def train_meas(
-    pred: torch.Tensor, meas: torch.Tensor, pixels: torch.Tensor, inplace: bool = False
+    pred: torch.Tensor,
+    meas: torch.Tensor,
+    pixels: torch.Tensor,
+    inplace: bool = False,
+    held: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The measurements the training loss sees: at the held-out pixels ``pixels`` ``(B, K)``
     (:meth:`Split.pixels`) the detached prediction, elsewhere ``meas``. Shapes ``(B, My, Mx)``.
 
     ``inplace``: write into ``meas`` (the caller's own copy of the batch's rows; never storage
-    that outlives the batch, such as a memory-mapped file or a plugin's cache); else a new tensor."""
+    that outlives the batch, such as a memory-mapped file or a plugin's cache); else a new tensor.
+    ``held``: :func:`held_prediction` where the caller has it."""
     b = len(meas)
-    held = pred.detach().reshape(b, -1).gather(1, pixels).to(meas.dtype)
+    held = (held_prediction(pred, pixels) if held is None else held).to(meas.dtype)
     if inplace and meas.is_contiguous():
         meas.view(b, -1).scatter_(1, pixels, held)
         return meas
@@ -296,7 +312,8 @@ class Scorer:
     terms run once per iteration. Terms that read whole patterns are scored per batch
     (:func:`heldout_loss`) and averaged over the iteration's batches.
 
-    Memory: ``2 N K`` numbers of the prediction's dtype (``2 f`` of the measurements), counted by
+    Memory: ``2 N K`` numbers of the prediction's dtype (``2 f`` of the measurements), and
+    ``N K`` more for a state kept to be compared later (:meth:`deferred_groups`), counted by
     :func:`ptyrad_core.setup.memory.estimate_run`. A run whose measurements are streamed from
     disk (they do not fit its memory budget) passes ``whole_scan=False``: every term is then
     scored per batch and the batches' values averaged, in memory of one batch.
@@ -317,10 +334,9 @@ class Scorer:
         self._measured = False  # every position's are
         self._layout_sum: torch.Tensor | None = None
         self._layout_batches = 0
-        #: ``(G,)`` float64 after :meth:`value`: the pixel-wise terms on each of ``G`` groups of the
-        #: positions seen (position ``i`` of them in group ``i mod G``); ``None`` without pixel-wise
-        #: terms or with fewer than ``2 G`` positions seen
-        self.groups: np.ndarray | None = None
+        # after value(): (pred, meas, seen, iteration, model) of the positions seen, for the groups
+        self._current: tuple | None = None
+        self._vmap = True  # the groups are evaluated under torch.func.vmap until that fails once
 
     def start(self) -> None:
         """Forget the previous iteration."""
@@ -329,10 +345,11 @@ class Scorer:
             self._measured = bool(self._known.all())
         self._layout_sum, self._layout_batches = None, 0
 
-    def add(self, pred, meas, indices, mask, batch, pixels=None) -> None:
+    def add(self, pred, meas, indices, mask, batch, pixels=None, held=None) -> None:
         """Keep one batch's held-out pixels (``pred``, ``meas``: ``(B, My, Mx)``; ``indices``
         ``(B,)``; ``mask`` ``(B, My, Mx)``, :meth:`Split.mask`, or ``None``: made here when a term
-        scored per batch needs it; ``pixels`` ``(B, K)``, :meth:`Split.pixels`, or ``None``)."""
+        scored per batch needs it; ``pixels`` ``(B, K)``, :meth:`Split.pixels`, or ``None``;
+        ``held`` ``(B, K)``, :func:`held_prediction` at ``pixels``, or ``None``)."""
         with torch.no_grad():
             pred = pred.detach()
             if self.pixelwise:
@@ -347,7 +364,7 @@ class Scorer:
                 if pixels is None:
                     pixels = self.split.pixels(indices)
                 b = len(pred)
-                self._pred.index_copy_(0, indices, pred.reshape(b, -1).gather(1, pixels))
+                self._pred.index_copy_(0, indices, held_prediction(pred, pixels) if held is None else held)
                 if not self._measured:  # measurements do not change: kept once every position is seen
                     self._meas.index_copy_(0, indices, meas.reshape(b, -1).gather(1, pixels).to(pred.dtype))
                     self._known[indices] = True
@@ -361,10 +378,10 @@ class Scorer:
 
     def value(self, iteration: int, model) -> torch.Tensor:
         """The iteration's held-out loss, a 0-d tensor: the pixel-wise terms on every position
-        seen, plus the mean over the batches of the terms scored per batch. Also sets
-        :attr:`groups`: the pixel-wise terms per group of positions, which :func:`tied` compares
-        between two states (the terms run once more in all, on ``G`` smaller inputs)."""
-        self.groups = None
+        seen, plus the mean over the batches of the terms scored per batch. The values per group
+        of positions that :func:`tied` compares are evaluated on request: :meth:`groups` now,
+        :meth:`deferred_groups` when a later iteration needs them."""
+        self._current = None
         with torch.no_grad():
             total = torch.zeros((), dtype=torch.float64)
             if self.pixelwise and self._seen is not None:
@@ -378,21 +395,90 @@ class Scorer:
                 for _, w, term in self.pixelwise:
                     total = total + w * term(pred.unsqueeze(1), meas.unsqueeze(1), batch).double().cpu()
                 if self.want_groups and len(seen) >= 2 * GROUPS:
-                    values = []  # on the device; one transfer for all groups, not one sync per term
-                    for g in range(GROUPS):
-                        p, m = pred[g::GROUPS].unsqueeze(1), meas[g::GROUPS].unsqueeze(1)
-                        b = Batch(seen[g::GROUPS], iteration, model)
-                        values.append(sum(w * term(p, m, b) for _, w, term in self.pixelwise))
-                    self.groups = torch.stack(values).double().cpu().numpy()
+                    self._current = (pred, meas, seen, iteration, model)
             if self._layout_batches:
                 total = total + (self._layout_sum / self._layout_batches).double().cpu()
             return total
+
+    def groups(self) -> np.ndarray | None:
+        """``(G,)`` float64: the last :meth:`value`'s pixel-wise terms per group of positions
+        (:meth:`_group_values`); ``None`` without pixel-wise terms, with fewer than ``2 G``
+        positions seen, or where the run has no use for them."""
+        if self._current is None:
+            return None
+        with torch.no_grad():
+            return self._group_values(*self._current)
+
+    def deferred_groups(self) -> Callable[[], np.ndarray | None]:
+        """:meth:`groups` of the last :meth:`value`, evaluated at the first call (once): a copy
+        of its ``(N, K)`` held-out predictions is kept (the buffer is overwritten by the next
+        iteration), so a state that may never be compared (the held-out minimum while the loss
+        keeps falling) costs a copy, not ``G`` evaluations of the stack."""
+        if self._current is None:
+            return lambda: None
+        pred, meas, seen, iteration, model = self._current
+        kept = (pred.clone(), meas, seen, iteration, model)  # measured rows never change: not copied
+        cache: list = []
+
+        def evaluate() -> np.ndarray | None:
+            if not cache:
+                with torch.no_grad():
+                    cache.append(self._group_values(*kept))
+            return cache[0]
+
+        return evaluate
+
+    def _group_values(self, pred, meas, seen, iteration: int, model) -> np.ndarray:
+        """``(G,)`` float64: the weighted pixel-wise terms on each group of positions (position
+        ``i`` of ``pred``, ``meas`` ``(n, K)`` in group ``i mod G``).
+
+        The first ``G floor(n / G)`` positions make ``G`` equal groups, evaluated in one call of
+        the stack under ``torch.func.vmap`` (one pass over the ``n K`` pixels instead of ``G``
+        calls on small inputs); the ``n mod G`` groups with one position more are evaluated
+        again whole, one call each. A stack that ``vmap`` cannot run (an autograd function
+        without ``setup_context``, a data-dependent branch) is evaluated group by group, the
+        same values to rounding. Under ``vmap`` the terms get the batch of every position seen:
+        a pixel-wise term depends on the pixel values alone."""
+
+        def stack(p, m, b):
+            return sum(w * term(p, m, b) for _, w, term in self.pixelwise)
+
+        def one(g):
+            return stack(
+                pred[g::GROUPS].unsqueeze(1),
+                meas[g::GROUPS].unsqueeze(1),
+                Batch(seen[g::GROUPS], iteration, model),
+            )
+
+        per = len(pred) // GROUPS
+        values = None
+        if self._vmap:
+            whole = Batch(seen, iteration, model)
+
+            def grouped(x):  # (per G, K) -> (G, per, 1, K): position j G + g is row j of group g
+                return x[: per * GROUPS].view(per, GROUPS, -1).transpose(0, 1).unsqueeze(2)
+
+            try:
+                values = list(torch.func.vmap(lambda p, m: stack(p, m, whole))(grouped(pred), grouped(meas)))
+            except Exception as exc:  # noqa: BLE001 - any failure: the plain loop below, which names a real error
+                self._vmap = False
+                values = None
+                log.debug(
+                    "held-out groups: the loss stack cannot be vectorised (%s); evaluated per group", exc
+                )
+        if values is None:
+            values = [one(g) for g in range(GROUPS)]
+        else:
+            for g in range(len(pred) - per * GROUPS):  # the groups with one position more
+                values[g] = one(g)
+        # on the device until here; one transfer for all groups, not one sync per term
+        return torch.stack(values).double().cpu().numpy()
 
 
 def tied(groups: np.ndarray | None, reference: np.ndarray | None, tolerance: float) -> bool:
     """True when a state whose held-out loss is above the minimum's is *not significantly*
     above it: the mean of the per-group differences ``d = groups - reference`` (``(G,)`` each, the
-    same positions' held-out pixels under the two states, :attr:`Scorer.groups`) is at most
+    same positions' held-out pixels under the two states, :meth:`Scorer.groups`) is at most
     ``tolerance`` standard errors, ``mean(d) <= tolerance * std(d) / sqrt(G)`` (a paired test:
     the two states are scored on the same noisy pixels, so the noise common to both cancels and
     ``std(d)`` measures how much of the difference the draw of pixels could make).

@@ -25,6 +25,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ import torch
 from ptyrad_core.engine import builder, outputs, results
 from ptyrad_core.engine.builder import Settings
 from ptyrad_core.engine.distributed import World
-from ptyrad_core.engine.heldout import STATE_NAMES, Scorer, Split, tied, train_meas
+from ptyrad_core.engine.heldout import STATE_NAMES, Scorer, Split, held_prediction, tied, train_meas
 from ptyrad_core.kernel.components import enforce
 from ptyrad_core.kernel.config import Config, load_config
 from ptyrad_core.kernel.errors import (
@@ -83,6 +84,20 @@ class Tracker:
     best_state: dict | None = None
     best_groups: np.ndarray | None = None
     kept_iteration: int = -1
+    #: the minimum's per-group values not evaluated yet: a callable that evaluates them
+    #: (:meth:`~ptyrad_core.engine.heldout.Scorer.deferred_groups`), called when a later state is
+    #: compared with the minimum (:meth:`reference_groups`) or the minimum is written
+    pending_groups: Callable[[], np.ndarray | None] | None = None
+
+    def improves(self, value: float, min_delta: float) -> bool:
+        """True when ``value`` is a new minimum (``value < best * (1 - min_delta)``, or the first)."""
+        return self.best_loss is None or value < self.best_loss * (1 - min_delta)
+
+    def reference_groups(self) -> np.ndarray | None:
+        """The minimum's per-group values, evaluated now if they were deferred."""
+        if self.pending_groups is not None:
+            self.best_groups, self.pending_groups = self.pending_groups(), None
+        return self.best_groups
 
     def update(
         self,
@@ -90,16 +105,19 @@ class Tracker:
         value: float,
         min_delta: float,
         model=None,
-        groups: np.ndarray | None = None,
+        groups: np.ndarray | Callable[[], np.ndarray | None] | None = None,
         tolerance: float = 0.0,
     ) -> bool:
         """Count one evaluated iteration; True when its state becomes the kept one: it improves
-        on the minimum (``value < best * (1 - min_delta)``) or is tied with it (``groups`` against
-        the minimum's, within ``tolerance`` standard errors). With ``model``, the kept state's
-        tensors are copied."""
-        if self.best_loss is None or value < self.best_loss * (1 - min_delta):
-            self.best_iteration, self.best_loss, self.best_groups = iteration, float(value), groups
-        elif not tied(groups, self.best_groups, tolerance):
+        on the minimum (:meth:`improves`) or is tied with it (``groups`` against the minimum's,
+        within ``tolerance`` standard errors). ``groups``: the state's per-group values, or a
+        callable that evaluates them, called only if the state is ever compared (a new minimum's
+        are needed only when a later state is not one). With ``model``, the kept state's tensors
+        are copied."""
+        if self.improves(value, min_delta):
+            self.best_iteration, self.best_loss = iteration, float(value)
+            self.best_groups, self.pending_groups = (None, groups) if callable(groups) else (groups, None)
+        elif not tied(groups() if callable(groups) else groups, self.reference_groups(), tolerance):
             self.since_best += 1
             return False
         self.kept_iteration, self.since_best = iteration, 0
@@ -118,6 +136,7 @@ class Tracker:
             state,
             self.best_groups,
             self.kept_iteration,
+            self.pending_groups,
         )
 
 
@@ -210,6 +229,8 @@ class Reconstruction:
         self.split: Split | None = None
         #: the iteration's held-out loss, accumulated over its batches (with validation)
         self._scorer: Scorer | None = None
+        # this iteration's per-group values, deferred (a new minimum's): handed to the tracker
+        self._deferred_groups: Callable[[], np.ndarray | None] | None = None
         self.validating = self.settings.validation_fraction > 0
         #: best held-out loss, its iteration and state, early stop (:class:`Tracker`)
         self.tracker = Tracker()
@@ -314,6 +335,7 @@ class Reconstruction:
         if self.validating:
             split = self._split(meas)
             pixels = split.pixels(indices)
+            held = held_prediction(pred, pixels)
             if score:
                 if self._scorer is None or self._scorer.split is not split:
                     s = self.settings
@@ -323,11 +345,11 @@ class Reconstruction:
                         whole_scan=not self.data.streamed,
                         groups=s.tolerance > 0 and (s.keep == "best" or s.patience is not None),
                     )
-                self._scorer.add(pred, meas, indices, None, batch, pixels)
+                self._scorer.add(pred, meas, indices, None, batch, pixels, held)
             # in place where ``meas`` is this batch's own copy: rows gathered from the patterns in
             # memory, not a stream's block (it may map the file) nor a detector stage's output
             own = not self.data.streamed and not self._measurement_stages
-            meas = train_meas(pred, meas, pixels, inplace=own)
+            meas = train_meas(pred, meas, pixels, inplace=own, held=held)
         return torch.stack([w * term(pred, meas, batch) for _, w, term in self.loss_terms])
 
     def _split(self, meas: torch.Tensor) -> Split:
@@ -391,12 +413,18 @@ class Reconstruction:
                 self.scheduler.step(float(sum(means)))
             elif self.settings.scheduler_step_unit == "iter":
                 self.scheduler.step()
-        groups = None
+        groups = self._deferred_groups = None
         if self.validating:  # before the clock stops: its cost is the iteration's
             held = (
                 float(self._scorer.value(iteration, self.model)) if score and self._scorer else float("nan")
             )
-            groups = self._scorer.groups if score and self._scorer else None
+            if score and self._scorer is not None and np.isfinite(held):
+                if self.tracker.improves(held, self.settings.min_delta):
+                    # a new minimum's groups matter only if a later state is compared with it
+                    self._deferred_groups = self._scorer.deferred_groups()
+                else:  # compared with the minimum now (its groups evaluated, once, if deferred)
+                    groups = self._scorer.groups()
+                    self.tracker.reference_groups()
         elapsed = _clock(self.device) - t0
         terms = {label: v for (label, _, _), v in zip(self.loss_terms, means)}
         metrics = {"loss": float(sum(means)), "loss_terms": terms, "time_s": elapsed}
@@ -529,7 +557,7 @@ class Reconstruction:
             value,
             s.min_delta,
             self.model if s.keep == "best" else None,
-            metrics.get("heldout_groups"),
+            metrics.get("heldout_groups", self._deferred_groups),
             s.tolerance,
         )
         if s.patience is not None and self.tracker.since_best >= s.patience:

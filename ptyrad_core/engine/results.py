@@ -199,7 +199,7 @@ def write_validation(group, run) -> None:
     group.attrs["tolerance"] = run.settings.tolerance
     if tracker.best_loss is not None:
         group.attrs["best_heldout_loss"] = tracker.best_loss
-    if tracker.best_groups is not None:
+    if tracker.reference_groups() is not None:  # evaluated now if deferred: a resumed run compares with them
         group["best_groups"] = np.asarray(tracker.best_groups, dtype=np.float64)
     group.attrs["stopped_at"] = tracker.stopped_at
     if run.settings.keep == "best" and tracker.best_state is not None:

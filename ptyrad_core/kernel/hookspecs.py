@@ -263,9 +263,10 @@ def ptyrad_on_iter_end(run: Any, iteration: int, metrics: dict[str, Any]) -> Non
     :param iteration: the iteration just finished (1-based).
     :param metrics: a dict with ``loss`` (total, float), ``loss_terms`` (``{name: float}``,
         weighted, averaged over batches) and ``time_s`` (wall time of the iteration); with held-out
-        validation also ``heldout_loss`` (float, NaN on an iteration not scored) and, where the
-        run compares states by groups of positions, ``heldout_groups`` (``(16,)`` float64 numpy
-        array, docs/validation.md).
+        validation also ``heldout_loss`` (float, NaN on an iteration not scored) and, on an iteration
+        whose state is compared with the held-out minimum (one that is not a new minimum, in a
+        run that compares states by groups of positions), ``heldout_groups`` (``(16,)`` float64
+        numpy array, docs/validation.md).
     :return: ignored. Return value ignored.
 
     .. versionadded:: 0.1

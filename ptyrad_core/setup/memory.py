@@ -250,11 +250,12 @@ def estimate_run(
         if B * W >= 0.75 * object_shape[0] * object_shape[1]
         else Nz * M * B * W * (3 * r + 2 * c),
         "per-position vectors": 3 * B * W * c + 6 * T * W * c + B * (W + K) * 4 * r,
-        # the held-out pixels of every position, predicted and measured (engine.heldout.Scorer),
+        # the held-out pixels of every position, predicted and measured, and the predicted at the
+        # held-out minimum, kept until a later state is compared with it (engine.heldout.Scorer),
         # and the whole scan's mask, one byte per pixel, kept once a loss term that reads whole
         # patterns is scored (engine.heldout.Split.mask); counted for every stack: an upper bound
         "held-out pixels": (
-            2 * N * max(1, round(config.recon.validation.fraction * K)) * r
+            3 * N * max(1, round(config.recon.validation.fraction * K)) * r
             + (N * K if N * K <= HELDOUT_MASK_CACHE_BYTES else 0)
         )
         if config.recon.validation.fraction > 0 and measurements.in_memory

@@ -35,25 +35,36 @@ class GaussianLoss(LossTerm):
     def forward(self, pred, meas, batch):
         p = self.options.dp_pow
         meas_p = measured_power(meas, p)
-        return NormalisedRMS.apply(pred, meas_p, p, self.options.eps) / meas_p.mean()
+        return NormalisedRMS.apply(pred, meas_p, p, self.options.eps)[0] / meas_p.mean()
 
 
 class NormalisedRMS(torch.autograd.Function):
     """``L = sqrt(mean((x^p - m)^2))`` with ``x = pred + eps``, and its gradient written out:
     ``dL/dpred = p d x^(p - 1) / (N L)``, ``d = x^p - m``, 0 where ``L = 0``. Three passes over
-    the patterns each way, where autograd of the formula makes about ten."""
+    the patterns each way, where autograd of the formula makes about ten.
+
+    ``forward`` returns ``(L, x, d)`` (the intermediates the backward reuses, not
+    differentiable): the functorch form (``setup_context``), so that ``torch.func.vmap`` can
+    evaluate the term on a stack of inputs at once (the held-out loss's groups of positions)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, pred, meas_p, p, eps):
+    def forward(pred, meas_p, p, eps):
         x = pred + eps
         d = x.pow(p).sub_(meas_p)
         rms = torch.linalg.vector_norm(d).div_(math.sqrt(d.numel()))
-        ctx.save_for_backward(x, d, rms)
-        ctx.p = p
-        return rms
+        return rms, x, d
 
     @staticmethod
-    def backward(ctx, grad):
+    def setup_context(ctx, inputs, output):
+        rms, x, d = output
+        ctx.save_for_backward(x, d, rms)
+        ctx.mark_non_differentiable(x, d)
+        ctx.p = inputs[2]
+
+    @staticmethod
+    def backward(ctx, grad, _grad_x, _grad_d):
         x, d, rms = ctx.saved_tensors
         scale = torch.where(rms > 0, grad * ctx.p / (d.numel() * rms), torch.zeros_like(rms))
         return x.pow(ctx.p - 1).mul_(d).mul_(scale), None, None, None
