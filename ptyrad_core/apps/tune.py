@@ -651,12 +651,14 @@ def kept_heldout_loss(run, required: bool = True) -> float | None:
     stop = getattr(run.config.recon, "stop", None)
     if (getattr(stop, "keep", None) or "best") == "last":
         return float(h[-1])
+    from ptyrad_core.engine.loop import Tracker  # the run's own rule for a new minimum
+
     min_delta = float(getattr(stop, "min_delta", 0.0) or 0.0)
-    best = float("inf")
+    tracker = Tracker()
     for value in h:
-        if value < best * (1 - min_delta):
-            best = float(value)
-    return best
+        if tracker.improves(value, min_delta):
+            tracker.best_loss = float(value)
+    return tracker.best_loss
 
 
 def objective_values(run, objectives: list[str]) -> list[float]:
