@@ -59,7 +59,7 @@ from ptyrad_core.kernel.components import (
     ResultReader,
 )
 from ptyrad_core.kernel.data import Measurements, read_error
-from ptyrad_core.kernel.errors import ConfigError, DataError, PluginError, PtyradError
+from ptyrad_core.kernel.errors import ConfigError, DataError, PluginError, PtyradError, one_line
 from ptyrad_core.kernel.hookspecs import hookimpl
 from ptyrad_core.kernel.model import Batch
 from ptyrad_core.kernel.preprocess import PreprocessContext
@@ -96,6 +96,8 @@ __all__ = [
     "ConfigError",
     "DataError",
     "PluginError",
+    # a library's exception text on one line, for a message of one line
+    "one_line",
     # tensor operations plugins share
     "ops",
     # result files and output files

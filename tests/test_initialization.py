@@ -12,7 +12,7 @@ from conftest import dataset
 
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.config import build_config
-from ptyrad_core.kernel.errors import ConfigError, DataError
+from ptyrad_core.kernel.errors import ConfigError, DataError, OutputError
 from ptyrad_core.setup import optics, scan, sources
 from ptyrad_core.setup.initialize import fit_rbf
 
@@ -292,6 +292,10 @@ def test_tilts_from_value_file_and_result(tiny_config, tmp_path):
     cfg["model"]["tilts"] = {"mode": "per_position", "source": "file", "path": str(tmp_path / "tilts.npy")}
     assert np.allclose(run_for(cfg).model.tilts.detach().numpy(), tilts)
     cfg["model"]["tilts"] = {"mode": "per_position", "source": "result", "path": str(first.result_path)}
+    # a run never writes onto a file it reads, even with --overwrite: the result read is refused as output
+    with pytest.raises(OutputError, match="is model.tilts.path, a file this run reads"):
+        run_for(cfg)
+    cfg["output"] = {**cfg.get("output", {}), "dir": str(tmp_path / "second")}
     assert np.allclose(run_for(cfg).model.tilts.detach().numpy(), tilts)
     cfg["model"]["tilts"] = {"mode": "global", "source": "file", "path": str(tmp_path / "tilts.npy")}
     with pytest.raises(ConfigError, match="64 tilts were loaded; set model.tilts.mode: per_position"):

@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ptyrad_core.kernel.errors import PtyradError, RunInterrupted
+from ptyrad_core.kernel.errors import ConfigError, PtyradError, RunInterrupted
 
 console = Console(stderr=True)
 
@@ -173,6 +173,33 @@ def cmd_validate(args) -> int:
         pm,
         memory_device=target_device(config.recon.device),
     )
+    # what run refuses before the data are read is refused here too: the device, the positions
+    # taking part (recon.indices), the output folder's name and every file the run would write
+    from types import SimpleNamespace
+
+    from ptyrad_core.engine import builder, outputs, results
+    from ptyrad_core.engine.loop import RESULT_NAME
+
+    device_note = None
+    try:
+        select_device(config.recon.device)
+    except ConfigError as exc:
+        import torch
+
+        try:
+            gpu = torch.device(config.recon.device).type == "cuda"
+        except RuntimeError:
+            gpu = False
+        if not gpu:  # not a device at all: an error, as in run
+            raise
+        # a config for GPU nodes validated on a login node: valid, with a note
+        device_note = f"{exc}: run on this machine would refuse it"
+    plan = builder.batch_plan(config, model)
+    folder = builder.output_folder(config, model, len(plan.indices))
+    slot = results.check_slot(folder / RESULT_NAME, config, overwrite=args.overwrite)
+    outputs.check_observer_files(
+        pm, SimpleNamespace(output_dir=folder, config=config), config, overwrite=args.overwrite
+    )
     ob = model.object_amplitude.shape
     print(f"{args.config}: valid")
     print(
@@ -194,11 +221,18 @@ def cmd_validate(args) -> int:
 
     pos, dx = model.refined_positions().detach().cpu().double().numpy(), model.dx
     step, (fy, fx) = scan_step(pos), scan_extent(pos, model.window)
+    taking_part = (
+        "" if len(plan.indices) == len(pos) else f" ({len(plan.indices)} taking part, recon.indices)"
+    )
     print(
-        f"  scan      {len(pos)} positions, step {step * dx:.4g} A ({step:.4g} px), "
+        f"  scan      {len(pos)} positions{taking_part}, step {step * dx:.4g} A ({step:.4g} px), "
         f"field of view {fy * dx:.4g} x {fx * dx:.4g} A ({fy:.4g} x {fx:.4g} px)"
     )
+    replaced = {"new": "new", "replace": "replaced (--overwrite)"}[slot]
+    print(f"  output    {folder / RESULT_NAME}: {replaced}")
     print(f"  plugins   {', '.join(f'{f}:{s.name}' for f, _, s in component_specs(config))}")
+    if device_note is not None:
+        print(f"  note      {device_note}")
     for note in data.notes:  # what the preprocessing found, and what an export would write
         print(f"  note      {note}")
     return 0
@@ -220,7 +254,6 @@ def cmd_convert(args) -> int:
         translate_file,
         validate_components,
     )
-    from ptyrad_core.kernel.errors import ConfigError
     from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 
     path = Path(args.file)
@@ -355,6 +388,8 @@ def cmd_report(args) -> int:
     from ptyrad_core.kernel.errors import DataError
 
     path = Path(args.result)
+    if path.is_dir():
+        raise DataError(f"report: {str(path)!r} is a directory; expected a result file (result.h5)")
     if not path.is_file():
         raise DataError(f"report: result file {str(path)!r} does not exist")
     from ptyrad_core.apps.report import check_report_targets

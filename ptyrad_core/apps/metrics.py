@@ -374,7 +374,7 @@ def load_projected_phase(path) -> dict:
     """
     import h5py
 
-    from ptyrad_core.kernel.errors import DataError
+    from ptyrad_core.kernel.errors import DataError, one_line
 
     path = Path(path)
     if not path.is_file():
@@ -382,7 +382,7 @@ def load_projected_phase(path) -> dict:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise DataError(f"{path}: not a readable HDF5 file ({exc})") from None
+        raise DataError(f"{path}: not a readable HDF5 file ({one_line(exc)})") from None
     with f:
         if f.attrs.get("format") == "ptyrad_core-result":
             image = projected_phase(f["object/phase"][()], f["object/occupancy"][()])

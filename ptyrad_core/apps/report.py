@@ -36,8 +36,7 @@ def check_report_targets(
     """
     from ptyrad_core.engine.outputs import check_new_file, same_file
     from ptyrad_core.kernel.errors import OutputError
-    from ptyrad_core.observers.figures import FIGURES
-    from ptyrad_core.setup.readonly import has_marker, starts_with
+    from ptyrad_core.observers.report import report_files
 
     result_path = Path(result_path)
     folder = Path(out_dir) if out_dir is not None else result_path.parent
@@ -49,17 +48,9 @@ def check_report_targets(
                 "Name a folder for figures/ and report.html"
             )
         raise OutputError(f"{what}: {str(folder)!r} is a file, not a folder")
-    targets = [folder / REPORT_NAME] + [folder / FIGURES_DIR / name for name in FIGURES]
-    for target in targets:
-        page = target.name == REPORT_NAME
+    targets = report_files(folder)
+    for target, kind, previous in targets:
         check_new_file(
-            target,
-            what,
-            inputs=[result_path],
-            overwrite=overwrite,
-            is_previous_output=(lambda p: has_marker(p, b"<title>ptyrad_core report"))
-            if page
-            else (lambda p: starts_with(p, b"\x89PNG") and has_marker(p, b"Matplotlib")),
-            kind="ptyrad_core report" if page else "ptyrad_core figure",
+            target, what, inputs=[result_path], overwrite=overwrite, is_previous_output=previous, kind=kind
         )
-    return targets
+    return [target for target, _, _ in targets]

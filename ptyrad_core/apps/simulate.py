@@ -30,7 +30,15 @@ from typing import Literal
 
 import h5py
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ptyrad_core.kernel.errors import ConfigError, DataError
 
@@ -109,7 +117,7 @@ class ObjectSpec(_Strict):
     )
     slice_thickness_A: float = Field(2.0, gt=0, description="Slice thickness dz, Angstrom.")
     slices: int = Field(4, ge=1, description="Number of slices of the lattice object.")
-    shape_px: tuple[int, int] | None = Field(
+    shape_px: tuple[PositiveInt, PositiveInt] | None = Field(
         None,
         description="(NY, NX) of the lattice object; null: the smallest that holds the scan with margin_A "
         "to spare on each side.",
@@ -183,12 +191,27 @@ class SimulationSpec(_Strict):
         description="Electron dose per square Angstrom; electrons per pattern = dose * step_A^2; "
         "null or 0: noiseless patterns normalised to 1 (measurements = noiseless).",
     )
-    seed: int = Field(0, description="Seed of every random choice (vacancies, position errors, shot noise).")
+    seed: int = Field(
+        0, ge=0, description="Seed of every random choice (vacancies, position errors, shot noise)."
+    )
     sample: str = Field(
         "synthetic lattice of Gaussian atoms",
         description="Free-text sample description, stored as the 'sample' attribute.",
     )
     batch_size: int = Field(256, ge=1, description="Patterns simulated at once (memory only).")
+
+    @field_validator("dose_e_per_A2")
+    @classmethod
+    def _countable(cls, dose, info):
+        # numpy draws Poisson counts only below about 1e19 per pixel; far beyond any detector
+        scan = info.data.get("scan")
+        electrons = (dose or 0.0) * (scan.step_A**2 if scan is not None else 1.0)
+        if electrons > MAX_ELECTRONS:
+            raise ValueError(
+                f"{dose:g} gives {electrons:.3g} electrons per pattern (dose x scan.step_A^2); shot noise is "
+                f"drawn up to {MAX_ELECTRONS:.0e}: use null for noise-free patterns"
+            )
+        return dose
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,8 +326,47 @@ def _probe(spec: SimulationSpec) -> np.ndarray:
     return make_probe(ex.pattern_px, ex.dx_A, ex.energy_kV, ex.conv_angle_mrad, ex.aberrations)
 
 
-def _object(spec: SimulationSpec, step_px: float, rng):
+#: the most electrons per pattern whose shot noise is drawn (numpy's Poisson sampler stops near 1e19)
+MAX_ELECTRONS = 1e18
+
+
+def _lattice_shape(spec: SimulationSpec, step_px: float) -> tuple[int, int]:
+    """``(NY, NX)`` of the lattice object: ``object.shape_px``, or the scan's windows with the margin."""
     ob, sc, ex = spec.object, spec.scan, spec.experiment
+    if ob.shape_px is not None:
+        return tuple(ob.shape_px)
+    pad = math.ceil((ob.margin_A + 4 * sc.position_error_A) / ex.dx_A)
+    return tuple(ex.pattern_px + math.floor((n - 1) * step_px) + 2 + 2 * pad for n in (sc.n_slow, sc.n_fast))
+
+
+def check_memory(spec: SimulationSpec, step_px: float) -> None:
+    """Refuse, before anything is allocated, a simulation whose float64 arrays exceed the memory
+    available (:func:`ptyrad_core.setup.memory.available`): the object (phase slices, the model's
+    amplitude and phase, the lattice's temporaries: about 48 bytes per voxel) and one batch of
+    complex128 waves through every slice and the far field (``batch_size x pattern_px^2 x 16 x
+    (slices + 4)``). A lattice object's size follows from the spec; a file's is read first."""
+    from ptyrad_core.setup import memory
+
+    ob, ex = spec.object, spec.experiment
+    k = ex.pattern_px
+    waves = min(spec.batch_size, spec.scan.n_slow * spec.scan.n_fast) * k * k * 16 * (ob.slices + 4)
+    if ob.source == "lattice":
+        ny, nx = _lattice_shape(spec, step_px)
+        need = ny * nx * ob.slices * 48 + waves
+        what = f"a {ny} x {nx} px object of {ob.slices} slices and batches of {spec.batch_size} {k} px waves"
+    else:
+        need, what = waves, f"batches of {spec.batch_size} {k} px waves"
+    limit, where = memory.available("host")
+    if limit is not None and need > limit:
+        raise DataError(
+            f"simulate: {what} need about {need / 2**20:.0f} MiB, {limit / 2**20:.0f} MiB available "
+            f"({where}); lower object.shape_px / margin_A, the scan (n_slow, n_fast, step_A), "
+            "experiment.pattern_px or batch_size"
+        )
+
+
+def _object(spec: SimulationSpec, step_px: float, rng):
+    ob, ex = spec.object, spec.experiment
     if ob.source == "file":
         phases = np.asarray(_read(ob.file, "object.file"), dtype=np.float64)
         if phases.ndim == 2:
@@ -312,14 +374,7 @@ def _object(spec: SimulationSpec, step_px: float, rng):
         if phases.ndim != 3 or np.iscomplexobj(phases):
             raise DataError(f"object.file: expected real phase slices (Nz, NY, NX), got shape {phases.shape}")
         return phases, None, None
-    if ob.shape_px is not None:
-        shape = tuple(ob.shape_px)
-    else:
-        pad = math.ceil((ob.margin_A + 4 * sc.position_error_A) / ex.dx_A)
-        shape = tuple(
-            ex.pattern_px + math.floor((n - 1) * step_px) + 2 + 2 * pad for n in (sc.n_slow, sc.n_fast)
-        )
-    return lattice_object(ob, shape, ex.dx_A, rng)
+    return lattice_object(ob, _lattice_shape(spec, step_px), ex.dx_A, rng)
 
 
 def _aberration_attrs(aberrations: dict) -> tuple[float, float]:
@@ -432,6 +487,7 @@ def simulate(spec: SimulationSpec | dict, output=None, *, overwrite: bool = Fals
     )
     k = ex.pattern_px
     step_px = sc.step_A / ex.dx_A
+    check_memory(spec, step_px)
     probe = _probe(spec)
     phases, atoms, numbers = _object(spec, step_px, rng_object)
     shape = phases.shape[1:]

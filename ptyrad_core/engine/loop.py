@@ -264,21 +264,18 @@ class Reconstruction:
             outputs.FolderLock(folder, "check").check()
 
     def _check_result_slot(self) -> None:
-        if not (self.result_path.exists() or self.result_path.is_symlink()):
-            return
-        if not self.result_path.is_file():
-            raise OutputError(
-                f"output: {str(self.result_path)!r} exists and is not a file; remove it or choose another "
-                "output.dir"
-            )
-        if self._saved_iteration is not None or self.overwrite:
-            return  # this run's own result, or replacing was asked for
-        if self.resume_path is not None and outputs.same_file(self.resume_path, self.result_path):
-            return
-        raise OutputError(
-            f"output: {str(self.result_path)!r} already holds a result; continue it with --resume "
-            f"{self.result_path}, replace it with --overwrite, or set another output.dir / output.name"
+        """The result file and every file an observer names (``ptyrad_output_files``): none is a
+        file the run reads; an existing one is replaced only when it is this kind of output (the
+        result: resumed from, or this run's own) or ``--overwrite`` was given."""
+        results.check_slot(
+            self.result_path,
+            self.config,
+            overwrite=self.overwrite,
+            resume=self.resume_path,
+            own=self._saved_iteration is not None,
         )
+        if self.world.is_main:
+            outputs.check_observer_files(self.pm, self, self.config, overwrite=self.overwrite)
 
     def close(self) -> None:
         """Release the output folder's lock and leave the process group (idempotent)."""

@@ -82,6 +82,28 @@ def check_new_file(path: Path | str, what: str, **rule) -> Path:
     return path
 
 
+def check_observer_files(pm, run, config, overwrite: bool = False) -> None:
+    """Judge every file the observers will write into the output folder (the
+    ``ptyrad_output_files`` hook; ``run`` needs ``output_dir`` and ``config`` only), without
+    touching anything: none may be a file the run reads (even with ``--overwrite``); an existing
+    one is replaced only when it is a previous output of its kind, or with ``overwrite``.
+
+    :raises OutputError: one line naming the file, and the key of the input it would overwrite.
+    """
+    from ptyrad_core.setup.readonly import input_key, named_config_inputs
+
+    named = named_config_inputs(config)
+    for files in pm.hook.ptyrad_output_files(run=run):
+        for path, kind, previous in files or []:
+            key = input_key(path, named)
+            if key is not None:
+                raise OutputError(
+                    f"output: the {kind} {str(path)!r} would be written onto {key}, a file this run "
+                    "reads; it is never written to, even with --overwrite: set another output.dir"
+                )
+            judge_new_file(path, "output.dir", overwrite=overwrite, is_previous_output=previous, kind=kind)
+
+
 # -- one writer per folder -------------------------------------------------------------------
 
 

@@ -28,13 +28,64 @@ import h5py
 import numpy as np
 import yaml
 
-from ptyrad_core.kernel.errors import DataError, NonFiniteStateError
+from ptyrad_core.kernel.errors import DataError, NonFiniteStateError, one_line
 from ptyrad_core.setup import runtime
 
 log = logging.getLogger("ptyrad_core")
 
 FORMAT = "ptyrad_core-result"
 FORMAT_VERSION = 1
+
+
+def is_result_file(path: Path | str) -> bool:
+    """Whether ``path`` is an HDF5 file whose root attribute ``format`` names a ptyrad_core result."""
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+    except Exception:  # noqa: BLE001 - not HDF5, unreadable: not a result
+        return False
+    return (fmt.decode("utf-8", "replace") if isinstance(fmt, bytes) else fmt) == FORMAT
+
+
+def check_slot(
+    path: Path | str, config, *, overwrite: bool = False, resume: Path | str | None = None, own: bool = False
+) -> str:
+    """Whether a run of ``config`` may write its result file ``path`` (judged without touching it).
+
+    Refused, with one line naming the path: a file the run reads (``data.path``, a positions or
+    probe file, the config...: never written to, even with ``--overwrite``); a folder; an
+    existing result, unless the run resumes from it, ``overwrite`` was asked for, or ``own`` (the
+    run wrote it); any other existing file unless ``overwrite`` (it is named as not a result).
+
+    :return: ``"new"`` or ``"replace"``.
+    """
+    from ptyrad_core.kernel.errors import OutputError
+    from ptyrad_core.setup.readonly import input_key, named_config_inputs, same_file
+
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return "new"
+    if not path.is_file():
+        raise OutputError(
+            f"output: {str(path)!r} exists and is not a file; remove it or choose another output.dir"
+        )
+    key = input_key(path, named_config_inputs(config))
+    if key is not None:
+        raise OutputError(
+            f"output: {str(path)!r} is {key}, a file this run reads; it is never written to, even with "
+            "--overwrite: set another output.dir / output.name"
+        )
+    if own or overwrite or (resume is not None and same_file(resume, path)):
+        return "replace"
+    if not is_result_file(path):
+        raise OutputError(
+            f"output: {str(path)!r} exists and is not a ptyrad_core result file; replace it with --overwrite "
+            "or set another output.dir / output.name"
+        )
+    raise OutputError(
+        f"output: {str(path)!r} already holds a result; continue it with --resume {path}, replace it with "
+        "--overwrite, or set another output.dir / output.name"
+    )
 
 
 def software_versions() -> dict[str, str]:
@@ -284,9 +335,8 @@ def _open(path: Path, what: str):
     try:
         return h5py.File(path, "r")
     except Exception as exc:  # noqa: BLE001 - not HDF5, truncated, locked
-        reason = str(exc).split("\n")[0]
         raise DataError(
-            f"{what}: {path} is not a readable HDF5 file ({type(exc).__name__}: {reason}); expected a "
+            f"{what}: {path} is not a readable HDF5 file ({one_line(exc)}); expected a "
             "ptyrad_core "
             "result file (truncated or damaged?)"
         ) from None

@@ -54,6 +54,14 @@ class ComponentSpec(Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="The component's own options.")
 
 
+def _window_not_empty(spec):
+    """``end_iter`` (exclusive) must lie above ``start_iter``: an empty window never runs, silently."""
+    start, end = spec.start_iter, spec.end_iter
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"end_iter {end} is not above start_iter {start} (exclusive): it would never run")
+    return spec
+
+
 class LossSpec(ComponentSpec):
     weight: float = Field(1.0, description="Weight of this term in the total loss.")
 
@@ -64,6 +72,8 @@ class ConstraintSpec(ComponentSpec):
     end_iter: int | None = Field(
         None, ge=1, description="Iteration from which it stops (exclusive); null = never stops."
     )
+
+    _window = model_validator(mode="after")(_window_not_empty)
 
     @property
     def schedule(self) -> Schedule:
@@ -80,6 +90,7 @@ class DataSection(Strict):
     )
     loader: str = Field("auto", description="Loader name, or 'auto' to choose by file type.")
     options: dict[str, Any] = Field(default_factory=dict, description="The loader's own options (e.g. key).")
+
     negative_values: Literal["error", "clip"] = Field(
         "error",
         description="Negative intensities left after preprocessing: 'error' rejects the data, 'clip' sets "
@@ -357,6 +368,8 @@ class UpdateSpec(Strict):
     lr: float = Field(0.0, ge=0, description="Learning rate; 0 freezes the parameter.")
     start_iter: int | None = Field(1, ge=1, description="First iteration it is updated at.")
     end_iter: int | None = Field(None, ge=1, description="Iteration from which it is frozen (exclusive).")
+
+    _window = model_validator(mode="after")(_window_not_empty)
 
 
 class UpdateSection(Strict):
@@ -701,10 +714,10 @@ def _yaml_lines(text: str) -> dict[tuple, int]:
 
     try:
         root = yaml.compose(text)
-    except yaml.YAMLError:
-        return lines
-    if root is not None:
-        walk(root, ())
+        if root is not None:
+            walk(root, ())
+    except (yaml.YAMLError, RecursionError):
+        pass
     return lines
 
 
@@ -785,10 +798,7 @@ def parse_override(text: str) -> tuple[list, Any]:
     parts: list = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
     if not all(p != "" for p in parts):
         raise ConfigError(f"--set {text!r}: empty key part")
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text!r}: value is not valid YAML: {exc}") from exc
+    parsed = load_yaml_text(value, f"--set {text!r}: the value")
     return parts, parsed
 
 
@@ -833,12 +843,7 @@ def read_yaml(path: Path) -> tuple[dict, str]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
     text = decode_text(data, path)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}") from None
+    raw = load_yaml_text(text, str(path))
     if raw is None:
         raise ConfigError(
             f"{path}: the file is empty (or only comments); expected a YAML mapping of sections"
@@ -846,6 +851,19 @@ def read_yaml(path: Path) -> tuple[dict, str]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
     return raw, text
+
+
+def load_yaml_text(text: str, where: str):
+    """``yaml.safe_load(text)``; malformed (or too deeply nested) YAML is a one-line ConfigError."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{where}:{mark.line + 1}" if mark else where
+        problem = getattr(exc, "problem", None) or str(exc).replace("\n", " ")
+        raise ConfigError(f"{at}: malformed YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: malformed YAML: nested too deeply to read") from None
 
 
 def decode_text(data: bytes, path) -> str:
@@ -993,37 +1011,14 @@ def component_specs(config: Config) -> list[tuple[str, tuple, ComponentSpec]]:
 def file_components(config: Config) -> list[tuple[str, tuple[str, ...], str, str, str, dict[str, Any], Path]]:
     """The data loader and the result reader of each ``source: result`` section: (family, YAML path,
     key of the name, key of the options, name or ``"auto"``, options, file)."""
-    out: list[tuple[str, tuple[str, ...], str, str, str, dict[str, Any], Path]] = [
-        (
-            "loader",
-            ("data",),
-            "loader",
-            "options",
-            config.data.loader,
-            config.data.options,
-            config.resolve(config.data.path),
-        )
-    ]
-    sections: tuple[tuple[str, ...], ...] = (
-        ("scan",),
-        ("model", "probe"),
-        ("model", "object"),
-        ("model", "tilts"),
-    )
-    for loc in sections:
-        holder: Any = config.scan if loc == ("scan",) else getattr(config.model, loc[1])
-        if holder.source == "result" and holder.path is not None:
-            out.append(
-                (
-                    "result_reader",
-                    loc,
-                    "reader",
-                    "reader_options",
-                    holder.reader,
-                    holder.reader_options,
-                    config.resolve(holder.path),
-                )
-            )
+    d = config.data
+    out: list = [("loader", ("data",), "loader", "options", d.loader, d.options, config.resolve(d.path))]
+    for name in ("scan", "probe", "object", "tilts"):
+        loc = (name,) if name == "scan" else ("model", name)
+        h: Any = config.scan if name == "scan" else getattr(config.model, name)
+        if h.source == "result" and h.path is not None:
+            names = ("result_reader", loc, "reader", "reader_options")
+            out.append((*names, h.reader, h.reader_options, config.resolve(h.path)))
     return out
 
 

@@ -24,7 +24,7 @@ import torch
 
 # the family base lives in components.py with the other six; imported here for old imports
 from ptyrad_core.kernel.components import Loader  # noqa: F401
-from ptyrad_core.kernel.errors import DataError
+from ptyrad_core.kernel.errors import DataError, one_line
 
 log = logging.getLogger("ptyrad_core")
 
@@ -297,9 +297,6 @@ class Measurements:
         """Sum of every pattern, float64 ``(N,)``."""
         return np.concatenate([b.sum(axis=(1, 2), dtype=np.float64) for b in self.chunks()])
 
-    def mean_total_intensity(self) -> float:
-        return float(self.total_intensities().mean())
-
     def minimum(self) -> float:
         return float(min(b.min() for b in self.chunks()))
 
@@ -311,7 +308,7 @@ class Measurements:
             ``"clip"``), from the same pass over the data.
         """
         n_bad, n_neg, low, start = 0, 0, 0.0, 0
-        first: tuple[np.integer, tuple[np.integer, ...]] | None = None
+        first: tuple[int, tuple[int, ...]] | None = None
         n_zero = 0
         first_zero: list[int] = []
         total = np.zeros(self.pattern_shape, dtype=np.float64)
@@ -319,7 +316,7 @@ class Measurements:
             bad = ~np.isfinite(block)
             if bad.any() and first is None:
                 at = np.unravel_index(np.argmax(bad), block.shape)
-                first = (at[0] + start, at[1:])
+                first = (int(at[0]) + start, tuple(int(i) for i in at[1:]))
             n_bad += int(bad.sum())
             neg = block < 0
             n_neg += int(neg.sum())
@@ -412,7 +409,7 @@ def read_error(raw, index: tuple, source: str, exc: BaseException) -> DataError:
     chunk under ``index`` that cannot be read (file, dataset, chunk index and offset)."""
     import h5py
 
-    reason = f"{type(exc).__name__}: {exc}"
+    reason = one_line(exc)
     if isinstance(raw, h5py.Dataset) and raw.chunks is not None:
         where = f"{raw.file.filename}: dataset {raw.name!r}"
         chunk = _failing_chunk(raw, index)

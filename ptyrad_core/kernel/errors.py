@@ -35,7 +35,7 @@ class PluginLoadError(PluginError):
         self.name = name
         self.source = source
         self.exc = exc
-        super().__init__(f"plugin {name!r} ({source}) failed to load: {type(exc).__name__}: {exc}")
+        super().__init__(f"plugin {name!r} ({source}) failed to load: {one_line(exc)}")
 
 
 class NonFiniteLossError(PtyradError):
@@ -67,3 +67,8 @@ class NonFiniteStateError(PtyradError):
 class MemoryBudgetError(PtyradError):
     """The estimated peak memory of a run exceeds the memory available to it (host or device);
     nothing large was allocated (``ptyrad_core.setup.memory``)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line, for a library's text (h5py's spans lines) inside an error of ours."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"

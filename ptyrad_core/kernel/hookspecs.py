@@ -274,6 +274,21 @@ def ptyrad_on_iter_end(run: Any, iteration: int, metrics: dict[str, Any]) -> Non
 
 
 @hookspec
+def ptyrad_output_files(run: Any) -> list[tuple[Path, str, Any]] | None:
+    """Name the files an observer will write into the output folder, to be checked before any data
+    are read (docs/reliability.md): never a file the run reads; an existing file only when it is a
+    previous output of its kind, or with ``--overwrite``. Called on rank 0 when the folder is
+    claimed, when the run starts, and by ``validate``; files named only later are not listed.
+
+    :param run: ``output_dir`` and ``config`` are set (in ``validate``, the only attributes).
+    :return: ``(path, kind, is_previous_output)``: ``kind`` for messages; ``is_previous_output(path)``
+        recognises a file the observer wrote before (by its mark).
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
 def ptyrad_on_save(run: Any, path: Path, iteration: int) -> None:
     """Observe that a result file was written.
 

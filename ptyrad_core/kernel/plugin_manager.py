@@ -20,6 +20,7 @@ prints every hook call.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.metadata
@@ -85,8 +86,10 @@ class PtyradPluginManager(pluggy.PluginManager):
         self.info: dict[str, PluginInfo] = {}
         self.load_errors: list[PluginLoadError] = []
         self.registries: dict[str, Registry] = {}
+        self.known_names: set[str] = set()  # every plugin name seen, registered or blocked
 
     def register_plugin(self, plugin, name: str, source: str, distribution=None, version=None, location=None):
+        self.known_names.add(name)
         if self.is_blocked(name):
             return None
         if self.has_plugin(name):
@@ -162,7 +165,10 @@ def _load_entry_points(pm: PtyradPluginManager, own_only: bool) -> None:
     for dist in importlib.metadata.distributions():
         dist_name = dist.metadata["Name"]
         for ep in dist.entry_points:
-            if ep.group != ENTRY_POINT_GROUP or pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+            if ep.group != ENTRY_POINT_GROUP:
+                continue
+            pm.known_names.add(ep.name)
+            if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
                 continue
             builtin = _canonical(dist_name) == _canonical(DISTRIBUTION)
             if own_only and not builtin:
@@ -174,7 +180,7 @@ def _load_entry_points(pm: PtyradPluginManager, own_only: bool) -> None:
                 # The distribution is recorded in pm.info below, not in pluggy's distinfo list.
                 plugin = ep.load()
                 pm.register(plugin, name=ep.name)
-            except Exception as exc:  # a broken third-party package must not break discovery
+            except (Exception, SystemExit) as exc:  # a broken third-party package must not break discovery
                 pm.load_errors.append(PluginLoadError(ep.name, f"{source} {dist_name} {dist.version}", exc))
                 continue
             if pm.has_plugin(ep.name):
@@ -208,7 +214,7 @@ def load_module_plugin(spec: str, base_dir: Path | None = None) -> tuple[types.M
         sys.modules[modname] = module
         try:
             module_spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # exiting on import must not end the command quietly
             del sys.modules[modname]
             raise PluginError(
                 f"plugins.modules: plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}"
@@ -216,7 +222,7 @@ def load_module_plugin(spec: str, base_dir: Path | None = None) -> tuple[types.M
         return module, path.stem, "config file"
     try:
         module = importlib.import_module(spec)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise PluginError(
             f"plugins.modules: module {spec!r} failed to import: {type(exc).__name__}: {exc}"
         ) from exc
@@ -260,6 +266,7 @@ def get_plugin_manager(
 
     for spec in modules:
         module, name, source = load_module_plugin(spec, base_dir)
+        pm.known_names.add(name)
         if pm.is_blocked(name):
             continue
         if pm.get_plugin(name) is module:
@@ -267,6 +274,10 @@ def get_plugin_manager(
         pm.register_plugin(module, name=name, source=source, location=getattr(module, "__file__", None))
     for obj in inline:
         pm.register_plugin(obj, name=getattr(obj, "__name__", None) or type(obj).__name__, source="inline")
+    for name in sorted(set(disable) - pm.known_names):  # a typo would block nothing and say nothing
+        close = difflib.get_close_matches(name, sorted(pm.known_names), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "; `ptyrad-core plugins` lists them"
+        raise PluginError(f"plugins.disable: {name!r} names no plugin{hint}")
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:

@@ -190,6 +190,10 @@ class ConvergenceMonitor:
     # -- hooks -------------------------------------------------------------------------------
 
     @hookimpl
+    def ptyrad_output_files(self, run):
+        return [(Path(run.output_dir) / FILE_NAME, "ptyrad_core convergence record", is_convergence_record)]
+
+    @hookimpl
     def ptyrad_on_run_start(self, run):
         if run is not self._run:
             self.history = self._empty()
@@ -224,6 +228,14 @@ class ConvergenceMonitor:
             return
         self._trim(iteration)  # an interrupted iteration was undone before the save
         self.write(Path(run.output_dir))
+
+
+def is_convergence_record(path: Path) -> bool:
+    """Whether ``path`` is a ``convergence.json`` this observer wrote (its ``format`` key)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def make_plugin() -> ConvergenceMonitor:

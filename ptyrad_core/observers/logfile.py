@@ -27,6 +27,14 @@ class LogFileObserver:
         self.handler: logging.Handler | None = None
 
     @hookimpl
+    def ptyrad_output_files(self, run):
+        # appended to, never replaced: any existing run.log may take more lines (a file the run
+        # reads may not)
+        if not run.config.output.log_file:
+            return []
+        return [(run.output_dir / "run.log", "run log", lambda path: True)]
+
+    @hookimpl
     def ptyrad_on_run_start(self, run):
         if not run.config.output.log_file:
             return

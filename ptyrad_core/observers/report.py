@@ -426,12 +426,35 @@ def write_report(result_path: Path, out_dir: Path | None = None) -> Path:
     return target
 
 
+def report_files(folder: Path) -> list[tuple[Path, str, Any]]:
+    """``(path, kind, is_previous_output)`` of the files :func:`write_report` writes into
+    ``folder``: ``report.html`` (recognised by its ``<title>ptyrad_core report``) and
+    ``figures/NAME.png`` (a PNG written by matplotlib)."""
+    from ptyrad_core.observers.figures import FIGURES
+    from ptyrad_core.setup.readonly import has_marker, starts_with
+
+    def is_page(p):
+        return has_marker(p, b"<title>ptyrad_core report")
+
+    def is_figure(p):
+        return starts_with(p, b"\x89PNG") and has_marker(p, b"Matplotlib")
+
+    folder = Path(folder)
+    return [(folder / REPORT_NAME, "ptyrad_core report", is_page)] + [
+        (folder / FIGURES_DIR / name, "ptyrad_core figure", is_figure) for name in FIGURES
+    ]
+
+
 class FigureObserver:
     """Writes the figures and ``report.html`` into the output folder after each save.
 
     Off with ``output.figures: false``. Drawing never stops a run: any failure is logged as a
     warning on the ``ptyrad_core`` logger.
     """
+
+    @hookimpl
+    def ptyrad_output_files(self, run):
+        return report_files(run.output_dir) if getattr(run.config.output, "figures", True) else []
 
     @hookimpl
     def ptyrad_on_save(self, run, path, iteration):

@@ -305,6 +305,13 @@ def rescale_positions(pos: np.ndarray, pixel_A: float, dx: float, of: str) -> np
     return pos * factor
 
 
+def _real(arr: np.ndarray, where: str) -> np.ndarray:
+    """``arr`` as float64; complex values are refused (a cast would drop the imaginary part)."""
+    if np.iscomplexobj(arr):
+        raise DataError(f"{where}: the array holds complex values (dtype {arr.dtype}); expected real numbers")
+    return arr.astype(np.float64)
+
+
 def initial_positions(
     config: Config, data: Data, window: tuple[int, int], dx: float, rng, priors: Priors
 ) -> tuple[np.ndarray, tuple[int, int] | None]:
@@ -334,7 +341,7 @@ def initial_positions(
             placed_shape = tuple(shape)
     else:
         if sc.source == "file":
-            pos = sources.read_array(config.resolve(sc.path), sc.key, "scan", priors.pm).astype(np.float64)
+            pos = _real(sources.read_array(config.resolve(sc.path), sc.key, "scan", priors.pm), "scan.path")
             pixel, of = data.dx_calibrated, "the calibrated data"
         else:
             prior = priors.read(sc, "scan")
@@ -466,7 +473,9 @@ def initial_tilts(config: Config, data: Data, n_positions: int, priors: Priors) 
     if t.source == "value":
         tilts = np.asarray(t.init_mrad, dtype=np.float64)[None]
     elif t.source == "file":
-        tilts = sources.read_array(config.resolve(t.path), t.key, "model.tilts", priors.pm).astype(np.float64)
+        tilts = _real(
+            sources.read_array(config.resolve(t.path), t.key, "model.tilts", priors.pm), "model.tilts.path"
+        )
     else:
         tilts = sources.need(priors.read(t, "model.tilts"), "tilts_mrad", "model.tilts")
     tilts = np.asarray(tilts, dtype=np.float64).reshape(-1, 2) if tilts.size in (2, 2 * len(tilts)) else tilts
@@ -521,13 +530,16 @@ def build_model(
         if config.model.object.shape
         else scan.fitting_object_shape(pos, window)
     )
-    estimates = check_memory(object_shape) if config.model.object.source == "flat" else None
+    source = "scan.path" if config.scan.source != "raster" else "scan"
+    flat = config.model.object.source == "flat"
+    if flat:  # positions outside the object (or non-finite) named before anything is sized from them
+        scan.check_positions(pos, window, object_shape, source)
+    estimates = check_memory(object_shape) if flat else None
     probe = initial_probe(config, data, window, dx, priors)
     amplitude, phase, dz = initial_object(config, object_shape, rng, priors)
     shape = tuple(amplitude.shape[-2:])
     if estimates is None:  # the shape of an object read from a file or a result is known now
         estimates = check_memory(shape)
-    source = "scan.path" if config.scan.source != "raster" else "scan"
     scan.check_positions(pos, window, shape, source)
     tilts = initial_tilts(config, data, len(pos), priors)
     schedules = {name: ParamSchedule(**getattr(config.update, name).model_dump()) for name in PARAMETER_NAMES}

@@ -66,32 +66,58 @@ def _existing_files(value, base_dir: Path) -> list[Path]:
     return out
 
 
+def named_config_inputs(config) -> list[tuple[str, Path]]:
+    """``(key, path)`` of every file a reconstruction of ``config`` reads (resolved; the first key
+    that names a path when several do): the config file, ``data.path``, the scan / probe / object
+    / tilt files, local plugin modules, and any option of the loader or a component that names
+    an existing file."""
+    base = Path(config.origin.folder)
+    found: list[tuple[str, Path]] = []
+    if config.origin.file is not None and config.origin.file.is_file():
+        found.append(("the config", config.origin.file))
+    found.append(("data.path", config.resolve(config.data.path)))
+    holders = {
+        "scan": config.scan,
+        "model.probe": config.model.probe,
+        "model.object": config.model.object,
+        "model.tilts": config.model.tilts,
+    }
+    for key, holder in holders.items():
+        if getattr(holder, "path", None) is not None:
+            found.append((f"{key}.path", config.resolve(holder.path)))
+    for i, module in enumerate(config.plugins.modules):
+        if module.endswith(".py"):
+            found.append((f"plugins.modules[{i}]", config.resolve(Path(module))))
+    found += [("data.options", p) for p in _existing_files(config.data.options, base)]
+    for key, holder in holders.items():
+        found += [
+            (f"{key}.reader_options", p) for p in _existing_files(getattr(holder, "reader_options", {}), base)
+        ]
+    for family in ("loss", "constraints", "forward", "detector"):
+        for i, spec in enumerate(getattr(config, family)):
+            found += [(f"{family}[{i}] {spec.name!r}", p) for p in _existing_files(spec.options, base)]
+    for i, spec in enumerate(config.data.preprocess):
+        if spec.name == "export":  # the export's own target is its output, not an input
+            continue
+        found += [(f"data.preprocess[{i}] {spec.name!r}", p) for p in _existing_files(spec.options, base)]
+    unique: list[tuple[str, Path]] = []
+    for key, p in found:
+        if p not in [q for _, q in unique]:
+            unique.append((key, p))
+    return unique
+
+
 def config_inputs(config) -> list[Path]:
     """Every file a reconstruction of ``config`` reads (resolved; those that exist or are named)."""
-    base = Path(config.origin.folder)
-    found: list[Path] = []
-    if config.origin.file is not None and config.origin.file.is_file():
-        found.append(config.origin.file)
-    found.append(config.resolve(config.data.path))
-    for holder in (config.scan, config.model.probe, config.model.object, config.model.tilts):
-        if getattr(holder, "path", None) is not None:
-            found.append(config.resolve(holder.path))
-    for module in config.plugins.modules:
-        if module.endswith(".py"):
-            found.append(config.resolve(Path(module)))
-    found += _existing_files(config.data.options, base)
-    for holder in (config.scan, config.model.probe, config.model.object, config.model.tilts):
-        found += _existing_files(getattr(holder, "reader_options", {}), base)
-    for specs in (config.loss, config.constraints, config.forward, config.detector, config.data.preprocess):
-        for spec in specs:
-            if spec.name == "export":  # the export's own target is its output, not an input
-                continue
-            found += _existing_files(spec.options, base)
-    unique: list[Path] = []
-    for p in found:
-        if p not in unique:
-            unique.append(p)
-    return unique
+    return [p for _, p in named_config_inputs(config)]
+
+
+def input_key(path: Path | str, named: Iterable[tuple[str, Path]]) -> str | None:
+    """The key of ``named`` (:func:`named_config_inputs`) whose file is ``path``, or ``None``."""
+    for key, source in named:
+        if same_file(path, source):
+            return key
+    return None
 
 
 # -- the dry-run rule -----------------------------------------------------------------------

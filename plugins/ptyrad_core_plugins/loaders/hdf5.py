@@ -21,7 +21,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ptyrad_core.plugin import DataError, Field, Loader, Measurements, PluginOptions, hookimpl, read_error
+from ptyrad_core.plugin import (
+    DataError,
+    Field,
+    Loader,
+    Measurements,
+    PluginOptions,
+    hookimpl,
+    one_line,
+    read_error,
+)
 
 from ._files import check_dtype, check_shape, missing_key, pick_key, plain_attrs
 
@@ -73,10 +82,12 @@ class HDF5Loader(Loader):
             return read_dataset(f, path, key), key
 
     def load(self) -> Measurements:
+        if self.path.is_dir():
+            raise DataError(f"{self.path}: is a directory; expected an HDF5 file")
         try:
             f = h5py.File(self.path, "r")
         except OSError as exc:
-            raise DataError(f"{self.path}: not a readable HDF5 file ({exc})") from None
+            raise DataError(f"{self.path}: not a readable HDF5 file ({one_line(exc)})") from None
         try:
             key = self.options.key
             names = datasets(f)

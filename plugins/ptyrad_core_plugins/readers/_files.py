@@ -7,7 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ptyrad_core.plugin import DataError
+from ptyrad_core.plugin import DataError, one_line
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -32,7 +32,7 @@ def open_h5(path: Path, what: str) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        raise DataError(f"{path}: not a readable HDF5 file, expected {what} ({exc})") from None
+        raise DataError(f"{path}: not a readable HDF5 file, expected {what} ({one_line(exc)})") from None
 
 
 def h5_get(f: h5py.File, key: str, path: Path, expected: str) -> np.ndarray:

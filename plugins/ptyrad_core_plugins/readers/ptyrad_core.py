@@ -33,6 +33,7 @@ from ptyrad_core.plugin import (
     PriorResult,
     ResultReader,
     hookimpl,
+    one_line,
     read_result,
 )
 
@@ -70,7 +71,7 @@ class PtyradCoreResultReader(ResultReader):
             ) from None
         except OSError as exc:
             raise DataError(
-                f"{path}: not a readable HDF5 file, expected a ptyrad_core result file ({exc})"
+                f"{path}: not a readable HDF5 file, expected a ptyrad_core result file ({one_line(exc)})"
             ) from None
         missing = [k for k in REQUIRED if k not in r]
         if missing:
