@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ptyrad_core.kernel.errors import ConfigError, PtyradError, RunInterrupted
+from ptyrad_core.kernel.errors import ConfigError, OutputError, PtyradError, RunInterrupted
 
 console = Console(stderr=True)
 
@@ -196,7 +196,17 @@ def cmd_validate(args) -> int:
         device_note = f"{exc}: run on this machine would refuse it"
     plan = builder.batch_plan(config, model)
     folder = builder.output_folder(config, model, len(plan.indices))
-    slot = results.check_slot(folder / RESULT_NAME, config, overwrite=args.overwrite)
+    result = folder / RESULT_NAME
+    try:
+        slot = results.check_slot(result, config, overwrite=args.overwrite)
+    except OutputError:
+        if (
+            not results.is_result_file(result)
+            or results.check_slot(result, config, overwrite=True) != "replace"
+        ):
+            raise  # a file the run reads, a folder, a foreign file: errors
+        # a finished result: the config is valid; run needs --resume or --overwrite (a note)
+        slot = "result"
     outputs.check_observer_files(
         pm, SimpleNamespace(output_dir=folder, config=config), config, overwrite=args.overwrite
     )
@@ -228,8 +238,12 @@ def cmd_validate(args) -> int:
         f"  scan      {len(pos)} positions{taking_part}, step {step * dx:.4g} A ({step:.4g} px), "
         f"field of view {fy * dx:.4g} x {fx * dx:.4g} A ({fy:.4g} x {fx:.4g} px)"
     )
-    replaced = {"new": "new", "replace": "replaced (--overwrite)"}[slot]
-    print(f"  output    {folder / RESULT_NAME}: {replaced}")
+    what = {
+        "new": "new",
+        "replace": "replaced (--overwrite)",
+        "result": "holds a result: run it with --resume to continue it or --overwrite to replace it",
+    }[slot]
+    print(f"  output    {result}: {what}")
     print(f"  plugins   {', '.join(f'{f}:{s.name}' for f, _, s in component_specs(config))}")
     if device_note is not None:
         print(f"  note      {device_note}")

@@ -162,6 +162,15 @@ def test_validate_notes_a_gpu_this_machine_lacks(cli, config_at, write_yaml, mon
     assert "CUDA is not available" in outcome.out and "run on this machine would refuse it" in outcome.out
 
 
+def test_validate_of_a_finished_runs_config_says_how_run_goes_on(cli, config_at):
+    """A result in the output folder is no fault of the config: valid, with what run needs."""
+    config, _ = config_at()
+    assert cli("run", config, "-q").code == 0
+    outcome = cli("validate", config)
+    assert outcome.code == 0, str(outcome)
+    assert "holds a result: run it with --resume to continue it or --overwrite to replace it" in outcome.out
+
+
 def test_validate_counts_the_positions_taking_part(cli, config_at, write_yaml):
     config, cfg = config_at()
     cfg["recon"]["indices"] = {"mode": "center", "subscan": [4, 4]}
