@@ -62,6 +62,41 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_config, tmp_pat
     assert resumed.iteration == 5
 
 
+STEP = {"name": "StepLR", "options": {"step_size": 1, "gamma": 0.5}}
+
+
+@pytest.mark.parametrize(
+    "scheduler, expected, note",
+    [
+        (None, 5e-4, "the file's run had the scheduler StepLR, this one has none"),  # the config's rate
+        ({"name": "StepLR", "options": {"step_size": 1, "gamma": 0.9}}, 5e-4 * 0.9**2, "gamma 0.9 (was 0.5)"),
+        (STEP, 5e-4 * 0.5**2, None),  # unchanged: the progress goes on
+    ],
+)
+def test_resume_follows_the_configs_scheduler(tiny_config, scheduler, expected, note):
+    """Two iterations under StepLR(gamma 0.5), then resumed: without a scheduler the rate is the
+    config's; with another gamma the rate is recomputed from the kept progress; unchanged, it goes
+    on. What changed is in run.log's notes."""
+    cfg = tiny_config(update={"object_phase": {"lr": 5e-4}})
+    cfg["optimizer"] = {"name": "Adam", "scheduler": STEP}
+    first = make(cfg).run(2)
+    cfg["optimizer"] = {"name": "Adam", **({"scheduler": scheduler} if scheduler else {})}
+    resumed = make(cfg, resume=first.result_path)
+    lr = {g["name"]: g["lr"] for g in resumed.optimizer.param_groups}["object_phase"]
+    assert lr == pytest.approx(expected, rel=1e-9)
+    notes = " ".join(resumed.resume_notes)
+    assert (note in notes) if note else "scheduler" not in notes, notes
+
+
+def test_a_learning_rate_changed_on_resume_is_logged(tiny_config):
+    cfg = tiny_config(update={"object_phase": {"lr": 5e-4}})
+    first = make(cfg).run(1)
+    cfg["update"]["object_phase"]["lr"] = 1e-3
+    resumed = make(cfg, resume=first.result_path)
+    assert {g["name"]: g["lr"] for g in resumed.optimizer.param_groups}["object_phase"] == 1e-3
+    assert "learning rates from the config: object_phase 0.001 (was 0.0005)" in " ".join(resumed.resume_notes)
+
+
 def test_resume_with_an_incompatible_config_is_named(tiny_config):
     first = make(tiny_config()).run(1)
     cfg = tiny_config(model={"probe": {"modes": 3}, "object": {"slices": 2, "slice_thickness_A": 3.905}})

@@ -631,14 +631,25 @@ def read(path, run) -> int:
                     type(run.optimizer).__name__,
                 )
             else:
-                _load_optimizer(run, _from_bytes(ck["optimizer"][()]))
-                if (
-                    run.scheduler is not None
-                    and "scheduler" in ck
-                    and ck.attrs.get("scheduler_class", type(run.scheduler).__name__)
-                    == type(run.scheduler).__name__
-                ):
+                saved_scheduler = ck.attrs.get("scheduler_class") if "scheduler" in ck else None
+                if saved_scheduler is None and "scheduler" in ck:
+                    saved_scheduler = (
+                        type(run.scheduler).__name__ if run.scheduler is not None else "a scheduler"
+                    )
+                this = type(run.scheduler).__name__ if run.scheduler is not None else None
+                same = this is not None and saved_scheduler == this
+                # a scheduler's progress scales the rates only where this run has the same one
+                _load_optimizer(run, _from_bytes(ck["optimizer"][()]), scheduled=same)
+                if same:
                     _load_scheduler(run, _from_bytes(ck["scheduler"][()]))
+                elif saved_scheduler is not None:
+                    _note(
+                        run,
+                        "resume: the file's run had the scheduler %s, this one has %s: the learning rates "
+                        "start from the config's",
+                        saved_scheduler,
+                        this or "none",
+                    )
         torch.set_rng_state(torch.from_numpy(ck["torch_rng"][()]))
         run.rng.bit_generator.state = json.loads(ck.attrs["numpy_rng"])
         run.iteration = int(f.attrs["iteration"])
@@ -743,14 +754,16 @@ def _read_validation(f, path, run) -> None:
     run.tracker = tracker
 
 
-def _load_optimizer(run, saved: dict) -> None:
+def _load_optimizer(run, saved: dict, scheduled: bool = True) -> None:
     """Carry the saved optimizer state into ``run.optimizer`` parameter by parameter (groups are
-    matched by their ``name``); learning rates and other settings stay the config's."""
+    matched by their ``name``); learning rates and other settings stay the config's (a change is
+    logged), scaled by the saved scheduler's progress where ``scheduled`` (the run has the same
+    scheduler)."""
     opt = run.optimizer
     current = opt.state_dict()
     saved_groups = {g.get("name"): g for g in saved["param_groups"]}
     state: dict = {}
-    carried, fresh = [], []
+    carried, fresh, changed = [], [], []
     for group in current["param_groups"]:
         old = saved_groups.get(group.get("name"))
         if (
@@ -765,9 +778,10 @@ def _load_optimizer(run, saved: dict) -> None:
             if old_id in saved["state"]:
                 state[new_id] = saved["state"][old_id]
         carried.append(str(group.get("name")))
-        if "initial_lr" in old and old.get(
-            "initial_lr"
-        ):  # a scheduler's progress: the same factor on the new rate
+        base = old.get("initial_lr") or old["lr"]  # the file's configured rate
+        if base != group.get("initial_lr", group["lr"]):
+            changed.append(f"{group.get('name')} {group['lr']:g} (was {base:g})")
+        if scheduled and old.get("initial_lr"):  # a scheduler's progress: the same factor on the new rate
             unchanged = old["initial_lr"] == group.get("initial_lr", group["lr"])
             group["_resume_lr"] = old["lr"] if unchanged else group["lr"] * old["lr"] / old["initial_lr"]
     if fresh:
@@ -777,6 +791,8 @@ def _load_optimizer(run, saved: dict) -> None:
             ", ".join(carried) or "nothing",
             ", ".join(fresh),
         )
+    if changed:
+        _note(run, "resume: learning rates from the config: %s", ", ".join(changed))
     rates = {g.get("name"): g.pop("_resume_lr", None) for g in current["param_groups"]}
     try:
         opt.load_state_dict({"state": state, "param_groups": current["param_groups"]})
@@ -790,17 +806,42 @@ def _load_optimizer(run, saved: dict) -> None:
             group["lr"] = rate
 
 
+#: what a scheduler's state holds of its progress (the rest are its options, which are the config's)
+SCHEDULER_PROGRESS = ("last_epoch", "_step_count", "best", "num_bad_epochs", "cooldown_counter")
+
+
 def _load_scheduler(run, saved: dict) -> None:
-    """The scheduler's progress (epoch count, internal state) with the config's base rates."""
+    """The scheduler's progress (:data:`SCHEDULER_PROGRESS`) with the config's options and base
+    rates; where the scheduler has a closed form the rates are recomputed from it (an option such
+    as ``gamma`` changed on resume then applies to the whole progress)."""
     sched = run.scheduler
     base = getattr(sched, "base_lrs", None)
     base = list(base) if base is not None else None
+    state = sched.state_dict()
+    options = {  # public, not progress, not the rates (the config's)
+        k: (saved[k], v)
+        for k, v in state.items()
+        if k in saved and k not in SCHEDULER_PROGRESS and not k.startswith("_") and k != "base_lrs"
+    }
+    changed = [f"{k} {new!r} (was {old!r})" for k, (old, new) in options.items() if old != new]
+    state.update({k: saved[k] for k in SCHEDULER_PROGRESS if k in saved and k in state})
     try:
-        sched.load_state_dict(saved)
+        sched.load_state_dict(state)
     except (ValueError, RuntimeError, KeyError) as exc:
         _note(run, "resume: the saved scheduler state does not fit this run (%s): it starts fresh", exc)
         return
     if base is not None and len(base) == len(getattr(sched, "base_lrs", [])):
         sched.base_lrs = base
+    closed = getattr(sched, "_get_closed_form_lr", None)
+    if changed and closed is not None:
+        for group, lr in zip(run.optimizer.param_groups, closed()):
+            group["lr"] = lr
+    if changed:
+        _note(
+            run,
+            "resume: scheduler options from the config: %s; its progress (step %s) is kept",
+            ", ".join(changed),
+            state.get("last_epoch"),
+        )
     if hasattr(sched, "_last_lr"):
         sched._last_lr = [g["lr"] for g in run.optimizer.param_groups]
