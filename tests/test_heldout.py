@@ -346,6 +346,34 @@ def test_a_resumed_run_keeps_the_files_split_whatever_the_config_says(tiny_confi
     assert "the config's fraction 0.2 is not used" in (resumed.output_dir / "run.log").read_text()
 
 
+@pytest.mark.parametrize(
+    "loss, fresh",
+    [
+        ([{"name": "gaussian", "weight": 2.0}], True),  # another weight: another scale
+        ([{"name": "gaussian", "options": {"dp_pow": 1.0}}], True),  # another option
+        ([{"name": "gaussian"}], False),  # the same stack: the minimum goes on
+    ],
+)
+def test_a_resume_with_another_loss_scale_starts_the_minimum_afresh(tiny_config, loss, fresh):
+    """Before, a doubled weight left the file's minimum on the old scale: no later state was ever as
+    good, patience stopped the run at once and keep: best kept the file's state."""
+    cfg = _cfg(tiny_config, iterations=2)
+    cfg["loss"] = [{"name": "gaussian"}]
+    first = build_run(cfg).run()
+    assert first.tracker.best_iteration == 2
+    cfg = _cfg(tiny_config, iterations=4, stop={"patience": 1})
+    cfg["output"]["dir"] = str(first.output_dir)
+    cfg["loss"] = loss
+    resumed = build_run(cfg, resume=first.result_path)
+    notes = " ".join(resumed.resume_notes)
+    if fresh:
+        assert resumed.tracker.best_loss is None and "start afresh at iteration 3" in notes
+        resumed.run()
+        assert resumed.tracker.best_iteration >= 3 and resumed.iteration == 4
+    else:
+        assert resumed.tracker.best_iteration == 2 and "afresh" not in notes
+
+
 def test_every_n_scores_every_nth_iteration(tiny_config):
     run = build_run(_cfg(tiny_config, iterations=4, validation={"every": 2})).run()
     held = np.asarray(run.history["heldout_loss"])

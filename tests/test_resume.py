@@ -97,6 +97,37 @@ def test_a_learning_rate_changed_on_resume_is_logged(tiny_config):
     assert "learning rates from the config: object_phase 0.001 (was 0.0005)" in " ".join(resumed.resume_notes)
 
 
+def test_resume_goes_on_with_its_own_data_and_sampling(tiny_config, tmp_path):
+    """Another measurement file (by content: a moved copy is the same), another pixel size or
+    energy: one line; another configured slice thickness: a note (the file's goes on)."""
+    import shutil
+
+    from ptyrad_core.kernel.errors import DataError
+
+    first = make(tiny_config()).run(1)
+    moved = tmp_path / "moved.h5"
+    shutil.copy(first.settings.data_file, moved)
+    cfg = tiny_config()
+    cfg["data"]["path"] = str(moved)
+    assert make(cfg, resume=first.result_path).iteration == 1  # the same bytes elsewhere
+    with h5py.File(moved, "a") as f:
+        f["measurements"][0, 0, 0, 0] += 1.0
+    with pytest.raises(
+        DataError, match=r"--resume: .* was reconstructed from .*tiny.h5 .* but this config reads .*moved.h5"
+    ):
+        make(cfg, resume=first.result_path)
+    for key, value, name in (("dx_A", 0.25, "dx"), ("energy_kV", 200, "wavelength")):
+        cfg = tiny_config()
+        cfg["experiment"][key] = value
+        with pytest.raises(DataError, match=rf"--resume: .* was reconstructed with {name} = "):
+            make(cfg, resume=first.result_path)
+    cfg = tiny_config()
+    cfg["model"]["object"]["slice_thickness_A"] = 10.0
+    resumed = make(cfg, resume=first.result_path)
+    assert resumed.model.slice_thickness.item() == pytest.approx(first.model.slice_thickness.item())
+    assert "slice_thickness_A 10.0 (was" in " ".join(resumed.resume_notes)
+
+
 def test_resume_with_an_incompatible_config_is_named(tiny_config):
     first = make(tiny_config()).run(1)
     cfg = tiny_config(model={"probe": {"modes": 3}, "object": {"slices": 2, "slice_thickness_A": 3.905}})

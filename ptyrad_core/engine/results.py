@@ -597,6 +597,7 @@ def read(path, run) -> int:
     inspect(path)
     m = run.model
     with h5py.File(path, "r") as f:
+        _same_experiment(f, path, run)
         ck = f["checkpoint"]
         expected = {
             "object/amplitude": tuple(m.object_amplitude.shape),
@@ -736,6 +737,18 @@ def _read_validation(f, path, run) -> None:
         )
     else:
         tracker.best_iteration = tracker.kept_iteration = -1
+    saved_stack = _loss_stack(f)
+    if tracker.best_loss is not None and saved_stack is not None and saved_stack != _loss_stack(run):
+        # held-out losses are sums of the stack's weighted terms: another weight or option puts
+        # the file's minimum on another scale, where no new state could be compared with it
+        tracker = type(run.tracker)()
+        _note(
+            run,
+            "resume: the loss terms' weights or options differ from %s's: its held-out losses are on "
+            "another scale, so the held-out minimum (and the kept state) start afresh at iteration %d",
+            path,
+            run.iteration + 1,
+        )
     stopped = int(group.attrs.get("stopped_at", -1))
     if stopped >= 0:  # resuming a stopped run asks for more: patience counts afresh
         tracker.since_best = 0
@@ -752,6 +765,56 @@ def _read_validation(f, path, run) -> None:
             for name in group["best_state"]
         }
     run.tracker = tracker
+
+
+def _same_experiment(f, path, run) -> None:
+    """A resumed run goes on with the file's data and sampling: another measurement file (by its
+    SHA-256, so a moved file is the same), another pixel size or wavelength is a one-line
+    DataError; a configured slice thickness other than the file's is noted (the file's goes on)."""
+    saved = f.attrs.get("data_sha256")
+    saved = saved.decode() if isinstance(saved, bytes) else saved
+    if saved and hasattr(run, "data_digest") and run.data_digest != saved:
+        raise DataError(
+            f"--resume: {path} was reconstructed from {f.attrs.get('data_file')} ({str(saved)[:19]}...), but "
+            f"this config reads {run.settings.data_file} ({run.data_digest[:19]}...): a resumed run goes on "
+            "with its own data; for other data start a new run initialised from the result "
+            "(model.*.source: result)"
+        )
+    for key, ours, unit in (("dx_A", run.model.dx, "A"), ("wavelength_A", run.model.wavelength, "A")):
+        theirs = f.attrs.get(key)
+        if theirs is not None and not np.isclose(float(theirs), float(ours), rtol=1e-9, atol=0):
+            raise DataError(
+                f"--resume: {path} was reconstructed with {key[:-2]} = {float(theirs):.6g} {unit}, this "
+                f"config gives {float(ours):.6g} {unit} (experiment.*): a resumed run keeps its sampling; "
+                "start a new run initialised from the result for another"
+            )
+    try:
+        before = yaml.safe_load(f.attrs["config"])["model"]["object"]["slice_thickness_A"]
+        now = run.resolved_config["model"]["object"]["slice_thickness_A"]
+    except (KeyError, TypeError, yaml.YAMLError):
+        return
+    if before != now:
+        _note(
+            run,
+            "resume: the slice thickness goes on from %s; the config's slice_thickness_A %s (was %s) is "
+            "not used",
+            path,
+            now,
+            before,
+        )
+
+
+def _loss_stack(source) -> list | None:
+    """``[(name, weight, options)]`` of the loss stack: of a result file (an open h5py file, from
+    its resolved config) or of a run; ``None`` where the file's config cannot be read."""
+    if isinstance(source, h5py.File):
+        try:
+            loss = yaml.safe_load(source.attrs["config"]).get("loss", [])
+        except (KeyError, AttributeError, yaml.YAMLError):
+            return None
+    else:
+        loss = source.resolved_config.get("loss", [])
+    return [(t.get("name"), float(t.get("weight", 1.0)), t.get("options") or {}) for t in loss]
 
 
 def _load_optimizer(run, saved: dict, scheduled: bool = True) -> None:
