@@ -6,14 +6,24 @@ from ptyrad_core.kernel.hookspecs import hookimpl  # kept here for plugins writt
 __all__ = ["__version__", "hookimpl", "load_result", "run"]
 
 
-def run(config_or_path, overrides: list[str] | None = None, quiet: bool = True):
+def run(
+    config_or_path,
+    overrides: list[str] | None = None,
+    quiet: bool = True,
+    *,
+    resume=None,
+    overwrite: bool = False,
+):
     """Run a reconstruction from a YAML path, a config dict or a :class:`~ptyrad_core.kernel.config.Config`.
 
+    :param overrides: ``--set`` style ``"dotted.key=value"`` strings, applied to a path or a dict.
+    :param resume: a result file to continue from (``--resume``).
+    :param overwrite: replace a result already in the output folder (``--overwrite``).
     :return: the finished :class:`~ptyrad_core.engine.loop.Reconstruction` (model, history, result path).
     """
     from ptyrad_core.engine.loop import run as _run
 
-    return _run(config_or_path, overrides, quiet)
+    return _run(config_or_path, overrides, quiet, resume=resume, overwrite=overwrite)
 
 
 def load_result(path):

@@ -87,3 +87,32 @@ def test_load_result_errors(tmp_path):
         f["x"] = 1
     with pytest.raises(DataError, match="not a ptyrad_core result file"):
         ptyrad_core.load_result(tmp_path / "other.h5")
+
+
+def test_run_takes_overrides_resume_and_overwrite(tiny_config, tmp_path):
+    """As documented (docs/reliability.md): ``overrides`` apply to a dict as to a path (before, a
+    dict's were dropped), ``resume`` and ``overwrite`` as on the command line; a wrong argument
+    is a one-line ConfigError, not a TypeError."""
+    from ptyrad_core.kernel.config import build_config
+    from ptyrad_core.kernel.errors import ConfigError, OutputError
+
+    cfg = tiny_config()
+    before = copy.deepcopy(cfg)
+    first = ptyrad_core.run(cfg, overrides=["recon.iterations=2", f"output.dir={tmp_path / 'a'}"])
+    assert first.iteration == 2 and first.output_dir == tmp_path / "a"
+    assert cfg == before  # the caller's dict is not changed
+    cfg["output"]["dir"] = str(tmp_path / "a")
+    with pytest.raises(OutputError, match="already holds a result"):
+        ptyrad_core.run(cfg)
+    more = ptyrad_core.run(cfg, overrides=["recon.iterations=3"], resume=first.result_path)
+    assert more.iteration == 3
+    assert ptyrad_core.run(cfg, overrides=["recon.iterations=1"], overwrite=True).iteration == 1
+    for bad, words in (
+        ((None,), "expected a YAML path, a config dict or a Config, got NoneType"),
+        ((42,), "got int"),
+        ((build_config(cfg), ["recon.iterations=1"]), "overrides apply to a YAML path or a dict"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            ptyrad_core.run(*bad)
+    with pytest.raises(ConfigError, match="overwrite must be True or False, got 'no'"):
+        ptyrad_core.run(cfg, overwrite="no")

@@ -39,6 +39,7 @@ from ptyrad_core.engine.heldout import STATE_NAMES, Scorer, Split, held_predicti
 from ptyrad_core.kernel.components import enforce
 from ptyrad_core.kernel.config import Config, load_config
 from ptyrad_core.kernel.errors import (
+    ConfigError,
     DistributedError,
     NonFiniteLossError,
     NonFiniteStateError,
@@ -877,14 +878,24 @@ def run(
     :param resume: a result file to continue from (``--resume``).
     :param overwrite: replace a result already in the output folder (``--overwrite``).
     """
-    from ptyrad_core.kernel.config import build_config
+    import copy
 
+    from ptyrad_core.kernel.config import apply_overrides, build_config
+
+    if not isinstance(overwrite, bool):
+        raise ConfigError(f"run: overwrite must be True or False, got {overwrite!r}")
     if isinstance(config_or_path, Config):
+        if overrides:
+            raise ConfigError("run: overrides apply to a YAML path or a dict, not to a built Config")
         config = config_or_path
     elif isinstance(config_or_path, dict):
-        config = build_config(config_or_path)
-    else:
+        config = build_config(apply_overrides(copy.deepcopy(config_or_path), overrides or []))
+    elif isinstance(config_or_path, (str, Path)):
         config = load_config(config_or_path, overrides)
+    else:
+        raise ConfigError(
+            f"run: expected a YAML path, a config dict or a Config, got {type(config_or_path).__name__}"
+        )
     rec = Reconstruction(config, quiet=quiet, resume=resume, overwrite=overwrite)
     try:
         rec.run()
