@@ -608,6 +608,14 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the command starts up (imports), before a run owns it
+        console.print("[yellow]interrupted[/] while starting: nothing was read or written")
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     from ptyrad_core.setup.runtime import configure_threads
 
     configure_threads()  # before torch loads: thread counts and OpenMP's wait policy
@@ -630,7 +638,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
+        # outside a run's loop (which stops with RunInterrupted): files are written under temporary
+        # names and renamed when complete, so nothing that existed has changed
+        console.print(f"[yellow]interrupted[/] ({args.command}): existing files are unchanged")
         return 130
 
 

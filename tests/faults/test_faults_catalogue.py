@@ -280,3 +280,28 @@ def test_simulate_absurd_values_are_one_line(cli, clean_error, tmp_path, change,
     outcome = cli("simulate", path, "-o", tmp_path / "sim.h5")
     one_line(outcome, clean_error, *names)
     assert not (tmp_path / "sim.h5").exists()
+
+
+@pytest.mark.parametrize("where", ["starting", "validate"])
+def test_ctrl_c_outside_a_run_is_one_line(config_at, monkeypatch, capsys, where):
+    """Ctrl-C while the command imports (before, a 20-50 line traceback) or while a command other
+    than a run's loop works: exit 130, one line, no traceback."""
+    from ptyrad_core.apps import cli as cli_module
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    config, _ = config_at()
+    if where == "starting":
+        monkeypatch.setattr(cli_module, "build_parser", interrupt)
+    else:
+        monkeypatch.setattr(cli_module, "cmd_validate", interrupt)
+    code = cli_module.main(["validate", str(config)])
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert code == 130 and "Traceback" not in text
+    assert (
+        ("while starting" in text)
+        if where == "starting"
+        else ("(validate): existing files are unchanged" in text)
+    )
