@@ -376,3 +376,22 @@ def test_heldout_without_validation_is_one_line(tmp_path):
     cfg = tune_config(tmp_path, params=searched)
     with pytest.raises(ConfigError, match=r"tune.params\['recon.validation.fraction'\]: the held-out split"):
         Study(write(tmp_path, cfg))
+
+
+def test_an_interrupted_tune_says_to_run_tune_again(tmp_path, monkeypatch):
+    """A signal stops the trial's run, whose own message offers --resume of the trial's result; a
+    trial's sampled settings live in the study, so tune says to run the tune command again."""
+    from ptyrad_core.kernel.errors import RunInterrupted
+
+    study_def = Study(write(tmp_path, tune_config(tmp_path, n_trials=2)))
+
+    def stopped(trial):
+        raise RunInterrupted("SIGINT received: stopped after iteration 1; continue with --resume x", 2)
+
+    monkeypatch.setattr(study_def, "objective", stopped)
+    with pytest.raises(RunInterrupted) as info:
+        study_def.optimize()
+    message = str(info.value)
+    assert "tune stopped in trial 0" in message and "run the same tune command again" in message
+    assert "--resume" not in message and info.value.signum == 2
+    assert study_def.open().trials[0].state == TrialState.FAIL

@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -873,10 +874,17 @@ class Study:
             except optuna.TrialPruned:
                 with guard:
                     study.tell(trial, state=TrialState.PRUNED)
-            except RunInterrupted:
+            except RunInterrupted as exc:
                 with guard:
                     study.tell(trial, state=TrialState.FAIL)
-                raise
+                # a trial is not resumed with run --resume (its sampled settings live in the study):
+                # the study goes on when the same tune command runs again
+                raise RunInterrupted(
+                    f"{signal.Signals(exc.signum).name} received: tune stopped in trial {trial.number} "
+                    f"(marked failed); the study in {self.study_dir} keeps its finished trials: run the "
+                    "same tune command again to continue it",
+                    exc.signum,
+                ) from exc
             except PtyradError as exc:
                 if isinstance(exc, StorageError):
                     raise
