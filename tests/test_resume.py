@@ -226,3 +226,18 @@ def test_nan_loss_restores_and_saves_the_last_good_state(tiny_config, register_i
     assert int(saved["attrs"]["iteration"]) == 1
     assert np.array_equal(saved["object/phase"], good.numpy())
     assert np.isfinite(saved["object/amplitude"]).all()
+
+
+def test_a_checkpoint_with_nan_is_refused_by_resume(tiny_config):
+    """ptyrad_core never writes a non-finite state; a file that holds one was changed or damaged:
+    one line naming the array, before the run goes on (before, it failed in the first iteration
+    with advice to lower the learning rates and to resume from the same file)."""
+    from ptyrad_core.kernel.errors import DataError
+
+    first = make(tiny_config()).run(1)
+    with h5py.File(first.result_path, "a") as f:
+        phase = f["object/phase"][()]
+        phase[0, 0, 3, 3] = np.nan
+        f["object/phase"][...] = phase
+    with pytest.raises(DataError, match=r"holds NaN or infinite values in its state \(object_phase\)"):
+        make(tiny_config(), resume=first.result_path)

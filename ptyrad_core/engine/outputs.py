@@ -178,6 +178,7 @@ class FolderLock:
                         owner.get("purpose", "?"),
                     )
                     self.took_over = owner
+                    _remove_leftovers(self.folder, owner.get("pid"))
                     try:
                         self.path.unlink()
                     except FileNotFoundError:
@@ -241,6 +242,22 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _remove_leftovers(folder: Path, pid) -> None:
+    """Remove the temporary files (``.NAME.tmp-PID``: a write in progress, renamed when complete)
+    that the dead lock holder ``pid`` left in ``folder`` (a kill -9 during a save); each can be as
+    large as a result."""
+    if not isinstance(pid, int) or pid <= 0:
+        return
+    for leftover in Path(folder).glob(f".*.tmp-{pid}"):
+        try:
+            leftover.unlink()
+            log.warning(
+                "%s: removed %s, a write the stale lock's process did not finish", folder, leftover.name
+            )
+        except OSError:
+            pass
 
 
 def _remove_lock(path: Path, pid: int) -> None:

@@ -592,6 +592,7 @@ def read(path, run) -> int:
     """
     import torch
 
+    from ptyrad_core.engine.heldout import STATE_NAMES  # the tensors a state is made of
     from ptyrad_core.kernel import fft as fftlib
 
     inspect(path)
@@ -622,6 +623,12 @@ def read(path, run) -> int:
             if "last_state" in ck:  # the arrays hold the best held-out state: continue from the last
                 for name in ("object_amplitude", "object_phase", "probe_ri"):
                     getattr(m, name).copy_(torch.from_numpy(ck["last_state"][name][()]))
+            bad = [n for n in STATE_NAMES if not bool(torch.isfinite(getattr(m, n)).all())]
+            if bad:  # ptyrad_core never writes one: the file was changed or damaged
+                raise DataError(
+                    f"--resume: {path} holds NaN or infinite values in its state ({', '.join(bad)}); "
+                    "expected a finite checkpoint: resume from another result file, or start anew"
+                )
         saved_class = ck.attrs.get("optimizer_class")
         if run.optimizer is not None and "optimizer" in ck:
             if saved_class is not None and saved_class != type(run.optimizer).__name__:

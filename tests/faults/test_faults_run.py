@@ -124,10 +124,18 @@ def test_a_stale_lock_is_taken_over_with_a_message(setup, cli):
     (setup.out / LOCK_NAME).write_text(
         json.dumps({"pid": dead.pid, "host": socket.gethostname(), "purpose": "run"})
     )
+    # the unfinished writes of the dead process (a kill -9 during a save); another process's stay
+    leftovers = [setup.out / f".result.h5.tmp-{dead.pid}", setup.out / f".convergence.json.tmp-{dead.pid}"]
+    other = setup.out / f".result.h5.tmp-{dead.pid + 1}"
+    for path in (*leftovers, other):
+        path.write_bytes(b"partial")
     outcome = cli("run", setup.config(), "-q")
     assert outcome.code == 0, outcome
     assert "stale lock" in outcome.err and str(dead.pid) in outcome.err
     assert not (setup.out / LOCK_NAME).exists()  # released at the end
+    assert not any(p.exists() for p in leftovers) and other.exists()
+    assert f".result.h5.tmp-{dead.pid}" in outcome.err  # said, not silent
+    other.unlink()  # not the run's to remove (another process's write)
     assert_safe(setup)
 
 
