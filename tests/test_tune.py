@@ -200,6 +200,10 @@ def test_an_option_of_a_local_plugin_is_tuned(tmp_path):
             {"loss.0.options.dp_pov": {"type": "categorical", "choices": [0.5]}},
             r"tune.params\['loss.0.options.dp_pov'\].*unknown key 'dp_pov'",
         ),
+        (  # a grid that holds low alone: every trial the same (before: Optuna warned, exit 0)
+            {"update.object_phase.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "step": 1}},
+            r"tune.params.update.object_phase.lr: .*step 1 is larger than high - low = 0.0099",
+        ),
     ],
 )
 def test_bad_search_space_entries_are_named(tmp_path, entry, message):
@@ -395,3 +399,8 @@ def test_an_interrupted_tune_says_to_run_tune_again(tmp_path, monkeypatch):
     assert "tune stopped in trial 0" in message and "run the same tune command again" in message
     assert "--resume" not in message and info.value.signum == 2
     assert study_def.open().trials[0].state == TrialState.FAIL
+
+
+def test_a_negative_number_of_kept_trials_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="(?s)tune.keep.*greater than or equal to 0"):
+        Study(write(tmp_path, tune_config(tmp_path, keep=-1)))

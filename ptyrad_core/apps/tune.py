@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
 
 from ptyrad_core.kernel.errors import ConfigError, DataError, OutputError, PtyradError, RunInterrupted
 from ptyrad_core.kernel.hookspecs import hookimpl
@@ -75,6 +75,11 @@ class SearchParam(_Strict):
             raise ValueError(f"log sampling needs positive bounds, got low = {self.low}")
         if self.log and self.step is not None:
             raise ValueError("log sampling and a step cannot be combined")
+        if self.step is not None and self.high > self.low and self.step > self.high - self.low:
+            raise ValueError(  # the grid would hold low alone: every trial the same value
+                f"step {self.step:g} is larger than high - low = {self.high - self.low:g}: the only value "
+                f"would be low ({self.low:g}); use a smaller step or log sampling"
+            )
         return self
 
     def suggest(self, trial, name: str):
@@ -173,7 +178,7 @@ class TuneSection(_Strict):
         gt=0,
         description="Seconds to wait for a SQLite storage another process holds locked before giving up.",
     )
-    keep: Literal["all", "none"] | int = Field(
+    keep: Literal["all", "none"] | NonNegativeInt = Field(
         "all", description="Trial folders to keep: all, none, or the best k."
     )
     seed: int | None = Field(None, description="Sampler seed; null = recon.seed.")
