@@ -634,6 +634,20 @@ def test_crop_ranges_are_read_as_python_slices_as_ptyrad_does():
         translate(base_params(meas_crop=[None, None, None, [70, 80]]), "p.yaml")
 
 
+@pytest.mark.parametrize("key", ["meas_flipT", "pos_scan_flipT"])
+def test_flip_switches_are_three_zeros_or_ones(key):
+    """``[1, 0, 1]`` maps to the flips; another length or another value fails, naming the key
+    (before, ``[1, 0, 'yes']`` became ``transpose: true`` and ``[1, 0]`` passed)."""
+    tr = translate(base_params(**{key: [1, 0, 1]}), "p.yaml")
+    flips = (
+        tr.config["data"]["preprocess"][0]["options"] if key == "meas_flipT" else tr.config["scan"]["flipT"]
+    )
+    assert flips == {"flipud": True, "fliplr": False, "transpose": True}
+    for bad in ([1, 0], [1, 0, 0, 1], [1, 0, "yes"], [2, 0, 0]):
+        with pytest.raises(ConfigError, match=rf"init_params\.{key}: expected a list of 3 switches, 0 or 1"):
+            translate(base_params(**{key: bad}), "p.yaml")
+
+
 def test_dicts_replace_ptyrads_defaults_as_in_ptyrad():
     """A given update / constraint dict is not merged with the default: a missing start_iter is null."""
     p = base_params()

@@ -99,11 +99,9 @@ def data(tr: Translation, init: Node, model: Node) -> list[dict]:
     reshape = init.get("meas_reshape")
     if reshape is not None:
         steps.append({"name": "reshape", "options": {"shape": list(reshape)}})
-    flip = init.get("meas_flipT")
-    if flip is not None and any(flip):
-        steps.append(
-            {"name": "flipT", "options": dict(zip(("flipud", "fliplr", "transpose"), map(bool, flip)))}
-        )
+    flip = init.flags("meas_flipT", ("flipud", "fliplr", "transpose"))
+    if flip is not None:
+        steps.append({"name": "flipT", "options": flip})
     crop = init.get("meas_crop")
     if crop is not None:
         if not (isinstance(crop, list) and len(crop) == 4):

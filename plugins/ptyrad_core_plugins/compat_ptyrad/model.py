@@ -49,9 +49,9 @@ def scan(tr: Translation, init: Node) -> None:
     else:
         init.fail("pos_source", f"unknown source {source!r}")
     sc.update(n_slow=n_slow, n_fast=n_fast, step_A=init.get("pos_scan_step_size"))
-    flip = init.get("pos_scan_flipT")
-    if flip is not None and any(flip):
-        sc["flipT"] = dict(zip(("flipud", "fliplr", "transpose"), map(bool, flip)))
+    flip = init.flags("pos_scan_flipT", ("flipud", "fliplr", "transpose"))
+    if flip is not None:
+        sc["flipT"] = flip
     affine = init.get("pos_scan_affine")
     if affine is not None and list(affine) != [1, 0, 0, 0]:
         if sc["source"] != "raster":

@@ -111,6 +111,23 @@ class Node:
             self.tr.mapped.add(self.name(key))
         return Node(self.tr, model or self.fields[key]["models"][0], value, self.name(key))
 
+    def flags(self, key: str, names: tuple[str, ...]) -> dict[str, bool] | None:
+        """A PtyRAD list of 0 / 1 switches (``meas_flipT: [ud, lr, T]``) as ``{name: bool}``;
+        ``None`` when absent or all off. Another length or another value (``'yes'``, 2) fails,
+        naming the key: a silent ``bool()`` would read any non-empty text as on."""
+        value = self.get(key)
+        if value is None:
+            return None
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != len(names)
+            or any(v not in (0, 1) or isinstance(v, float) for v in value)
+        ):
+            self.fail(
+                key, f"expected a list of {len(names)} switches, 0 or 1 ({', '.join(names)}), got {value!r}"
+            )
+        return dict(zip(names, map(bool, value))) if any(value) else None
+
     def note(self, key: str, text: str) -> None:
         self.tr.note(self.name(key), text)
 
