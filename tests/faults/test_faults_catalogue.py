@@ -283,7 +283,7 @@ def test_simulate_absurd_values_are_one_line(cli, clean_error, tmp_path, change,
 
 
 @pytest.mark.parametrize("where", ["starting", "validate"])
-def test_ctrl_c_outside_a_run_is_one_line(config_at, monkeypatch, capsys, where):
+def test_ctrl_c_outside_a_run_is_one_line(cli, config_at, monkeypatch, where):
     """Ctrl-C while the command imports (before, a 20-50 line traceback) or while a command other
     than a run's loop works: exit 130, one line, no traceback."""
     from ptyrad_core.apps import cli as cli_module
@@ -292,14 +292,10 @@ def test_ctrl_c_outside_a_run_is_one_line(config_at, monkeypatch, capsys, where)
         raise KeyboardInterrupt
 
     config, _ = config_at()
-    if where == "starting":
-        monkeypatch.setattr(cli_module, "build_parser", interrupt)
-    else:
-        monkeypatch.setattr(cli_module, "cmd_validate", interrupt)
-    code = cli_module.main(["validate", str(config)])
-    err = capsys.readouterr()
-    text = err.out + err.err
-    assert code == 130 and "Traceback" not in text
+    monkeypatch.setattr(cli_module, "build_parser" if where == "starting" else "cmd_validate", interrupt)
+    outcome = cli("validate", config)
+    text = outcome.out + outcome.err
+    assert outcome.code == 130 and "Traceback" not in text, str(outcome)
     assert (
         ("while starting" in text)
         if where == "starting"
