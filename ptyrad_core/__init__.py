@@ -6,24 +6,14 @@ from ptyrad_core.kernel.hookspecs import hookimpl  # kept here for plugins writt
 __all__ = ["__version__", "hookimpl", "load_result", "run"]
 
 
-def run(
-    config_or_path,
-    overrides: list[str] | None = None,
-    quiet: bool = True,
-    *,
-    resume=None,
-    overwrite: bool = False,
-):
-    """Run a reconstruction from a YAML path, a config dict or a :class:`~ptyrad_core.kernel.config.Config`.
+def __getattr__(name: str):
+    # ``ptyrad_core.run`` is :func:`ptyrad_core.engine.loop.run`, imported on first use (torch is
+    # heavy; ``import ptyrad_core`` for the version or hookimpl should not load it)
+    if name == "run":
+        from ptyrad_core.engine.loop import run
 
-    :param overrides: ``--set`` style ``"dotted.key=value"`` strings, applied to a path or a dict.
-    :param resume: a result file to continue from (``--resume``).
-    :param overwrite: replace a result already in the output folder (``--overwrite``).
-    :return: the finished :class:`~ptyrad_core.engine.loop.Reconstruction` (model, history, result path).
-    """
-    from ptyrad_core.engine.loop import run as _run
-
-    return _run(config_or_path, overrides, quiet, resume=resume, overwrite=overwrite)
+        return run
+    raise AttributeError(f"module 'ptyrad_core' has no attribute {name!r}")
 
 
 def load_result(path):

@@ -873,10 +873,14 @@ def run(
     resume=None,
     overwrite: bool = False,
 ) -> Reconstruction:
-    """Run a reconstruction from a config object, a dict or a YAML path; return it when done.
+    """Run a reconstruction from a YAML path, a config dict or a
+    :class:`~ptyrad_core.kernel.config.Config` (``ptyrad_core.run``); return it when done.
 
+    :param overrides: ``--set`` style ``"dotted.key=value"`` strings, applied to a path or a dict
+        (the caller's dict is not changed).
     :param resume: a result file to continue from (``--resume``).
     :param overwrite: replace a result already in the output folder (``--overwrite``).
+    :return: the finished :class:`Reconstruction` (model, history, result path).
     """
     import copy
 
