@@ -49,20 +49,30 @@ def measured_power(meas: torch.Tensor, p: float) -> torch.Tensor:
     return meas.pow(p)
 
 
-class GaussianBlurOptions(PluginOptions):
+def odd_taps(v: int | None) -> int | None:
+    """A kernel's number of taps must be odd: an even kernel has no centre and moves what it blurs
+    by half a step at every application (a constraint applies it every iteration)."""
+    if v is not None and v % 2 == 0:
+        raise ValueError(f"kernel_size must be odd (a centred kernel), got {v}")
+    return v
+
+
+class OddKernelOptions(PluginOptions):
+    """Options whose ``kernel_size`` (declared by the subclass) must be odd (:func:`odd_taps`)."""
+
+    @field_validator("kernel_size", check_fields=False)
+    @classmethod
+    def _odd(cls, v):
+        return odd_taps(v)
+
+
+class GaussianBlurOptions(OddKernelOptions):
     """A Gaussian blur: ``std`` in pixels and an odd number of taps (default as PtyRAD's detector blur)."""
 
     std: float = Field(gt=0, description="Standard deviation of the Gaussian in pixels.")
     kernel_size: int | None = Field(
         None, ge=1, description="Odd number of kernel taps; null = max(5, 2 round(3 std) + 1)."
     )
-
-    @field_validator("kernel_size")
-    @classmethod
-    def _odd(cls, v):
-        if v is not None and v % 2 == 0:
-            raise ValueError(f"kernel_size must be odd (a centred kernel), got {v}")
-        return v
 
     def taps(self) -> int:
         return self.kernel_size or max(5, 2 * round(3 * self.std) + 1)

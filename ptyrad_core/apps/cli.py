@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ptyrad_core.kernel.errors import ConfigError, OutputError, PtyradError, RunInterrupted
+from ptyrad_core.kernel.errors import ConfigError, OutputError, PtyradError, RunInterrupted, one_line
 
 console = Console(stderr=True)
 
@@ -636,6 +636,21 @@ def _main(argv: list[str] | None) -> int:
         if args.verbose:
             raise
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
+    except (MemoryError, RuntimeError) as exc:
+        # an allocation no estimate foresaw (a preprocessing step asked for a huge array): numpy's
+        # MemoryError, torch's CPU allocator ("can't allocate"), CUDA's OutOfMemoryError
+        if args.verbose or not (
+            isinstance(exc, MemoryError) or "allocate" in str(exc) or "out of memory" in str(exc)
+        ):
+            raise
+        console.print(
+            f"[bold red]error:[/] {args.command}: not enough memory ({one_line(exc)}); lower what the "
+            "config asks to allocate (preprocessing pads or resampling, detector stages, object size, "
+            "recon.batch_size) or data.memory_budget_MB",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 2
     except KeyboardInterrupt:
         # outside a run's loop (which stops with RunInterrupted): files are written under temporary

@@ -14,6 +14,7 @@ is ``ptyrad_NAME`` and the distribution ``ptyrad-NAME`` (a leading ``ptyrad_`` i
 
 from __future__ import annotations
 
+import importlib.util
 import keyword
 import re
 import sys
@@ -87,6 +88,13 @@ def names_for(name: str, family: str) -> Names:
             "starting with a letter), e.g. 'my_filter'; it is the component's name in a config"
         )
     pkg = name if name.startswith("ptyrad_") else f"ptyrad_{name}"
+    if len(pkg) > 100:
+        raise PtyradError(f"plugin name {name!r}: {len(name)} characters; use at most 90")
+    if importlib.util.find_spec(pkg) is not None:  # installing the new package would shadow it
+        raise PtyradError(
+            f"plugin name {name!r}: its package {pkg!r} is an installed module (e.g. ptyrad_core itself); "
+            "choose another name"
+        )
     cls = "".join(part.capitalize() for part in name.split("_"))
     return Names(name, cls, pkg, pkg.replace("_", "-"), family)
 

@@ -27,7 +27,7 @@ import torch
 
 from ptyrad_core.kernel.config import Config, resolved_dict, validate_components
 from ptyrad_core.kernel.data import Measurements
-from ptyrad_core.kernel.errors import PtyradError
+from ptyrad_core.kernel.errors import OutputError, PtyradError
 from ptyrad_core.kernel.model import PtychoModel
 from ptyrad_core.kernel.plugin_manager import get_plugin_manager
 from ptyrad_core.kernel.schedule import Schedule
@@ -203,14 +203,18 @@ def check_step_outputs(config: Config, components: dict, overwrite: bool = False
     :raises OutputError: one line naming the step, its option and the path.
     """
     from ptyrad_core.engine.outputs import prepare_folder
-    from ptyrad_core.setup.readonly import judge_new_file
+    from ptyrad_core.setup.readonly import judge_new_file, same_file
 
     context = initialize.preprocess_context(config, overwrite=overwrite)
+    # the run's own result file (its folder is known here unless output.name derives it from the model)
+    result = Path(config.output.dir) / "result.h5" if config.output.name is None else None
     for label, step in initialize.preprocess_steps(config, components):
         for option, folder, file in step.output_targets(context):
             what = f"{label}: {option}"
             if file is not None:
                 judge_new_file(file, what, inputs=context.input_paths(), overwrite=True)
+                if result is not None and same_file(file, result):
+                    raise OutputError(f"{what}: {str(file)!r} is the run's result file; choose another path")
             prepare_folder(folder, what)
 
 

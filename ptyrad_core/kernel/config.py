@@ -288,11 +288,10 @@ class ProbeInit(FileSource):
     @field_validator("mode_power")
     @classmethod
     def _power_fraction(cls, v):
-        for p in v if isinstance(v, list) else [v]:
-            if (
-                not 0 < p < 1
-            ):  # a fraction of the probe's intensity: 0 adds an empty mode, >= 1 leaves none to the first
-                raise ValueError(f"each mode power must be a fraction between 0 and 1 (exclusive), got {p}")
+        # a fraction of the probe's intensity: 0 adds an empty mode, >= 1 leaves none to the first
+        for p in (v or [None]) if isinstance(v, list) else [v]:
+            if p is None or not 0 < p < 1:
+                raise ValueError(f"each mode power must be a fraction between 0 and 1 (exclusive), got {v}")
         return v
 
 

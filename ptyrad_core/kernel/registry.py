@@ -112,7 +112,7 @@ class Registry:
                 if origin is not None
                 else "\n".join(f"{_dotted(loc + tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
             )
-            raise ConfigError(f"{msg}\n  (options of {entry.cls.__module__}.{entry.cls.__name__})") from None
+            raise ConfigError(f"{msg} (options of {entry.cls.__module__}.{entry.cls.__name__})") from None
 
 
 def _dotted(loc: tuple) -> str:

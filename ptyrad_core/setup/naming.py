@@ -166,4 +166,12 @@ def folder_name(config, model, n_used: int) -> str:
             parts.append(f"dx{_g(model.dx)}")
     if spec.postfix:
         parts.append(spec.postfix)
-    return re.sub(r"[^A-Za-z0-9._+-]", "-", "_".join(parts))
+    name = re.sub(r"[^A-Za-z0-9._+-]", "-", "_".join(parts))
+    # one folder inside output.dir: "." or ".." (a prefix of dots) would name output.dir or its parent
+    if name.strip(".") == "" and name:
+        raise ConfigError(
+            f"output.name: the folder name would be {name!r}, which is not a folder inside output.dir"
+        )
+    if len(name.encode()) > 255:  # the file system's limit for one name
+        raise ConfigError(f"output.name: the folder name has {len(name.encode())} bytes; at most 255")
+    return name

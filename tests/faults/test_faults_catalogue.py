@@ -301,3 +301,69 @@ def test_ctrl_c_outside_a_run_is_one_line(cli, config_at, monkeypatch, where):
         if where == "starting"
         else ("(validate): existing files are unchanged" in text)
     )
+
+
+# -- a third search: preprocessing, constraints, naming, scaffolding --------------------------
+
+
+@pytest.mark.parametrize(
+    "section, value, names",
+    [
+        (
+            "constraints",
+            [{"name": "obj_zblur", "options": {"std": 1.0, "kernel_size": 4}}],
+            ["kernel_size must be odd"],
+        ),
+        (
+            "constraints",
+            [{"name": "obj_rblur", "options": {"std": 1.0, "kernel_size": 4}}],
+            ["kernel_size must be odd"],
+        ),
+        ("model", {"probe": {"modes": 3, "mode_power": []}}, ["model.probe.mode_power"]),
+        (
+            "data",
+            {"preprocess": [{"name": "pad", "options": {"npix": 100000, "padding": "constant", "value": 0}}]},
+            ["not enough memory", "MemoryError"],
+        ),
+        ("output", {"name": {"affixes": [], "prefix": ".."}}, ["output.name", "'..'"]),
+    ],
+)
+def test_third_search_inputs_are_one_line(
+    cli, clean_error, config_at, write_yaml, tmp_path, section, value, names
+):
+    """An even kernel moved the object half a slice per iteration; an empty mode_power list, a huge
+    pad (74.5 GiB) were tracebacks; a prefix '..' wrote the result into output.dir's parent."""
+    config, cfg = config_at()
+    if section == "model":
+        cfg["model"] = {**cfg["model"], **value}
+    elif section == "data":
+        cfg["data"] = {**cfg["data"], **value}
+    elif section == "output":
+        cfg["output"] = {**cfg["output"], **value}
+    else:
+        cfg[section] = value
+    write_yaml(cfg)
+    one_line(call(cli, "validate", config), clean_error, *names)
+    assert not (tmp_path / "result.h5").exists()
+
+
+def test_an_export_onto_the_runs_result_file_is_refused_before_writing(
+    cli, clean_error, config_at, write_yaml, tmp_path
+):
+    config, cfg = config_at()
+    result = tmp_path / "out" / "result.h5"
+    cfg["data"]["preprocess"] = [{"name": "export", "options": {"path": str(result)}}]
+    write_yaml(cfg)
+    one_line(call(cli, "run", config), clean_error, "'export'", "is the run's result file")
+    assert not result.exists()  # before, the export wrote it and blocked every later run
+
+
+@pytest.mark.parametrize("name", ["core", "ptyrad_core"])
+def test_new_plugin_never_names_an_installed_package(cli, clean_error, tmp_path, name):
+    one_line(
+        cli("new-plugin", name, "--family", "loss", "--dir", tmp_path),
+        clean_error,
+        "'ptyrad_core'",
+        "installed",
+    )
+    assert not any(tmp_path.iterdir())

@@ -9,15 +9,15 @@ reflected edges (as torchvision's ``ops.gaussian_blur``). Smooths high-frequency
 
 from __future__ import annotations
 
-from ptyrad_core.plugin import Constraint, Field, PluginOptions, hookimpl, ops
+from ptyrad_core.plugin import Constraint, Field, hookimpl, ops
 
-from .._common import ObjType, obj_type_field, transform_object
+from .._common import ObjType, OddKernelOptions, obj_type_field, transform_object
 
 
 class ObjRblur(Constraint):
     """Lateral Gaussian blur of amplitude and/or phase."""
 
-    class Options(PluginOptions):
+    class Options(OddKernelOptions):
         obj_type: ObjType = obj_type_field()
         kernel_size: int = Field(5, ge=1, description="Kernel size in pixels (odd, >= 6 std + 1).")
         std: float = Field(0.4, gt=0, description="Standard deviation in object pixels.")

@@ -10,15 +10,15 @@ objects whose top and bottom differ (interfaces, twisted bilayers, tilted crysta
 
 from __future__ import annotations
 
-from ptyrad_core.plugin import Constraint, Field, PluginOptions, hookimpl, ops
+from ptyrad_core.plugin import Constraint, Field, hookimpl, ops
 
-from .._common import ObjType, obj_type_field, transform_object
+from .._common import ObjType, OddKernelOptions, obj_type_field, transform_object
 
 
 class ObjZblur(Constraint):
     """Depth Gaussian blur (r_z filter) of amplitude and/or phase."""
 
-    class Options(PluginOptions):
+    class Options(OddKernelOptions):
         obj_type: ObjType = obj_type_field()
         kernel_size: int = Field(5, ge=1, description="Kernel size in slices.")
         std: float = Field(1.0, gt=0, description="Standard deviation in slices.")

@@ -9,13 +9,15 @@ nearly the same crystal orientation. Needs a raster scan (``scan.n_slow x scan.n
 
 from __future__ import annotations
 
-from ptyrad_core.plugin import ConfigError, Constraint, Field, PluginOptions, hookimpl, ops
+from ptyrad_core.plugin import ConfigError, Constraint, Field, hookimpl, ops
+
+from .._common import OddKernelOptions
 
 
 class TiltSmooth(Constraint):
     """Gaussian smoothing of local tilts over the scan grid."""
 
-    class Options(PluginOptions):
+    class Options(OddKernelOptions):
         std: float = Field(2.0, gt=0, description="Standard deviation in scan positions.")
         kernel_size: int = Field(5, ge=1, description="Kernel size in scan positions.")
 
