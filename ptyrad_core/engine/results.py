@@ -595,10 +595,10 @@ def read(path, run) -> int:
     from ptyrad_core.engine.heldout import STATE_NAMES  # the tensors a state is made of
     from ptyrad_core.kernel import fft as fftlib
 
-    inspect(path)
+    saved_config = inspect(path).get("config") or {}  # parsed (safely) by the inspection
     m = run.model
     with h5py.File(path, "r") as f:
-        _same_experiment(f, path, run)
+        _same_experiment(f, path, run, saved_config)
         ck = f["checkpoint"]
         expected = {
             "object/amplitude": tuple(m.object_amplitude.shape),
@@ -639,12 +639,10 @@ def read(path, run) -> int:
                     type(run.optimizer).__name__,
                 )
             else:
-                saved_scheduler = ck.attrs.get("scheduler_class") if "scheduler" in ck else None
-                if saved_scheduler is None and "scheduler" in ck:
-                    saved_scheduler = (
-                        type(run.scheduler).__name__ if run.scheduler is not None else "a scheduler"
-                    )
                 this = type(run.scheduler).__name__ if run.scheduler is not None else None
+                saved_scheduler = None
+                if "scheduler" in ck:  # files from before scheduler_class: taken as this run's
+                    saved_scheduler = ck.attrs.get("scheduler_class", this or "a scheduler")
                 same = this is not None and saved_scheduler == this
                 # a scheduler's progress scales the rates only where this run has the same one
                 _load_optimizer(run, _from_bytes(ck["optimizer"][()]), scheduled=same)
@@ -684,11 +682,11 @@ def read(path, run) -> int:
             "slice_thickness_A": hist["slice_thickness_A"][()].tolist(),
             "loss_terms": {k: hist["loss_terms"][k][()].tolist() for k in run.history["loss_terms"]},
         }
-        _read_validation(f, path, run)
+        _read_validation(f, path, run, saved_config)
     return run.iteration
 
 
-def _read_validation(f, path, run) -> None:
+def _read_validation(f, path, run, saved_config: dict) -> None:
     """The held-out split, curve and best state of a resumed run: the file's split is kept whatever
     the config says (a held-out pixel must never have been trained on); best tracking continues."""
     import torch
@@ -744,8 +742,7 @@ def _read_validation(f, path, run) -> None:
         )
     else:
         tracker.best_iteration = tracker.kept_iteration = -1
-    saved_stack = _loss_stack(f)
-    if tracker.best_loss is not None and saved_stack is not None and saved_stack != _loss_stack(run):
+    if tracker.best_loss is not None and _loss_stack(saved_config) != _loss_stack(run.resolved_config):
         # held-out losses are sums of the stack's weighted terms: another weight or option puts
         # the file's minimum on another scale, where no new state could be compared with it
         tracker = type(run.tracker)()
@@ -774,7 +771,7 @@ def _read_validation(f, path, run) -> None:
     run.tracker = tracker
 
 
-def _same_experiment(f, path, run) -> None:
+def _same_experiment(f, path, run, saved_config: dict) -> None:
     """A resumed run goes on with the file's data and sampling: another measurement file (by its
     SHA-256, so a moved file is the same), another pixel size or wavelength is a one-line
     DataError; a configured slice thickness other than the file's is noted (the file's goes on)."""
@@ -796,9 +793,9 @@ def _same_experiment(f, path, run) -> None:
                 "start a new run initialised from the result for another"
             )
     try:
-        before = yaml.safe_load(f.attrs["config"])["model"]["object"]["slice_thickness_A"]
+        before = saved_config["model"]["object"]["slice_thickness_A"]
         now = run.resolved_config["model"]["object"]["slice_thickness_A"]
-    except (KeyError, TypeError, yaml.YAMLError):
+    except (KeyError, TypeError):
         return
     if before != now:
         _note(
@@ -811,16 +808,10 @@ def _same_experiment(f, path, run) -> None:
         )
 
 
-def _loss_stack(source) -> list | None:
-    """``[(name, weight, options)]`` of the loss stack: of a result file (an open h5py file, from
-    its resolved config) or of a run; ``None`` where the file's config cannot be read."""
-    if isinstance(source, h5py.File):
-        try:
-            loss = yaml.safe_load(source.attrs["config"]).get("loss", [])
-        except (KeyError, AttributeError, yaml.YAMLError):
-            return None
-    else:
-        loss = source.resolved_config.get("loss", [])
+def _loss_stack(config: dict) -> list:
+    """``[(name, weight, options)]`` of the loss stack of a resolved config (a run's, or a result
+    file's as :func:`inspect` parsed it)."""
+    loss = config.get("loss", []) if isinstance(config, dict) else []
     return [(t.get("name"), float(t.get("weight", 1.0)), t.get("options") or {}) for t in loss]
 
 
