@@ -49,7 +49,7 @@ def main() -> None:
     info = cp.file_info(path)
     from ptyrad_core.engine.loop import Reconstruction
     from ptyrad_core.kernel import forward as fwd
-    from ptyrad_core.kernel.config import load_config
+    from ptyrad_core.setup.config_file import load_config
 
     parts: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -39,7 +39,7 @@ def main() -> None:
         tmp = Path(tmp)
         if args.code == "ours":
             from ptyrad_core.engine.loop import Reconstruction
-            from ptyrad_core.kernel.config import load_config
+            from ptyrad_core.setup.config_file import load_config
 
             cfg = tmp / "ours.yaml"
             cfg.write_text(yaml.safe_dump(cp.ours_config(case, path, info, 1 + args.iters, tmp / "out")))

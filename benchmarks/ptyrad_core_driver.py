@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ptyrad_core.engine.loop import Reconstruction  # noqa: E402
-from ptyrad_core.kernel.config import load_config  # noqa: E402
+from ptyrad_core.setup.config_file import load_config  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fft_floor import fft_floor  # noqa: E402

@@ -29,8 +29,9 @@ import ptyrad_core.kernel.plugin_manager as plugin_manager
 import ptyrad_core_plugins
 from ptyrad_core.apps.cli import main
 from ptyrad_core.engine.loop import Reconstruction
-from ptyrad_core.kernel.config import build_config, load_config, validate_components
+from ptyrad_core.kernel.config import build_config, validate_components
 from ptyrad_core.kernel.errors import ConfigError
+from ptyrad_core.setup.config_file import load_config
 from ptyrad_core_plugins import _ptyrad_defaults as defaults
 from ptyrad_core_plugins.compat_ptyrad import leaves, output_fields, translate
 

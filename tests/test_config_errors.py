@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from ptyrad_core.engine.loop import Reconstruction
-from ptyrad_core.kernel.config import apply_overrides, build_config, load_config
+from ptyrad_core.kernel.config import build_config
 from ptyrad_core.kernel.errors import ConfigError, DataError, PtyradError
+from ptyrad_core.setup.config_file import apply_overrides, load_config
 
 
 def test_valid_config_loads(tiny_config, write_yaml):
@@ -65,6 +66,54 @@ def test_unknown_plugin_name_lists_registered_and_suggests(tiny_config):
     msg = str(err.value)
     assert "loss[0].name: unknown loss 'gausian'; did you mean 'gaussian'?" in msg
     assert "Registered: " in msg
+
+
+def test_a_held_out_score_term_is_resolved_and_checked_like_a_loss_term(tiny_config):
+    cfg = tiny_config()
+    cfg["recon"]["validation"] = {
+        "score": [{"name": "poison"}, {"name": "gaussian", "options": {"dp_pow": -1}}]
+    }
+    with pytest.raises(ConfigError) as err:
+        Reconstruction(build_config(cfg, "cfg.yaml"), quiet=True)
+    msg = str(err.value)
+    assert "recon.validation.score[0].name: unknown loss 'poison'; did you mean 'poisson'?" in msg
+    assert "recon.validation.score[1].options.dp_pow: Input should be greater than 0" in msg
+
+
+@pytest.mark.parametrize(
+    "section, key, value, expected",
+    [
+        (
+            "recon",
+            "positions_per_pass",
+            "abc",
+            "recon.positions_per_pass: Input should be 'auto', or: input should be a valid integer",
+        ),
+        (
+            "recon",
+            "validation",
+            {"score": "poisson"},
+            "recon.validation.score: Input should be 'deviance' or 'loss', or: input should be a valid list",
+        ),
+        # a value that went into one of the types: that type's error alone, at the item
+        (
+            "recon",
+            "validation",
+            {"score": [{"nam": "poisson"}]},
+            "recon.validation.score[0].nam: unknown key 'nam'; did you mean 'name'?",
+        ),
+    ],
+)
+def test_a_field_of_several_types_gives_one_line_at_the_field(tiny_config, section, key, value, expected):
+    """pydantic reports a union field's error once per type, under tags such as ``.int`` or
+    ``.literal['auto']``; the user sees the field and what it accepts, on one line."""
+    cfg = tiny_config()
+    cfg[section][key] = value
+    with pytest.raises(ConfigError) as err:
+        build_config(cfg, "cfg.yaml")
+    lines = [line for line in str(err.value).splitlines() if "required key is missing" not in line]
+    assert len(lines) == 1 and expected in lines[0], str(err.value)
+    assert "literal[" not in str(err.value) and "list[" not in str(err.value)
 
 
 def test_plugin_option_errors_carry_the_yaml_path(tiny_config):

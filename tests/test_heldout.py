@@ -10,10 +10,19 @@ import torch
 from conftest import build_run
 
 from ptyrad_core.engine import loop
-from ptyrad_core.engine.heldout import GROUPS, STATE_NAMES, Scorer, Split, heldout_loss, tied, train_meas
+from ptyrad_core.engine.heldout import (
+    GROUPS,
+    STATE_NAMES,
+    CountDeviance,
+    Scorer,
+    Split,
+    heldout_loss,
+    tied,
+    train_meas,
+)
 from ptyrad_core.engine.loop import Reconstruction
 from ptyrad_core.kernel.config import build_config
-from ptyrad_core.kernel.errors import ConfigError
+from ptyrad_core.kernel.errors import ConfigError, DataError
 from ptyrad_core.kernel.hookspecs import hookimpl
 from ptyrad_core_plugins.losses.gaussian import GaussianLoss
 from ptyrad_core_plugins.losses.poisson import PoissonLoss
@@ -255,6 +264,113 @@ def test_the_iterations_held_out_loss_is_the_stack_on_every_held_out_pixel_whate
     assert float(scorer.value(2, None)) == pytest.approx(one, rel=1e-12)
 
 
+def _deviance_np(x, m):
+    eps = 1e-6 * m.mean()
+    xlogx = np.where(m > 0, m * np.log(np.where(m > 0, m, 1)), 0.0)
+    return np.sum(x - m + xlogx - m * np.log(x + eps)) / m.sum()
+
+
+def test_the_deviance_is_its_formula_for_any_scale_and_finite_at_zero_counts():
+    pred, meas = _patterns(3, shape=(4, 1, 50))
+    meas = torch.where(meas > 5, meas.round(), torch.zeros_like(meas))  # about half the pixels empty
+    d = CountDeviance()
+    assert float(d(pred, meas)) == pytest.approx(_deviance_np(pred.numpy(), meas.numpy()), rel=1e-12)
+    # a detector that reports 0.37 units per electron gives the same score
+    assert float(d(0.37 * pred, 0.37 * meas)) == pytest.approx(float(d(pred, meas)), rel=1e-9)
+    assert float(d(meas, meas)) == pytest.approx(0.0, abs=1e-6)  # 0 where the prediction is the counts
+    pred[0, 0, :5], meas[0, 0, :5] = 0.0, 0.0  # no count, nothing predicted: 0, not NaN
+    assert np.isfinite(float(d(pred, meas)))
+    assert float(d(pred, torch.zeros_like(meas))) == pytest.approx(float(pred.sum()))  # no counts at all
+
+
+@pytest.mark.parametrize("expected", [0.05, 0.5, 5.0])
+def test_the_deviance_ranks_predictions_by_the_expected_count_where_the_amplitude_misfit_does_not(expected):
+    """Why the held-out pixels are scored with the deviance by default: over many Poisson draws,
+    its mean is lowest for the prediction equal to the expected count, at any count rate; the
+    amplitude misfit's is lowest below it where counts are few (it prefers too little scattering)."""
+    counts = torch.poisson(
+        torch.full((200_000,), expected, dtype=torch.float64), generator=torch.Generator().manual_seed(1)
+    )
+    factors = np.array([0.1, 0.25, 0.5, 0.8, 1.0, 1.25, 2.0])
+    deviance = [float(CountDeviance()(torch.full_like(counts, f * expected), counts)) for f in factors]
+    assert factors[int(np.argmin(deviance))] == 1.0
+    amplitude = [
+        float(((torch.full_like(counts, f * expected).sqrt() - counts.sqrt()) ** 2).mean()) for f in factors
+    ]
+    if expected < 1:
+        assert factors[int(np.argmin(amplitude))] <= 0.5
+
+
+def test_the_scorer_with_the_deviance_is_the_formula_on_the_held_out_pixels_whole_and_per_group():
+    n = 40
+    pred, meas = _patterns(9, shape=(n, 8, 8))
+    meas = torch.poisson(meas / 4, generator=torch.Generator().manual_seed(2))
+    split = Split.make(4, 0.2, n, (8, 8))
+    scorer = Scorer([("deviance", 1.0, CountDeviance())], split)
+    scorer.start()
+    idx = torch.arange(n)
+    scorer.add(pred, meas, idx, None, None)
+    k = split.mask_numpy(np.arange(n))
+    assert float(scorer.value(1, None)) == pytest.approx(
+        _deviance_np(pred.numpy()[k], meas.numpy()[k]), rel=1e-10
+    )
+    groups = scorer.groups()
+    assert scorer._vmap  # the deviance runs under vmap
+    for g in range(GROUPS):
+        members = np.arange(g, n, GROUPS)
+        k = split.mask_numpy(members)
+        expected = _deviance_np(pred.numpy()[members][k], meas.numpy()[members][k])
+        assert groups[g] == pytest.approx(expected, rel=1e-10), g
+
+
+def test_the_deviance_refuses_negative_measurements_in_one_line():
+    pred, meas = _patterns(4, shape=(40, 8, 8))
+    meas[3] -= 20  # as a detector stage that subtracts a background might leave them
+    split = Split.make(4, 0.2, 40, (8, 8))
+    idx = torch.arange(40)
+    deviance = [("deviance", 1.0, CountDeviance())]
+    for whole_scan in (True, False):  # scored over the scan, or per batch (streamed data)
+        scorer = Scorer(deviance, split, whole_scan=whole_scan)
+        scorer.start()
+        with pytest.raises(DataError, match="recon.validation.score: 'deviance' scores counts") as info:
+            scorer.add(pred, meas, idx, None, None)
+        assert "\n" not in str(info.value) and "score: loss" in str(info.value)
+    # the loss stack does not need counts
+    scorer = Scorer([("gaussian", 1.0, GaussianLoss(GaussianLoss.Options()))], split)
+    scorer.start()
+    scorer.add(pred, meas.abs(), idx, None, None)
+
+
+@pytest.mark.parametrize(
+    "score, terms",
+    [
+        (None, ["deviance"]),
+        ("loss", None),
+        ([{"name": "poisson", "weight": 2.0}, {"name": "gaussian"}], ["poisson", "gaussian"]),
+    ],
+)
+def test_the_score_never_changes_the_training_only_what_the_held_out_pixels_are_scored_with(
+    tiny_config, score, terms
+):
+    base = build_run(_cfg(tiny_config, validation={"score": "loss"})).run()
+    validation = {} if score is None else {"score": score}
+    cfg = _cfg(tiny_config, validation=validation)
+    cfg["output"]["dir"] += "-score"
+    run = build_run(cfg)
+    if terms is None:
+        assert run.parts.score_terms is None
+    else:
+        assert [label for label, _, _ in run.parts.score_terms] == terms
+        if score is not None:
+            assert [w for _, w, _ in run.parts.score_terms] == [2.0, 1.0]
+            assert isinstance(run.parts.score_terms[0].term, PoissonLoss)
+    run.run()
+    assert run.history["loss"] == base.history["loss"]
+    assert torch.equal(run.model.object_phase, base.model.object_phase)
+    same = np.allclose(run.history["heldout_loss"], base.history["heldout_loss"], rtol=1e-12)
+    assert same is (score == "loss")
+
+
 # -- runs on the tiny data -------------------------------------------------------------------------
 
 
@@ -347,21 +463,27 @@ def test_a_resumed_run_keeps_the_files_split_whatever_the_config_says(tiny_confi
 
 
 @pytest.mark.parametrize(
-    "loss, fresh",
+    "score, loss, new_score, fresh",
     [
-        ([{"name": "gaussian", "weight": 2.0}], True),  # another weight: another scale
-        ([{"name": "gaussian", "options": {"dp_pow": 1.0}}], True),  # another option
-        ([{"name": "gaussian"}], False),  # the same stack: the minimum goes on
+        ("loss", [{"name": "gaussian", "weight": 2.0}], "loss", True),  # another weight: another scale
+        ("loss", [{"name": "gaussian", "options": {"dp_pow": 1.0}}], "loss", True),  # another option
+        ("loss", [{"name": "gaussian"}], "loss", False),  # the same stack: the minimum goes on
+        # the deviance does not depend on the loss stack: another weight keeps the minimum
+        ("deviance", [{"name": "gaussian", "weight": 2.0}], "deviance", False),
+        ("deviance", [{"name": "gaussian"}], "loss", True),  # another score
+        ("deviance", [{"name": "gaussian"}], [{"name": "poisson"}], True),
     ],
 )
-def test_a_resume_with_another_loss_scale_starts_the_minimum_afresh(tiny_config, loss, fresh):
+def test_a_resume_with_another_score_scale_starts_the_minimum_afresh(
+    tiny_config, score, loss, new_score, fresh
+):
     """Before, a doubled weight left the file's minimum on the old scale: no later state was ever as
     good, patience stopped the run at once and keep: best kept the file's state."""
-    cfg = _cfg(tiny_config, iterations=2)
+    cfg = _cfg(tiny_config, iterations=2, validation={"score": score})
     cfg["loss"] = [{"name": "gaussian"}]
     first = build_run(cfg).run()
     assert first.tracker.best_iteration == 2
-    cfg = _cfg(tiny_config, iterations=4, stop={"patience": 1})
+    cfg = _cfg(tiny_config, iterations=4, stop={"patience": 1}, validation={"score": new_score})
     cfg["output"]["dir"] = str(first.output_dir)
     cfg["loss"] = loss
     resumed = build_run(cfg, resume=first.result_path)
@@ -372,6 +494,15 @@ def test_a_resume_with_another_loss_scale_starts_the_minimum_afresh(tiny_config,
         assert resumed.tracker.best_iteration >= 3 and resumed.iteration == 4
     else:
         assert resumed.tracker.best_iteration == 2 and "afresh" not in notes
+
+
+def test_a_file_from_before_the_score_option_was_scored_with_its_loss_stack():
+    from ptyrad_core.engine.results import _score_stack
+
+    old = {"loss": [{"name": "gaussian", "weight": 1.0}], "recon": {"validation": {"fraction": 0.05}}}
+    loss = {**old, "recon": {"validation": {"fraction": 0.05, "score": "loss"}}}
+    deviance = {**old, "recon": {"validation": {"fraction": 0.05, "score": "deviance"}}}
+    assert _score_stack(old) == _score_stack(loss) != _score_stack(deviance)
 
 
 def test_every_n_scores_every_nth_iteration(tiny_config):

@@ -8,7 +8,7 @@ from conftest import DATA, ROOT, dataset
 
 from ptyrad_core.apps.metrics import phase_error, projected_phase, scanned_region
 from ptyrad_core.engine.loop import Reconstruction
-from ptyrad_core.kernel.config import load_config
+from ptyrad_core.setup.config_file import load_config
 
 
 @pytest.mark.slow  # 40 iterations on sto_small.h5

@@ -42,8 +42,8 @@ console = Console(stderr=True)
 
 
 def _plugin_manager_for(args):
-    from ptyrad_core.kernel.config import load_config
     from ptyrad_core.kernel.plugin_manager import get_plugin_manager
+    from ptyrad_core.setup.config_file import load_config
 
     if getattr(args, "config", None):
         config = load_config(args.config, args.set)
@@ -97,7 +97,7 @@ def launch_local(argv: list[str], nproc: int) -> int:
 
 def cmd_run(args) -> int:
     from ptyrad_core.engine.loop import Reconstruction
-    from ptyrad_core.kernel.config import load_config
+    from ptyrad_core.setup.config_file import load_config
 
     if args.nproc is not None:
         if args.nproc < 1:
@@ -261,14 +261,9 @@ def print_notes(config) -> None:
 def cmd_convert(args) -> int:
     import yaml
 
-    from ptyrad_core.kernel.config import (
-        build_config,
-        is_native,
-        read_yaml,
-        translate_file,
-        validate_components,
-    )
+    from ptyrad_core.kernel.config import build_config, validate_components
     from ptyrad_core.kernel.plugin_manager import get_plugin_manager
+    from ptyrad_core.setup.config_file import is_native, read_yaml, translate_file
 
     path = Path(args.file)
     raw, _ = read_yaml(path)

@@ -247,7 +247,7 @@ def build_spec(raw: dict, source: str = "<spec>", base_dir: Path | None = None) 
 
 def load_spec(path) -> SimulationSpec:
     """Read a YAML spec; relative paths inside are taken from the file's folder."""
-    from ptyrad_core.kernel.config import read_yaml
+    from ptyrad_core.setup.config_file import read_yaml
 
     path = Path(path)
     raw, _ = read_yaml(path)

@@ -230,7 +230,7 @@ def split_config(raw: dict) -> tuple[dict, TuneSection]:
 
 
 def apply_values(raw: dict, values: dict[str, Any]) -> dict:
-    from ptyrad_core.kernel.config import apply_overrides
+    from ptyrad_core.setup.config_file import apply_overrides
 
     out = copy.deepcopy(raw)
     overrides = [
@@ -703,14 +703,9 @@ class Study:
     """A configured tuning study over a YAML config (native, with a ``tune`` section)."""
 
     def __init__(self, config_path: Path, overrides: list[str] | None = None, quiet: bool = True):
-        from ptyrad_core.kernel.config import (
-            apply_overrides,
-            build_config,
-            is_native,
-            read_yaml,
-            translate_file,
-        )
+        from ptyrad_core.kernel.config import build_config
         from ptyrad_core.kernel.plugin_manager import get_plugin_manager
+        from ptyrad_core.setup.config_file import apply_overrides, is_native, read_yaml, translate_file
 
         self.config_path = Path(config_path)
         raw, text = read_yaml(self.config_path)

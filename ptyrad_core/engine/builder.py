@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from ptyrad_core.engine.heldout import CountDeviance
 from ptyrad_core.kernel.config import Config, resolved_dict, validate_components
 from ptyrad_core.kernel.data import Measurements
 from ptyrad_core.kernel.errors import OutputError, PtyradError
@@ -178,6 +179,9 @@ class Parts:
     :ivar output_dir: the folder the result file goes to.
     :ivar labels: ``{id(component): label}`` of every component object (``loss[0] 'gaussian'``,
         ``constraints[1] 'probe_mask'``, ``forward[0] ...``, ``detector[0] ...``), to name one that raised.
+    :ivar score_terms: :class:`WeightedLoss` the held-out pixels are scored with
+        (``recon.validation.score``: the Poisson deviance, :class:`~ptyrad_core.engine.heldout.CountDeviance`,
+        or the listed terms); ``None`` for ``'loss'``: they are scored with ``loss_terms``.
     """
 
     prepared: initialize.Data
@@ -191,6 +195,21 @@ class Parts:
     plan: BatchPlan
     output_dir: Path
     labels: dict[int, str]
+    score_terms: list[WeightedLoss] | None = None
+
+
+def weighted_terms(specs, where: tuple, components: dict, model: PtychoModel) -> list[WeightedLoss]:
+    """The loss terms of ``specs`` (``loss``, or ``recon.validation.score``: YAML path ``where``),
+    built from their resolved ``components`` and set up on ``model``; a name used twice is
+    labelled ``name_2``, ``name_3``, ..."""
+    terms = []
+    counts: dict[str, int] = {}
+    for i, spec in enumerate(specs):
+        cls, options = components[(*where, i)]
+        counts[spec.name] = counts.get(spec.name, 0) + 1
+        label = spec.name if counts[spec.name] == 1 else f"{spec.name}_{counts[spec.name]}"
+        terms.append(WeightedLoss(label, float(spec.weight), _setup(cls(options), model)))
+    return terms
 
 
 def check_step_outputs(config: Config, components: dict, overwrite: bool = False) -> None:
@@ -264,13 +283,13 @@ def build_parts(
     data = measurements.to(device, config.data.device_dtype)
     if not data.streamed and (device.type != "cpu" or config.data.device_dtype != "float32"):
         measurements.release()  # the device holds its own copy: no second one on the host
-    loss_terms = []
-    counts: dict[str, int] = {}
-    for i, spec in enumerate(config.loss):
-        cls, options = components[("loss", i)]
-        counts[spec.name] = counts.get(spec.name, 0) + 1
-        label = spec.name if counts[spec.name] == 1 else f"{spec.name}_{counts[spec.name]}"
-        loss_terms.append(WeightedLoss(label, float(spec.weight), _setup(cls(options), model)))
+    loss_terms = weighted_terms(config.loss, ("loss",), components, model)
+    score = config.recon.validation.score
+    score_terms = None  # 'loss': the held-out pixels are scored with the loss stack
+    if isinstance(score, list):
+        score_terms = weighted_terms(score, ("recon", "validation", "score"), components, model)
+    elif score == "deviance":
+        score_terms = [WeightedLoss("deviance", 1.0, CountDeviance())]
     constraints = []
     for i, spec in enumerate(config.constraints):
         cls, options = components[("constraints", i)]
@@ -280,6 +299,12 @@ def build_parts(
     optimizer = make_optimizer(model, config.optimizer)
     scheduler = make_scheduler(optimizer, config.optimizer.scheduler)
     labels = {id(obj): f"loss[{i}] {label!r}" for i, (label, _, obj) in enumerate(loss_terms)}
+    labels.update(
+        {
+            id(obj): f"recon.validation.score[{i}] {label!r}"
+            for i, (label, _, obj) in enumerate(score_terms or [])
+        }
+    )
     labels.update({id(c.constraint): c.label for c in constraints})
     labels.update({id(e): f"forward[{i}] {config.forward[i].name!r}" for i, e in enumerate(model.extensions)})
     labels.update(
@@ -298,6 +323,7 @@ def build_parts(
         plan,
         output_folder(config, model, len(plan.indices)),
         labels,
+        score_terms,
     )
 
 

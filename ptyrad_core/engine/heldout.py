@@ -28,7 +28,10 @@ a mean pattern, may move it through the other pixels' data only). The replacemen
 ``B K`` values into the batch's measurements, in place where they are the run's own copy: no
 pass over the predicted patterns in the autograd graph, forward or backward.
 
-The held-out loss uses the same loss stack and weights on the same forward pass
+The held-out pixels are scored on the same forward pass (no extra multislice) by
+``recon.validation.score``: by default the Poisson deviance per measured count
+(:class:`CountDeviance`: lowest where the prediction is the expected count, at any dose, which
+an amplitude misfit is not); or loss terms, the run's stack (``score: loss``) or listed ones
 (:func:`heldout_loss`): a term that declares itself ``pixelwise`` (its value depends on the pixel
 values alone, not on where they lie in the pattern, as a mean of a per-pixel misfit) is
 evaluated on the held-out pixels alone, given as
@@ -213,6 +216,45 @@ class Split:
         return cls(fraction, seed, (shape[0], shape[1]), u, s)
 
 
+class CountDeviance:
+    """The held-out pixels' default score (``recon.validation.score: deviance``): the Poisson
+    deviance per measured count,
+
+        D = sum_p [ I_pred - I_meas + I_meas log(I_meas / (I_pred + eps)) ] / sum_p I_meas
+
+    over the pixels given (``pred``, ``meas`` of any equal shapes, intensities), ``eps = 1e-6``
+    times the mean measured intensity (``I_meas log I_meas`` is 0 where ``I_meas = 0``).
+
+    Why not the loss stack: a score ranks predictions only if its expected value is lowest where
+    the prediction is the expected count. ``pred - meas log pred`` is, for any distribution of the
+    counts and any scale of the data (a scaled detector gives the same differences per count); an
+    amplitude misfit ``(sqrt(pred) - sqrt(meas))^2`` is lowest at ``pred = E[sqrt(meas)]^2``,
+    below the expected count where counts are few (at 0.1 expected electrons, a tenth of it), so
+    at low dose it prefers a model that predicts too little scattering: one stopped early.
+    ``D`` is 0 for a prediction equal to the measured counts and is dimensionless. The
+    measurements must not be negative (the data checks refuse negative values; a detector stage
+    that makes them negative needs ``score: loss``, :meth:`Scorer.add` says so)."""
+
+    pixelwise = True  # a sum over pixels: evaluated on the held-out pixels alone
+
+    def __call__(self, pred: torch.Tensor, meas: torch.Tensor, batch=None) -> torch.Tensor:
+        meas = meas.to(pred.dtype)
+        total = meas.sum()
+        eps = 1e-6 * total / meas.numel()
+        # two xlogy terms, not xlogy(meas, meas / pred): 0 where meas = 0 even where pred is 0 too
+        value = (pred - meas + torch.xlogy(meas, meas) - torch.xlogy(meas, pred + eps)).sum()
+        return value / torch.where(total > 0, total, torch.ones_like(total))  # no counts at all: unnormalised
+
+
+def _check_counts(terms, meas: torch.Tensor) -> None:
+    """Refuse negative measured values where a term of ``terms`` is the count deviance (one line)."""
+    if any(isinstance(t[2], CountDeviance) for t in terms) and bool((meas < 0).any()):
+        raise DataError(
+            "recon.validation.score: 'deviance' scores counts, but the measurements the detector "
+            "stages give hold negative values; set recon.validation.score: loss"
+        )
+
+
 def held_prediction(pred: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     """``(B, K)``: the detached prediction ``pred`` ``(B, My, Mx)`` at the held-out pixels
     ``pixels`` ``(B, K)`` (:meth:`Split.pixels`); one gather, shared by the training
@@ -293,6 +335,7 @@ def heldout_loss(
         total = pred.new_zeros(())
         if pixelwise:
             pred_h, meas_h = (held_pixels(x, mask).unsqueeze(1) for x in (pred, meas))
+            _check_counts(pixelwise, meas_h)
             for _, w, term in pixelwise:
                 total = total + w * term(pred_h, meas_h, batch)
         if layout:
@@ -366,7 +409,9 @@ class Scorer:
                 b = len(pred)
                 self._pred.index_copy_(0, indices, held_prediction(pred, pixels) if held is None else held)
                 if not self._measured:  # measurements do not change: kept once every position is seen
-                    self._meas.index_copy_(0, indices, meas.reshape(b, -1).gather(1, pixels).to(pred.dtype))
+                    held_meas = meas.reshape(b, -1).gather(1, pixels).to(pred.dtype)
+                    _check_counts(self.pixelwise, held_meas)
+                    self._meas.index_copy_(0, indices, held_meas)
                     self._known[indices] = True
                 self._seen[indices] = True
             if self.layout:

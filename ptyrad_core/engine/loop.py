@@ -13,10 +13,11 @@ writes the result file.
 
 Held-out validation (``recon.validation``, :mod:`ptyrad_core.engine.heldout`): a fraction of the
 detector pixels of every pattern is kept out of the training loss and scored, from the same
-forward pass, with the same loss stack; the kept state is the latest one whose held-out loss is
-not significantly above the minimum (``recon.stop.tolerance`` standard errors, :class:`Tracker`);
-``recon.stop`` stops the run ``patience`` evaluated iterations after it, and decides whether the
-result file holds the kept state (``keep: best``) or the last one.
+forward pass, by ``recon.validation.score`` (the Poisson deviance, or loss terms); the kept
+state is the latest one whose held-out loss is not significantly above the minimum
+(``recon.stop.tolerance`` standard errors, :class:`Tracker`); ``recon.stop`` stops the run
+``patience`` evaluated iterations after it, and decides whether the result file holds the kept
+state (``keep: best``) or the last one.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ptyrad_core.engine.builder import Settings
 from ptyrad_core.engine.distributed import World
 from ptyrad_core.engine.heldout import STATE_NAMES, Scorer, Split, held_prediction, tied, train_meas
 from ptyrad_core.kernel.components import enforce
-from ptyrad_core.kernel.config import Config, load_config
+from ptyrad_core.kernel.config import Config
 from ptyrad_core.kernel.errors import (
     ConfigError,
     DistributedError,
@@ -50,6 +51,7 @@ from ptyrad_core.kernel.errors import (
 )
 from ptyrad_core.kernel.model import PARAMETER_NAMES, Batch
 from ptyrad_core.setup import runtime, sources
+from ptyrad_core.setup.config_file import load_config
 
 log = logging.getLogger("ptyrad_core")
 
@@ -338,7 +340,7 @@ class Reconstruction:
                 if self._scorer is None or self._scorer.split is not split:
                     s = self.settings
                     self._scorer = Scorer(
-                        self.loss_terms,
+                        self.parts.score_terms or self.loss_terms,
                         split,
                         whole_scan=not self.data.streamed,
                         groups=s.tolerance > 0 and (s.keep == "best" or s.patience is not None),
@@ -884,7 +886,8 @@ def run(
     """
     import copy
 
-    from ptyrad_core.kernel.config import apply_overrides, build_config
+    from ptyrad_core.kernel.config import build_config
+    from ptyrad_core.setup.config_file import apply_overrides
 
     if not isinstance(overwrite, bool):
         raise ConfigError(f"run: overwrite must be True or False, got {overwrite!r}")

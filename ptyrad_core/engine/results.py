@@ -742,14 +742,15 @@ def _read_validation(f, path, run, saved_config: dict) -> None:
         )
     else:
         tracker.best_iteration = tracker.kept_iteration = -1
-    if tracker.best_loss is not None and _loss_stack(saved_config) != _loss_stack(run.resolved_config):
-        # held-out losses are sums of the stack's weighted terms: another weight or option puts
-        # the file's minimum on another scale, where no new state could be compared with it
+    if tracker.best_loss is not None and _score_stack(saved_config) != _score_stack(run.resolved_config):
+        # held-out losses are sums of the scoring terms' weighted values: another term, weight or
+        # option puts the file's minimum on another scale, where no new state could be compared with it
         tracker = type(run.tracker)()
         _note(
             run,
-            "resume: the loss terms' weights or options differ from %s's: its held-out losses are on "
-            "another scale, so the held-out minimum (and the kept state) start afresh at iteration %d",
+            "resume: the held-out score's terms, weights or options differ from %s's: its held-out "
+            "losses are on another scale, so the held-out minimum (and the kept state) start afresh at "
+            "iteration %d",
             path,
             run.iteration + 1,
         )
@@ -808,10 +809,18 @@ def _same_experiment(f, path, run, saved_config: dict) -> None:
         )
 
 
-def _loss_stack(config: dict) -> list:
-    """``[(name, weight, options)]`` of the loss stack of a resolved config (a run's, or a result
-    file's as :func:`inspect` parsed it)."""
-    loss = config.get("loss", []) if isinstance(config, dict) else []
+def _score_stack(config: dict) -> list:
+    """``[(name, weight, options)]`` of the terms that score the held-out pixels in a resolved
+    config (a run's, or a result file's as :func:`inspect` parsed it): ``recon.validation.score``,
+    or the loss stack where it is null."""
+    if not isinstance(config, dict):
+        return []
+    validation = (config.get("recon") or {}).get("validation") or {}
+    # a file written before recon.validation.score existed scored with its loss stack
+    score = validation.get("score", "loss")
+    if isinstance(score, str) and score != "loss":
+        return [score]
+    loss = score if isinstance(score, list) else config.get("loss", [])
     return [(t.get("name"), float(t.get("weight", 1.0)), t.get("options") or {}) for t in loss]
 
 

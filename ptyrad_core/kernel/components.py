@@ -58,8 +58,8 @@ class LossTerm(torch.nn.Module):
     ``meas`` (a prior on the object, as sparsity) sets ``reads_patterns = False``: the held-out
     loss then skips it (its value cancels there). A term whose value depends on the pixel values
     alone, not on where they lie in the pattern (a mean of a per-pixel misfit), sets
-    ``pixelwise = True``: the held-out loss then evaluates it on the
-    held-out pixels alone, as ``(B, 1, K)`` tensors, on the training loss's scale and at a
+    ``pixelwise = True``: the held-out loss (with ``recon.validation.score: loss``, or the term
+    listed there) then evaluates it on the held-out pixels alone, as ``(B, 1, K)`` tensors, at a
     fraction of the cost; any other term is evaluated on whole patterns
     (:mod:`ptyrad_core.engine.heldout`).
     """

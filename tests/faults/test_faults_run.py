@@ -411,7 +411,7 @@ def _optimizer_state(path: Path):
 
 def test_resume_applies_changed_learning_rates_and_keeps_the_optimizer_state(setup, cli):
     from ptyrad_core.engine.loop import Reconstruction
-    from ptyrad_core.kernel.config import load_config
+    from ptyrad_core.setup.config_file import load_config
 
     assert cli("run", setup.config(recon__iterations=2), "-q").code == 0
     saved = _optimizer_state(setup.result)
