@@ -739,24 +739,9 @@ def dotted(loc) -> str:
     return out or "(top level)"
 
 
-def _model_at(model: type[BaseModel], loc) -> type[BaseModel] | None:
-    """The pydantic model class that holds the key at ``loc`` (for suggestions)."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        if (
-            not (isinstance(current, type) and issubclass(current, BaseModel))
-            or part not in current.model_fields
-        ):
-            return None
-        current = _unwrap(current.model_fields[part].annotation)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _union_tag(model: type[BaseModel], loc: tuple) -> int | None:
-    """The index in ``loc`` of pydantic's type tag under a field whose annotation is a union of
-    several types (``int`` in ``('recon', 'positions_per_pass', 'int')``), or ``None``."""
+def _fields(model: type[BaseModel], loc):
+    """``(index, annotation)`` of each field along ``loc[:-1]`` (list indices skipped); the
+    annotation is ``None`` where the part is no field of a model, and the walk ends."""
     current: Any = model
     for i, part in enumerate(loc[:-1]):
         if isinstance(part, int):
@@ -765,13 +750,33 @@ def _union_tag(model: type[BaseModel], loc: tuple) -> int | None:
             not (isinstance(current, type) and issubclass(current, BaseModel))
             or part not in current.model_fields
         ):
-            return None
+            yield i, None
+            return
         annotation = current.model_fields[part].annotation
+        yield i, annotation
+        current = _unwrap(annotation)
+
+
+def _model_at(model: type[BaseModel], loc) -> type[BaseModel] | None:
+    """The pydantic model class that holds the key at ``loc`` (for suggestions)."""
+    current: Any = model
+    for _, annotation in _fields(model, loc):
+        if annotation is None:
+            return None
+        current = _unwrap(annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _union_tag(model: type[BaseModel], loc: tuple) -> int | None:
+    """The index in ``loc`` of pydantic's type tag under a field whose annotation is a union of
+    several types (``int`` in ``('recon', 'positions_per_pass', 'int')``), or ``None``."""
+    for i, annotation in _fields(model, loc):
+        if annotation is None:
+            return None
         if typing.get_origin(annotation) in (typing.Union, types.UnionType) and (
             len(set(typing.get_args(annotation)) - {type(None)}) > 1
         ):
             return i + 1 if isinstance(loc[i + 1], str) else None
-        current = _unwrap(annotation)
     return None
 
 
