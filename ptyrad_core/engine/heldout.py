@@ -240,9 +240,10 @@ class CountDeviance:
     def __call__(self, pred: torch.Tensor, meas: torch.Tensor, batch=None) -> torch.Tensor:
         meas = meas.to(pred.dtype)
         total = meas.sum()
-        eps = 1e-6 * total / meas.numel()
-        # two xlogy terms, not xlogy(meas, meas / pred): 0 where meas = 0 even where pred is 0 too
-        value = (pred - meas + torch.xlogy(meas, meas) - torch.xlogy(meas, pred + eps)).sum()
+        # ``tiny``: where nothing was counted at all, 0 / (0 + eps) is still 0, not NaN
+        eps = 1e-6 * total / meas.numel() + torch.finfo(pred.dtype).tiny
+        # sums first, one logarithm per pixel: a third of the time of the formula term by term
+        value = pred.sum() - total + torch.xlogy(meas, meas / (pred + eps)).sum()
         return value / torch.where(total > 0, total, torch.ones_like(total))  # no counts at all: unnormalised
 
 
