@@ -799,21 +799,21 @@ def format_validation_error(
     under a tag (``positions_per_pass.int``); they become one line at the field: the error of the
     type the value went into (a list item's), else the types' messages joined by ``or``."""
     errors: list[dict] = []
-    sites: dict[tuple, dict] = {}  # a union field's location -> its one error
-    for err in exc.errors():
-        loc, tag = tuple(err["loc"]), _union_tag(model, tuple(err["loc"]))
+    sites: dict[tuple, dict[str, Any]] = {}  # a union field's location -> its one error
+    for details in exc.errors():
+        loc, tag = tuple(details["loc"]), _union_tag(model, tuple(details["loc"]))
         if tag is None:
-            errors.append(err)
+            errors.append(dict(details))
             continue
-        err = {**err, "loc": loc[:tag] + loc[tag + 1 :]}
+        one: dict[str, Any] = {**details, "loc": loc[:tag] + loc[tag + 1 :]}
         if len(loc) > tag + 1:  # inside one of the types: that is the error
-            errors.append(err)
+            errors.append(one)
             sites[loc[:tag]] = {}
         elif loc[:tag] not in sites:
-            sites[loc[:tag]] = err
-            errors.append(err)
+            sites[loc[:tag]] = one
+            errors.append(one)
         elif sites[loc[:tag]]:
-            sites[loc[:tag]]["msg"] += f", or: {err['msg'][0].lower()}{err['msg'][1:]}"
+            sites[loc[:tag]]["msg"] += f", or: {one['msg'][0].lower()}{one['msg'][1:]}"
     out = []
     for err in errors:
         if err["loc"] in sites and not sites[err["loc"]]:
