@@ -229,7 +229,7 @@ class CountDeviance:
     the prediction is the expected count. ``pred - meas log pred`` is, for any distribution of the
     counts and any scale of the data (a scaled detector gives the same differences per count); an
     amplitude misfit ``(sqrt(pred) - sqrt(meas))^2`` is lowest at ``pred = E[sqrt(meas)]^2``,
-    below the expected count where counts are few (at 0.1 expected electrons, a tenth of it), so
+    below the expected count where counts are few (0.38 of it at 0.5 expected electrons), so
     at low dose it prefers a model that predicts too little scattering: one stopped early.
     ``D`` is 0 for a prediction equal to the measured counts and is dimensionless. The
     measurements must not be negative (the data checks refuse negative values; a detector stage
@@ -242,7 +242,7 @@ class CountDeviance:
         total = meas.sum()
         # ``tiny``: where nothing was counted at all, 0 / (0 + eps) is still 0, not NaN
         eps = 1e-6 * total / meas.numel() + torch.finfo(pred.dtype).tiny
-        # sums first, one logarithm per pixel: a third of the time of the formula term by term
+        # sums first and one logarithm per pixel: the cheaper form (docs/validation.md)
         value = pred.sum() - total + torch.xlogy(meas, meas / (pred + eps)).sum()
         return value / torch.where(total > 0, total, torch.ones_like(total))  # no counts at all: unnormalised
 
