@@ -358,7 +358,7 @@ def test_the_score_never_changes_the_training_only_what_the_held_out_pixels_are_
     cfg["output"]["dir"] += "-score"
     run = build_run(cfg)
     if terms is None:
-        assert run.parts.score_terms is None
+        assert run.parts.score_terms is run.parts.loss_terms
     else:
         assert [label for label, _, _ in run.parts.score_terms] == terms
         if score is not None:

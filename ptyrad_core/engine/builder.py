@@ -181,7 +181,7 @@ class Parts:
         ``constraints[1] 'probe_mask'``, ``forward[0] ...``, ``detector[0] ...``), to name one that raised.
     :ivar score_terms: :class:`WeightedLoss` the held-out pixels are scored with
         (``recon.validation.score``: the Poisson deviance, :class:`~ptyrad_core.engine.heldout.CountDeviance`,
-        or the listed terms); ``None`` for ``'loss'``: they are scored with ``loss_terms``.
+        the listed terms, or ``loss_terms`` themselves for ``'loss'``).
     """
 
     prepared: initialize.Data
@@ -195,7 +195,7 @@ class Parts:
     plan: BatchPlan
     output_dir: Path
     labels: dict[int, str]
-    score_terms: list[WeightedLoss] | None = None
+    score_terms: list[WeightedLoss]
 
 
 def weighted_terms(specs, where: tuple, components: dict, model: PtychoModel) -> list[WeightedLoss]:
@@ -285,11 +285,10 @@ def build_parts(
         measurements.release()  # the device holds its own copy: no second one on the host
     loss_terms = weighted_terms(config.loss, ("loss",), components, model)
     score = config.recon.validation.score
-    score_terms = None  # 'loss': the held-out pixels are scored with the loss stack
     if isinstance(score, list):
         score_terms = weighted_terms(score, ("recon", "validation", "score"), components, model)
-    elif score == "deviance":
-        score_terms = [WeightedLoss("deviance", 1.0, CountDeviance())]
+    else:
+        score_terms = [WeightedLoss("deviance", 1.0, CountDeviance())] if score == "deviance" else loss_terms
     constraints = []
     for i, spec in enumerate(config.constraints):
         cls, options = components[("constraints", i)]
@@ -302,7 +301,7 @@ def build_parts(
     labels.update(
         {
             id(obj): f"recon.validation.score[{i}] {label!r}"
-            for i, (label, _, obj) in enumerate(score_terms or [])
+            for i, (label, _, obj) in enumerate(score_terms if isinstance(score, list) else [])
         }
     )
     labels.update({id(c.constraint): c.label for c in constraints})

@@ -340,7 +340,7 @@ class Reconstruction:
                 if self._scorer is None or self._scorer.split is not split:
                     s = self.settings
                     self._scorer = Scorer(
-                        self.parts.score_terms or self.loss_terms,
+                        self.parts.score_terms,
                         split,
                         whole_scan=not self.data.streamed,
                         groups=s.tolerance > 0 and (s.keep == "best" or s.patience is not None),

@@ -812,7 +812,7 @@ def _same_experiment(f, path, run, saved_config: dict) -> None:
 def _score_stack(config: dict) -> list:
     """``[(name, weight, options)]`` of the terms that score the held-out pixels in a resolved
     config (a run's, or a result file's as :func:`inspect` parsed it): ``recon.validation.score``,
-    or the loss stack where it is null."""
+    the stack of ``loss`` where it is ``'loss'`` (a file from before the option too)."""
     if not isinstance(config, dict):
         return []
     validation = (config.get("recon") or {}).get("validation") or {}
